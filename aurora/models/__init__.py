@@ -1,0 +1,23 @@
+"""Self-supervised feature learning: autoencoder and SimCLR LightningModules."""
+
+from aurora.models.augment import AugmentConfig, SkyAugment, sky_mask
+from aurora.models.autoencoder import AutoEncoder
+from aurora.models.base import FeatureModule
+from aurora.models.checkpoint import CheckpointError, load_encoder
+from aurora.models.losses import nt_xent, pair_similarities
+from aurora.models.simclr import BackboneError, SimCLR, create_backbone
+
+__all__ = [
+    "AugmentConfig",
+    "AutoEncoder",
+    "BackboneError",
+    "CheckpointError",
+    "FeatureModule",
+    "SimCLR",
+    "SkyAugment",
+    "create_backbone",
+    "load_encoder",
+    "nt_xent",
+    "pair_similarities",
+    "sky_mask",
+]

@@ -1,0 +1,175 @@
+"""SimCLR over a timm backbone; the feature is the backbone's pooled output."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+from aurora.models.augment import SkyAugment
+from aurora.models.base import FeatureModule
+from aurora.models.losses import nt_xent, pair_similarities
+
+
+class BackboneError(RuntimeError):
+    """A timm backbone could not be built (unknown name or unavailable pretrained weights)."""
+
+
+def create_backbone(name: str, pretrained: bool, pretrained_file: str | None = None) -> nn.Module:
+    """Build a timm model without classifier (``num_classes=0``: output = pooled features).
+
+    Args:
+        name: timm model name, e.g. ``resnet18``.
+        pretrained: load pretrained weights (from the hub, or from ``pretrained_file``).
+        pretrained_file: local weights file used instead of a download.
+
+    Returns:
+        The backbone module; ``backbone.num_features`` is the feature size.
+
+    Raises:
+        BackboneError: unknown model name, or pretrained weights that cannot be obtained.
+    """
+    if not timm.is_model(name):
+        raise BackboneError(f"unknown timm backbone '{name}' (see timm.list_models())")
+    kwargs: dict[str, Any] = {"num_classes": 0}
+    if pretrained and pretrained_file:
+        kwargs["pretrained_cfg_overlay"] = {"file": str(pretrained_file)}
+    try:
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
+    except Exception as err:  # hub/network/file errors come in many types
+        if not pretrained:
+            raise BackboneError(f"could not build timm backbone '{name}': {err}") from err
+        raise BackboneError(
+            f"could not load pretrained weights for timm backbone '{name}' ({err}). "
+            f"Without network access, download the weights elsewhere and set "
+            f"model.pretrained_file=/path/to/{name}.safetensors, or use model.pretrained=false."
+        ) from err
+
+
+class SimCLR(FeatureModule):
+    """SimCLR: two all-sky views per image, timm backbone, MLP projection head, NT-Xent.
+
+    Args:
+        image_size: side S of the square training images (recorded for extraction).
+        backbone: timm model name.
+        pretrained: start from pretrained weights.
+        pretrained_file: local weights file for ``pretrained``.
+        proj_hidden_dim: hidden width of the projection head.
+        proj_dim: output size of the projection head.
+        temperature: NT-Xent temperature.
+        lr: peak AdamW learning rate.
+        weight_decay: AdamW weight decay (not applied to biases and norm scales).
+        warmup_fraction: fraction of all steps spent in linear warm-up.
+        min_lr_ratio: final learning rate of the cosine, relative to ``lr``.
+        augment: :class:`~aurora.models.augment.AugmentConfig` fields.
+        seed: seed of the per-step augmentation generator.
+        grid_images: number of view pairs in the logged grid.
+    """
+
+    def __init__(
+        self,
+        image_size: int = 96,
+        backbone: str = "resnet18",
+        pretrained: bool = False,
+        pretrained_file: str | None = None,
+        proj_hidden_dim: int = 512,
+        proj_dim: int = 128,
+        temperature: float = 0.1,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        warmup_fraction: float = 0.05,
+        min_lr_ratio: float = 0.01,
+        augment: Mapping[str, Any] | None = None,
+        seed: int = 0,
+        grid_images: int = 8,
+    ) -> None:
+        super().__init__()
+        augment = dict(augment) if augment is not None else {}
+        self.save_hyperparameters(
+            {
+                "image_size": image_size,
+                "backbone": backbone,
+                "pretrained": pretrained,
+                "pretrained_file": pretrained_file,
+                "proj_hidden_dim": proj_hidden_dim,
+                "proj_dim": proj_dim,
+                "temperature": temperature,
+                "lr": lr,
+                "weight_decay": weight_decay,
+                "warmup_fraction": warmup_fraction,
+                "min_lr_ratio": min_lr_ratio,
+                "augment": augment,
+                "seed": seed,
+                "grid_images": grid_images,
+            }
+        )
+        self.backbone = create_backbone(backbone, pretrained, pretrained_file)
+        self.feature_dim = int(self.backbone.num_features)
+        self.projector = nn.Sequential(
+            nn.Linear(self.feature_dim, proj_hidden_dim),
+            nn.BatchNorm1d(proj_hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(proj_hidden_dim, proj_dim),
+        )
+        self.augment = SkyAugment(**augment)
+        data_cfg = timm.data.resolve_data_config({}, model=self.backbone)
+        self.register_buffer(
+            "mean", torch.tensor(data_cfg["mean"]).view(1, 3, 1, 1), persistent=False
+        )
+        self.register_buffer(
+            "std", torch.tensor(data_cfg["std"]).view(1, 3, 1, 1), persistent=False
+        )
+        self._grid_batch: torch.Tensor | None = None
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled backbone features (not the projection).
+
+        Args:
+            x: images (B, 3, H, W) in [0, 1]; H = W = ``image_size`` as trained.
+
+        Returns:
+            Features (B, feature_dim).
+        """
+        return self.backbone(self._prep((x - self.mean) / self.std))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Projections (B, proj_dim) of images (B, 3, H, W) in [0, 1]."""
+        return self.projector(self.encode(x))
+
+    def _shared_step(self, x: torch.Tensor, stage: str, step: int) -> torch.Tensor:
+        gen = self.view_generator(stage, step)
+        v1 = self.augment(x, gen)
+        v2 = self.augment(x, gen)
+        z = self(torch.cat([v1, v2]))
+        z1, z2 = z.chunk(2)
+        loss = nt_xent(z1, z2, float(self.hparams.temperature))
+        pos, neg = pair_similarities(z1.detach(), z2.detach())
+        on_step = stage == "train"
+        kw = {"on_step": on_step, "on_epoch": not on_step, "batch_size": len(x)}
+        self.log(f"{stage}/loss", loss, prog_bar=True, **kw)
+        self.log(f"{stage}/pos_sim", pos, **kw)
+        self.log(f"{stage}/neg_sim", neg, **kw)
+        if stage == "val" and step == 0:
+            n = self.hparams.grid_images
+            self._grid_batch = torch.cat([v1[:n], v2[:n]])
+        return loss
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        loss = self._shared_step(batch, "train", self.global_step)
+        self.log_lr()
+        return loss
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
+        if len(batch) < 2:  # a last batch of one image has no negatives
+            return None
+        return self._shared_step(batch, "val", batch_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        if self._grid_batch is not None:
+            n = len(self._grid_batch) // 2
+            # Top row first views, bottom row second views of the same images.
+            self.log_image_grid("val/view_pairs", self._grid_batch, nrow=n)
+            self._grid_batch = None
