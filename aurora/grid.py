@@ -1,0 +1,250 @@
+"""One grid cell (reduce -> cluster -> score) and the files a Hydra multirun leaves behind.
+
+A cell's job folder holds ``cell.json`` (its meta data, scores and timings) and
+``labels.npy`` (int64, (N,)). After the sweep, :func:`collect_cells` finds every
+``cell.json`` under the multirun folder, :func:`write_results` writes all scores to
+``results.csv`` and :func:`write_ranking` writes the Borda ranking to ``ranking.csv``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+
+from aurora.cache import Cache, atomic_write_text
+from aurora.clustering import count_violations
+from aurora.clustering.memory import DEFAULT_MEMORY_BUDGET_BYTES, check_estimator_memory
+from aurora.ranking import borda_rank, write_csv, write_ranking_csv
+from aurora.reduce import fit_transform_cached, make_estimator
+from aurora.scoring import (
+    DEFAULT_SILHOUETTE_SAMPLE,
+    external_scores,
+    internal_scores,
+    nuisance_dependence,
+    stability_scores,
+)
+
+CELL_FILE = "cell.json"
+LABELS_FILE = "labels.npy"
+META_KEYS = ("extractor", "reducer", "clusterer", "n_clusters", "seed")
+
+
+@dataclass
+class CellResult:
+    """Outcome of one grid cell.
+
+    Attributes:
+        labels: (N,) int64 cluster labels.
+        embedding: (N, d) reduced features the clustering ran on.
+        scores: score name -> value (NaN when undefined), plus constraint violation counts.
+        seconds: wall time of the whole cell.
+        timings: seconds per step (``reduce``, ``cluster``, ``score``).
+    """
+
+    labels: np.ndarray
+    embedding: np.ndarray
+    scores: dict[str, float]
+    seconds: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def run_cell(
+    features: np.ndarray,
+    reducer_cfg: Mapping[str, Any] | DictConfig,
+    clusterer_cfg: Mapping[str, Any] | DictConfig,
+    *,
+    seed: int,
+    cache: Cache,
+    features_key: str,
+    must_link: Any = None,
+    cannot_link: Any = None,
+    stability_splits: int = 3,
+    silhouette_sample: int = DEFAULT_SILHOUETTE_SAMPLE,
+    truth: Sequence[Any] | None = None,
+    nuisance: Mapping[str, Sequence[Any]] | None = None,
+    memory_budget_bytes: int | None = DEFAULT_MEMORY_BUDGET_BYTES,
+) -> CellResult:
+    """Reduce (cached), cluster and score one cell.
+
+    Args:
+        features: (N, D) features.
+        reducer_cfg: reducer YAML node (``_target_`` ...).
+        clusterer_cfg: clusterer YAML node (``_target_`` ..., ``n_clusters``).
+        seed: run seed (random states, stability split, silhouette subsample).
+        cache: shared cache; reductions are stored there.
+        features_key: cache key of ``features``.
+        must_link: (M, 2) pairs; used only by clusterers whose ``fit`` takes constraints.
+        cannot_link: (C, 2) pairs; idem.
+        stability_splits: disjoint subsamples for the stability score (0 or 1 = skip).
+        silhouette_sample: silhouette subsample size above which it is sampled.
+        truth: optional (N,) true classes (None = unknown) for external scores.
+        nuisance: optional name -> (N,) nuisance values (e.g. ``{"moon": flags}``); gives
+            ``nuisance_ami_<name>``.
+        memory_budget_bytes: n² memory budget for reducers and clusterers.
+
+    Returns:
+        The :class:`CellResult`.
+    """
+    t0 = time.perf_counter()
+    emb = fit_transform_cached(
+        features, reducer_cfg, seed, cache, features_key, memory_budget_bytes=memory_budget_bytes
+    )
+    t1 = time.perf_counter()
+    est = make_estimator(clusterer_cfg, seed)
+    check_estimator_memory(est, emb.shape[0], memory_budget_bytes)
+    uses_constraints = "must_link" in inspect.signature(est.fit).parameters and (
+        must_link is not None or cannot_link is not None
+    )
+    constraints = {"must_link": must_link, "cannot_link": cannot_link} if uses_constraints else {}
+    est.fit(emb, **constraints)
+    labels = np.asarray(est.labels_, dtype=np.int64)
+    t2 = time.perf_counter()
+    scores: dict[str, float] = dict(
+        internal_scores(emb, labels, sample_size=silhouette_sample, seed=seed)
+    )
+    scores["n_clusters_found"] = float(np.unique(labels[labels >= 0]).size)
+    if stability_splits >= 2:
+        scores.update(
+            stability_scores(est, emb, n_splits=stability_splits, seed=seed, **constraints)
+        )
+    else:
+        scores.update(stability_ari=math.nan, stability_ami=math.nan)
+    if must_link is not None or cannot_link is not None:
+        ml_v, cl_v = count_violations(labels, must_link, cannot_link)
+        scores.update(
+            constraints_used=float(uses_constraints),
+            must_link_violations=float(ml_v),
+            cannot_link_violations=float(cl_v),
+        )
+    if truth is not None:
+        scores.update(external_scores(labels, truth))
+    for name, values in (nuisance or {}).items():
+        scores[f"nuisance_ami_{name}"] = nuisance_dependence(labels, values)
+    t3 = time.perf_counter()
+    return CellResult(
+        labels=labels,
+        embedding=emb,
+        scores=scores,
+        seconds=t3 - t0,
+        timings={"reduce": t1 - t0, "cluster": t2 - t1, "score": t3 - t2},
+    )
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf -> None (strict JSON), numpy scalars -> Python."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def cell_name(meta: Mapping[str, Any]) -> str:
+    """Readable cell name from meta data, e.g. ``resnet50/pca/kmeans/k30/s0``."""
+    if meta.get("cell"):
+        return str(meta["cell"])
+    parts = [str(meta[k]) for k in ("extractor", "reducer", "clusterer") if k in meta]
+    if "n_clusters" in meta:
+        parts.append(f"k{meta['n_clusters']}")
+    if "seed" in meta:
+        parts.append(f"s{meta['seed']}")
+    return "/".join(parts)
+
+
+def write_cell(
+    result: CellResult, out_dir: str | Path, meta: Mapping[str, Any], save_embedding: bool = False
+) -> Path:
+    """Write ``cell.json`` and ``labels.npy`` (and optionally ``embedding.npy``) to ``out_dir``.
+
+    Args:
+        result: the cell's result.
+        out_dir: the job folder.
+        meta: at least ``extractor``, ``reducer``, ``clusterer``, ``n_clusters``, ``seed``;
+            anything JSON-serialisable may be added.
+        save_embedding: also write the (N, d) embedding.
+
+    Returns:
+        Path of ``cell.json``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    np.save(out / LABELS_FILE, np.asarray(result.labels, dtype=np.int64))
+    doc = {
+        **dict(meta),
+        "cell": cell_name(meta),
+        "scores": result.scores,
+        "seconds": result.seconds,
+        "timings": result.timings,
+        "n_samples": int(result.labels.shape[0]),
+        "embedding_dim": int(result.embedding.shape[1]),
+        "labels": LABELS_FILE,
+    }
+    if save_embedding:
+        np.save(out / "embedding.npy", result.embedding)
+        doc["embedding"] = "embedding.npy"
+    # cell.json last: its presence marks a complete cell for collect_cells.
+    atomic_write_text(out / CELL_FILE, json.dumps(_json_safe(doc), indent=2) + "\n")
+    return out / CELL_FILE
+
+
+def collect_cells(root: str | Path) -> list[dict[str, Any]]:
+    """Every cell under a multirun folder, flattened: meta, scores, ``labels_path`` (absolute).
+
+    Args:
+        root: the multirun folder (searched recursively for ``cell.json``).
+
+    Returns:
+        One dict per cell, sorted by folder; null scores are read back as NaN.
+    """
+    rows = []
+    for path in sorted(Path(root).rglob(CELL_FILE)):
+        doc = json.loads(path.read_text())
+        scores = {k: (math.nan if v is None else v) for k, v in doc.pop("scores", {}).items()}
+        row = {**doc, **scores}
+        row["labels_path"] = str((path.parent / doc.get("labels", LABELS_FILE)).resolve())
+        row["cell_dir"] = str(path.parent.resolve())
+        rows.append(row)
+    return rows
+
+
+def _relative_labels(rows: Sequence[Mapping[str, Any]], path: Path) -> list[dict[str, Any]]:
+    base = path.parent.resolve()
+    return [
+        {**r, "labels_path": Path(os.path.relpath(r["labels_path"], base)).as_posix()} for r in rows
+    ]
+
+
+def write_ranking(cells: Sequence[Mapping[str, Any]], path: str | Path) -> list[dict[str, Any]]:
+    """Borda-rank ``cells`` (from :func:`collect_cells`) and write ``ranking.csv``.
+
+    ``labels_path`` is written relative to the CSV's folder. Returns the ranked rows.
+    """
+    path = Path(path)
+    ranked = borda_rank(cells)
+    write_ranking_csv(_relative_labels(ranked, path), path)
+    return ranked
+
+
+def write_results(cells: Sequence[Mapping[str, Any]], path: str | Path) -> None:
+    """Write every cell with all its scalar fields to ``results.csv`` (one row per cell)."""
+    path = Path(path)
+    columns: list[str] = ["cell", *META_KEYS]
+    for row in cells:
+        for k, v in row.items():
+            if k not in columns and not isinstance(v, Mapping | list):
+                columns.append(k)
+    write_csv(_relative_labels(cells, path), path, columns)
