@@ -1,0 +1,458 @@
+"""Image sources: accounting over broken files, formats, timestamps, manifests, real data."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from aurora.data.sources import (
+    EMPTY_FILE,
+    REASONS,
+    TRUNCATED,
+    UNREADABLE,
+    UNSUPPORTED_FORMAT,
+    DataSourceError,
+    ImageReadError,
+    ImageRecord,
+    Manifest,
+    Rejection,
+    load_images,
+    parse_timestamp,
+    read_image,
+    scan,
+    write_rejected_csv,
+)
+
+OK = "ok"
+
+
+def _colour(h: int = 48, w: int = 64) -> np.ndarray:
+    """Smooth RGB test image (H, W, 3) uint8 with distinct channels."""
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 4 % 256, y * 5 % 256, (x + y) * 2 % 256], -1).astype(np.uint8)
+
+
+def _encode(rgb: np.ndarray, ext: str) -> bytes:
+    """Encode an RGB (or grey) array with OpenCV, which expects BGR."""
+    arr = rgb[:, :, ::-1] if rgb.ndim == 3 else rgb
+    ok, buf = cv2.imencode(ext, np.ascontiguousarray(arr))
+    assert ok
+    return buf.tobytes()
+
+
+def _pgm16(arr: np.ndarray) -> bytes:
+    h, w = arr.shape
+    return f"P5\n{w} {h}\n65535\n".encode() + arr.astype(">u2").tobytes()
+
+
+@pytest.fixture
+def broken_folder(tmp_path: Path) -> tuple[Path, dict[str, str], dict[str, np.ndarray]]:
+    """A folder mixing good and deliberately broken inputs.
+
+    Returns:
+        (folder, expected outcome per input id, exact pixels for lossless good inputs).
+    """
+    root = tmp_path / "data"
+    (root / "nested" / "deeper").mkdir(parents=True)
+    rgb = _colour()
+    rgb16 = (rgb.astype(np.uint16) * 257 + 3).astype(np.uint16)
+    grey = rgb[:, :, 1].copy()
+    grey16 = (np.arange(40 * 56, dtype=np.uint32).reshape(40, 56) * 29 % 65536).astype(np.uint16)
+    jpg = _encode(rgb, ".jpg")
+    png16 = _encode(rgb16, ".png")
+    corrupt_png = bytearray(_encode(rgb, ".png"))
+    corrupt_png[60:90] = bytes(30)  # inside IDAT: zlib data and CRC no longer match
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 77, np.uint8)])
+
+    files: dict[str, tuple[bytes, str]] = {
+        "good.jpg": (jpg, OK),
+        "good16.png": (png16, OK),
+        "grey.png": (_encode(grey, ".png"), OK),
+        "rgba.png": (cv2.imencode(".png", rgba[:, :, [2, 1, 0, 3]])[1].tobytes(), OK),
+        "good.tif": (_encode(rgb16, ".tiff"), OK),
+        "good.bmp": (_encode(rgb, ".bmp"), OK),
+        "site20200101000000.pgm": (_pgm16(grey16), OK),
+        "jpeg_named.png": (jpg, OK),
+        "trailing_after_eoi.jpg": (jpg + b"camera-metadata-after-eoi" * 4, OK),
+        "no_extension_png": (_encode(grey, ".png"), OK),
+        "nested/deeper/deep.jpg": (jpg, OK),
+        "nested/empty.jpg": (b"", EMPTY_FILE),
+        "truncated.jpg": (jpg[: len(jpg) // 2], TRUNCATED),
+        "truncated.png": (png16[: len(png16) // 2], TRUNCATED),
+        "truncated.pgm": (_pgm16(grey16)[:1000], TRUNCATED),
+        "truncated.bmp": (_encode(rgb, ".bmp")[:500], TRUNCATED),
+        "text.jpg": (b"this is not an image\n", UNSUPPORTED_FORMAT),
+        "random.png": (np.random.default_rng(0).bytes(3000), UNSUPPORTED_FORMAT),
+        "anim.gif": (b"GIF89a" + bytes(40), UNSUPPORTED_FORMAT),
+        "fake.cdf": (b"\xcd\xf3\x00\x01" + bytes(200), UNREADABLE),
+        "corrupt.png": (bytes(corrupt_png), UNREADABLE),
+    }
+    # Not inputs: metadata, hidden files, hidden folders, unknown non-image files.
+    ignored = {
+        "labels.csv": b"path,label\ngood.jpg,arc\n",
+        "PROVENANCE.md": b"# provenance\n",
+        "notes.txt": jpg,  # text extension: ignored even with image bytes
+        ".hidden.jpg": b"junk",
+        ".cache/x.jpg": jpg,
+        "blob.dat": b"some binary data that is no image",
+    }
+    for name, (data, _) in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    for name, data in ignored.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    expected = {name: outcome for name, (_, outcome) in files.items()}
+    exact = {
+        "good16.png": rgb16,
+        "grey.png": grey,
+        "rgba.png": rgb,
+        "good.tif": rgb16,
+        "good.bmp": rgb,
+        "site20200101000000.pgm": grey16,
+        "no_extension_png": grey,
+    }
+    return root, expected, exact
+
+
+def _account(manifest: Manifest, jobs: int = 2) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """Run the full chain: scan rejections plus decode rejections."""
+    accepted: dict[str, np.ndarray] = {}
+    rejected = {r.path: r.reason for r in manifest.rejected}
+    for record, out in load_images(manifest.records, jobs=jobs):
+        if isinstance(out, Rejection):
+            assert out.path == record.id
+            assert out.path not in rejected
+            rejected[out.path] = out.reason
+        else:
+            assert record.id not in accepted
+            accepted[record.id] = out
+    return accepted, rejected
+
+
+def test_accounting_over_broken_files(broken_folder) -> None:
+    root, expected, exact = broken_folder
+    manifest = scan(root, jobs=3)
+    assert manifest.root == root
+    assert [r.id for r in manifest.records] == sorted(r.id for r in manifest.records)
+    assert manifest.n_inputs == len(expected)
+
+    accepted, rejected = _account(manifest)
+    assert set(accepted) | set(rejected) == set(expected)
+    assert not set(accepted) & set(rejected)
+    assert len(accepted) + len(rejected) == manifest.n_inputs
+    got = {**{k: OK for k in accepted}, **rejected}
+    assert got == expected
+    assert set(rejected.values()) <= set(REASONS)
+
+    for name, arr in exact.items():
+        np.testing.assert_array_equal(accepted[name], arr, err_msg=name)
+    for name, arr in accepted.items():
+        assert arr.dtype in (np.uint8, np.uint16), name
+        assert arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3), name
+    # JPEG is lossy: compare to the source within compression error, which also checks RGB order.
+    jpeg_diff = np.abs(accepted["good.jpg"].astype(int) - _colour().astype(int)).mean()
+    assert jpeg_diff < 4
+    assert accepted["good16.png"].dtype == np.uint16
+    assert accepted["site20200101000000.pgm"].shape == (40, 56)
+    np.testing.assert_array_equal(accepted["jpeg_named.png"], accepted["good.jpg"])
+    ts = {r.id: r.timestamp for r in manifest.records}
+    assert ts["site20200101000000.pgm"] == datetime(2020, 1, 1, tzinfo=UTC)
+    assert ts["good.jpg"] is None
+
+
+def test_truncated_jpeg_never_decodes_with_grey_rows(broken_folder) -> None:
+    root, _, _ = broken_folder
+    path = root / "truncated.jpg"
+    record = ImageRecord("truncated.jpg", str(path), None, None, "x")
+    with pytest.raises(ImageReadError) as info:
+        read_image(record)
+    assert info.value.reason == TRUNCATED
+    assert "truncated.jpg" in str(info.value)
+
+
+def test_read_image_reasons_and_messages(tmp_path: Path) -> None:
+    missing = ImageRecord("gone.jpg", str(tmp_path / "gone.jpg"), None, None, "x")
+    with pytest.raises(ImageReadError) as info:
+        read_image(missing)
+    assert info.value.reason == UNREADABLE and "gone.jpg" in str(info.value)
+    (tmp_path / "e.png").write_bytes(b"")
+    with pytest.raises(ImageReadError) as info:
+        read_image(ImageRecord("e.png", str(tmp_path / "e.png"), None, None, "x"))
+    assert info.value.reason == EMPTY_FILE
+    # A float TIFF decodes but is neither 8- nor 16-bit.
+    ok, buf = cv2.imencode(".tiff", np.ones((8, 8), np.float32))
+    assert ok
+    (tmp_path / "f.tif").write_bytes(buf.tobytes())
+    with pytest.raises(ImageReadError) as info:
+        read_image(ImageRecord("f.tif", str(tmp_path / "f.tif"), None, None, "x"))
+    assert info.value.reason == UNSUPPORTED_FORMAT and "float32" in str(info.value)
+
+
+def test_rgb_order_against_pillow(tmp_path: Path) -> None:
+    rgb = np.zeros((16, 24, 3), np.uint8)
+    rgb[..., 0] = 200  # pure red, written by Pillow (RGB native)
+    rgb[:, :4, 2] = 90
+    Image.fromarray(rgb).save(tmp_path / "red.png")
+    Image.fromarray(rgb).save(tmp_path / "red.jpg", quality=95)
+    manifest = scan(tmp_path)
+    accepted, rejected = _account(manifest, jobs=1)
+    assert not rejected
+    np.testing.assert_array_equal(accepted["red.png"], rgb)
+    assert np.abs(accepted["red.jpg"].astype(int) - rgb).mean() < 3
+
+
+def test_load_images_preserves_order(tmp_path: Path) -> None:
+    for i in range(30):
+        grey = np.full((8, 8), i, np.uint8)
+        data = _encode(grey, ".png") if i % 7 else b"junk"
+        (tmp_path / f"{i:03d}.png").write_bytes(data)
+    manifest = scan(tmp_path)
+    # Scan already rejects the junk; feed it back in to check decode-time rejections too.
+    records = list(manifest.records) + [
+        ImageRecord(r.path, str(tmp_path / r.path), None, None, "") for r in manifest.rejected
+    ]
+    records.sort(key=lambda r: r.id)
+    for jobs in (1, 4):
+        out = list(load_images(records, jobs=jobs))
+        assert [r.id for r, _ in out] == [r.id for r in records]
+        for record, arr in out:
+            i = int(record.id[:3])
+            if i % 7:
+                assert isinstance(arr, np.ndarray) and arr[0, 0] == i
+            else:
+                assert arr == Rejection(record.id, UNSUPPORTED_FORMAT)
+
+
+def test_list_file_input(tmp_path: Path) -> None:
+    data = tmp_path / "imgs"
+    (data / "a").mkdir(parents=True)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    jpg = _encode(_colour(), ".jpg")
+    (data / "a" / "one.jpg").write_bytes(jpg)
+    (data / "two.png").write_bytes(_encode(_colour(), ".png"))
+    (other / "three.jpg").write_bytes(jpg)
+    (data / "bad.jpg").write_bytes(b"")
+    lst = data / "list.txt"
+    lst.write_text(
+        "# my selection\n\n"
+        "a/one.jpg\n"
+        "  two.png  \n"
+        "a/../two.png\n"  # the same file again: counted once
+        f"{other / 'three.jpg'}\n"
+        "bad.jpg\n"
+        "missing.jpg\n"
+        "notes.md\n"  # listed explicitly: an input, rejected
+    )
+    (data / "notes.md").write_text("hello\n")
+    manifest = scan(lst)
+    assert manifest.root == tmp_path
+    ids = [r.id for r in manifest.records]
+    assert ids == ["elsewhere/three.jpg", "imgs/a/one.jpg", "imgs/two.png"]
+    assert {r.path: r.reason for r in manifest.rejected} == {
+        "imgs/bad.jpg": EMPTY_FILE,
+        "imgs/missing.jpg": UNREADABLE,
+        "imgs/notes.md": UNSUPPORTED_FORMAT,
+    }
+    assert manifest.n_inputs == 6
+    for r in manifest.records:
+        assert Path(r.path) == manifest.root / r.id
+
+
+def test_data_source_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataSourceError, match="nowhere"):
+        scan(tmp_path / "nowhere")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataSourceError, match="empty"):
+        scan(empty)
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    (meta / "labels.csv").write_text("path,label\n")
+    (meta / "PROVENANCE.md").write_text("x\n")
+    with pytest.raises(DataSourceError, match="meta"):
+        scan(meta)
+    binary_list = tmp_path / "list.txt"
+    binary_list.write_bytes(b"\xff\xfe\x00\x81bad")
+    with pytest.raises(DataSourceError, match="list.txt") as info:
+        scan(binary_list)
+    assert "\n" not in str(info.value)
+    comments_only = tmp_path / "only_comments.txt"
+    comments_only.write_text("# nothing\n\n")
+    with pytest.raises(DataSourceError, match="only_comments"):
+        scan(comments_only)
+
+
+def test_manifest_key_and_round_trip(broken_folder, tmp_path: Path) -> None:
+    root, _, _ = broken_folder
+    m1 = scan(root)
+    m2 = scan(root, jobs=1)
+    assert m1.key == m2.key and len(m1.key) >= 16
+    assert m1.records == m2.records
+
+    moved = tmp_path / "moved"
+    shutil.copytree(root, moved)
+    assert scan(moved).key == m1.key  # the key does not depend on where the data lives
+
+    (moved / "good.bmp").write_bytes(_encode(_colour()[::-1].copy(), ".bmp"))
+    m3 = scan(moved)
+    assert m3.key != m1.key
+    changed = {r.id for r in m3.records} ^ {r.id for r in m1.records}
+    assert not changed  # same ids, different content
+    (moved / "extra.png").write_bytes(_encode(_colour(), ".png"))
+    assert scan(moved).key not in (m1.key, m3.key)
+
+    out = tmp_path / "manifest.csv"
+    m1.write(out)
+    back = Manifest.read(out)
+    assert back.records == m1.records
+    assert back.rejected == m1.rejected
+    assert back.root == m1.root
+    assert back.key == m1.key
+
+    rej = tmp_path / "rejected.csv"
+    write_rejected_csv(m1.rejected, rej)
+    lines = rej.read_text().splitlines()
+    assert lines[0] == "path,reason"
+    assert len(lines) == 1 + len(m1.rejected)
+
+
+def test_scan_progress_bar(broken_folder, capsys) -> None:
+    root, expected, _ = broken_folder
+    manifest = scan(root, progress=True)
+    assert manifest.n_inputs == len(expected)
+    assert "scan" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("LYR-Sony-271119_224936-ql_PIL_default.jpg", datetime(2019, 11, 27, 22, 49, 36)),
+        ("LYR-Sony-311219_012338-ql.jpg", datetime(2019, 12, 31, 1, 23, 38)),
+        ("LYR-Sony-111220_200933.jpg", datetime(2020, 12, 11, 20, 9, 33)),
+        ("LYR-Sony-20171126_090010.jpg", datetime(2017, 11, 26, 9, 0, 10)),
+        ("some/folder/LYR-Sony-20180206_090020.jpg", datetime(2018, 2, 6, 9, 0, 20)),
+        ("20140218224110.jpg", datetime(2014, 2, 18, 22, 41, 10)),
+        ("gako20161013123527.pgm", datetime(2016, 10, 13, 12, 35, 27)),
+        ("rank20200104000000.pgm", datetime(2020, 1, 4)),
+        ("thg_l1_asf_gako_2011010617_v01.cdf", datetime(2011, 1, 6, 17)),
+        ("thg_l1_asf_gako_2011010617_v01.cdf#0003", datetime(2011, 1, 6, 17)),
+        ("cam_20240105-231500_x.png", datetime(2024, 1, 5, 23, 15)),
+        ("LYR-Sony-311319_012338-ql.jpg", None),  # month 13
+        ("LYR-Sony-20171326_090010.jpg", None),
+        ("20141301000000.jpg", None),
+        ("gako20161013253527.pgm", None),  # hour 25
+        ("LYR-Sony-300221_000000.jpg", None),  # 30 February
+        ("image_0001.jpg", None),
+        ("201401010620521.jpg", None),  # 15 digits: not a 14-digit stamp
+        ("", None),
+    ],
+)
+def test_parse_timestamp(name: str, expected: datetime | None) -> None:
+    got = parse_timestamp(name)
+    if expected is None:
+        assert got is None
+    else:
+        assert got == expected.replace(tzinfo=UTC)
+        assert got.tzinfo is not None and got.utcoffset().total_seconds() == 0
+
+
+# --------------------------------------------------------------------------- real data
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    path = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    if not path.is_dir():
+        pytest.skip("../shared/data is absent")
+    return path
+
+
+def test_real_timestamps(shared_data: Path) -> None:
+    names = [
+        p
+        for p in shared_data.rglob("*")
+        if p.suffix.lower() in (".jpg", ".pgm", ".cdf") and p.is_file()
+    ]
+    assert len(names) >= 30
+    for p in names:
+        ts = parse_timestamp(p.name)
+        assert ts is not None, p.name
+        assert datetime(2010, 1, 1, tzinfo=UTC) < ts < datetime(2025, 1, 1, tzinfo=UTC)
+        # the name's digits reappear in the parsed time (checks day/month/year order)
+        assert ts.strftime("%H%M") in p.name or p.suffix == ".cdf", p.name
+
+
+def test_themis_pgm_and_cdf(shared_data: Path) -> None:
+    import cdflib
+
+    folder = shared_data / "themis_asi_samples"
+    manifest = scan(folder)
+    assert not manifest.rejected
+    pgm = [r for r in manifest.records if r.id.endswith(".pgm")]
+    cdf = [r for r in manifest.records if r.frame is not None]
+    assert len(pgm) == 2 and len(cdf) == 23
+    assert manifest.n_inputs == 25
+
+    for record in pgm:
+        arr = read_image(record)
+        assert arr.shape == (256, 256) and arr.dtype == np.uint16
+        assert arr.max() > 255  # really 16-bit, not squeezed to 8
+        with Image.open(record.path) as im:
+            np.testing.assert_array_equal(arr, np.asarray(im))
+
+    assert [r.frame for r in cdf] == list(range(23))
+    assert cdf[0].id == "thg_l1_asf_gako_2011010617_v01.cdf#0000"
+    assert len({r.content_hash for r in cdf}) == 1
+    times = [r.timestamp for r in cdf]
+    assert all(t is not None for t in times)
+    assert all(a < b for a, b in zip(times, times[1:], strict=False))
+    assert datetime(2011, 1, 6, 17, tzinfo=UTC) <= times[0]
+    assert times[-1] < datetime(2011, 1, 6, 17, 1, 7, tzinfo=UTC)
+
+    with cdflib.CDF(cdf[0].path) as direct:
+        cube = direct.varget("thg_asf_gako")
+    accepted, rejected = _account(Manifest(folder, cdf, []), jobs=2)
+    assert not rejected
+    for i, record in enumerate(cdf):
+        arr = accepted[record.id]
+        assert arr.shape == (256, 256) and arr.dtype == np.uint16
+        np.testing.assert_array_equal(arr, cube[i])
+
+
+@pytest.mark.parametrize(
+    ("folder", "n", "shapes"),
+    [
+        ("kho_sony_samples", 3, {(480, 480, 3), (2832, 2832, 3)}),
+        ("nipr_lyr_allsky_2014", 16, {(480, 720, 3)}),
+        ("kho_sony_cloudiness", 11, {(504, 480, 3), (480, 480, 3)}),
+    ],
+)
+def test_real_colour_folders(shared_data: Path, folder: str, n: int, shapes: set) -> None:
+    manifest = scan(shared_data / folder)
+    assert len(manifest.records) == n and not manifest.rejected  # labels.csv, PROVENANCE.md ignored
+    assert all(r.timestamp is not None for r in manifest.records)
+    accepted, rejected = _account(manifest, jobs=2)
+    assert not rejected
+    assert {a.shape for a in accepted.values()} == shapes
+    # Compare one image per folder to Pillow's RGB decode (checks channel order).
+    record = min(manifest.records, key=lambda r: Path(r.path).stat().st_size)
+    with Image.open(record.path) as im:
+        ref = np.asarray(im.convert("RGB")).astype(int)
+    arr = accepted[record.id]
+    assert arr.dtype == np.uint8
+    assert np.abs(arr.astype(int) - ref).mean() < 1.0
+    assert np.abs(arr[..., ::-1].astype(int) - ref).mean() > np.abs(arr.astype(int) - ref).mean()
+
+
+def test_rejected_reason_names_are_the_documented_ones() -> None:
+    assert REASONS == ("unreadable", "empty file", "truncated", "unsupported format")
+    e = ImageReadError(TRUNCATED, "x.jpg: truncated JPEG")
+    assert e.reason == TRUNCATED and str(e) == "x.jpg: truncated JPEG"
