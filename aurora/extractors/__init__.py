@@ -1,0 +1,38 @@
+"""Feature extractors (timm ImageNet networks, our trained encoders), batched cached extraction
+and TensorBoard projector export."""
+
+from aurora.extractors.checkpoint_extractor import CheckpointExtractor
+from aurora.extractors.inference import (
+    Extractor,
+    FeatureSet,
+    StoreBatches,
+    extract_features,
+    feature_key,
+    load_feature_set,
+)
+from aurora.extractors.projector import add_projector_labels, export_projector, read_metadata
+from aurora.extractors.timm_extractor import (
+    TimmExtractor,
+    WeightsMismatchError,
+    WeightsUnavailableError,
+    load_timm_weights,
+    weights_unavailable_message,
+)
+
+__all__ = [
+    "CheckpointExtractor",
+    "Extractor",
+    "FeatureSet",
+    "StoreBatches",
+    "TimmExtractor",
+    "WeightsMismatchError",
+    "WeightsUnavailableError",
+    "add_projector_labels",
+    "export_projector",
+    "extract_features",
+    "feature_key",
+    "load_feature_set",
+    "load_timm_weights",
+    "read_metadata",
+    "weights_unavailable_message",
+]

@@ -1,0 +1,88 @@
+"""Encoders trained here (autoencoder bottleneck, SimCLR backbone) as feature extractors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aurora.cache import file_sha256
+
+
+class CheckpointExtractor(nn.Module):
+    """Features from a checkpoint written by ``python train.py model=autoencoder|simclr``.
+
+    The module comes from :func:`aurora.models.load_encoder`; its ``encode`` takes images in
+    [0, 1] and does its own normalisation, so this wrapper only resizes to the trained size.
+
+    Args:
+        ckpt_path: the Lightning ``.ckpt`` file.
+        meta: pipeline metadata from the YAML (e.g. ``{"preprocess": "full"}``); stored, not
+            part of :meth:`identity`.
+
+    Raises:
+        aurora.models.CheckpointError: missing, unreadable or foreign checkpoint.
+    """
+
+    def __init__(self, ckpt_path: str, meta: Mapping[str, Any] | None = None) -> None:
+        super().__init__()
+        from aurora.models import CheckpointError, load_encoder
+
+        self.ckpt_path = ckpt_path
+        self.meta = dict(meta) if meta is not None else {}
+        path = Path(ckpt_path).expanduser()
+        if not path.is_file():
+            raise CheckpointError(
+                f"checkpoint not found: {path}; train one with "
+                f"`python train.py model=autoencoder` (or model=simclr) and set "
+                f"extractor.ckpt_path to the written .ckpt file"
+            )
+        module, info = load_encoder(path)
+        self.encoder = module.eval().requires_grad_(False)
+        self.info = dict(info)
+        self.input_size = int(info["image_size"])
+        self.num_features = int(info["feature_dim"])
+        self.ckpt_sha256 = file_sha256(path)
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that defines the features: the checkpoint bytes and its architecture."""
+        return {
+            "kind": "checkpoint",
+            "model_class": self.info.get("model_class"),
+            "ckpt_sha256": self.ckpt_sha256,
+            "input_size": self.input_size,
+            "num_features": self.num_features,
+            "hparams": self.info.get("hparams", {}),
+        }
+
+    def provenance(self) -> dict[str, Any]:
+        """Where the weights came from (recorded next to the features, not hashed)."""
+        return {
+            "ckpt_path": str(self.ckpt_path),
+            "epoch": self.info.get("epoch"),
+            "global_step": self.info.get("global_step"),
+            "random_init": False,
+        }
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Resize to the trained size and encode.
+
+        Args:
+            x: (B, 3, H, W) float images in [0, 1].
+
+        Returns:
+            (B, num_features) float features.
+        """
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            x = F.interpolate(
+                x,
+                size=(self.input_size, self.input_size),
+                mode="bilinear",
+                align_corners=False,
+                antialias=True,
+            ).clamp_(0.0, 1.0)
+        return self.encoder.encode(x)

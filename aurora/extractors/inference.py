@@ -1,0 +1,352 @@
+"""Batched feature extraction over a preprocessed store, with a sharded, resumable cache.
+
+Layout under ``cache_root``::
+
+    features/<key>/                 final entry (atomic, via Cache.writing)
+        features.npy                (N, D) float32, rows in store order
+        ids.json                    the N image ids
+        provenance.json             extractor identity, weights source, versions, time
+    features_shards/<key>-s<size>/  work in progress
+        shard_00000.npy ...         (<= size, D) float32, each written by atomic rename
+
+``key = stable_hash(FORMAT, store.key, extractor.identity())``: the store key covers the
+manifest and the preprocess configuration, the identity covers the network and its weights;
+runtime knobs (batch size, device, workers, shard size) are not part of it. A killed run
+leaves only complete shard files behind, so the next call computes just the missing shards.
+
+Multi-GPU (or multi-process): run one process per device with ``shard=(rank, world)`` (or
+the environment variables ``RANK``/``LOCAL_RANK`` and ``WORLD_SIZE`` that torchrun and
+Lightning set). Process ``rank`` computes shards ``rank, rank + world, ...`` and writes them;
+only rank 0 assembles the final entry, and only once every shard is on disk. So: every rank
+calls :func:`extract_features`, then a barrier, then rank 0 calls it again (pure assembly,
+no network work). Calls that cannot assemble return ``None``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from aurora.cache import Cache, atomic_write_text, stable_hash
+
+STAGE = "features"
+SHARD_STAGE = "features_shards"
+#: Bump when the meaning of stored features changes (e.g. the uint8 -> float conversion).
+FORMAT = "features-v1"
+
+
+@runtime_checkable
+class Extractor(Protocol):
+    """What :func:`extract_features` needs from a feature extractor."""
+
+    input_size: int
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that defines the features; no runtime knobs."""
+        ...
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) float in [0, 1] -> (B, D) float."""
+        ...
+
+
+class ImageStore(Protocol):
+    """The part of :class:`aurora.preprocess.PreprocessedStore` used here."""
+
+    key: str
+    images: np.ndarray  # (N, S, S, 3) uint8, usually a memmap
+    ids: list[str]
+
+    def __len__(self) -> int: ...
+
+
+@dataclass
+class FeatureSet:
+    """Features of every image of a store.
+
+    Attributes:
+        ids: the N image ids, in store order.
+        features: (N, D) float32 (memory-mapped when loaded from the cache).
+        key: cache key of the entry.
+        provenance: the entry's provenance.json.
+        path: folder of the cache entry.
+    """
+
+    ids: list[str]
+    features: np.ndarray
+    key: str
+    provenance: dict[str, Any]
+    path: Path
+
+
+class StoreBatches(Dataset):
+    """Lazy batches of a store: item ``i`` is the uint8 block of rows ``ranges[i]``.
+
+    Reading a contiguous block of the memmap per item (instead of one image per item plus a
+    collate) keeps the data path to one copy per batch.
+
+    Args:
+        images: (N, S, S, 3) uint8 array or memmap.
+        ranges: (start, stop) row ranges, one per batch.
+    """
+
+    def __init__(self, images: np.ndarray, ranges: Sequence[tuple[int, int]]) -> None:
+        self.images = images
+        self.ranges = list(ranges)
+
+    def __len__(self) -> int:
+        return len(self.ranges)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        start, stop = self.ranges[i]
+        return torch.from_numpy(np.ascontiguousarray(self.images[start:stop]))
+
+
+def feature_key(store_key: str, identity: dict[str, Any]) -> str:
+    """Cache key of the features of a store under an extractor identity."""
+    return stable_hash(FORMAT, store_key, identity)
+
+
+def load_feature_set(path: str | Path) -> FeatureSet:
+    """Open a complete feature cache entry (features memory-mapped)."""
+    path = Path(path)
+    prov = json.loads((path / "provenance.json").read_text())
+    ids = json.loads((path / "ids.json").read_text())
+    feats = np.load(path / "features.npy", mmap_mode="r")
+    return FeatureSet(ids=ids, features=feats, key=path.name, provenance=prov, path=path)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> ``cuda:LOCAL_RANK`` when CUDA is available, else CPU."""
+    if str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def resolve_shard(shard: tuple[int, int] | None) -> tuple[int, int]:
+    """(rank, world) from the argument or from RANK/LOCAL_RANK and WORLD_SIZE."""
+    if shard is None:
+        world = int(os.environ.get("WORLD_SIZE", 1))
+        rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", 0)))
+        shard = (rank, world) if world > 1 else (0, 1)
+    rank, world = int(shard[0]), int(shard[1])
+    if world < 1 or not 0 <= rank < world:
+        raise ValueError(f"invalid extraction shard (rank={rank}, world={world})")
+    return rank, world
+
+
+def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, arr)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _shard_path(shard_dir: Path, s: int) -> Path:
+    return shard_dir / f"shard_{s:05d}.npy"
+
+
+def _shard_done(shard_dir: Path, s: int, rows: int) -> bool:
+    p = _shard_path(shard_dir, s)
+    if not p.is_file():
+        return False
+    try:
+        arr = np.load(p, mmap_mode="r")
+    except (ValueError, OSError):
+        return False
+    return arr.ndim == 2 and arr.shape[0] == rows and arr.dtype == np.float32
+
+
+def _versions() -> dict[str, str]:
+    import timm
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def _run_shards(
+    images: np.ndarray,
+    extractor: torch.nn.Module,
+    shards: list[tuple[int, int, int]],
+    shard_dir: Path,
+    *,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    progress: bool,
+) -> None:
+    """Compute and write each (shard, start, stop) in ``shards``."""
+    from tqdm.auto import tqdm
+
+    ranges: list[tuple[int, int]] = []
+    owner: list[int] = []  # index into ``shards`` of each batch
+    for j, (_, start, stop) in enumerate(shards):
+        for a in range(start, stop, batch_size):
+            ranges.append((a, min(a + batch_size, stop)))
+            owner.append(j)
+    cuda = device.type == "cuda"
+    loader = DataLoader(
+        StoreBatches(images, ranges),
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=cuda,
+        persistent_workers=False,
+    )
+    if isinstance(extractor, torch.nn.Module):
+        extractor.to(device=device, memory_format=torch.channels_last).eval()
+    bar = tqdm(
+        total=sum(stop - start for _, start, stop in shards),
+        desc="extract",
+        unit="img",
+        disable=not progress,
+    )
+    parts: list[np.ndarray] = []
+    batches = zip(owner, loader, strict=True)
+    try:
+        with torch.inference_mode():
+            for j, block in batches:
+                # (B, S, S, 3) uint8 -> (B, 3, S, S) float in [0, 1]; the permute of an NHWC
+                # block is already channels-last in memory.
+                x = block.to(device, non_blocking=cuda).permute(0, 3, 1, 2).float().div_(255.0)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                    y = extractor(x)
+                parts.append(y.float().cpu().numpy())
+                bar.update(len(block))
+                s, start, stop = shards[j]
+                if sum(len(p) for p in parts) == stop - start:
+                    _atomic_save_npy(
+                        _shard_path(shard_dir, s), np.concatenate(parts).astype(np.float32)
+                    )
+                    parts = []
+    finally:
+        bar.close()
+
+
+def extract_features(
+    store: ImageStore,
+    extractor: Extractor,
+    cache_root: str | Path,
+    *,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: str | torch.device = "auto",
+    shard_size: int = 4096,
+    progress: bool = True,
+    shard: tuple[int, int] | None = None,
+) -> FeatureSet | None:
+    """Features of every image of ``store``, from the cache or computed and cached.
+
+    Args:
+        store: preprocessed images (``key``, ``images`` (N, S, S, 3) uint8, ``ids``).
+        extractor: maps (B, 3, S, S) float in [0, 1] to (B, D); does its own resize and
+            normalisation.
+        cache_root: root of the :class:`aurora.cache.Cache`.
+        batch_size: images per forward pass (not part of the cache key).
+        num_workers: DataLoader worker processes (0 = read in the main process).
+        device: ``auto`` (CUDA ``LOCAL_RANK`` if available, else CPU) or a torch device.
+        shard_size: images per shard file; the unit of resumption.
+        progress: show a tqdm bar.
+        shard: ``(rank, world)`` for multi-process extraction (see module docstring);
+            default from ``RANK``/``WORLD_SIZE``, else a single process.
+
+    Returns:
+        The :class:`FeatureSet` (N, D); ``None`` only for a sharded call that cannot assemble
+        yet (rank > 0, or some other rank's shards are not finished).
+    """
+    if len(store) == 0:
+        raise ValueError(f"preprocessed store {store.key} holds no images; nothing to extract")
+    if shard_size < 1 or batch_size < 1:
+        raise ValueError(f"shard_size ({shard_size}) and batch_size ({batch_size}) must be >= 1")
+    identity = extractor.identity()
+    key = feature_key(store.key, identity)
+    cache = Cache(cache_root)
+    if cache.exists(STAGE, key):
+        return load_feature_set(cache.path(STAGE, key))
+
+    n = len(store)
+    if len(store.ids) != n:
+        raise ValueError(f"store {store.key} has {n} images but {len(store.ids)} ids")
+    rank, world = resolve_shard(shard)
+    bounds = [(s, a, min(a + shard_size, n)) for s, a in enumerate(range(0, n, shard_size))]
+    shard_dir = cache.root / SHARD_STAGE / f"{key}-s{shard_size}"
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    todo = [
+        b for b in bounds if b[0] % world == rank and not _shard_done(shard_dir, b[0], b[2] - b[1])
+    ]
+    dev = resolve_device(device)
+    if todo:
+        _run_shards(
+            store.images,
+            extractor,  # type: ignore[arg-type]
+            todo,
+            shard_dir,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=dev,
+            progress=progress,
+        )
+    if rank != 0 or not all(_shard_done(shard_dir, s, b - a) for s, a, b in bounds):
+        return None
+
+    first = np.load(_shard_path(shard_dir, 0), mmap_mode="r")
+    dim = int(first.shape[1])
+    provenance = {
+        "stage": STAGE,
+        "key": key,
+        "format": FORMAT,
+        "store_key": store.key,
+        "n_images": n,
+        "dim": dim,
+        "extractor": identity,
+        "extractor_details": dict(getattr(extractor, "provenance", dict)()),
+        "random_init": identity.get("pretrained") is False,
+        "meta": dict(getattr(extractor, "meta", {}) or {}),
+        "versions": _versions(),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "runtime": {
+            "batch_size": batch_size,
+            "device": str(dev),
+            "num_workers": num_workers,
+            "shard_size": shard_size,
+            "world": world,
+        },
+    }
+    with cache.writing(STAGE, key) as tmp:
+        out = np.lib.format.open_memmap(
+            tmp / "features.npy", mode="w+", dtype=np.float32, shape=(n, dim)
+        )
+        for s, a, b in bounds:
+            block = np.load(_shard_path(shard_dir, s), mmap_mode="r")
+            if block.shape[1] != dim:
+                raise RuntimeError(f"feature shard {s} of {key} has dim {block.shape[1]} != {dim}")
+            out[a:b] = block
+        out.flush()
+        del out
+        atomic_write_text(tmp / "ids.json", json.dumps([str(i) for i in store.ids]))
+        atomic_write_text(tmp / "provenance.json", json.dumps(provenance, indent=2, default=str))
+    shutil.rmtree(shard_dir, ignore_errors=True)
+    return load_feature_set(cache.path(STAGE, key))

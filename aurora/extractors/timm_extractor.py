@@ -1,0 +1,322 @@
+"""ImageNet networks from timm as feature extractors (ResNet-50, Inception-v3, MobileNet-v2).
+
+Weights are resolved once, in the constructor, before any image is touched:
+
+1. ``weights=PATH``: a local timm checkpoint, ``.safetensors`` or ``.pth`` state dict (wrappers
+   such as ``{"state_dict": ...}`` / ``{"model": ...}`` and DDP/compile prefixes are unwrapped
+   by timm's own loader; classifier keys, which ``num_classes=0`` drops, are ignored; any other
+   mismatch is a :class:`WeightsMismatchError` naming the keys).
+2. ``pretrained=True``: the Hugging Face cache (``timm/<model>.<tag>``) if it holds the file,
+   otherwise the normal timm download from the hub, tried only when the hub answers within a
+   few seconds (so an offline machine fails at once instead of retrying for a minute).
+3. Neither works: :class:`WeightsUnavailableError` with the one message that says how to supply
+   the weights. Random weights only with an explicit ``pretrained=False``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aurora.cache import file_sha256
+
+#: Files a timm model repository on the hub may hold, in timm's order of preference.
+_HUB_FILES = ("model.safetensors", "open_clip_pytorch_model.bin", "pytorch_model.bin")
+_PROBE_TIMEOUT_S = 3.0
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights were asked for and cannot be obtained (offline, no local file)."""
+
+
+class WeightsMismatchError(ValueError):
+    """A local weights file does not fit the model architecture."""
+
+
+def weights_unavailable_message(model_name: str, hub_id: str | None, reason: str) -> str:
+    """The one message shown when pretrained weights cannot be found.
+
+    Args:
+        model_name: timm model name as configured (e.g. ``resnet50``).
+        hub_id: Hugging Face repository of the default pretrained tag (``timm/resnet50.a1_in1k``).
+        reason: what was tried and failed, one short sentence.
+    """
+    repo = hub_id or f"timm/{model_name}"
+    return (
+        f"Pretrained weights for timm model '{model_name}' are not available: {reason} "
+        f"Supply them in one of two ways: "
+        f"(1) download them on a machine with internet (e.g. `hf download {repo}` or "
+        f"timm.create_model('{model_name}', pretrained=True)), copy the weights file here "
+        f"and set extractor.weights=PATH (a timm checkpoint, .safetensors or .pth state dict); "
+        f"or (2) populate the Hugging Face cache (HF_HOME, default ~/.cache/huggingface) with "
+        f"'{repo}' and run with HF_HUB_OFFLINE=1. "
+        f"Random weights are used only with an explicit extractor.pretrained=false."
+    )
+
+
+def _hf_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def _hf_cache_dir() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"
+    )
+    return Path(home) / "hub"
+
+
+def _cached_hub_file(hub_id: str) -> Path | None:
+    """A weights file of ``hub_id`` already in the local Hugging Face cache, if any."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in _HUB_FILES:
+        hit = try_to_load_from_cache(hub_id, name, cache_dir=_hf_cache_dir())
+        if isinstance(hit, str) and os.path.isfile(hit):
+            return Path(hit)
+    return None
+
+
+def _hub_reachable(timeout: float = _PROBE_TIMEOUT_S) -> bool:
+    """True when the hub endpoint accepts a TCP connection within ``timeout`` seconds."""
+    if _hf_offline():
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:
+    """Hash of a state dict's names, shapes, dtypes and values (for random initialisations)."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def _classifier_names(pretrained_cfg: Mapping[str, Any]) -> tuple[str, ...]:
+    cls = pretrained_cfg.get("classifier") or ()
+    return (cls,) if isinstance(cls, str) else tuple(cls)
+
+
+def load_timm_weights(model: nn.Module, path: str | Path, model_name: str) -> None:
+    """Load a local weights file into a ``num_classes=0`` timm model, strictly.
+
+    Args:
+        model: the timm model built with ``num_classes=0``.
+        path: ``.safetensors``, ``.pth``/``.pt``/``.bin`` state dict or timm training checkpoint.
+        model_name: used in error messages.
+
+    Raises:
+        WeightsMismatchError: keys missing from the file, unexpected keys or wrong shapes.
+    """
+    from timm.models import load_state_dict
+
+    try:
+        state = load_state_dict(str(path), use_ema=False, weights_only=True)
+    except Exception as err:  # unreadable / not a state dict
+        raise WeightsMismatchError(
+            f"cannot read weights file {path} for timm model '{model_name}': {err}"
+        ) from err
+    if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
+        raise WeightsMismatchError(
+            f"weights file {path} for timm model '{model_name}' does not hold a state dict of "
+            f"tensors"
+        )
+    own = model.state_dict()
+    # num_classes=0 removes the classifier; a full ImageNet checkpoint still carries it.
+    head = tuple(f"{c}." for c in _classifier_names(getattr(model, "pretrained_cfg", {})))
+    state = {k: v for k, v in state.items() if k in own or not k.startswith(head)}
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = sorted(
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if tuple(state[k].shape) != tuple(own[k].shape)
+    )
+    if missing or unexpected or shapes:
+
+        def show(keys: list[str]) -> str:
+            more = f" ... (+{len(keys) - 8} more)" if len(keys) > 8 else ""
+            return ", ".join(keys[:8]) + more
+
+        raise WeightsMismatchError(
+            f"weights file {path} does not match timm model '{model_name}': "
+            f"missing keys [{show(missing)}]; unexpected keys [{show(unexpected)}]; "
+            f"shape mismatches [{show(shapes)}]"
+        )
+    model.load_state_dict(state, strict=True)
+
+
+class TimmExtractor(nn.Module):
+    """A timm ImageNet network with its classifier removed: images in, pooled features out.
+
+    Args:
+        model_name: timm model name (``resnet50``, ``inception_v3``, ``mobilenetv2_100``).
+        pretrained: load ImageNet weights (see module docstring); ``False`` means random
+            initialisation, seeded by ``seed`` so it is reproducible.
+        weights: local weights file; implies pretrained weights and skips the hub.
+        input_size: side in px fed to the network; default from timm's pretrained config.
+        seed: seed of the random initialisation when ``pretrained=False``.
+        meta: pipeline metadata from the YAML (e.g. ``{"preprocess": "minimal"}``); stored, not
+            part of :meth:`identity`.
+
+    Raises:
+        WeightsUnavailableError: pretrained weights asked for and not obtainable.
+        WeightsMismatchError: ``weights`` file does not fit the architecture.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        pretrained: bool = True,
+        weights: str | None = None,
+        input_size: int | None = None,
+        seed: int = 0,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        import timm
+        from timm.data import resolve_data_config
+
+        self.model_name = model_name
+        self.pretrained = pretrained
+        self.weights = weights
+        self.seed = seed
+        self.meta = dict(meta) if meta is not None else {}
+
+        # Build with random weights first (cheap, no network) to learn the pretrained config.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = timm.create_model(model_name, pretrained=False, num_classes=0)
+        cfg = dict(model.pretrained_cfg)
+        hub_id = cfg.get("hf_hub_id")
+        self.weights_source = "random"
+        self.weights_path: str | None = None
+        sha: str | None = None
+
+        if weights is not None:
+            path = Path(weights).expanduser()
+            if not path.is_file():
+                raise WeightsUnavailableError(
+                    weights_unavailable_message(
+                        model_name, hub_id, f"extractor.weights={weights} is not a file."
+                    )
+                )
+            load_timm_weights(model, path, model_name)
+            self.weights_source, self.weights_path, sha = "file", str(path), file_sha256(path)
+        elif pretrained:
+            cached = _cached_hub_file(hub_id) if hub_id else None
+            if cached is not None:
+                load_timm_weights(model, cached, model_name)
+                self.weights_source, self.weights_path = "hf_cache", str(cached)
+                sha = file_sha256(cached)
+            elif hub_id is None and not cfg.get("url"):
+                raise WeightsUnavailableError(
+                    weights_unavailable_message(
+                        model_name, hub_id, "timm has no pretrained weights for it."
+                    )
+                )
+            elif not _hub_reachable():
+                why = (
+                    "HF_HUB_OFFLINE is set"
+                    if _hf_offline()
+                    else "the Hugging Face hub cannot be reached"
+                )
+                raise WeightsUnavailableError(
+                    weights_unavailable_message(
+                        model_name, hub_id, f"{why} and the local cache has no copy."
+                    )
+                )
+            else:
+                try:
+                    model = timm.create_model(model_name, pretrained=True, num_classes=0)
+                except Exception as err:
+                    raise WeightsUnavailableError(
+                        weights_unavailable_message(
+                            model_name, hub_id, f"the download failed ({type(err).__name__})."
+                        )
+                    ) from err
+                cached = _cached_hub_file(hub_id) if hub_id else None
+                self.weights_source = "hub"
+                self.weights_path = str(cached) if cached else None
+                sha = file_sha256(cached) if cached else None
+        if sha is None:
+            sha = _state_dict_sha256(model.state_dict())
+
+        data_cfg = resolve_data_config(model=model)
+        self.model = model.eval().requires_grad_(False)
+        self.input_size = int(input_size or data_cfg["input_size"][-1])
+        self.interpolation = str(data_cfg.get("interpolation", "bilinear"))
+        if self.interpolation not in {"bilinear", "bicubic", "nearest"}:
+            self.interpolation = "bilinear"
+        self.num_features = int(model.num_features)
+        self.weights_sha256 = sha
+        keep = ("architecture", "tag", "hf_hub_id", "input_size", "interpolation", "mean", "std")
+        self.pretrained_cfg = {k: cfg.get(k) for k in keep}
+        mean = torch.tensor(data_cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(data_cfg["std"], dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+
+    def identity(self) -> dict[str, Any]:
+        """Everything that defines the features (no runtime knobs)."""
+        return {
+            "kind": "timm",
+            "model_name": self.model_name,
+            "pretrained": self.weights_source != "random",
+            "weights_sha256": self.weights_sha256,
+            "input_size": self.input_size,
+            "interpolation": self.interpolation,
+            "mean": [float(v) for v in self.mean.flatten()],
+            "std": [float(v) for v in self.std.flatten()],
+            "num_features": self.num_features,
+            "pretrained_cfg": self.pretrained_cfg,
+        }
+
+    def provenance(self) -> dict[str, Any]:
+        """Where the weights came from (recorded next to the features, not hashed)."""
+        return {
+            "weights_source": self.weights_source,
+            "weights_path": self.weights_path,
+            "random_init": self.weights_source == "random",
+            "seed": self.seed if self.weights_source == "random" else None,
+        }
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Resize, normalise and embed.
+
+        Args:
+            x: (B, 3, H, W) float images in [0, 1]. The whole square is resized (no centre
+                crop: the sky circle touches the borders).
+
+        Returns:
+            (B, num_features) float features.
+        """
+        if x.shape[-1] != self.input_size or x.shape[-2] != self.input_size:
+            x = F.interpolate(
+                x,
+                size=(self.input_size, self.input_size),
+                mode=self.interpolation,
+                align_corners=False if self.interpolation != "nearest" else None,
+                antialias=self.interpolation != "nearest",
+            ).clamp_(0.0, 1.0)
+        x = (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+        return self.model(x)
