@@ -456,3 +456,18 @@ def test_rejected_reason_names_are_the_documented_ones() -> None:
     assert REASONS == ("unreadable", "empty file", "truncated", "unsupported format")
     e = ImageReadError(TRUNCATED, "x.jpg: truncated JPEG")
     assert e.reason == TRUNCATED and str(e) == "x.jpg: truncated JPEG"
+
+
+def test_truncated_cdf_accounts_for_every_frame(shared_data: Path, tmp_path: Path) -> None:
+    src = shared_data / "themis_asi_samples" / "thg_l1_asf_gako_2011010617_v01.cdf"
+    full = {r.frame: read_image(r) for r in scan(src).records}
+    data = src.read_bytes()
+    (tmp_path / "cut.cdf").write_bytes(data[: len(data) // 2])
+    manifest = scan(tmp_path)
+    accepted, rejected = _account(manifest)
+    frames = {r.id: r.frame for r in manifest.records}
+    assert len(accepted) + len(rejected) == manifest.n_inputs == 23
+    assert rejected and set(rejected.values()) == {UNREADABLE}
+    assert all(k.startswith("cut.cdf#") for k in rejected)
+    for rid, arr in accepted.items():
+        np.testing.assert_array_equal(arr, full[frames[rid]])

@@ -25,7 +25,8 @@ Rejection reasons (:data:`REASONS`)
       end-of-image marker, PNG without ``IEND``, BMP or binary Netpbm shorter than its
       header says.
     - ``unreadable``: the file cannot be read (missing, permissions) or has a supported
-      signature but the decoder fails on it.
+      signature but the decoder fails on it (corrupt data; TIFF files and CDF frames,
+      which have no end marker, also land here when cut short).
 
     ``scan`` finds the first three from the bytes it reads anyway for the content hash
     (and CDF files it cannot open); ``load_images`` decodes and reports the rest. Every
