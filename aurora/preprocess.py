@@ -1,0 +1,775 @@
+"""The thesis preprocessing chain in OpenCV: sky circle, dark rejection, LAB contrast, stars, Moon.
+
+One image goes through :func:`preprocess_image`:
+
+1. 16-bit or grey input is stretched to 8-bit RGB (:func:`to_uint8`).
+2. The fisheye sky circle is found (:func:`find_sky_circle`) or taken from the config.
+3. The circle's bounding square is cut out (zero padded where it leaves the frame) and resized
+   to a fixed working size (:data:`WORK_SIZE`) for the decisions that must not depend on the
+   output size: darkness (0.9-quantile of HSV value inside the circle) and the Moon.
+4. The square is resized to the output size; the Moon and its glare are inpainted (optional).
+5. LAB: L clipped to its percentiles inside the circle and stretched to full range; a and b
+   re-centred on 128 (optional).
+6. Median blur removes stars; everything outside the circle is set to black.
+
+The star filter works at the output resolution, after resizing, so its kernel means the same
+thing for a 256 px THEMIS frame and a 2832 px KHO frame.
+
+The on-disk store of a whole data set lives in :mod:`aurora.preprocess_store`; its names
+(:class:`PreprocessedStore`, :func:`build_preprocessed`) are re-exported here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+#: Side of the square the darkness and Moon decisions are made on (independent of ``size``).
+WORK_SIZE = 256
+#: Long side of the thumbnail the sky circle is searched on.
+CIRCLE_SEARCH_SIZE = 320
+#: V (max of R, G, B) at or above which a pixel counts as saturated.
+SATURATED = 245
+#: Reason recorded for images rejected by the darkness test.
+TOO_DARK = "too dark"
+
+cv2.setNumThreads(1)  # the chain is parallel over images; OpenCV's own threads only contend
+
+
+class PreprocessError(ValueError):
+    """Base class of the errors raised by the preprocessing chain."""
+
+
+class ImageFormatError(PreprocessError):
+    """The array is not an image the chain understands (shape or dtype)."""
+
+
+class SkyCircleError(PreprocessError):
+    """No plausible fisheye sky circle could be found in the image."""
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Settings of the preprocessing chain (built from ``conf/preprocess/*.yaml``).
+
+    Attributes:
+        size: side of the square output image in pixels.
+        lab_stretch: clip L (CIELAB) to ``l_percentiles`` inside the circle and stretch it to
+            the full 0..255 range.
+        l_percentiles: lower and upper percentiles of L used by ``lab_stretch``.
+        recenter_ab: shift a and b so that their means inside the circle are 128 (neutral).
+        star_kernel: median blur kernel (odd) in output pixels; 0 or 1 disables the filter.
+        dark_threshold: reject the image as ``"too dark"`` when the 0.9-quantile of HSV value
+            (0..255) inside the circle is below this; 0 disables the test.
+        moon: ``"mask"`` replaces the Moon and its glare with local sky; ``"keep"`` leaves it.
+            Detection always runs and is recorded either way.
+        circle: fixed ``(cx, cy, r)`` in original pixels for a known camera; ``None`` finds the
+            circle in every image.
+        u16_percentiles: percentiles stretched to 0..255 when the input is 16-bit.
+    """
+
+    size: int = 224
+    lab_stretch: bool = True
+    l_percentiles: tuple[float, float] = (0.5, 99.5)
+    recenter_ab: bool = True
+    star_kernel: int = 3
+    dark_threshold: float = 20.0
+    moon: str = "mask"
+    circle: tuple[float, float, float] | None = None
+    u16_percentiles: tuple[float, float] = (0.5, 99.9)
+
+    def __post_init__(self) -> None:
+        # Hydra hands lists (ListConfig) for tuple fields; keep the dataclass hashable and the
+        # cache key independent of how the YAML spelled them.
+        for name in ("l_percentiles", "u16_percentiles", "circle"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(float(v) for v in value))
+        if self.size < 8:
+            raise ValueError(f"preprocess.size must be at least 8, got {self.size}")
+        lo, hi = self.l_percentiles
+        if not 0.0 <= lo < hi <= 100.0:
+            raise ValueError(f"preprocess.l_percentiles must be 0 <= lo < hi <= 100: {lo, hi}")
+        if self.star_kernel > 1 and self.star_kernel % 2 == 0:
+            raise ValueError(f"preprocess.star_kernel must be odd (or 0/1), got {self.star_kernel}")
+        if self.moon not in ("mask", "keep"):
+            raise ValueError(f"preprocess.moon must be 'mask' or 'keep', got {self.moon!r}")
+        if self.circle is not None and (len(self.circle) != 3 or self.circle[2] <= 0):
+            raise ValueError(f"preprocess.circle must be (cx, cy, r) with r > 0: {self.circle}")
+
+
+@dataclass(frozen=True)
+class SkyCircle:
+    """The fisheye sky circle in original image pixels (pixel centres at integers)."""
+
+    cx: float
+    cy: float
+    r: float
+
+
+@dataclass(frozen=True)
+class MoonInfo:
+    """Moon detection in original image pixels; ``x``, ``y``, ``r`` are NaN when absent."""
+
+    present: bool
+    x: float = math.nan
+    y: float = math.nan
+    r: float = math.nan
+
+    @classmethod
+    def absent(cls) -> MoonInfo:
+        """The 'no Moon' result."""
+        return cls(False)
+
+
+@dataclass
+class PreprocessResult:
+    """Output of :func:`preprocess_image`.
+
+    Attributes:
+        image: (size, size, 3) uint8 RGB, black outside the circle; ``None`` when rejected.
+        rejected: the rejection reason, or ``None``.
+        circle: the sky circle used.
+        moon: the Moon detection (original pixels).
+    """
+
+    image: np.ndarray | None
+    rejected: str | None
+    circle: SkyCircle
+    moon: MoonInfo = field(default_factory=MoonInfo.absent)
+
+
+# --------------------------------------------------------------------------- conversion
+
+
+def to_uint8(raw: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.9)) -> np.ndarray:
+    """Convert any supported image array to 8-bit RGB.
+
+    8-bit input is passed through; 16-bit (and float) input is stretched so that the given
+    percentiles map to 0 and 255. Grey input is replicated to three channels, an alpha channel
+    is dropped.
+
+    Args:
+        raw: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array, uint8, uint16 or float.
+        percentiles: lower/upper percentiles of the stretch for non-8-bit input.
+
+    Returns:
+        (H, W, 3) uint8 RGB array.
+
+    Raises:
+        ImageFormatError: for other shapes or dtypes, or an empty image.
+    """
+    if raw.ndim == 3 and raw.shape[2] in (1, 3, 4):
+        raw = raw[..., 0] if raw.shape[2] == 1 else raw[..., :3]
+    if raw.ndim not in (2, 3) or min(raw.shape[:2]) < 8:
+        raise ImageFormatError(f"expected an (H, W) or (H, W, 3) image, got shape {raw.shape}")
+    if raw.dtype != np.uint8:
+        if not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)):
+            raise ImageFormatError(f"unsupported image dtype {raw.dtype}")
+        data = raw.astype(np.float32)
+        finite = np.isfinite(data)
+        if not finite.any():
+            raise ImageFormatError("image has no finite pixel values")
+        sat = _sensor_saturation(raw)
+        if sat is not None and sat.mean() < 0.5:
+            # Saturated pixels (the Moon) would otherwise set the top and darken the sky.
+            finite &= ~sat if raw.ndim == 2 else ~sat[..., None]
+        lo, hi = np.percentile(data[finite], percentiles)
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        data = np.nan_to_num((data - lo) * scale, nan=0.0, posinf=255.0, neginf=0.0)
+        raw = np.clip(data + 0.5, 0, 255).astype(np.uint8)
+    if raw.ndim == 2:
+        raw = np.repeat(raw[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(raw)
+
+
+def _brightness(rgb: np.ndarray) -> np.ndarray:
+    """(H, W) uint8 HSV value, max of R, G, B (OpenCV, much faster than ``max(axis=2)``)."""
+    if rgb.ndim == 2:
+        return rgb
+    r, g, b = cv2.split(rgb)
+    return cv2.max(cv2.max(r, g), b)
+
+
+def _sensor_saturation(raw: np.ndarray) -> np.ndarray | None:
+    """(H, W) bool mask of sensor-saturated pixels for integer input wider than 8 bits.
+
+    Returns ``None`` for 8-bit or float input (saturation is then read from the 8-bit image).
+    """
+    if raw.dtype == np.uint8 or not np.issubdtype(raw.dtype, np.integer):
+        return None
+    grey = raw.max(axis=2) if raw.ndim == 3 else raw
+    return grey >= 0.95 * np.iinfo(raw.dtype).max
+
+
+# --------------------------------------------------------------------------- sky circle
+
+
+def _fit_circle(pts: np.ndarray) -> tuple[float, float, float]:
+    """Algebraic least-squares circle through (N, 2) points (Kasa fit)."""
+    x, y = pts[:, 0], pts[:, 1]
+    a = np.column_stack([x, y, np.ones_like(x)])
+    (c0, c1, c2), *_ = np.linalg.lstsq(a, x * x + y * y, rcond=None)
+    cx, cy = c0 / 2.0, c1 / 2.0
+    return float(cx), float(cy), float(math.sqrt(max(c2 + cx * cx + cy * cy, 0.0)))
+
+
+def _ransac_circle(
+    pts: np.ndarray, tol: float, n_iter: int = 128
+) -> tuple[float, float, float, float]:
+    """Circle through most of the (N, 2) points: RANSAC on point triples, then least squares.
+
+    Robust to a minority of outliers such as horizon obstructions (trees, buildings, which cut
+    notches into the sky) or text touching the sky.
+
+    Returns:
+        (cx, cy, r, fraction of points within ``tol`` of the circle).
+    """
+    rng = np.random.default_rng(0)  # deterministic: the same image gives the same circle
+    a, b, c = (pts[rng.integers(0, len(pts), n_iter)] for _ in range(3))
+    ax, ay, bx, by, qx, qy = a[:, 0], a[:, 1], b[:, 0], b[:, 1], c[:, 0], c[:, 1]
+    d = 2.0 * (ax * (by - qy) + bx * (qy - ay) + qx * (ay - by))
+    d = np.where(np.abs(d) < 1e-9, np.nan, d)
+    sa, sb, sc = ax * ax + ay * ay, bx * bx + by * by, qx * qx + qy * qy
+    ux = (sa * (by - qy) + sb * (qy - ay) + sc * (ay - by)) / d
+    uy = (sa * (qx - bx) + sb * (ax - qx) + sc * (bx - ax)) / d
+    r = np.hypot(ax - ux, ay - uy)
+    res = np.abs(
+        np.hypot(pts[None, :, 0] - ux[:, None], pts[None, :, 1] - uy[:, None]) - r[:, None]
+    )
+    counts = np.nan_to_num(res < tol).sum(axis=1)
+    keep = res[int(np.argmax(counts))] < tol
+    if keep.sum() < 3:
+        keep[:] = True
+    cx, cy, rr = _fit_circle(pts[keep])
+    for _ in range(2):  # polish: refit on the points close to the least-squares circle
+        near = np.abs(np.hypot(pts[:, 0] - cx, pts[:, 1] - cy) - rr) < tol
+        if near.sum() < 3:
+            break
+        cx, cy, rr = _fit_circle(pts[near])
+    frac = float(np.mean(np.abs(np.hypot(pts[:, 0] - cx, pts[:, 1] - cy) - rr) < tol))
+    return cx, cy, rr, frac
+
+
+def find_sky_circle(rgb: np.ndarray) -> SkyCircle:
+    """Find the fisheye sky circle automatically.
+
+    Works on a thumbnail of the brightness (max of R, G, B). A rough circle comes from the
+    largest region brighter than just above the black level outside the lens (an opening first
+    detaches captions and corner text); it is then refined ray by ray: along each ray from the
+    centre the edge is where the brightness falls below half-way between the sky just inside
+    and the black level (unbiased by blur and independent of how bright the sky is). Rays that
+    leave the frame before the edge (a circle clipped by the frame, as in THEMIS or full KHO
+    frames) are skipped, and RANSAC ignores rays cut short by trees, buildings or text.
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB image (or (H, W) grey).
+
+    Returns:
+        The circle in original pixel coordinates (pixel centres at integers).
+
+    Raises:
+        SkyCircleError: when no sky region or no plausible circle is found.
+    """
+    h, w = rgb.shape[:2]
+    s = min(1.0, CIRCLE_SEARCH_SIZE / max(h, w))
+    tw, th = max(8, round(w * s)), max(8, round(h * s))
+    grey = _brightness(rgb)
+    small = cv2.resize(grey, (tw, th), interpolation=cv2.INTER_AREA) if s < 1 else grey
+    sx, sy = tw / w, th / h
+    cum = np.cumsum(np.bincount(small.ravel(), minlength=256))
+    bg, sky = (float(np.searchsorted(cum, q * small.size)) for q in (0.01, 0.6))
+    if sky - bg < 2.0:
+        raise SkyCircleError(f"no sky region brighter than the black level ({bg:.0f})")
+    # Rough circle on a half-size thumbnail: the largest bright region and RANSAC on its edge.
+    half = cv2.resize(small, (max(8, tw // 2), max(8, th // 2)), interpolation=cv2.INTER_AREA)
+    hw, hh = half.shape[1], half.shape[0]
+    blur = cv2.GaussianBlur(half, (0, 0), 1.0)
+    mask = (blur > bg + max(1.5, 0.12 * (sky - bg))).astype(np.uint8)
+    k = max(3, round(0.025 * max(hw, hh)) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n < 2:
+        raise SkyCircleError("no bright region found for the sky circle")
+    region = (labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))).astype(np.uint8)
+    contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    pts = max(contours, key=len).reshape(-1, 2).astype(np.float64)
+    on_edge = (pts[:, 0] <= 1) | (pts[:, 1] <= 1) | (pts[:, 0] >= hw - 2) | (pts[:, 1] >= hh - 2)
+    pts = pts[~on_edge]
+    if len(pts) < 20:
+        raise SkyCircleError("the sky region has too little free boundary to fit a circle")
+    pts = pts[:: max(1, len(pts) // 200)]
+    fx, fy = tw / hw, th / hh
+    pts = np.column_stack([(pts[:, 0] + 0.5) * fx - 0.5, (pts[:, 1] + 0.5) * fy - 0.5])
+    cx, cy, r, inliers = _ransac_circle(pts, tol=max(1.0, 0.015 * min(tw, th)))
+    if not (math.isfinite(r) and 4 < r < 2 * max(tw, th)):
+        raise SkyCircleError("the sky region boundary gives no circle")
+    small = cv2.GaussianBlur(small.astype(np.float32), (0, 0), 1.0)
+    refined = _refine_circle(small, bg, cx, cy, r)
+    if refined is not None:
+        cx, cy, r, inliers = refined
+    circle = SkyCircle((cx + 0.5) / sx - 0.5, (cy + 0.5) / sy - 0.5, r / math.sqrt(sx * sy))
+    _validate_circle(circle, h, w, inliers)
+    return circle
+
+
+def _refine_circle(
+    img: np.ndarray, bg: float, cx: float, cy: float, r: float, n_angles: int = 180
+) -> tuple[float, float, float, float] | None:
+    """Put a rough circle on the half-way brightness crossing along rays from its centre.
+
+    Args:
+        img: (h, w) float32 lightly blurred brightness thumbnail.
+        bg: black level outside the lens.
+        cx, cy, r: rough circle in thumbnail pixels.
+
+    Returns:
+        (cx, cy, r, inlier fraction) in thumbnail pixels, or ``None`` when too few rays.
+    """
+    rho = np.arange(0.7 * r, 1.25 * r, 0.5, dtype=np.float32)
+    theta = np.linspace(0, 2 * np.pi, n_angles, endpoint=False, dtype=np.float32)
+    map_x = cx + np.cos(theta)[:, None] * rho[None, :]
+    map_y = cy + np.sin(theta)[:, None] * rho[None, :]
+    prof = cv2.remap(
+        img, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=-1.0
+    )
+    inner = (rho >= 0.75 * r) & (rho <= 0.9 * r)
+    start = int(np.searchsorted(rho, 0.9 * r))
+    gap = max(2, round(0.03 * r / 0.5))  # samples of black that end the sky (not a dark star gap)
+    level = bg + 0.25 * (np.median(prof[:, inner], axis=1) - bg)
+    below = np.zeros((n_angles, prof.shape[1] - start + 1), np.int32)
+    np.cumsum(prof[:, start:] < level[:, None], axis=1, out=below[:, 1:])
+    runs = (below[:, gap:] - below[:, :-gap]) == gap  # runs[:, i]: samples i..i+gap-1 all below
+    found = runs.any(axis=1)
+    j = start + np.argmax(runs, axis=1)
+    rows = np.arange(n_angles)
+    ok = (
+        found
+        & (prof[:, inner].min(axis=1) >= 0)  # the ray does not leave the frame inside the sky
+        & (prof[rows, j] >= 0)  # the sky ends before the frame does (clipped circles)
+        & (level - bg >= 1.0)
+        & (j > 0)
+    )
+    if ok.sum() < 20:
+        return None
+    j, lev, th = j[ok], level[ok], theta[ok]
+    p0, p1 = prof[ok, j - 1], prof[ok, j]
+    t = np.clip((p0 - lev) / np.maximum(p0 - p1, 1e-6), 0.0, 1.0)
+    rr = rho[j - 1] + 0.5 * t
+    pts = np.column_stack([cx + np.cos(th) * rr, cy + np.sin(th) * rr])
+    return _ransac_circle(pts.astype(np.float64), tol=max(1.0, 0.015 * r))
+
+
+def _validate_circle(c: SkyCircle, h: int, w: int, inliers: float = 1.0) -> None:
+    """Raise :class:`SkyCircleError` unless the circle is plausible for an (h, w) frame."""
+    if not all(math.isfinite(v) for v in (c.cx, c.cy, c.r)):
+        raise SkyCircleError(f"sky circle fit did not converge: {c}")
+    if not 0.2 * min(h, w) <= c.r <= 0.75 * max(h, w):
+        raise SkyCircleError(
+            f"sky circle radius {c.r:.0f} px is implausible for a {w}x{h} frame "
+            f"(expected {0.2 * min(h, w):.0f}..{0.75 * max(h, w):.0f})"
+        )
+    if not (0 <= c.cx < w and 0 <= c.cy < h):
+        raise SkyCircleError(f"sky circle centre ({c.cx:.0f}, {c.cy:.0f}) is outside the frame")
+    if inliers < 0.4:
+        raise SkyCircleError(f"sky region boundary is not circular ({inliers:.0%} on the fit)")
+
+
+# --------------------------------------------------------------------------- square crop
+
+
+def _square_bounds(circle: SkyCircle) -> tuple[int, int, int]:
+    """Top-left pixel (x0, y0) and side n of the circle's bounding square."""
+    n = max(2, round(2.0 * circle.r))
+    x0 = round(circle.cx - (n - 1) / 2.0)
+    y0 = round(circle.cy - (n - 1) / 2.0)
+    return x0, y0, n
+
+
+def crop_square(rgb: np.ndarray, circle: SkyCircle) -> tuple[np.ndarray, int, int]:
+    """Cut out the circle's bounding square, zero padded where it leaves the frame.
+
+    Returns:
+        ((n, n, ...) crop of the same dtype, x0, y0); crop pixel (j, i) is original
+        pixel (x0 + j, y0 + i).
+    """
+    x0, y0, n = _square_bounds(circle)
+    h, w = rgb.shape[:2]
+    out = np.zeros((n, n, *rgb.shape[2:]), rgb.dtype)
+    ax0, ay0, ax1, ay1 = max(x0, 0), max(y0, 0), min(x0 + n, w), min(y0 + n, h)
+    if ax1 > ax0 and ay1 > ay0:
+        out[ay0 - y0 : ay1 - y0, ax0 - x0 : ax1 - x0] = rgb[ay0:ay1, ax0:ax1]
+    return out, x0, y0
+
+
+def disk_mask(size: int, scale: float = 1.0) -> np.ndarray:
+    """(size, size) bool disk inscribed in the square (radius ``scale * size / 2``)."""
+    c = (size - 1) / 2.0
+    yy, xx = np.ogrid[:size, :size]
+    return (xx - c) ** 2 + (yy - c) ** 2 <= (scale * size / 2.0) ** 2
+
+
+_DISKS: dict[tuple[int, float], np.ndarray] = {}
+
+
+def _disk(size: int, scale: float = 1.0) -> np.ndarray:
+    key = (size, scale)
+    if key not in _DISKS:
+        _DISKS[key] = disk_mask(size, scale)
+    return _DISKS[key]
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    interp = cv2.INTER_AREA if img.shape[0] >= size else cv2.INTER_LINEAR
+    return cv2.resize(img, (size, size), interpolation=interp)
+
+
+# --------------------------------------------------------------------------- darkness
+
+
+def value_quantile(square: np.ndarray, q: float = 0.9) -> float:
+    """Quantile of HSV value (max of R, G, B) inside the inscribed disk of a square image."""
+    v = square.max(axis=2)[_disk(square.shape[0])]
+    hist = np.bincount(v, minlength=256)
+    return float(np.searchsorted(np.cumsum(hist), q * v.size))
+
+
+# --------------------------------------------------------------------------- Moon
+
+
+def _detect_moon_square(
+    sq: np.ndarray, sat: np.ndarray | None = None
+) -> tuple[float, float, float] | None:
+    """Find the Moon in a square sky image (circle inscribed).
+
+    A Moon is a saturated, compact, isolated blob: big enough not to be a star, small compared
+    with the sky, roughly round, and surrounded by clearly darker sky (so a saturated twilight
+    or cloud-lit sky does not count).
+
+    Args:
+        sq: (S, S, 3) uint8 square crop at :data:`WORK_SIZE`.
+        sat: optional (S, S) bool mask of saturated pixels (from 16-bit data); by default
+            pixels with V >= :data:`SATURATED`.
+
+    Returns:
+        (x, y, r) in square pixels (r: radius of the saturated core), or ``None``.
+    """
+    size = sq.shape[0]
+    v = sq.max(axis=2)
+    sat = ((v >= SATURATED) if sat is None else sat) & _disk(size, 0.99)
+    sat = sat.astype(np.uint8)
+    if not sat.any():
+        return None
+    n, labels, stats, cents = cv2.connectedComponentsWithStats(sat, connectivity=8)
+    disk_area = math.pi * (size / 2.0) ** 2
+    min_area, max_area = max(5.0, 1e-4 * disk_area), 0.02 * disk_area
+    inside = _disk(size)
+    yy, xx = np.ogrid[:size, :size]
+    best: tuple[float, float, float, float] | None = None
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        if not min_area <= area <= max_area:
+            continue
+        if area < 0.45 * bw * bh or max(bw, bh) > 2.2 * min(bw, bh):
+            continue  # elongated or ragged: an arc or a cloud edge, not a disk
+        cx, cy = cents[i]
+        r = math.sqrt(area / math.pi)
+        d2 = (xx - cx) ** 2 + (yy - cy) ** 2
+        ring = inside & (d2 >= (2.5 * r + 2) ** 2) & (d2 <= (4.0 * r + 4) ** 2)
+        if ring.sum() < 8 or np.median(v[ring]) > SATURATED - 40:
+            continue  # not isolated: part of a bright sky
+        if best is None or area > best[3]:
+            best = (float(cx), float(cy), r, float(area))
+    return None if best is None else best[:3]
+
+
+def _square_to_orig(circle: SkyCircle, work: int) -> tuple[float, float, float]:
+    """Affine map of a ``work``-sized square to original pixels: (x0, y0, scale)."""
+    x0, y0, n = _square_bounds(circle)
+    return float(x0), float(y0), n / work
+
+
+def detect_moon(rgb: np.ndarray, circle: SkyCircle) -> MoonInfo:
+    """Detect the Moon (a saturated, compact, isolated blob inside the sky circle).
+
+    Args:
+        rgb: (H, W, 3) uint8 RGB image.
+        circle: the sky circle of ``rgb``.
+
+    Returns:
+        Presence, centre and radius of the saturated core in original pixels.
+    """
+    crop, _, _ = crop_square(rgb, circle)
+    return _moon_from_work(_resize(crop, WORK_SIZE), circle)
+
+
+def _moon_from_work(work: np.ndarray, circle: SkyCircle, sat: np.ndarray | None = None) -> MoonInfo:
+    found = _detect_moon_square(work, sat)
+    if found is None:
+        return MoonInfo.absent()
+    x0, y0, k = _square_to_orig(circle, work.shape[0])
+    x, y, r = found
+    return MoonInfo(True, x0 + (x + 0.5) * k - 0.5, y0 + (y + 0.5) * k - 0.5, r * k)
+
+
+def mask_moon(square: np.ndarray, x: float, y: float, r: float) -> np.ndarray:
+    """Replace the Moon and its glare with the surrounding sky (inpainting).
+
+    The glare radius is where the ring-median brightness falls back near the local sky level
+    (measured further out); the disk up to there, slightly dilated, is inpainted.
+
+    Args:
+        square: (S, S, 3) uint8 square sky image.
+        x, y, r: Moon centre and saturated-core radius in ``square`` pixels.
+
+    Returns:
+        (S, S, 3) uint8 copy with the Moon removed.
+    """
+    size = square.shape[0]
+    v = square.max(axis=2).astype(np.float32)
+    yy, xx = np.ogrid[:size, :size]
+    d = np.sqrt((xx - x) ** 2 + (yy - y) ** 2)
+    inside = _disk(size)
+    r = max(r, 1.0)
+    far = inside & (d >= 5 * r + 3) & (d <= 8 * r + 6)
+    sky = float(np.median(v[far])) if far.sum() >= 8 else float(np.median(v[inside]))
+    glare = 1.5 * r + 1
+    step = max(1.0, 0.25 * r)
+    while glare < 5 * r + 3:
+        ring = inside & (d >= glare) & (d < glare + step)
+        if ring.sum() == 0 or np.median(v[ring]) <= sky + 0.15 * (255.0 - sky):
+            break
+        glare += step
+    hole = (d <= 1.15 * glare + 1.5).astype(np.uint8)
+    return cv2.inpaint(square, hole, max(3.0, 0.1 * size / 8), cv2.INPAINT_TELEA)
+
+
+# --------------------------------------------------------------------------- contrast
+
+
+def lab_contrast(
+    lab: np.ndarray,
+    inside: np.ndarray,
+    l_percentiles: tuple[float, float] | None,
+    recenter_ab: bool,
+) -> np.ndarray:
+    """The thesis LAB step on an 8-bit OpenCV LAB image (L, a, b all in 0..255).
+
+    Args:
+        lab: (S, S, 3) uint8 LAB.
+        inside: (S, S) bool mask of the sky (statistics are taken there only).
+        l_percentiles: clip L to these percentiles and stretch it to 0..255; ``None`` skips.
+        recenter_ab: shift a and b so that their means inside the sky are 128.
+
+    Returns:
+        (S, S, 3) uint8 LAB.
+    """
+    out = lab.copy()
+    if l_percentiles is not None:
+        vals = lab[..., 0][inside]
+        cum = np.cumsum(np.bincount(vals, minlength=256))
+        lo = float(np.searchsorted(cum, l_percentiles[0] / 100.0 * vals.size))
+        hi = float(np.searchsorted(cum, l_percentiles[1] / 100.0 * vals.size))
+        if hi > lo:
+            lut = np.clip((np.arange(256) - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255)
+            out[..., 0] = cv2.LUT(lab[..., 0], lut.astype(np.uint8))
+    if recenter_ab:
+        for ch in (1, 2):
+            shift = 128.0 - float(lab[..., ch][inside].mean())
+            lut = np.clip(np.arange(256) + shift + 0.5, 0, 255).astype(np.uint8)
+            out[..., ch] = cv2.LUT(lab[..., ch], lut)
+    return out
+
+
+# --------------------------------------------------------------------------- one image
+
+
+def preprocess_image(raw: np.ndarray, cfg: PreprocessConfig) -> PreprocessResult:
+    """Run the whole chain on one image.
+
+    Args:
+        raw: (H, W) or (H, W, 3) RGB image, uint8 or uint16.
+        cfg: chain settings.
+
+    Returns:
+        The (size, size, 3) uint8 RGB image (or a rejection), the circle and the Moon.
+
+    Raises:
+        ImageFormatError: for arrays that are not images.
+    """
+    rgb = to_uint8(raw, cfg.u16_percentiles)
+    h, w = rgb.shape[:2]
+    if cfg.circle is not None:
+        circle = SkyCircle(*cfg.circle)
+    else:
+        try:
+            circle = find_sky_circle(rgb)
+        except SkyCircleError as err:
+            nan = SkyCircle(math.nan, math.nan, math.nan)
+            whole = value_quantile(_resize(rgb, WORK_SIZE), 0.9) if cfg.dark_threshold else 255
+            reason = TOO_DARK if whole < cfg.dark_threshold else f"no sky circle: {err}"
+            return PreprocessResult(None, reason, nan)
+    crop, _, _ = crop_square(rgb, circle)
+    work = _resize(crop, WORK_SIZE)
+    sat = _sensor_saturation(raw)
+    if sat is not None:
+        sat_sq, _, _ = crop_square(sat.astype(np.uint8) * 255, circle)
+        sat = _resize(sat_sq, WORK_SIZE) >= 128
+    moon = _moon_from_work(work, circle, sat)
+    if cfg.dark_threshold > 0 and value_quantile(work, 0.9) < cfg.dark_threshold:
+        return PreprocessResult(None, TOO_DARK, circle, moon)
+
+    size = cfg.size
+    img = _resize(crop, size)
+    if moon.present and cfg.moon == "mask":
+        x0, y0, k = _square_to_orig(circle, size)
+        img = mask_moon(
+            img, (moon.x + 0.5 - x0) / k - 0.5, (moon.y + 0.5 - y0) / k - 0.5, moon.r / k
+        )
+    inside = _disk(size)
+    if cfg.lab_stretch or cfg.recenter_ab:
+        lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB)
+        lab = lab_contrast(
+            lab, inside, cfg.l_percentiles if cfg.lab_stretch else None, cfg.recenter_ab
+        )
+        img = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+    if cfg.star_kernel > 1:
+        img = cv2.medianBlur(img, cfg.star_kernel)
+    img[~inside] = 0
+    return PreprocessResult(img, None, circle, moon)
+
+
+# --------------------------------------------------------------------------- lazy re-exports
+
+
+def __getattr__(name: str) -> Any:
+    # The store module imports this one; re-export lazily to avoid an import cycle.
+    if name in ("PreprocessedStore", "build_preprocessed", "open_store"):
+        from aurora import preprocess_store
+
+        return getattr(preprocess_store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# --------------------------------------------------------------------------- figure
+
+
+def _read_any(path: Path) -> list[tuple[str, np.ndarray]]:
+    """Read an image file (or the first frame of a CDF) as RGB for the figure."""
+    try:
+        from aurora.data import sources
+    except ImportError:
+        sources = None  # type: ignore[assignment]
+    if sources is not None:
+        manifest = sources.scan(path.parent)
+        recs = [r for r in manifest.records if Path(r.path).resolve() == path.resolve()]
+        if recs:
+            return [
+                (
+                    f"{path.name}[{recs[0].frame}]" if len(recs) > 1 else path.name,
+                    sources.read_image(recs[0]),
+                )
+            ]
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ImageFormatError(f"cannot read image {path}")
+    if img.ndim == 3:
+        img = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB)
+    return [(path.name, img)]
+
+
+def show(paths: list[Path], out: Path, cfg: PreprocessConfig) -> None:
+    """Draw originals (circle and Moon marked) beside their preprocessed versions.
+
+    Args:
+        paths: image files.
+        out: PNG file to write.
+        cfg: chain settings.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle
+
+    items = [item for p in paths for item in _read_any(Path(p))]
+    cols = 4  # two (original, preprocessed) pairs per row
+    rows = max(1, math.ceil(len(items) / 2))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.3 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (name, raw) in enumerate(items):
+        a0, a1 = axes[i // 2, 2 * (i % 2)], axes[i // 2, 2 * (i % 2) + 1]
+        rgb = to_uint8(raw, cfg.u16_percentiles)
+        res = preprocess_image(raw, cfg)
+        a0.imshow(rgb)
+        a0.set_title(name, fontsize=7)
+        c = res.circle
+        if math.isfinite(c.r):
+            a0.add_patch(Circle((c.cx, c.cy), c.r, fill=False, color="cyan", lw=1))
+            a0.plot([c.cx], [c.cy], "c+")
+        if res.moon.present:
+            m = res.moon
+            a0.add_patch(
+                Circle((m.x, m.y), max(m.r * 2, 0.02 * c.r), fill=False, color="red", lw=1.2)
+            )
+        if res.image is not None:
+            a1.imshow(res.image)
+            a1.set_title(f"moon={'yes' if res.moon.present else 'no'}", fontsize=7)
+        else:
+            a1.text(
+                0.5,
+                0.5,
+                f"rejected:\n{res.rejected}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                wrap=True,
+                transform=a1.transAxes,
+            )
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def _load_cfg(path: str | None, overrides: list[str]) -> PreprocessConfig:
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    if path is None:
+        path = str(Path(__file__).resolve().parent.parent / "conf" / "preprocess" / "full.yaml")
+    conf = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(overrides))
+    return instantiate(conf)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: ``python -m aurora.preprocess show IMAGES... --out grid.png``."""
+    parser = argparse.ArgumentParser(prog="python -m aurora.preprocess")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser(
+        "show", help="originals beside preprocessed versions, circle and Moon marked"
+    )
+    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, default=Path("preprocess_grid.png"))
+    p.add_argument(
+        "--config", default=None, help="preprocess YAML (default conf/preprocess/full.yaml)"
+    )
+    p.add_argument("overrides", nargs="*", default=[], help="key=value settings, e.g. moon=keep")
+    args, extra = parser.parse_known_args(argv)
+    overrides = [a for a in extra if "=" in a]
+    images = [Path(a) for a in args.images if "=" not in str(a)]
+    overrides += [str(a) for a in args.images if "=" in str(a)]
+    show(images, args.out, _load_cfg(args.config, overrides))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
