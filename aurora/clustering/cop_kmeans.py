@@ -206,8 +206,15 @@ class COPKMeans(ClusterMixin, BaseEstimator):
     def _assign(
         gmean: np.ndarray, centers: np.ndarray, ordered: np.ndarray, nbrs: list[list[int]]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Assign each group to its nearest feasible centre; returns (labels (G,), d2 (G, k))."""
-        d2 = _sq_dists(gmean, centers)
+        """Nearest feasible centre of each group.
+
+        Returns:
+            (labels (G,), d2 (G, k)) where d2 is the squared distance minus ||mean||².
+        """
+        # ||m - c||² without the per-row constant ||m||²: same argmin and order per row.
+        d2 = gmean @ centers.T
+        d2 *= -2.0
+        d2 += np.einsum("ij,ij->i", centers, centers)[None, :]
         assign = d2.argmin(axis=1)
         if ordered.size == 0:
             return assign, d2
@@ -249,7 +256,8 @@ class COPKMeans(ClusterMixin, BaseEstimator):
         empty = np.flatnonzero(~full)
         if empty.size:
             # Re-seed at the costliest groups that share their cluster with other groups.
-            cost = sizes * d2[np.arange(n_groups), assign]
+            g_sq = np.einsum("ij,ij->i", gmean, gmean)
+            cost = sizes * (d2[np.arange(n_groups), assign] + g_sq)
             groups_per_cluster = np.bincount(assign, minlength=k)
             candidates = np.flatnonzero(groups_per_cluster[assign] > 1)
             picks = candidates[np.argsort(-cost[candidates], kind="stable")][: empty.size]
