@@ -87,7 +87,9 @@ def validate_partitions(partitions: Any) -> np.ndarray:
     return arr
 
 
-def _validate_weights(weights: Sequence[float] | np.ndarray | None, n_partitions: int) -> np.ndarray:
+def _validate_weights(
+    weights: Sequence[float] | np.ndarray | None, n_partitions: int
+) -> np.ndarray:
     if weights is None:
         return np.ones(n_partitions, dtype=np.float64)
     w = np.asarray(weights, dtype=np.float64)
@@ -215,7 +217,8 @@ class _Arithmetic:
             uniq, inv = np.unique(packed, axis=0, return_inverse=True)
             verdict = np.empty(len(uniq), dtype=bool)
             for u_idx, row in enumerate(np.unpackbits(uniq, axis=1, count=self.P).astype(bool)):
-                verdict[u_idx] = sum((self.w_frac[p] for p in np.flatnonzero(row)), Fraction(0)) > cut
+                exact = sum((self.w_frac[p] for p in np.flatnonzero(row)), Fraction(0))
+                verdict[u_idx] = exact > cut
             out[amb] = verdict[inv.reshape(-1)]
         return out
 

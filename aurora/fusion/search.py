@@ -1,0 +1,266 @@
+"""Choice of the fusion parameters by the thesis's group-size loss.
+
+Grid: number of partitions (a prefix of the ranked list) x threshold x minimum group size.
+Work is shared across the grid: the signatures of each prefix are computed once, one pass of
+sparse products gives the components at every threshold, and each minimum size only renumbers.
+
+Loss of a setting with groups of sizes ``s_1 >= s_2 >= ... >= s_K`` (unassigned images are not
+a group), ``N`` images and a target of ``G`` equal groups::
+
+    L = max(K, G)
+    size_loss = (1/L) * sum_{i<L} |s_i - t_i|,  t_i = N/G for i < G, else 0;  s_i = 0 for i >= K
+    loss = size_loss + unassigned_penalty * (number of images labelled -1)
+
+i.e. when the number of groups differs from ``G`` the shorter sorted list is padded with zeros
+(a missing group costs its whole target size, a surplus group its whole size).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aurora.cache import atomic_write_text
+from aurora.fusion.neighbours import FusedNeighbours
+from aurora.fusion.voting import (
+    FusionError,
+    _validate_min_size,
+    _validate_weights,
+    components_for_thresholds,
+    compress_partitions,
+    finalize_labels,
+    validate_partitions,
+)
+
+__all__ = [
+    "FusionSearchResult",
+    "group_size_loss",
+    "plot_search_landscape",
+    "run_fusion_search",
+    "search_fusion",
+    "write_labels_csv",
+]
+
+TABLE_COLUMNS = (
+    "n_partitions", "threshold", "min_cluster_size", "n_groups", "n_unassigned",
+    "largest_group", "size_loss", "unassigned_cost", "loss",
+)  # fmt: skip
+
+
+def group_size_loss(
+    labels: np.ndarray, target_groups: int, unassigned_penalty: float = 0.0
+) -> tuple[float, float]:
+    """Thesis loss of one fused labelling (see module docstring).
+
+    Args:
+        labels: (N,) int labels, -1 = unassigned.
+        target_groups: G, the number of equal groups aimed for.
+        unassigned_penalty: cost per image labelled -1.
+
+    Returns:
+        ``(size_loss, loss)`` where ``loss = size_loss + unassigned_penalty * n_unassigned``.
+    """
+    if target_groups < 1:
+        raise FusionError(f"target_groups must be >= 1, got {target_groups}")
+    y = np.asarray(labels)
+    n = y.size
+    sizes = np.sort(np.bincount(y[y >= 0]))[::-1] if (y >= 0).any() else np.zeros(0)
+    sizes = sizes[sizes > 0].astype(np.float64)
+    length = max(sizes.size, target_groups)
+    s = np.zeros(length)
+    s[: sizes.size] = sizes
+    t = np.zeros(length)
+    t[:target_groups] = n / target_groups
+    size_loss = float(np.abs(s - t).mean())
+    return size_loss, size_loss + float(unassigned_penalty) * int((y < 0).sum())
+
+
+@dataclass
+class FusionSearchResult:
+    """Outcome of :func:`search_fusion`.
+
+    Attributes:
+        table: one dict per setting with :data:`TABLE_COLUMNS`, in grid order.
+        best: the row with the lowest loss (first in grid order on ties).
+        labels: (n,) int64 fused labels of the best setting.
+        target_groups: G used by the loss.
+    """
+
+    table: list[dict[str, Any]]
+    best: dict[str, Any]
+    labels: np.ndarray
+    target_groups: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def write_table(self, path: str | Path) -> None:
+        """Write the table as CSV."""
+        lines = [",".join(TABLE_COLUMNS)]
+        lines += [",".join(_fmt(row[c]) for c in TABLE_COLUMNS) for row in self.table]
+        atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _fmt(v: Any) -> str:
+    return repr(v) if isinstance(v, float) else str(v)
+
+
+def search_fusion(
+    partitions_ranked: np.ndarray,
+    n_partitions: Sequence[int],
+    thresholds: Sequence[float],
+    min_sizes: Sequence[int],
+    target_groups: int,
+    unassigned_penalty: float = 0.0,
+    weights: Sequence[float] | None = None,
+    *,
+    max_block_entries: int = 4_000_000,
+    progress: bool | None = None,
+) -> FusionSearchResult:
+    """Score every fusion setting of the grid and keep the best.
+
+    Args:
+        partitions_ranked: (P, n) int labels, best-ranked partition first, -1 = unassigned.
+        n_partitions: numbers of leading partitions to fuse; values above P mean P (the table
+            records the number actually fused).
+        thresholds: co-association thresholds.
+        min_sizes: minimum group sizes.
+        target_groups: G of the loss.
+        unassigned_penalty: loss per unassigned image.
+        weights: optional (P,) weights of the ranked partitions (the prefix is used).
+        max_block_entries: passed to the sparse products.
+        progress: tqdm bars; ``None`` = only for large inputs.
+
+    Returns:
+        The table, the best row and its labels.
+    """
+    parts = validate_partitions(partitions_ranked)
+    n_total = parts.shape[0]
+    w_all = _validate_weights(weights, n_total)
+    if not n_partitions or not thresholds or not min_sizes:
+        raise FusionError("n_partitions, thresholds and min_sizes must each be non-empty")
+    if parts.shape[1] == 0:
+        raise FusionError("no images to fuse (n = 0)")
+    for k in n_partitions:
+        if int(k) < 1:
+            raise FusionError(f"n_partitions values must be >= 1, got {k}")
+    # Fewer candidates than asked (e.g. an extractor with few cells): use them all, once.
+    counts = list(dict.fromkeys(min(int(k), n_total) for k in n_partitions))
+    sizes = [_validate_min_size(s) for s in min_sizes]
+    group_size_loss(np.zeros(0, np.int64), target_groups)  # validates target_groups
+
+    table: list[dict[str, Any]] = []
+    best_row: dict[str, Any] | None = None
+    best_labels = np.zeros(0, np.int64)
+    for k in counts:
+        sigs = compress_partitions(parts[:k])
+        results = components_for_thresholds(
+            sigs, list(thresholds), w_all[:k],
+            max_block_entries=max_block_entries, progress=progress,
+        )  # fmt: skip
+        for t, res in zip(thresholds, results, strict=True):
+            for ms in sizes:
+                labels = finalize_labels(res, sigs.inverse, ms)
+                size_loss, loss = group_size_loss(labels, target_groups, unassigned_penalty)
+                n_un = int((labels < 0).sum())
+                counts = np.bincount(labels[labels >= 0]) if n_un < labels.size else [0]
+                row = {
+                    "n_partitions": k,
+                    "threshold": float(t),
+                    "min_cluster_size": ms,
+                    "n_groups": int(labels.max(initial=-1)) + 1,
+                    "n_unassigned": n_un,
+                    "largest_group": int(np.max(counts)),
+                    "size_loss": size_loss,
+                    "unassigned_cost": loss - size_loss,
+                    "loss": loss,
+                }
+                table.append(row)
+                if best_row is None or loss < best_row["loss"]:
+                    best_row, best_labels = row, labels
+    assert best_row is not None
+    return FusionSearchResult(table, best_row, best_labels, int(target_groups))
+
+
+def plot_search_landscape(result: FusionSearchResult, path: str | Path) -> None:
+    """PNG of loss vs threshold, one line per number of partitions, one panel per min size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    min_sizes = sorted({r["min_cluster_size"] for r in result.table})
+    n_parts = sorted({r["n_partitions"] for r in result.table})
+    cols = min(len(min_sizes), 3)
+    rows = -(-len(min_sizes) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False)
+    for ax, ms in zip(axes.flat, min_sizes, strict=False):
+        for k in n_parts:
+            pts = sorted(
+                (r["threshold"], r["loss"])
+                for r in result.table
+                if r["min_cluster_size"] == ms and r["n_partitions"] == k
+            )
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=f"P={k}")
+        b = result.best
+        if b["min_cluster_size"] == ms:
+            ax.plot(b["threshold"], b["loss"], marker="*", ms=14, color="k", label="best")
+        ax.set_title(f"min group size {ms}")
+        ax.set_xlabel("threshold t")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(min_sizes) :]:
+        ax.set_visible(False)
+    fig.suptitle(f"Fusion search (target {result.target_groups} groups)")
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_labels_csv(ids: Sequence[str], labels: np.ndarray, path: str | Path) -> None:
+    """Write ``path,label`` rows (-1 = unassigned), one per image, in the given order."""
+    y = np.asarray(labels)
+    if len(ids) != y.size:
+        raise FusionError(f"{len(ids)} image ids but {y.size} labels")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["path", "label"])
+        writer.writerows(zip(map(str, ids), y.tolist(), strict=True))
+    tmp.replace(path)
+
+
+def run_fusion_search(
+    partitions_ranked: np.ndarray,
+    ids: Sequence[str],
+    out_dir: str | Path,
+    n_partitions: Sequence[int],
+    thresholds: Sequence[float],
+    min_sizes: Sequence[int],
+    target_groups: int,
+    unassigned_penalty: float = 0.0,
+    embedding: np.ndarray | None = None,
+    n_neighbors: int = 1,
+    weights: Sequence[float] | None = None,
+) -> FusionSearchResult:
+    """Search, then write ``fusion_search.csv``, ``fusion_landscape.png``, ``labels.csv`` and,
+    given the (n, d) embedding, ``neighbours.npz`` (a :class:`FusedNeighbours`) in ``out_dir``.
+    """
+    out = Path(out_dir)
+    res = search_fusion(
+        partitions_ranked, n_partitions, thresholds, min_sizes, target_groups,
+        unassigned_penalty, weights,
+    )  # fmt: skip
+    res.write_table(out / "fusion_search.csv")
+    plot_search_landscape(res, out / "fusion_landscape.png")
+    write_labels_csv(ids, res.labels, out / "labels.csv")
+    if embedding is not None and (res.labels >= 0).any():
+        FusedNeighbours(n_neighbors).fit(embedding, res.labels).save(out / "neighbours.npz")
+    return res
