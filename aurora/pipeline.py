@@ -1,0 +1,795 @@
+"""The main job: images -> preprocess -> features -> grid -> ranking -> fusion -> outputs.
+
+``cluster.py`` is a thin Hydra wrapper around :func:`run_cluster` (one process, whole grid)
+and :func:`run_sweep_cell` (one grid cell per job of a ``-m`` sweep, finalised by
+:class:`aurora.sweep.FinalizeSweep`). Every stage reads and writes the on-disk cache, so a
+second run, or a sweep over reducers and clusterers, never decodes an image or runs a network
+again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import dataclasses
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from aurora.cache import Cache, stable_hash
+from aurora.data.sources import Manifest, Rejection, scan, write_rejected_csv
+from aurora.preprocess import PreprocessConfig, PreprocessedStore, build_preprocessed
+
+log = logging.getLogger("aurora")
+
+
+class PipelineError(RuntimeError):
+    """A run cannot go on; the message says why and what to change."""
+
+
+@contextlib.contextmanager
+def stage(name: str) -> Iterator[dict[str, Any]]:
+    """Log one line per stage with its counts and wall time.
+
+    Yields a dict the caller fills with ``msg`` (counts) before the block ends.
+    """
+    info: dict[str, Any] = {"msg": ""}
+    t0 = time.perf_counter()
+    yield info
+    log.info("[%-10s] %s (%.1f s)", name, info["msg"], time.perf_counter() - t0)
+
+
+def ensure_dataset(root: str | Path, synth: Mapping[str, Any] | None, jobs: int | None) -> Path:
+    """Return the data folder, generating the synthetic sky there first when asked to.
+
+    Args:
+        root: image folder or list file.
+        synth: ``{n, seed, size, moon_prob}`` for the built-in synthetic sky, or None.
+        jobs: generator processes.
+    """
+    root = Path(root)
+    if synth is not None and not (root / "labels.csv").is_file():
+        from aurora.data.synth import generate
+
+        log.info("generating the synthetic sky (%d images) in %s", synth["n"], root)
+        generate(
+            root,
+            n=int(synth["n"]),
+            seed=int(synth["seed"]),
+            size=int(synth["size"]),
+            moon_prob=float(synth["moon_prob"]),
+            jobs=jobs,
+        )
+    return root
+
+
+def prepare_images(
+    data_root: str | Path,
+    preprocess_cfg: PreprocessConfig,
+    cache_root: str | Path,
+    jobs: int | None = None,
+    progress: bool = True,
+) -> PreprocessedStore:
+    """Scan a folder (or list file) and preprocess it into the cache.
+
+    Args:
+        data_root: image folder (recursive) or text file listing images.
+        preprocess_cfg: the preprocessing chain.
+        cache_root: cache folder.
+        jobs: worker processes (None = all cores).
+        progress: show progress bars.
+
+    Returns:
+        The preprocessed store; every input is in ``store.ids`` or ``store.rejected``.
+    """
+    manifest = scan(data_root, jobs=jobs, progress=progress)
+    return build_preprocessed(manifest, preprocess_cfg, cache_root, jobs=jobs, progress=progress)
+
+
+class StoreSet:
+    """Preprocessed stores of one manifest, one per (preprocess variant, image size).
+
+    Args:
+        manifest: the scanned data set.
+        variants: variant name -> preprocessing chain (sizes are overridden per request).
+        cache_root: cache folder.
+        jobs: worker processes.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        variants: Mapping[str, PreprocessConfig],
+        cache_root: str | Path,
+        jobs: int | None,
+    ) -> None:
+        self.manifest = manifest
+        self.variants = dict(variants)
+        self.cache_root = Path(cache_root)
+        self.jobs = jobs
+        self._stores: dict[tuple[str, int], PreprocessedStore] = {}
+
+    def get(self, variant: str, size: int) -> PreprocessedStore:
+        """The store of ``variant`` at ``size`` px, built (or read from the cache) once."""
+        if variant not in self.variants:
+            raise PipelineError(
+                f"unknown preprocess variant {variant!r}; configured: {sorted(self.variants)}"
+            )
+        key = (variant, int(size))
+        if key not in self._stores:
+            cfg = dataclasses.replace(self.variants[variant], size=int(size))
+            with stage("preprocess") as st:
+                store = build_preprocessed(self.manifest, cfg, self.cache_root, jobs=self.jobs)
+                st["msg"] = (
+                    f"{variant}@{size}px: {len(store)} accepted, {len(store.rejected)} rejected"
+                    f" of {self.manifest.n_inputs} inputs"
+                )
+            self._stores[key] = store
+        return self._stores[key]
+
+
+@dataclass
+class ExtractedFeatures:
+    """Features of one extractor, aligned with the accepted images."""
+
+    name: str
+    features: np.ndarray  # (N, D) float32
+    key: str
+    ids: list[str]
+    random_init: bool
+    store: PreprocessedStore
+
+
+def _plain(node: Any) -> Any:
+    """A resolved plain container from an OmegaConf node (or the value itself)."""
+    if isinstance(node, DictConfig) or OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True)
+    return node
+
+
+def train_encoder_cached(
+    images: np.ndarray,
+    store_key: str,
+    model_cfg: Mapping[str, Any],
+    trainer_cfg: Mapping[str, Any],
+    loader_cfg: Mapping[str, Any],
+    *,
+    seed: int,
+    cache_root: str | Path,
+    log_dir: str | Path,
+    logger_cfg: Mapping[str, Any] | None = None,
+) -> Path:
+    """Train an encoder once per (images, model, trainer, loader, seed); return its checkpoint.
+
+    TensorBoard logs go to ``log_dir``; the best checkpoint is kept in the cache so later runs
+    (and every job of a sweep) reuse it.
+
+    Args:
+        images: (N, S, S, 3) uint8 training images.
+        store_key: cache key of ``images``.
+        model_cfg: ``model`` group node (``_target_``).
+        trainer_cfg: ``trainer`` group node.
+        loader_cfg: batching and split settings (``aurora.data.datamodule.LoaderConfig``).
+        seed: training seed.
+        cache_root: cache folder.
+        log_dir: where this run's logs and Lightning checkpoints go.
+        logger_cfg: ``logger`` group node or None.
+
+    Returns:
+        Path of the cached checkpoint.
+    """
+    import shutil
+
+    from aurora.data.datamodule import LoaderConfig
+    from aurora.training import fit_model
+
+    cache = Cache(cache_root)
+    runtime = {"devices", "num_nodes", "strategy", "log_every_n_steps", "accelerator"}
+    trainer_identity = {k: v for k, v in trainer_cfg.items() if k not in runtime}
+    loader_identity = {
+        k: v for k, v in loader_cfg.items() if k not in {"num_workers", "pin_memory"}
+    }
+    key = stable_hash(store_key, model_cfg, trainer_identity, loader_identity, seed)
+    if cache.exists("train", key):
+        return cache.path("train", key) / "model.ckpt"
+    with cache.writing("train", key) as tmp:
+        result = fit_model(
+            images,
+            model_cfg,
+            trainer_cfg,
+            log_dir,
+            logger_cfg=logger_cfg,
+            loader=LoaderConfig(**loader_cfg),
+            seed=seed,
+        )
+        best = result.best_ckpt or result.last_ckpt
+        if not best:
+            raise PipelineError(f"training in {log_dir} wrote no checkpoint")
+        shutil.copyfile(best, tmp / "model.ckpt")
+    return cache.path("train", key) / "model.ckpt"
+
+
+@dataclass
+class RunContext:
+    """What the grid and the finalisation need from the data and feature stages."""
+
+    stores: StoreSet
+    features: dict[str, ExtractedFeatures]
+    ids: list[str]
+    paths: list[str]
+    rejected: list[Rejection]
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _truth_table(truth_csv: str | Path | None, root: Path) -> dict[str, dict[str, str]] | None:
+    """Ground-truth rows keyed by image id (path relative to the data root)."""
+    if not truth_csv:
+        return None
+    path = Path(truth_csv)
+    if not path.is_file():
+        raise PipelineError(f"ground-truth table {path} does not exist")
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or "path" not in rows[0]:
+        raise PipelineError(f"ground-truth table {path} needs a 'path' column")
+    return {r["path"]: r for r in rows}
+
+
+def extract_all(
+    cfg: DictConfig, stores: StoreSet, run_dir: Path, names: Sequence[str]
+) -> tuple[dict[str, ExtractedFeatures], dict[str, str]]:
+    """Features for each configured extractor (training our own encoders when needed).
+
+    Args:
+        cfg: the composed ``cluster`` config (``extractors``, ``models``, ``train``, ...).
+        stores: preprocessed stores of the data set.
+        run_dir: run directory (training logs go under ``run_dir/train/<name>``).
+        names: extractor names (keys of ``cfg.extractors``) to compute.
+
+    Returns:
+        Features per extractor, and extractors skipped (name -> one-line reason).
+    """
+    from aurora.extractors import WeightsUnavailableError, extract_features
+
+    out: dict[str, ExtractedFeatures] = {}
+    skipped: dict[str, str] = {}
+    for name in names:
+        node = cfg.extractors[name]
+        meta = _plain(node.get("meta", {})) or {}
+        params = {k: v for k, v in _plain(node).items() if k != "meta"}
+        variant = meta.get("preprocess", "full")
+        if "ckpt_path" in node and OmegaConf.is_missing(node, "ckpt_path"):
+            model_name = meta.get("train", name)
+            if model_name not in cfg.models:
+                raise PipelineError(
+                    f"extractor {name!r} needs a checkpoint: set extractors.{name}.ckpt_path=... "
+                    f"or meta.train to one of {sorted(cfg.models)}"
+                )
+            store = stores.get(variant, int(cfg.train.image_size))
+            with stage("train") as st:
+                ckpt = train_encoder_cached(
+                    store.images,
+                    store.key,
+                    _plain(cfg.models[model_name]),
+                    _plain(cfg.trainer),
+                    _plain(cfg.train.loader),
+                    seed=int(cfg.seed),
+                    cache_root=cfg.paths.cache_dir,
+                    log_dir=run_dir / "train" / name,
+                    logger_cfg=_plain(cfg.logger) if cfg.get("logger") else None,
+                )
+                st["msg"] = f"{name}: {len(store)} images -> {ckpt}"
+            params["ckpt_path"] = str(ckpt)
+        try:
+            extractor = instantiate(params)
+        except WeightsUnavailableError as err:
+            if not cfg.skip_unavailable_extractors:
+                raise
+            reason = str(err).splitlines()[0]
+            log.warning("skipping extractor %s: %s", name, reason)
+            skipped[name] = reason
+            continue
+        store = stores.get(variant, int(extractor.input_size))
+        with stage("extract") as st:
+            fs = extract_features(
+                store,
+                extractor,
+                cfg.paths.cache_dir,
+                batch_size=int(cfg.extract.batch_size),
+                num_workers=int(cfg.extract.num_workers),
+                device=str(cfg.extract.device),
+            )
+            st["msg"] = f"{name}: {fs.features.shape[0]} x {fs.features.shape[1]} features"
+        random_init = bool(fs.provenance.get("random_init", False))
+        if random_init:
+            log.warning("extractor %s uses RANDOM weights (pretrained=false)", name)
+        out[name] = ExtractedFeatures(name, fs.features, fs.key, list(fs.ids), random_init, store)
+    return out, skipped
+
+
+def load_context(cfg: DictConfig, run_dir: Path, names: Sequence[str] | None = None) -> RunContext:
+    """Data, preprocessing and features for a run (everything before the grid)."""
+    jobs = cfg.get("jobs")
+    with stage("data") as st:
+        root = ensure_dataset(cfg.data.root, _plain(cfg.data.get("synth")), jobs)
+        manifest = scan(root, jobs=jobs, progress=True)
+        st["msg"] = (
+            f"{manifest.n_inputs} inputs in {root}: {len(manifest.records)} readable candidates,"
+            f" {len(manifest.rejected)} rejected while scanning"
+        )
+    variants = {k: instantiate(v) for k, v in cfg.preprocess.items()}
+    stores = StoreSet(manifest, variants, cfg.paths.cache_dir, jobs)
+    names = list(names if names is not None else cfg.extractors.keys())
+    features, skipped = extract_all(cfg, stores, run_dir, names)
+    if not features:
+        raise PipelineError(
+            "no extractor could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        )
+    ids, paths, rejected = _align(features, manifest)
+    return RunContext(stores, features, ids, paths, rejected, skipped)
+
+
+def _align(
+    features: Mapping[str, ExtractedFeatures], manifest: Manifest
+) -> tuple[list[str], list[str], list[Rejection]]:
+    """Keep the images every extractor saw, recording any other as rejected (never dropped)."""
+    sets = [set(f.ids) for f in features.values()]
+    common = set.intersection(*sets)
+    first = next(iter(features.values()))
+    rejected = list(first.store.rejected)
+    seen = {r.path for r in rejected}
+    for f in features.values():
+        for r in f.store.rejected:
+            if r.path not in seen:
+                rejected.append(Rejection(r.path, f"{r.reason} (in preprocessing for {f.name})"))
+                seen.add(r.path)
+    ids = [i for i in first.ids if i in common]
+    for name, f in features.items():
+        if f.ids != ids:
+            pos = {i: k for k, i in enumerate(f.ids)}
+            f.features = f.features[[pos[i] for i in ids]]
+            f.ids = ids
+            log.info("aligned %s to %d common images", name, len(ids))
+    id_to_path = {r.id: r.path for r in manifest.records}
+    paths = [id_to_path.get(i, i) for i in ids]
+    return ids, paths, rejected
+
+
+def write_labels_csv(ids: Sequence[str], labels: np.ndarray, path: str | Path) -> None:
+    """``path,label`` for every accepted image (−1 = unassigned)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label"])
+        for i, lab in zip(ids, labels, strict=True):
+            w.writerow([i, int(lab)])
+
+
+def write_rejected(rejected: Sequence[Rejection], path: str | Path) -> None:
+    """``path,reason`` for every rejected input."""
+    write_rejected_csv(rejected, path)
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One grid cell: which features, reducer, clusterer and number of clusters."""
+
+    extractor: str
+    reducer: str
+    clusterer: str
+    n_clusters: int
+
+    @property
+    def name(self) -> str:
+        """Folder-safe cell name, e.g. ``simclr__pca__kmeans__k12``."""
+        return f"{self.extractor}__{self.reducer}__{self.clusterer}__k{self.n_clusters}"
+
+
+def grid_cells(
+    extractors: Sequence[str],
+    reducers: Sequence[str],
+    clusterers: Sequence[str],
+    n_clusters: Sequence[int],
+) -> list[CellSpec]:
+    """The full product of the grid axes, in a fixed order."""
+    return [
+        CellSpec(e, r, c, int(k))
+        for e in extractors
+        for r in reducers
+        for c in clusterers
+        for k in n_clusters
+    ]
+
+
+def truth_columns(
+    cfg: DictConfig, ids: Sequence[str]
+) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """Ground-truth classes and nuisance flags per image, when a truth table is configured.
+
+    Returns:
+        (truth (N,) object array or None, nuisances name -> (N,) array). Images missing from
+        the table get None (ignored by the external scores).
+    """
+    root = Path(cfg.data.root)
+    table = _truth_table(cfg.data.get("truth"), root)
+    if table is None:
+        return None, {}
+    column = cfg.data.get("truth_column") or "morphology"
+    truth = np.array([table.get(i, {}).get(column) for i in ids], dtype=object)
+    nuisances: dict[str, np.ndarray] = {}
+    for name in cfg.data.get("nuisance_columns") or ["moon"]:
+        nuisances[name] = np.array([table.get(i, {}).get(name) for i in ids], dtype=object)
+    return truth, nuisances
+
+
+def run_grid(
+    cfg: DictConfig, ctx: RunContext, cells: Sequence[CellSpec], cells_dir: Path
+) -> list[dict[str, Any]]:
+    """Run the given grid cells and write each one's ``cell.json`` + ``labels.npy``.
+
+    Returns:
+        The cells as rows (see :func:`aurora.grid.collect_cells`).
+    """
+    from aurora.grid import collect_cells, run_cell, write_cell
+
+    truth, nuisances = truth_columns(cfg, ctx.ids)
+    for spec in cells:
+        feats = ctx.features[spec.extractor]
+        moon = nuisances.get("moon", feats.store.moon[: len(ctx.ids)])
+        clusterer = {**_plain(cfg.clusterers[spec.clusterer]), "n_clusters": spec.n_clusters}
+        with stage("cell") as st:
+            result = run_cell(
+                feats.features,
+                _plain(cfg.reducers[spec.reducer]),
+                clusterer,
+                seed=int(cfg.seed),
+                cache=Cache(cfg.paths.cache_dir),
+                features_key=feats.key,
+                stability_splits=int(cfg.grid.stability_splits),
+                truth=truth,
+                nuisance={**nuisances, "moon": moon},
+            )
+            meta = {
+                "extractor": spec.extractor,
+                "reducer": spec.reducer,
+                "clusterer": spec.clusterer,
+                "n_clusters": spec.n_clusters,
+                "seed": int(cfg.seed),
+                "random_init": feats.random_init,
+            }
+            write_cell(result, cells_dir / spec.name, meta)
+            s = result.scores
+            st["msg"] = (
+                f"{spec.name}: silhouette {s.get('silhouette', float('nan')):.3f}, "
+                f"stability ARI {s.get('stability_ari', float('nan')):.3f}"
+            )
+    return collect_cells(cells_dir)
+
+
+@dataclass
+class FusionOutcome:
+    """The fused grouping chosen for ``labels.csv``."""
+
+    labels: np.ndarray  # (N,) int64, -1 = unassigned
+    group: str  # extractor name, or "all"
+    n_partitions: int
+    threshold: float
+    min_cluster_size: int
+    loss: float | None
+    per_group: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def fuse(fusion_cfg: DictConfig, ranking_csv: Path, out_dir: Path) -> FusionOutcome:
+    """Fuse the best-ranked partitions (per extractor or overall) by co-association voting.
+
+    With ``fusion.search`` set, each group's setting is chosen by the thesis's loss and the
+    group with the lowest loss gives ``labels.csv``; otherwise the configured voting is used and
+    the group holding the best-ranked cell gives it.
+
+    Args:
+        fusion_cfg: the ``fusion`` group node.
+        ranking_csv: the grid's ``ranking.csv``.
+        out_dir: where per-group search tables and landscapes go.
+    """
+    from aurora.fusion import load_partitions, plot_search_landscape, select_partitions
+
+    search = fusion_cfg.get("search")
+    top_n = max(search.n_partitions) if search else int(fusion_cfg.n_partitions)
+    groups = select_partitions(ranking_csv, top_n, bool(fusion_cfg.per_extractor))
+    outcomes: list[FusionOutcome] = []
+    for name, paths in groups.items():
+        parts = load_partitions(paths)
+        if search:
+            n_avail = [p for p in search.n_partitions if p <= parts.shape[0]] or [parts.shape[0]]
+            res = instantiate(search, n_partitions=n_avail)(parts)
+            res.write_table(out_dir / f"fusion_search_{name}.csv")
+            plot_search_landscape(res, out_dir / f"fusion_landscape_{name}.png")
+            b = res.best
+            outcomes.append(
+                FusionOutcome(
+                    res.labels,
+                    name,
+                    int(b["n_partitions"]),
+                    float(b["threshold"]),
+                    int(b["min_cluster_size"]),
+                    float(b["loss"]),
+                )
+            )
+        else:
+            n = min(int(fusion_cfg.n_partitions), parts.shape[0])
+            voting = instantiate(fusion_cfg.voting)
+            labels = voting.fit_predict(parts[:n])
+            outcomes.append(
+                FusionOutcome(
+                    np.asarray(labels, dtype=np.int64),
+                    name,
+                    n,
+                    float(fusion_cfg.threshold),
+                    int(fusion_cfg.min_cluster_size),
+                    None,
+                )
+            )
+    per_group = {
+        o.group: {
+            "n_groups": int(o.labels.max() + 1) if (o.labels >= 0).any() else 0,
+            "unassigned": int((o.labels < 0).sum()),
+            "n_partitions": o.n_partitions,
+            "threshold": o.threshold,
+            "min_cluster_size": o.min_cluster_size,
+            "loss": o.loss,
+        }
+        for o in outcomes
+    }
+    best = min(outcomes, key=lambda o: o.loss) if search else outcomes[0]
+    best.per_group = per_group
+    return best
+
+
+def external_summary(
+    cfg: DictConfig, ids: Sequence[str], ranked: Sequence[Mapping[str, Any]], fused: np.ndarray
+) -> dict[str, Any]:
+    """External scores of the best-ranked cell and of the fused grouping (truth needed)."""
+    from aurora.scoring import external_scores, nuisance_dependence
+
+    truth, nuisances = truth_columns(cfg, ids)
+    if truth is None:
+        return {}
+    best_labels = np.load(ranked[0]["labels_path"])
+    out: dict[str, Any] = {
+        "best_cell": ranked[0]["cell"],
+        "best_cell_external": external_scores(best_labels, truth),
+        "fused_external": external_scores(fused, truth),
+        "fused_unassigned_fraction": float((fused < 0).mean()),
+    }
+    assigned = fused >= 0
+    for name, values in nuisances.items():
+        out[f"fused_ami_{name}"] = nuisance_dependence(fused[assigned], values[assigned])
+    return out
+
+
+def finalize(
+    cfg: DictConfig,
+    ids: Sequence[str],
+    rejected: Sequence[Rejection],
+    cells: Sequence[Mapping[str, Any]],
+    out_dir: Path,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Rank the cells, fuse, and write the run's outputs into ``out_dir``.
+
+    Writes ``ranking.csv``, ``results.csv``, fusion tables, ``labels.csv`` (``path,label``),
+    ``rejected.csv`` (``path,reason``) and ``summary.json``.
+
+    Returns:
+        The summary (counts, chosen fusion, external scores when truth exists).
+    """
+    import json
+
+    from aurora.grid import write_ranking, write_results
+
+    if not cells:
+        raise PipelineError(f"no finished grid cells under {out_dir}")
+    n = {int(c["n_samples"]) for c in cells}
+    if n != {len(ids)}:
+        raise PipelineError(f"cells have {sorted(n)} labels but the data set has {len(ids)} images")
+    with stage("rank") as st:
+        ranked = write_ranking(cells, out_dir / "ranking.csv")
+        write_results(cells, out_dir / "results.csv")
+        st["msg"] = f"{len(cells)} cells ranked; best {ranked[0]['cell']}"
+    with stage("fuse") as st:
+        fusion = fuse(cfg.fusion, out_dir / "ranking.csv", out_dir)
+        write_labels_csv(ids, fusion.labels, out_dir / "labels.csv")
+        write_rejected(rejected, out_dir / "rejected.csv")
+        n_groups = int(fusion.labels.max() + 1) if (fusion.labels >= 0).any() else 0
+        st["msg"] = (
+            f"{fusion.group}: {n_groups} groups, {int((fusion.labels < 0).sum())} unassigned "
+            f"(P={fusion.n_partitions}, t={fusion.threshold}, min size {fusion.min_cluster_size})"
+        )
+    summary: dict[str, Any] = {
+        "n_inputs": len(ids) + len(rejected),
+        "n_accepted": len(ids),
+        "n_rejected": len(rejected),
+        "rejected_by_reason": _count_reasons(rejected),
+        "n_groups": n_groups,
+        "n_unassigned": int((fusion.labels < 0).sum()),
+        "fusion": {
+            "group": fusion.group,
+            "n_partitions": fusion.n_partitions,
+            "threshold": fusion.threshold,
+            "min_cluster_size": fusion.min_cluster_size,
+            "loss": fusion.loss,
+            "per_group": fusion.per_group,
+        },
+        "best_cell": ranked[0]["cell"],
+        **(extra or {}),
+    }
+    summary.update(external_summary(cfg, ids, ranked, fusion.labels))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary
+
+
+def _count_reasons(rejected: Sequence[Rejection]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in rejected:
+        counts[r.reason] = counts.get(r.reason, 0) + 1
+    return counts
+
+
+def _cell_axes(
+    cfg: DictConfig, choices: Mapping[str, str | None]
+) -> tuple[DictConfig, list[CellSpec]]:
+    """The effective config and the cells to run: the single cell when the cell groups are set."""
+    cfg = cfg.copy()
+    picked = {g: choices.get(g) for g in ("extractor", "reducer", "clusterer")}
+    if all(v is None for v in picked.values()):
+        cells = grid_cells(
+            list(cfg.extractors),
+            list(cfg.reducers),
+            list(cfg.clusterers),
+            list(cfg.grid.n_clusters),
+        )
+        return cfg, cells
+    missing = [g for g, v in picked.items() if v is None]
+    if missing:
+        raise PipelineError(
+            f"a single grid cell needs extractor=, reducer= and clusterer=; missing: {missing}"
+        )
+    OmegaConf.set_struct(cfg, False)
+    cfg.extractors = {picked["extractor"]: cfg.extractor}
+    cfg.reducers = {picked["reducer"]: cfg.reducer}
+    cfg.clusterers = {picked["clusterer"]: cfg.clusterer}
+    spec = CellSpec(
+        str(picked["extractor"]),
+        str(picked["reducer"]),
+        str(picked["clusterer"]),
+        int(cfg.clusterer.n_clusters),
+    )
+    return cfg, [spec]
+
+
+def run_cluster(
+    cfg: DictConfig, run_dir: str | Path, choices: Mapping[str, str | None] | None = None
+) -> dict[str, Any]:
+    """The whole chain in one process: data -> features -> grid -> ranking -> fusion -> outputs.
+
+    Args:
+        cfg: the composed ``cluster`` config.
+        run_dir: output folder (the Hydra run directory).
+        choices: Hydra group choices (``extractor``/``reducer``/``clusterer`` pick one cell).
+
+    Returns:
+        The run summary (also in ``run_dir/summary.json``).
+    """
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg, cells = _cell_axes(cfg, choices or {})
+    ctx = load_context(cfg, run_dir, sorted({c.extractor for c in cells}))
+    cells = [c for c in cells if c.extractor in ctx.features]
+    with stage("grid") as st:
+        rows = run_grid(cfg, ctx, cells, run_dir / "cells")
+        st["msg"] = f"{len(rows)} cells"
+    extra = {
+        "skipped_extractors": ctx.skipped,
+        "random_init_extractors": [k for k, f in ctx.features.items() if f.random_init],
+    }
+    summary = finalize(cfg, ctx.ids, ctx.rejected, rows, run_dir, extra)
+    summary["seconds"] = time.perf_counter() - t0
+    _print_summary(summary, run_dir)
+    return summary
+
+
+def run_sweep_cell(
+    cfg: DictConfig, job_dir: str | Path, choices: Mapping[str, str | None]
+) -> dict[str, Any]:
+    """One job of a ``-m`` sweep: compute one grid cell into ``job_dir`` (ranked at the end)."""
+    job_dir = Path(job_dir)
+    cfg, cells = _cell_axes(cfg, choices)
+    if len(cells) != 1:
+        raise PipelineError(
+            "a -m sweep runs one grid cell per job: sweep over extractor=..., reducer=..., "
+            "clusterer=... (and e.g. clusterer.n_clusters=30,100)"
+        )
+    ctx = load_context(cfg, job_dir, [cells[0].extractor])
+    rows = run_grid(cfg, ctx, cells, job_dir)
+    return rows[0]
+
+
+def finalize_sweep(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any]:
+    """Rank and fuse every finished cell of a sweep; outputs go into ``sweep_dir``."""
+    from aurora.grid import collect_cells
+
+    cells = collect_cells(sweep_dir)
+    if not cells:
+        raise PipelineError(f"no finished grid cells under {sweep_dir}")
+    names = sorted({str(c["extractor"]) for c in cells})
+    cfg = cfg.copy()
+    OmegaConf.set_struct(cfg, False)
+    known = {n: cfg.extractors[n] for n in names if n in cfg.extractors}
+    cfg.extractors = known
+    ctx = load_context(cfg, sweep_dir, list(known))
+    summary = finalize(cfg, ctx.ids, ctx.rejected, cells, sweep_dir)
+    _print_summary(summary, sweep_dir)
+    return summary
+
+
+def _print_summary(summary: Mapping[str, Any], out_dir: Path) -> None:
+    """The end-of-run table on stdout."""
+    lines = [
+        "",
+        "aurora summary",
+        f"  inputs {summary['n_inputs']}: accepted {summary['n_accepted']}, "
+        f"rejected {summary['n_rejected']} {summary['rejected_by_reason'] or ''}",
+        f"  groups {summary['n_groups']}, unassigned {summary['n_unassigned']}",
+        f"  best grid cell (internal ranking): {summary['best_cell']}",
+    ]
+    if summary.get("skipped_extractors"):
+        for k, v in summary["skipped_extractors"].items():
+            lines.append(f"  skipped {k}: {v}")
+    if summary.get("random_init_extractors"):
+        lines.append(f"  RANDOM weights: {summary['random_init_extractors']}")
+    if "best_cell_external" in summary:
+        b, f = summary["best_cell_external"], summary["fused_external"]
+        lines.append(f"  best cell vs truth: AMI {b['ami']:.3f}, ARI {b['ari']:.3f}")
+        lines.append(
+            f"  fused vs truth: homogeneity {f['homogeneity']:.3f}, AMI {f['ami']:.3f}, "
+            f"unassigned {summary['fused_unassigned_fraction']:.1%}"
+        )
+        if "fused_ami_moon" in summary:
+            lines.append(f"  fused vs Moon flag: AMI {summary['fused_ami_moon']:.3f}")
+    lines.append(f"  outputs: {out_dir.resolve()}")
+    if (out_dir / "report" / "index.html").is_file():
+        lines.append(f"  report: {(out_dir / 'report' / 'index.html').resolve()}")
+    print("\n".join(lines), flush=True)
+
+
+def main(cfg: DictConfig, run_dir: str | Path, choices: Mapping[str, str | None], mode: str) -> int:
+    """What ``cluster.py`` runs; returns the process exit code.
+
+    Known failures (bad data folder, missing weights, impossible settings) are reported in one
+    line instead of a traceback.
+    """
+    from aurora.data.sources import DataSourceError
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if cfg.mode == "apply":
+            from aurora.apply import apply_solution
+
+            apply_solution(cfg, Path(run_dir))
+        elif "MULTIRUN" in mode:
+            run_sweep_cell(cfg, run_dir, choices)
+        else:
+            run_cluster(cfg, run_dir, choices)
+    except (DataSourceError, PipelineError) as err:
+        print(f"error: {err}", flush=True)
+        return 2
+    return 0

@@ -1,0 +1,25 @@
+"""Run the aurora chain: ``python cluster.py`` (whole grid) or ``python cluster.py -m ...``."""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(config_path="conf", config_name="cluster", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    """Hydra entry point; the work happens in :func:`aurora.pipeline.main`."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from aurora.pipeline import main as run_main
+
+    hc = HydraConfig.get()
+    code = run_main(cfg, hc.runtime.output_dir, dict(hc.runtime.choices), str(hc.mode))
+    if code:
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()
