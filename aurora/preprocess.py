@@ -283,8 +283,12 @@ def find_sky_circle(rgb: np.ndarray) -> SkyCircle:
     grey = _brightness(rgb)
     small = cv2.resize(grey, (tw, th), interpolation=cv2.INTER_AREA) if s < 1 else grey
     sx, sy = tw / w, th / h
-    cum = np.cumsum(np.bincount(small.ravel(), minlength=256))
-    bg, sky = (float(np.searchsorted(cum, q * small.size)) for q in (0.01, 0.6))
+    hist = np.bincount(small.ravel(), minlength=256)
+    bg = float(np.searchsorted(np.cumsum(hist), 0.01 * small.size))
+    # Typical sky level: the median of what is above the black level (the sky may cover
+    # less than half of a wide frame).
+    lit = np.cumsum(hist[int(bg) + 2 :])
+    sky = bg + 2 + float(np.searchsorted(lit, 0.5 * lit[-1])) if len(lit) and lit[-1] else bg
     if sky - bg < 2.0:
         raise SkyCircleError(f"no sky region brighter than the black level ({bg:.0f})")
     # Rough circle on a half-size thumbnail: the largest bright region and RANSAC on its edge.
@@ -662,24 +666,18 @@ def __getattr__(name: str) -> Any:
 
 
 def _read_any(path: Path) -> list[tuple[str, np.ndarray]]:
-    """Read an image file (or the first frame of a CDF) as RGB for the figure."""
-    try:
-        from aurora.data import sources
-    except ImportError:
-        sources = None  # type: ignore[assignment]
-    if sources is not None:
-        manifest = sources.scan(path.parent)
-        recs = [r for r in manifest.records if Path(r.path).resolve() == path.resolve()]
-        if recs:
-            return [
-                (
-                    f"{path.name}[{recs[0].frame}]" if len(recs) > 1 else path.name,
-                    sources.read_image(recs[0]),
-                )
-            ]
+    """Images of ``path`` for the figure: a file, the first frame of a CDF, or a folder."""
+    from aurora.data import sources
+
+    if path.is_dir() or path.suffix.lower() == ".cdf":
+        manifest = sources.scan(path if path.is_dir() else path.parent)
+        recs = manifest.records
+        if not path.is_dir():
+            recs = [r for r in recs if Path(r.path).resolve() == path.resolve()][:1]
+        return [(r.id, sources.read_image(r)) for r in recs]
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise ImageFormatError(f"cannot read image {path}")
+        return []  # not an image (e.g. a README beside the images): nothing to draw
     if img.ndim == 3:
         img = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB)
     return [(path.name, img)]
@@ -759,15 +757,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("images", nargs="+", type=Path)
     p.add_argument("--out", type=Path, default=Path("preprocess_grid.png"))
-    p.add_argument(
-        "--config", default=None, help="preprocess YAML (default conf/preprocess/full.yaml)"
-    )
-    p.add_argument("overrides", nargs="*", default=[], help="key=value settings, e.g. moon=keep")
-    args, extra = parser.parse_known_args(argv)
-    overrides = [a for a in extra if "=" in a]
-    images = [Path(a) for a in args.images if "=" not in str(a)]
-    overrides += [str(a) for a in args.images if "=" in str(a)]
-    show(images, args.out, _load_cfg(args.config, overrides))
+    p.add_argument("--config", default=None, help="YAML file (default conf/preprocess/full.yaml)")
+    p.add_argument("--set", action="append", default=[], help="override, e.g. --set moon=keep")
+    args = parser.parse_args(argv)
+    show(args.images, args.out, _load_cfg(args.config, args.set))
     print(f"wrote {args.out}")
 
 

@@ -1,0 +1,214 @@
+"""Preprocess a whole data set once into an on-disk, memory-mapped array store.
+
+An entry of the cache stage ``preprocess`` holds:
+
+- ``images.u8``: raw (N, size, size, 3) uint8 RGB, C order (read back with ``np.memmap``);
+- ``meta.npz``: ``moon`` (N,) bool, ``moon_xyr`` (N, 3) float32, ``circle`` (N, 3) float32;
+- ``index.json``: key, shape, ids, paths, timestamps, rejections, the configuration.
+
+The entry is filled inside :meth:`aurora.cache.Cache.writing`, so it only becomes visible (and
+``exists``) once complete; a killed run leaves nothing that a later run would read as valid.
+Images are decoded and preprocessed in worker processes over chunks of records and written
+to the array in manifest order. Every manifest input ends in exactly one of ``ids`` or
+``rejected``.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from aurora.cache import Cache, atomic_save_npz, stable_hash
+from aurora.data.sources import ImageReadError, ImageRecord, Manifest, Rejection, read_image
+from aurora.preprocess import PreprocessConfig, PreprocessError, preprocess_image
+
+STAGE = "preprocess"
+#: Bumped whenever the chain's output changes for the same configuration.
+STORE_VERSION = "preprocess-v1"
+CHUNK = 16
+
+# (record index, image or None, rejection reason or None, moon (4,), circle (3,))
+_Item = tuple[int, np.ndarray | None, str | None, tuple[float, ...], tuple[float, ...]]
+
+
+class PreprocessedStore:
+    """Preprocessed images of a data set, memory-mapped read-only from the cache.
+
+    Attributes:
+        key: cache key (manifest + preprocess configuration).
+        path: the cache entry folder.
+        images: (N, size, size, 3) uint8 RGB, read-only memory map.
+        ids, paths: per image, from the manifest records.
+        timestamps: per image, ``datetime`` or ``None``.
+        moon: (N,) bool Moon detected.
+        moon_xyr: (N, 3) float32 Moon centre and radius in original pixels (NaN when absent).
+        circle: (N, 3) float32 sky circle (cx, cy, r) in original pixels.
+        rejected: every rejected input: the manifest's scan rejections, then unreadable ones
+            and those rejected by the chain (e.g. ``"too dark"``), in manifest order.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        index = json.loads((self.path / "index.json").read_text())
+        self.key: str = index["key"]
+        self.size: int = index["size"]
+        self.config: dict[str, Any] = index["config"]
+        n = len(index["ids"])
+        shape = (n, self.size, self.size, 3)
+        if n:
+            self.images = np.memmap(self.path / "images.u8", np.uint8, mode="r", shape=shape)
+        else:
+            self.images = np.zeros(shape, np.uint8)
+            self.images.flags.writeable = False
+        self.ids: list[str] = index["ids"]
+        self.paths: list[str] = index["paths"]
+        self.timestamps: list[datetime | None] = [
+            None if t is None else datetime.fromisoformat(t) for t in index["timestamps"]
+        ]
+        self.rejected: list[Rejection] = [Rejection(p, r) for p, r in index["rejected"]]
+        with np.load(self.path / "meta.npz") as meta:
+            self.moon: np.ndarray = meta["moon"]
+            self.moon_xyr: np.ndarray = meta["moon_xyr"]
+            self.circle: np.ndarray = meta["circle"]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def float_batch(self, idx: Sequence[int] | np.ndarray | slice) -> np.ndarray:
+        """Images ``idx`` as (B, size, size, 3) float32 in [0, 1]."""
+        return np.asarray(self.images[idx], dtype=np.float32) * np.float32(1.0 / 255.0)
+
+    def __repr__(self) -> str:
+        return f"PreprocessedStore(key={self.key!r}, n={len(self)}, rejected={len(self.rejected)})"
+
+
+def store_key(manifest: Manifest, cfg: PreprocessConfig) -> str:
+    """Cache key of the store of ``manifest`` under ``cfg``."""
+    return stable_hash(STORE_VERSION, manifest.key, cfg)
+
+
+def open_store(cache_root: str | Path, key: str) -> PreprocessedStore:
+    """Open a complete store entry by key.
+
+    Raises:
+        FileNotFoundError: when the entry does not exist (or is incomplete).
+    """
+    cache = Cache(cache_root)
+    if not cache.exists(STAGE, key):
+        raise FileNotFoundError(f"no complete preprocessed store {key} under {cache_root}")
+    return PreprocessedStore(cache.path(STAGE, key))
+
+
+def _process(index: int, record: ImageRecord, cfg: PreprocessConfig) -> _Item:
+    nan4 = (0.0, np.nan, np.nan, np.nan)
+    nan3 = (np.nan, np.nan, np.nan)
+    try:
+        raw = read_image(record)
+    except ImageReadError as err:
+        return index, None, err.reason, nan4, nan3
+    try:
+        res = preprocess_image(raw, cfg)
+    except PreprocessError as err:
+        return index, None, f"bad image: {err}", nan4, nan3
+    m, c = res.moon, res.circle
+    return index, res.image, res.rejected, (float(m.present), m.x, m.y, m.r), (c.cx, c.cy, c.r)
+
+
+def _process_chunk(args: tuple[int, list[ImageRecord], PreprocessConfig]) -> list[_Item]:
+    start, records, cfg = args
+    return [_process(start + i, rec, cfg) for i, rec in enumerate(records)]
+
+
+def _results(records: list[ImageRecord], cfg: PreprocessConfig, jobs: int) -> Iterator[list[_Item]]:
+    tasks = [(i, records[i : i + CHUNK], cfg) for i in range(0, len(records), CHUNK)]
+    if jobs <= 1 or len(tasks) <= 1:
+        yield from map(_process_chunk, tasks)
+        return
+    with mp.get_context("fork").Pool(min(jobs, len(tasks))) as pool:
+        yield from pool.imap(_process_chunk, tasks)
+
+
+def build_preprocessed(
+    manifest: Manifest,
+    cfg: PreprocessConfig,
+    cache_root: str | Path,
+    jobs: int | None = None,
+    progress: bool = True,
+) -> PreprocessedStore:
+    """Preprocess every image of ``manifest`` once; later calls reuse the cached store.
+
+    Args:
+        manifest: the data set (records and scan rejections).
+        cfg: chain settings.
+        cache_root: root folder of the cache.
+        jobs: worker processes (default: number of CPUs; 1 runs in this process).
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The store, memory-mapped from the cache entry.
+    """
+    cache = Cache(cache_root)
+    key = store_key(manifest, cfg)
+    if cache.exists(STAGE, key):
+        return PreprocessedStore(cache.path(STAGE, key))
+    jobs = jobs or os.cpu_count() or 1
+    records = list(manifest.records)
+    size = cfg.size
+    with cache.writing(STAGE, key) as tmp:
+        ids: list[str] = []
+        paths: list[str] = []
+        stamps: list[str | None] = []
+        moon: list[tuple[float, ...]] = []
+        circle: list[tuple[float, ...]] = []
+        rejected = [(r.path, r.reason) for r in manifest.rejected]
+        bar = tqdm(total=len(records), desc="preprocess", unit="img", disable=not progress)
+        with open(tmp / "images.u8", "wb") as f:
+            for chunk in _results(records, cfg, jobs):
+                for i, image, reason, m, c in chunk:
+                    rec = records[i]
+                    if image is None:
+                        rejected.append((rec.id, reason or "rejected"))
+                        continue
+                    assert image.shape == (size, size, 3) and image.dtype == np.uint8
+                    f.write(np.ascontiguousarray(image).tobytes())
+                    ids.append(rec.id)
+                    paths.append(str(rec.path))
+                    stamps.append(None if rec.timestamp is None else rec.timestamp.isoformat())
+                    moon.append(m)
+                    circle.append(c)
+                bar.update(len(chunk))
+        bar.close()
+        if len(ids) + len(rejected) != manifest.n_inputs:  # pragma: no cover - invariant
+            raise RuntimeError(
+                f"preprocess accounting broken: {len(ids)} images + {len(rejected)} rejected "
+                f"!= {manifest.n_inputs} inputs"
+            )
+        moon_arr = np.asarray(moon, np.float32).reshape(-1, 4)
+        atomic_save_npz(
+            tmp / "meta.npz",
+            moon=moon_arr[:, 0] > 0.5,
+            moon_xyr=moon_arr[:, 1:],
+            circle=np.asarray(circle, np.float32).reshape(-1, 3),
+        )
+        index = {
+            "key": key,
+            "version": STORE_VERSION,
+            "manifest_key": manifest.key,
+            "size": size,
+            "config": asdict(cfg),
+            "ids": ids,
+            "paths": paths,
+            "timestamps": stamps,
+            "rejected": rejected,
+        }
+        (tmp / "index.json").write_text(json.dumps(index))
+    return PreprocessedStore(cache.path(STAGE, key))
