@@ -752,27 +752,63 @@ def image_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def _nuisances(image_seed_: int, moon_prob: float) -> tuple[bool, float]:
-    """Moon flag and cloud strength of one image, from a stream separate from its pixels."""
-    r = np.random.default_rng([image_seed_, 1])
-    moon = bool(r.random() < moon_prob)
-    clouds = round(float(r.uniform(0.15, 1.0)), 3) if r.random() < CLOUD_PROB else 0.0
-    return moon, clouds
+@dataclass(frozen=True)
+class ImagePlan:
+    """Everything that decides one image of a data set, before any pixel is rendered."""
+
+    index: int
+    seed: int
+    morphology: str
+    moon: bool
+    clouds: float
+    when: datetime
+
+    @property
+    def name(self) -> str:
+        return frame_name(self.when)
 
 
-def _render_job(args: tuple[str, int, int, int, float, str]) -> dict[str, str]:
-    out_dir, index, seed_i, size, moon_prob, morphology = args
-    moon, clouds = _nuisances(seed_i, moon_prob)
-    when = frame_time(index)
-    img, meta = render_sky(morphology, np.random.default_rng(seed_i), size, moon, clouds, when)
-    name = frame_name(when)
+def plan_dataset(n: int, seed: int = 0, moon_prob: float = 0.3) -> list[ImagePlan]:
+    """The per-image choices of :func:`generate`, cheap to compute for large ``n``.
+
+    Morphologies: equal counts (up to one) in an order shuffled by ``seed``. Moon and clouds
+    come from each image's own seed on a stream separate from its pixels, so they are
+    independent of the morphology and of the job count.
+    """
+    reps = -(-n // len(MORPHOLOGIES))
+    morphs = np.tile(np.array(MORPHOLOGIES), reps)[:n]
+    morphs = np.random.default_rng([seed, 0xC1A55]).permutation(morphs)
+    plans = []
+    for i in range(n):
+        seed_i = image_seed(seed, i)
+        r = np.random.default_rng([seed_i, 1])
+        moon = bool(r.random() < moon_prob)
+        clouds = round(float(r.uniform(0.15, 1.0)), 3) if r.random() < CLOUD_PROB else 0.0
+        plans.append(ImagePlan(i, seed_i, str(morphs[i]), moon, clouds, frame_time(i)))
+    return plans
+
+
+def render_plan(plan: ImagePlan, size: int) -> tuple[np.ndarray, SkyMeta]:
+    """Render the image a plan describes; (size, size, 3) RGB uint8 and its ground truth."""
+    rng = np.random.default_rng(plan.seed)
+    return render_sky(plan.morphology, rng, size, plan.moon, plan.clouds, plan.when)
+
+
+def encode_jpeg(img: np.ndarray) -> bytes:
+    """JPEG bytes (quality :data:`JPEG_QUALITY`) of an RGB uint8 image."""
     ok, buf = cv2.imencode(
         ".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
     )
     if not ok:  # pragma: no cover - cv2 only fails on invalid arrays
-        raise SynthError(f"JPEG encoding failed for {name}")
-    Path(out_dir, name).write_bytes(buf.tobytes())
-    return meta.row(name, seed_i)
+        raise SynthError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def _render_job(args: tuple[str, ImagePlan, int]) -> dict[str, str]:
+    out_dir, plan, size = args
+    img, meta = render_plan(plan, size)
+    Path(out_dir, plan.name).write_bytes(encode_jpeg(img))
+    return meta.row(plan.name, plan.seed)
 
 
 def _worker_init() -> None:
@@ -811,12 +847,7 @@ def generate(
         raise SynthError(f"moon_prob must be in [0, 1], got {moon_prob}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    reps = -(-n // len(MORPHOLOGIES))
-    morphs = np.tile(np.array(MORPHOLOGIES), reps)[:n]
-    morphs = np.random.default_rng([seed, 0xC1A55]).permutation(morphs)
-    tasks = [
-        (str(out), i, image_seed(seed, i), size, float(moon_prob), str(morphs[i])) for i in range(n)
-    ]
+    tasks = [(str(out), p, size) for p in plan_dataset(n, seed, moon_prob)]
     jobs = min(jobs or os.cpu_count() or 1, n)
     if jobs <= 1:
         old = cv2.getNumThreads()
