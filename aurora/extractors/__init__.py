@@ -6,6 +6,7 @@ from aurora.extractors.inference import (
     Extractor,
     FeatureSet,
     StoreBatches,
+    build_extractor,
     extract_features,
     feature_key,
     load_feature_set,
@@ -13,6 +14,7 @@ from aurora.extractors.inference import (
 from aurora.extractors.projector import add_projector_labels, export_projector, read_metadata
 from aurora.extractors.timm_extractor import (
     TimmExtractor,
+    UnknownModelError,
     WeightsMismatchError,
     WeightsUnavailableError,
     load_timm_weights,
@@ -25,9 +27,11 @@ __all__ = [
     "FeatureSet",
     "StoreBatches",
     "TimmExtractor",
+    "UnknownModelError",
     "WeightsMismatchError",
     "WeightsUnavailableError",
     "add_projector_labels",
+    "build_extractor",
     "export_projector",
     "extract_features",
     "feature_key",

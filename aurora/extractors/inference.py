@@ -189,7 +189,7 @@ def _versions() -> dict[str, str]:
 
 def _run_shards(
     images: np.ndarray,
-    extractor: torch.nn.Module,
+    extractor: Extractor,
     shards: list[tuple[int, int, int]],
     shard_dir: Path,
     *,
@@ -301,7 +301,7 @@ def extract_features(
     if todo:
         _run_shards(
             store.images,
-            extractor,  # type: ignore[arg-type]
+            extractor,
             todo,
             shard_dir,
             batch_size=batch_size,
@@ -350,3 +350,37 @@ def extract_features(
         atomic_write_text(tmp / "provenance.json", json.dumps(provenance, indent=2, default=str))
     shutil.rmtree(shard_dir, ignore_errors=True)
     return load_feature_set(cache.path(STAGE, key))
+
+
+def build_extractor(cfg: Any, **overrides: Any) -> Any:
+    """Instantiate an ``extractor/`` group config, surfacing our own errors unwrapped.
+
+    Hydra wraps every constructor error in ``InstantiationException``; a missing-weights or
+    bad-checkpoint error is re-raised as itself so the user sees its one message.
+
+    Args:
+        cfg: the group config (``_target_`` and arguments, optional ``meta``).
+        **overrides: constructor arguments to override (e.g. ``pretrained=False``).
+
+    Returns:
+        The extractor (``meta`` is kept on it as ``.meta``).
+    """
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(cfg, **overrides)
+    except InstantiationException as err:
+        cause = err.__cause__
+        from aurora.extractors.timm_extractor import WeightsMismatchError, WeightsUnavailableError
+
+        own: tuple[type[BaseException], ...] = (WeightsUnavailableError, WeightsMismatchError)
+        try:
+            from aurora.models import CheckpointError
+
+            own += (CheckpointError,)
+        except ImportError:  # pragma: no cover
+            pass
+        if isinstance(cause, own):
+            raise cause from None
+        raise

@@ -38,6 +38,10 @@ class WeightsUnavailableError(RuntimeError):
     """Pretrained weights were asked for and cannot be obtained (offline, no local file)."""
 
 
+class UnknownModelError(ValueError):
+    """The configured model name is not a timm model."""
+
+
 class WeightsMismatchError(ValueError):
     """A local weights file does not fit the model architecture."""
 
@@ -195,6 +199,7 @@ class TimmExtractor(nn.Module):
         super().__init__()
         import timm
         from timm.data import resolve_data_config
+        from timm.models import get_pretrained_cfg
 
         self.model_name = model_name
         self.pretrained = pretrained
@@ -202,62 +207,64 @@ class TimmExtractor(nn.Module):
         self.seed = seed
         self.meta = dict(meta) if meta is not None else {}
 
-        # Build with random weights first (cheap, no network) to learn the pretrained config.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model = timm.create_model(model_name, pretrained=False, num_classes=0)
-        cfg = dict(model.pretrained_cfg)
-        hub_id = cfg.get("hf_hub_id")
+        if not timm.is_model(model_name):
+            raise UnknownModelError(f"timm has no model named '{model_name}'")
+        # Decide where the weights come from before building anything: a run that cannot get
+        # its weights stops here, before any work.
+        default_cfg = get_pretrained_cfg(model_name)
+        hub_id = default_cfg.hf_hub_id if default_cfg is not None else None
         self.weights_source = "random"
         self.weights_path: str | None = None
-        sha: str | None = None
-
+        local: Path | None = None
         if weights is not None:
-            path = Path(weights).expanduser()
-            if not path.is_file():
+            local = Path(weights).expanduser()
+            if not local.is_file():
                 raise WeightsUnavailableError(
                     weights_unavailable_message(
                         model_name, hub_id, f"extractor.weights={weights} is not a file."
                     )
                 )
-            load_timm_weights(model, path, model_name)
-            self.weights_source, self.weights_path, sha = "file", str(path), file_sha256(path)
+            self.weights_source = "file"
         elif pretrained:
-            cached = _cached_hub_file(hub_id) if hub_id else None
-            if cached is not None:
-                load_timm_weights(model, cached, model_name)
-                self.weights_source, self.weights_path = "hf_cache", str(cached)
-                sha = file_sha256(cached)
-            elif hub_id is None and not cfg.get("url"):
+            local = _cached_hub_file(hub_id) if hub_id else None
+            if local is not None:
+                self.weights_source = "hf_cache"
+            elif default_cfg is None or (hub_id is None and not default_cfg.url):
                 raise WeightsUnavailableError(
                     weights_unavailable_message(
                         model_name, hub_id, "timm has no pretrained weights for it."
                     )
                 )
             elif not _hub_reachable():
-                why = (
-                    "HF_HUB_OFFLINE is set"
-                    if _hf_offline()
-                    else "the Hugging Face hub cannot be reached"
-                )
+                why = "HF_HUB_OFFLINE is set" if _hf_offline() else "the hub cannot be reached"
                 raise WeightsUnavailableError(
                     weights_unavailable_message(
                         model_name, hub_id, f"{why} and the local cache has no copy."
                     )
                 )
             else:
-                try:
-                    model = timm.create_model(model_name, pretrained=True, num_classes=0)
-                except Exception as err:
-                    raise WeightsUnavailableError(
-                        weights_unavailable_message(
-                            model_name, hub_id, f"the download failed ({type(err).__name__})."
-                        )
-                    ) from err
-                cached = _cached_hub_file(hub_id) if hub_id else None
                 self.weights_source = "hub"
-                self.weights_path = str(cached) if cached else None
-                sha = file_sha256(cached) if cached else None
+
+        sha: str | None = None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # reproducible random initialisation
+            model = timm.create_model(model_name, pretrained=False, num_classes=0)
+        if local is not None:
+            load_timm_weights(model, local, model_name)
+            self.weights_path, sha = str(local), file_sha256(local)
+        elif self.weights_source == "hub":
+            try:
+                model = timm.create_model(model_name, pretrained=True, num_classes=0)
+            except Exception as err:
+                raise WeightsUnavailableError(
+                    weights_unavailable_message(
+                        model_name, hub_id, f"the download failed ({type(err).__name__})."
+                    )
+                ) from err
+            local = _cached_hub_file(hub_id) if hub_id else None
+            if local is not None:
+                self.weights_path, sha = str(local), file_sha256(local)
+        cfg = dict(model.pretrained_cfg)
         if sha is None:
             sha = _state_dict_sha256(model.state_dict())
 
@@ -270,7 +277,10 @@ class TimmExtractor(nn.Module):
         self.num_features = int(model.num_features)
         self.weights_sha256 = sha
         keep = ("architecture", "tag", "hf_hub_id", "input_size", "interpolation", "mean", "std")
-        self.pretrained_cfg = {k: cfg.get(k) for k in keep}
+        # JSON-native values (lists, not tuples) so the identity round-trips through JSON.
+        self.pretrained_cfg = {
+            k: list(cfg[k]) if isinstance(cfg.get(k), tuple) else cfg.get(k) for k in keep
+        }
         mean = torch.tensor(data_cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(data_cfg["std"], dtype=torch.float32).view(1, 3, 1, 1)
         self.register_buffer("mean", mean, persistent=False)

@@ -1,0 +1,472 @@
+"""Feature extractors: shapes, determinism, weights resolution, sharded cache, projector."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from aurora.cache import file_sha256
+from aurora.extractors import (
+    CheckpointExtractor,
+    FeatureSet,
+    TimmExtractor,
+    UnknownModelError,
+    WeightsMismatchError,
+    WeightsUnavailableError,
+    add_projector_labels,
+    build_extractor,
+    export_projector,
+    extract_features,
+    feature_key,
+    read_metadata,
+    weights_unavailable_message,
+)
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+S = 32
+
+
+@dataclass
+class FakeStore:
+    """Stand-in for aurora.preprocess.PreprocessedStore with the attributes extraction uses."""
+
+    key: str
+    images: np.ndarray  # (N, S, S, 3) uint8
+    ids: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.images)
+        self.ids = self.ids or [f"img{i:03d}" for i in range(n)]
+        self.paths = [f"/data/{i}.jpg" for i in self.ids]
+        self.timestamps = [f"2024-01-01T00:{i % 60:02d}:00" for i in range(n)]
+        self.moon = np.arange(n) % 3 == 0
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def float_batch(self, idx: np.ndarray) -> np.ndarray:
+        return self.images[idx].astype(np.float32) / 255.0
+
+
+def _sky(n: int, s: int = S, seed: int = 0) -> np.ndarray:
+    """(n, s, s, 3) uint8 random images, black outside the inscribed circle."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:s, :s] + 0.5 - s / 2
+    inside = (yy**2 + xx**2) <= (s / 2) ** 2
+    return (rng.integers(0, 256, (n, s, s, 3)) * inside[..., None]).astype(np.uint8)
+
+
+class Counting(nn.Module):
+    """Wraps an extractor; counts forward calls and can fail after ``fail_after`` calls."""
+
+    def __init__(self, inner: nn.Module, fail_after: int | None = None) -> None:
+        super().__init__()
+        self.inner = inner
+        self.input_size = inner.input_size
+        self.calls = 0
+        self.images = 0
+        self.fail_after = fail_after
+
+    def identity(self) -> dict:
+        return self.inner.identity()
+
+    def provenance(self) -> dict:
+        return self.inner.provenance()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise KeyboardInterrupt("simulated kill")
+        self.calls += 1
+        self.images += len(x)
+        return self.inner(x)
+
+
+@pytest.fixture(scope="module")
+def small() -> TimmExtractor:
+    """A cheap real extractor: random MobileNet-v2 fed 32 px images."""
+    return TimmExtractor("mobilenetv2_100", pretrained=False, input_size=32)
+
+
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """An empty Hugging Face cache and HF_HUB_OFFLINE=1."""
+    home = tmp_path / "hf"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return home
+
+
+# --- extractors --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "dim", "size"),
+    [
+        ("resnet50", 2048, 224),
+        ("mobilenetv2_100", 1280, 224),
+        pytest.param("inception_v3", 2048, 299, marks=pytest.mark.slow),
+    ],
+)
+def test_timm_extractor_shape_and_determinism(name: str, dim: int, size: int) -> None:
+    ex = TimmExtractor(name, pretrained=False)
+    assert ex.input_size == size
+    x = torch.from_numpy(_sky(2, 64)).permute(0, 3, 1, 2).float() / 255
+    with torch.inference_mode():
+        a, b = ex(x), ex(x[1:])
+    assert a.shape == (2, dim) and a.dtype == torch.float32
+    torch.testing.assert_close(a[1:], b)  # same image, same features (any batch)
+    assert not torch.equal(a[0], a[1])  # different images, different features
+    ident = ex.identity()
+    assert ident["pretrained"] is False and ident["input_size"] == size
+    assert ex.provenance()["random_init"] is True
+
+
+def test_random_init_is_seeded_and_hashed(small: TimmExtractor) -> None:
+    ident = small.identity()
+    assert TimmExtractor("mobilenetv2_100", pretrained=False, input_size=32).identity() == ident
+    other = TimmExtractor("mobilenetv2_100", pretrained=False, input_size=32, seed=1)
+    assert other.identity()["weights_sha256"] != ident["weights_sha256"]
+    with pytest.raises(UnknownModelError, match="'resnet_fifty'"):
+        TimmExtractor("resnet_fifty", pretrained=False)
+
+
+def test_inception_v3_config_is_299() -> None:
+    ex = TimmExtractor("inception_v3", pretrained=False, input_size=75)
+    assert ex.pretrained_cfg["input_size"][-1] == 299
+    assert ex.identity()["mean"] == pytest.approx([0.5, 0.5, 0.5])
+    with torch.inference_mode():
+        assert ex(torch.rand(1, 3, 40, 40)).shape == (1, 2048)
+
+
+def test_normalisation_uses_timm_config(small: TimmExtractor) -> None:
+    # The extractor equals: resize, (x - mean) / std with timm's ImageNet stats, model.
+    x = torch.rand(2, 3, S, S)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        assert torch.allclose(small(x), small.model((x - mean) / std), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["autoencoder", "simclr"])
+def test_checkpoint_extractor(kind: str, tmp_path: Path) -> None:
+    training = pytest.importorskip("aurora.training")
+    from aurora.data.datamodule import LoaderConfig
+
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    model = {
+        "autoencoder": {
+            "_target_": "aurora.models.AutoEncoder",
+            "depth": 2,
+            "width": 4,
+            "latent_dim": 8,
+        },
+        "simclr": {
+            "_target_": "aurora.models.SimCLR",
+            "backbone": "resnet10t",
+            "proj_hidden_dim": 16,
+            "proj_dim": 8,
+        },
+    }[kind]
+    trainer = {
+        "_target_": "aurora.training.make_trainer",
+        "accelerator": "cpu",
+        "precision": "32-true",
+        "max_epochs": 1,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    loader = LoaderConfig(batch_size=4, num_workers=0, val_fraction=0.25)
+    res = training.fit_model(_sky(8), model, trainer, tmp_path / "run", loader=loader)
+    ex = CheckpointExtractor(res.last_ckpt, meta={"preprocess": "full"})
+    dim = 8 if kind == "autoencoder" else 512
+    assert ex.input_size == S and ex.num_features == dim
+    assert ex.identity()["ckpt_sha256"] == file_sha256(res.last_ckpt)
+    store = FakeStore("store-a", _sky(5, 48, seed=2))  # resized 48 -> 32 by the extractor
+    fs = extract_features(store, ex, tmp_path / "cache", batch_size=2, progress=False)
+    assert fs.features.shape == (5, dim) and fs.features.dtype == np.float32
+    direct = ex(torch.from_numpy(_sky(5, 48, seed=2)).permute(0, 3, 1, 2).float() / 255)
+    np.testing.assert_allclose(fs.features, direct.detach().numpy(), rtol=1e-5, atol=1e-5)
+    assert fs.provenance["random_init"] is False and fs.provenance["meta"]["preprocess"] == "full"
+
+    from aurora.models import CheckpointError
+
+    with pytest.raises(CheckpointError, match="train.py model=autoencoder"):
+        CheckpointExtractor(str(tmp_path / "missing.ckpt"))
+
+
+# --- weights -------------------------------------------------------------------------------
+
+
+def test_offline_without_weights_stops_with_the_message(offline: Path) -> None:
+    start = time.perf_counter()
+    with pytest.raises(WeightsUnavailableError) as err:
+        TimmExtractor("resnet50")  # pretrained=True by default
+    assert time.perf_counter() - start < 20  # fails fast, no minute of hub retries
+    expected = weights_unavailable_message(
+        "resnet50",
+        "timm/resnet50.a1_in1k",
+        "HF_HUB_OFFLINE is set and the local cache has no copy.",
+    )
+    assert str(err.value) == expected
+    for part in ("'resnet50'", "extractor.weights=PATH", "HF_HUB_OFFLINE=1", "timm/resnet50"):
+        assert part in expected
+    with pytest.raises(WeightsUnavailableError, match="nowhere.safetensors is not a file"):
+        TimmExtractor("resnet50", weights="/nowhere.safetensors")
+
+
+def test_hydra_config_stops_before_any_work(offline: Path) -> None:
+    from omegaconf import OmegaConf
+
+    for name in ("resnet50", "inception_v3", "mobilenet_v2"):
+        cfg = OmegaConf.load(CONF / "extractor" / f"{name}.yaml")
+        assert cfg.meta.preprocess == "minimal" and cfg.pretrained is True
+        with pytest.raises(WeightsUnavailableError, match=f"'{cfg.model_name}'"):
+            build_extractor(cfg)
+    for name in ("autoencoder", "simclr"):
+        cfg = OmegaConf.load(CONF / "extractor" / f"{name}.yaml")
+        assert cfg.meta.preprocess == "full"
+        assert cfg._target_ == "aurora.extractors.CheckpointExtractor"
+    cfg = OmegaConf.load(CONF / "extractor" / "mobilenet_v2.yaml")
+    ex = build_extractor(cfg, pretrained=False, input_size=32)
+    assert isinstance(ex, TimmExtractor) and ex.meta == {"preprocess": "minimal"}
+
+
+def _full_state(src: TimmExtractor) -> dict[str, torch.Tensor]:
+    """The extractor's weights plus an ImageNet classifier, as a full checkpoint would hold."""
+    state = {k: v.clone() for k, v in src.model.state_dict().items()}
+    state["classifier.weight"] = torch.zeros(1000, src.num_features)
+    state["classifier.bias"] = torch.zeros(1000)
+    return state
+
+
+def test_local_weights_file_roundtrip(offline: Path, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    src = TimmExtractor("mobilenetv2_100", pretrained=False, seed=7, input_size=S)
+    path = tmp_path / "mnv2.safetensors"
+    save_file(_full_state(src), str(path))
+    ex = TimmExtractor("mobilenetv2_100", weights=str(path), input_size=S)
+    x = torch.rand(3, 3, 48, 48)
+    with torch.inference_mode():
+        assert torch.equal(ex(x), src(x))
+    ident = ex.identity()
+    assert ident["pretrained"] is True and ident["weights_sha256"] == file_sha256(path)
+    assert ex.provenance() == {
+        "weights_source": "file",
+        "weights_path": str(path),
+        "random_init": False,
+        "seed": None,
+    }
+    # Wrapped .pth with DDP prefixes loads too.
+    pth = tmp_path / "mnv2.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in _full_state(src).items()}}, pth)
+    with torch.inference_mode():
+        assert torch.equal(
+            TimmExtractor("mobilenetv2_100", weights=str(pth), input_size=S)(x), src(x)
+        )
+    # A file of another architecture is an error naming the keys.
+    bad = dict(_full_state(src))
+    del bad["conv_stem.weight"]
+    bad["extra.weight"] = torch.zeros(1)
+    save_file(bad, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(WeightsMismatchError, match=r"missing keys \[conv_stem.weight\].*extra"):
+        TimmExtractor("mobilenetv2_100", weights=str(tmp_path / "bad.safetensors"))
+
+
+def test_hf_cache_is_used_offline(offline: Path) -> None:
+    from safetensors.torch import save_file
+
+    src = TimmExtractor("mobilenetv2_100", pretrained=False, seed=3, input_size=S)
+    repo = src.pretrained_cfg["hf_hub_id"]  # timm/mobilenetv2_100.ra_in1k
+    folder = offline / "hub" / f"models--{repo.replace('/', '--')}"
+    snap = folder / "snapshots" / "0123abcd"
+    snap.mkdir(parents=True)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("0123abcd")
+    save_file(_full_state(src), str(snap / "model.safetensors"))
+    ex = TimmExtractor("mobilenetv2_100", input_size=S)
+    assert ex.provenance()["weights_source"] == "hf_cache"
+    x = torch.rand(2, 3, S, S)
+    with torch.inference_mode():
+        assert torch.equal(ex(x), src(x))
+
+
+# --- extraction and cache -------------------------------------------------------------------
+
+
+def test_cache_hit_and_provenance(small: TimmExtractor, tmp_path: Path) -> None:
+    store = FakeStore("store-a", _sky(7))
+    ex = Counting(small)
+    fs = extract_features(store, ex, tmp_path, batch_size=3, shard_size=4, progress=False)
+    assert isinstance(fs, FeatureSet)
+    assert fs.features.shape == (7, 1280) and fs.features.dtype == np.float32
+    assert fs.ids == store.ids and ex.images == 7 and ex.calls == 3  # (3, 1) + (3,)
+    x = torch.from_numpy(store.images).permute(0, 3, 1, 2).float() / 255
+    with torch.inference_mode():
+        np.testing.assert_allclose(fs.features, small(x).numpy(), rtol=1e-4, atol=1e-5)
+    prov = json.loads((fs.path / "provenance.json").read_text())
+    assert prov["random_init"] is True and prov["extractor"] == small.identity()
+    assert prov["extractor"]["pretrained_cfg"]["mean"] == [0.485, 0.456, 0.406]
+    assert {"torch", "timm", "numpy"} <= set(prov["versions"]) and prov["created"]
+    assert json.loads((fs.path / "ids.json").read_text()) == store.ids
+    assert not list((tmp_path / "features_shards").glob("*/*"))  # work files cleaned up
+    # Second call, other batch size: served from the cache, the network never runs.
+    again = Counting(small)
+    fs2 = extract_features(store, again, tmp_path, batch_size=5, progress=False)
+    assert again.calls == 0 and fs2.key == fs.key
+    np.testing.assert_array_equal(fs2.features, fs.features)
+
+
+def test_key_depends_on_store_and_extractor_not_runtime(small: TimmExtractor) -> None:
+    base = feature_key("store-a", small.identity())
+    assert feature_key("store-b", small.identity()) != base  # other preprocess config
+    bigger = TimmExtractor("mobilenetv2_100", pretrained=False, input_size=64)
+    assert feature_key("store-a", bigger.identity()) != base
+    other = TimmExtractor("resnet50", pretrained=False)
+    assert feature_key("store-a", other.identity()) != base
+    assert feature_key("store-a", small.identity()) == base
+
+
+def test_kill_and_resume_computes_only_missing_shards(small: TimmExtractor, tmp_path: Path) -> None:
+    store = FakeStore("store-k", _sky(10, seed=5))
+    kw = {"batch_size": 2, "shard_size": 4, "progress": False}  # shards 4 + 4 + 2
+    ref = extract_features(store, small, tmp_path / "ref", **kw)
+    killer = Counting(small, fail_after=4)  # 4 batches: shards 0 and 1 done, shard 2 not
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(store, killer, tmp_path / "run", **kw)
+    assert not (tmp_path / "run" / "features").exists() or not any(
+        p.name == ref.key for p in (tmp_path / "run" / "features").iterdir()
+    )
+    shard_dir = next((tmp_path / "run" / "features_shards").iterdir())
+    assert sorted(p.name for p in shard_dir.iterdir()) == ["shard_00000.npy", "shard_00001.npy"]
+    resume = Counting(small)
+    fs = extract_features(store, resume, tmp_path / "run", **kw)
+    assert resume.images == 2 and resume.calls == 1  # only the last shard
+    np.testing.assert_array_equal(fs.features, ref.features)
+    assert fs.key == ref.key
+
+
+def test_corrupt_shard_is_recomputed(small: TimmExtractor, tmp_path: Path) -> None:
+    store = FakeStore("store-c", _sky(6, seed=6))
+    kw = {"batch_size": 3, "shard_size": 3, "progress": False}
+    killer = Counting(small, fail_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        extract_features(store, killer, tmp_path, **kw)
+    shard_dir = next((tmp_path / "features_shards").iterdir())
+    (shard_dir / "shard_00000.npy").write_bytes(b"\x93NUMPY garbage")
+    resume = Counting(small)
+    fs = extract_features(store, resume, tmp_path, **kw)
+    assert resume.images == 6 and fs.features.shape == (6, 1280)
+
+
+def test_two_ranks_write_shards_and_rank0_assembles(small: TimmExtractor, tmp_path: Path) -> None:
+    store = FakeStore("store-r", _sky(9, seed=7))
+    kw = {"batch_size": 2, "shard_size": 2, "progress": False}  # 5 shards
+    ref = extract_features(store, small, tmp_path / "ref", **kw)
+    r1 = Counting(small)
+    assert extract_features(store, r1, tmp_path / "dd", shard=(1, 2), **kw) is None
+    assert r1.images == 4  # shards 1 and 3
+    r0 = Counting(small)
+    fs = extract_features(store, r0, tmp_path / "dd", shard=(0, 2), **kw)
+    assert r0.images == 5  # shards 0, 2, 4
+    np.testing.assert_array_equal(fs.features, ref.features)
+    with pytest.raises(ValueError, match="invalid extraction shard"):
+        extract_features(store, small, tmp_path / "x", shard=(2, 2), **kw)
+
+
+def test_env_rank_and_workers(
+    small: TimmExtractor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = FakeStore("store-w", _sky(6, seed=8))
+    ref = extract_features(store, small, tmp_path / "ref", batch_size=3, progress=False)
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    monkeypatch.setenv("RANK", "2")
+    part = Counting(small)
+    out = extract_features(
+        store, part, tmp_path / "env", batch_size=3, shard_size=2, progress=False
+    )
+    assert out is None and part.images == 2  # shard 2 of 3
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.delenv("RANK")
+    fs = extract_features(
+        store, small, tmp_path / "wk", batch_size=3, num_workers=1, progress=False
+    )
+    np.testing.assert_array_equal(fs.features, ref.features)
+
+
+def test_bad_stores_are_rejected(small: TimmExtractor, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="holds no images"):
+        extract_features(FakeStore("empty", _sky(0)), small, tmp_path, progress=False)
+    store = FakeStore("short", _sky(3))
+    store.ids = store.ids[:2]
+    with pytest.raises(ValueError, match="3 images but 2 ids"):
+        extract_features(store, small, tmp_path, progress=False)
+
+
+# --- projector ------------------------------------------------------------------------------
+
+
+def test_projector_files_are_readable(tmp_path: Path) -> None:
+    from google.protobuf import text_format
+    from PIL import Image
+    from tensorboard.plugins.projector.projector_config_pb2 import ProjectorConfig
+
+    rng = np.random.default_rng(0)
+    feats = rng.normal(size=(10, 6)).astype(np.float32)
+    store = FakeStore("p", _sky(10, 16))
+    meta = {
+        "path": store.paths,
+        "timestamp": store.timestamps,
+        "moon": store.moon.tolist(),
+        "morphology": ["arc\tx"] * 5 + [None] * 5,
+    }
+    cfg_path = export_projector(tmp_path, feats, meta, store.images, tag="resnet50")
+    config = text_format.Parse(cfg_path.read_text(), ProjectorConfig())
+    (emb,) = config.embeddings
+    assert emb.tensor_name == "resnet50" and list(emb.tensor_shape) == [10, 6]
+    tensors = np.loadtxt(tmp_path / emb.tensor_path, delimiter="\t")
+    np.testing.assert_allclose(tensors, feats, rtol=1e-5)
+    md = read_metadata(tmp_path / emb.metadata_path)
+    assert list(md) == ["index", "path", "timestamp", "moon", "morphology"]
+    assert md["path"] == store.paths and md["moon"][0] == "True" and md["morphology"][0] == "arc x"
+    assert md["morphology"][9] == ""
+    sprite = np.asarray(Image.open(tmp_path / emb.sprite.image_path))
+    assert list(emb.sprite.single_image_dim) == [16, 16]
+    assert sprite.shape == (64, 64, 3)  # 4 x 4 grid of 16 px thumbnails
+    np.testing.assert_array_equal(sprite[16:32, 16:32], store.images[5])  # row 1, col 1
+
+    # Labels added later; a second embedding keeps the first one.
+    add_projector_labels(tmp_path, {"cluster": list(range(10))}, tag="resnet50")
+    assert read_metadata(tmp_path / emb.metadata_path)["cluster"] == [str(i) for i in range(10)]
+    export_projector(tmp_path, feats[:, :3], {"path": store.paths}, None, tag="simclr")
+    config = text_format.Parse(cfg_path.read_text(), ProjectorConfig())
+    assert [e.tensor_name for e in config.embeddings] == ["resnet50", "simclr"]
+    assert not config.embeddings[1].sprite.image_path
+    with pytest.raises(ValueError, match="'path' has 3 values for 10 points"):
+        export_projector(tmp_path, feats, {"path": store.paths[:3]})
+    with pytest.raises(ValueError, match=r"thumbnails must be \(10, h, w, 3\)"):
+        export_projector(tmp_path, feats, {}, store.images[:4])
+
+
+def test_projector_sprite_is_shrunk_to_tensorboard_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+
+    from aurora.extractors import projector
+
+    monkeypatch.setattr(projector, "MAX_SPRITE_PX", 256)
+    thumbs = np.full((20, 64, 64, 3), 200, np.uint8)  # 5 x 5 grid of 64 px = 320 px
+    cfg = export_projector(tmp_path, np.zeros((20, 2), np.float32), {}, thumbs)
+    with Image.open(tmp_path / "features" / "sprite.png") as im:
+        assert im.size == (255, 255)  # 5 cells of 51 px
+    assert "single_image_dim: 51" in cfg.read_text()
