@@ -17,6 +17,7 @@ Usage: ``.venv/bin/python bench/bench_preprocess.py [--n 400] [--jobs 2]``
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -91,17 +92,22 @@ def main() -> None:
         manifest = scan(root)
         files = sorted(root.glob("*.jpg"))
 
+        c0 = time.process_time()
         t0 = time.perf_counter()
         for f in files:
             raw = cv2.cvtColor(cv2.imread(str(f)), cv2.COLOR_BGR2RGB)
             preprocess_image(raw, cfg)
         loop = args.n / (time.perf_counter() - t0)
+        loop_cpu = (time.process_time() - c0) / args.n
 
+        o0 = os.times()
         t0 = time.perf_counter()
         store = build_preprocessed(
             manifest, cfg, Path(tmp) / "cache", jobs=args.jobs, progress=False
         )
         built = args.n / (time.perf_counter() - t0)
+        o1 = os.times()
+        build_cpu = sum(b - a for a, b in zip(o0[:4], o1[:4], strict=True)) / args.n
         t0 = time.perf_counter()
         build_preprocessed(manifest, cfg, Path(tmp) / "cache", jobs=args.jobs, progress=False)
         hit = time.perf_counter() - t0
@@ -110,6 +116,11 @@ def main() -> None:
         print(
             f"build_preprocessed (jobs={args.jobs}):    {built:7.1f} images/s "
             f"({built / loop:.2f}x the loop)"
+        )
+        print(
+            f"CPU per image: loop {loop_cpu * 1e3:.2f} ms, build {build_cpu * 1e3:.2f} ms "
+            f"(parent + workers) -> CPU-bound rate on {args.jobs} idle cores "
+            f"{args.jobs / build_cpu:.0f} images/s; load average now {os.getloadavg()[0]:.1f}"
         )
         print(f"cache hit:                       {hit * 1000:7.1f} ms for {args.n} images")
 
