@@ -608,8 +608,8 @@ def render_sky(
     if not 0.0 <= clouds <= 1.0:
         raise SynthError(f"clouds must be in [0, 1], got {clouds}")
     s = int(size)
-    g = int(np.clip(s // 3, 24, 160))
-    n = int(np.clip(s * 0.6, 64, 288))
+    g = int(np.clip(s * 2 // 7, 24, 144))
+    n = int(np.clip(s // 2, 64, 256))
     grid = _grid(g)
 
     # circle geometry, rounded to what labels.csv stores
