@@ -697,7 +697,9 @@ def render_sky(
     stars = cv2.GaussianBlur(stars.reshape(s, s), (3, 3), 0.6).reshape(-1)
     hit = np.flatnonzero(stars > 1e-3)
     flat = disp.reshape(-1, 3)
-    flat[hit] = _tone(_untone(flat[hit]) + stars[hit, None] * np.float32([0.95, 1.0, 0.9]))
+    lit_stars = _untone(flat[hit]) + stars[hit, None] * np.float32([0.95, 1.0, 0.9])
+    # even the brightest star stays below 240 so that the Moon is the only saturated blob
+    flat[hit] = np.minimum(_tone(lit_stars), flat[hit].max(-1, keepdims=True).clip(240))
 
     xx, yy = _pixel_grid(s)
     if moon_px is not None:
