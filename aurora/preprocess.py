@@ -571,8 +571,11 @@ def mask_moon(square: np.ndarray, x: float, y: float, r: float) -> np.ndarray:
         if ring.sum() == 0 or np.median(v[ring]) <= sky + 0.15 * (255.0 - sky):
             break
         glare += step
-    hole = (d <= 1.15 * glare + 1.5).astype(np.uint8)
-    return cv2.inpaint(square, hole, max(3.0, 0.1 * size / 8), cv2.INPAINT_TELEA)
+    radius = max(3.0, 0.1 * size / 8)
+    hole = d <= 1.15 * glare + 1.5
+    # Near the rim, the black outside the circle must not bleed in: treat it as unknown too.
+    hole |= ~_disk(size, 0.96) & (d <= 1.15 * glare + 2.5 + 2 * radius)
+    return cv2.inpaint(square, hole.astype(np.uint8), radius, cv2.INPAINT_TELEA)
 
 
 # --------------------------------------------------------------------------- contrast
