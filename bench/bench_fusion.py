@@ -132,7 +132,7 @@ def measure(method: str, path: str, threshold: float, min_size: int) -> tuple[fl
 
 
 def run_case(tmp: Path, name: str, parts: np.ndarray, t: float, methods: list[str]) -> None:
-    path = str(tmp / f"{name}.npy")
+    path = str(tmp / ("".join(ch if ch.isalnum() else "_" for ch in name) + ".npy"))
     np.save(path, parts)
     out = {}
     for m in methods:

@@ -192,6 +192,13 @@ class _Arithmetic:
         t = threshold * self.P
         return t * 2**self.scale if self.scale is not None else t
 
+    def lower_bound(self, cut: Fraction) -> float:
+        """A value such that computed sums at or below it are certainly not above ``cut``."""
+        if self.scale is not None:
+            return float(math.floor(cut))
+        cut_f = float(cut)
+        return cut_f - (self.sum_err + 2.0 * _U * abs(cut_f) + 5e-324)
+
     def exceeds(self, sums: np.ndarray, cut: Fraction, masks: Any) -> np.ndarray:
         """Decide ``sum > cut`` exactly.
 
@@ -382,6 +389,7 @@ def _scan_blocks(
         return f
 
     j_order = sorted(live, key=lambda j: cuts[j])
+    floor_cut = arith.lower_bound(cuts[j_order[0]])
     at_sub = None
     j0 = 0
     i0 = 0
@@ -394,10 +402,12 @@ def _scan_blocks(
         i1 = int(np.searchsorted(cum, base + max_block_entries, side="right"))
         i1 = min(max(i1, i0 + 1), ma)
         prod = (a_mat[i0:i1] @ at_sub).tocsr()
-        r = np.repeat(np.arange(i0, i1), np.diff(prod.indptr))
-        c = prod.indices.astype(np.int64) + j0
-        s = prod.data
-        del prod
+        # Drop entries that cannot pass the smallest cut before touching indices: most of them.
+        idx = np.flatnonzero(prod.data > floor_cut)
+        r = np.searchsorted(prod.indptr, idx, side="right") - 1 + i0
+        c = prod.indices[idx].astype(np.int64) + j0
+        s = prod.data[idx]
+        del prod, idx
         upper = c > r
         r, c, s = r[upper], c[upper], s[upper]
         for j in j_order:  # increasing cut: each filter keeps a subset of the previous one
