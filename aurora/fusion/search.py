@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,6 @@ class FusionSearchResult:
     best: dict[str, Any]
     labels: np.ndarray
     target_groups: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def write_table(self, path: str | Path) -> None:
         """Write the table as CSV."""
