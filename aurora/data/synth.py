@@ -84,7 +84,7 @@ H_REF_KM = 110.0
 ALTITUDES_KM = np.array(
     [96, 102, 108, 114, 120, 127, 135, 144, 155, 170, 190, 215, 245, 280], dtype=np.float32
 )
-GREEN = np.array([0.28, 1.00, 0.30], dtype=np.float32)  # camera RGB response to 557.7 nm
+GREEN = np.array([0.24, 1.00, 0.20], dtype=np.float32)  # camera RGB response to 557.7 nm
 RED = np.array([1.00, 0.10, 0.08], dtype=np.float32)  # 630.0 nm
 BLUE = np.array([0.45, 0.15, 1.00], dtype=np.float32)  # 427.8 nm N2+ at the lower border
 MOON_LEVEL = 60.0  # linear radiance of the lunar disk: saturates every channel
@@ -433,6 +433,8 @@ def _integrate(
     red_prof = np.exp(-0.5 * ((h - _u(rng, 170, 220)) / 50.0) ** 2)
     # the red/green column emission ratio is drawn in render_sky; pre-scale to unit ratio
     red_prof *= float((green_prof * grid.dh).sum()) / float((red_prof * grid.dh).sum())
+    if thin:  # low-altitude pulsating patches carry little 630 nm emission
+        red_prof *= 0.15
     blue_prof = onset * np.exp(-np.maximum(h - h_b, 0) / 6.0)
     ra, rb = _raster(n)
     field = density(ra, rb).astype(np.float32)
@@ -481,13 +483,17 @@ def _corona(rng: np.random.Generator, grid: _Grid) -> tuple[np.ndarray, np.ndarr
     r_out = r_in + rng.uniform(0.1, 0.55, k)
     rays = amps[:, None] * np.exp(-0.5 * (offs / widths[:, None]) ** 2)
     prof = rays.sum(0)
+    p_in, p_out = r_in @ rays, r_out @ rays
     weak = prof < 1e-6
-    p_in = np.where(weak, 0.1, (r_in @ rays) / np.maximum(prof, 1e-6)).astype(np.float32)
-    p_out = np.where(weak, 0.5, (r_out @ rays) / np.maximum(prof, 1e-6)).astype(np.float32)
+    p_in = np.where(weak, 0.1, p_in / np.maximum(prof, 1e-6))
+    p_out = np.where(weak, 0.5, p_out / np.maximum(prof, 1e-6))
+    # smooth the ray ends across neighbouring bins so that they do not step
+    p_in = _circular_blur(p_in, 3.0).astype(np.float32)
+    p_out = _circular_blur(p_out, 3.0).astype(np.float32)
     # anti-alias: at radius r one grid pixel spans 2 / (g r) rad, so blur more near the centre
     levels = [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]
     table = np.stack([_circular_blur(prof, s) for s in levels]).astype(np.float32)
-    pix_bins = (2.0 / (grid.g * np.maximum(r, 1e-3))) * nb / (2 * np.pi)
+    pix_bins = (3.0 / (grid.g * np.maximum(r, 1e-3))) * nb / (2 * np.pi)
     lvl = np.clip(np.log2(np.maximum(pix_bins, 0.5) / 0.5), 0, len(levels) - 1.001)
     l0 = lvl.astype(np.int32)
     frac = (lvl - l0).astype(np.float32)
@@ -632,7 +638,7 @@ def render_sky(
     # --- sky background: airglow (van Rhijn at 90 km), town light, moonlight
     theta, rho = grid.theta, grid.rho
     van_rhijn = grid.path[0]
-    airglow = math.exp(_u(rng, math.log(0.006), math.log(0.03)))
+    airglow = math.exp(_u(rng, math.log(0.004), math.log(0.022)))
     sky = (airglow * van_rhijn)[..., None] * np.array([0.55, 0.6, 0.32], np.float32)
     phi = np.arctan2(grid.v, grid.u)
     town_az, town = _u(rng, -np.pi, np.pi), math.exp(_u(rng, math.log(0.005), math.log(0.08)))
