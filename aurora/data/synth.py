@@ -87,7 +87,7 @@ ALTITUDES_KM = np.array(
 GREEN = np.array([0.24, 1.00, 0.20], dtype=np.float32)  # camera RGB response to 557.7 nm
 RED = np.array([1.00, 0.10, 0.08], dtype=np.float32)  # 630.0 nm
 BLUE = np.array([0.45, 0.15, 1.00], dtype=np.float32)  # 427.8 nm N2+ at the lower border
-MOON_LEVEL = 60.0  # linear radiance of the lunar disk: saturates every channel
+MOON_DISPLAY = 320.0  # display value of the lunar disk: above 255, so noise cannot unsaturate it
 
 
 class SynthError(ValueError):
@@ -715,7 +715,7 @@ def render_sky(
         d = np.sqrt((xx[y0:y1, x0:x1] - mx) ** 2 + (yy[y0:y1, x0:x1] - my) ** 2)
         cov = np.clip(mr + 0.5 - d, 0, 1)[..., None]
         # above 255 so that read noise cannot pull the saturated disk below 255
-        disp[y0:y1, x0:x1] = disp[y0:y1, x0:x1] * (1 - cov) + 320.0 * cov
+        disp[y0:y1, x0:x1] = disp[y0:y1, x0:x1] * (1 - cov) + MOON_DISPLAY * cov
 
     # read noise (a per-size pool cropped at a random offset), black frame, 8 bit
     oy, ox = (int(v) for v in rng.integers(0, s, size=2))
