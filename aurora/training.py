@@ -32,6 +32,7 @@ class TrainResult:
         global_step: optimiser steps taken in total (including those of a resumed run).
         epochs: completed epochs.
         metrics: last logged values (floats) of every logged metric.
+        model: the trained module (in memory, weights of the last step).
     """
 
     out_dir: Path
@@ -41,6 +42,7 @@ class TrainResult:
     global_step: int
     epochs: int
     metrics: dict[str, float] = field(default_factory=dict)
+    model: pl.LightningModule | None = field(default=None, repr=False)
 
 
 def make_trainer(
@@ -48,6 +50,7 @@ def make_trainer(
     logger: Any = False,
     channels_last: bool = False,
     monitor: str | None = "val/loss",
+    callbacks: list[pl.Callback] | None = None,
     **trainer_kwargs: Any,
 ) -> pl.Trainer:
     """A Lightning Trainer with best + last checkpoints under ``out_dir/checkpoints``.
@@ -62,6 +65,7 @@ def make_trainer(
         logger: a Lightning logger, or False.
         channels_last: convert weights and inputs to channels-last memory format.
         monitor: metric whose minimum marks the best checkpoint; None keeps only ``last``.
+        callbacks: extra callbacks (e.g. early stopping).
         **trainer_kwargs: passed to the Trainer.
     """
     ckpt = ModelCheckpoint(
@@ -73,7 +77,7 @@ def make_trainer(
         save_top_k=1 if monitor else 0,
         save_last=True,
     )
-    callbacks: list[pl.Callback] = [ckpt]
+    callbacks = [ckpt, *(callbacks or [])]
     if trainer_kwargs.get("enable_progress_bar", True):
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     if channels_last:
@@ -101,9 +105,10 @@ def fit_model(
     out_dir: str | Path,
     *,
     logger_cfg: Mapping[str, Any] | DictConfig | None = None,
-    loader: LoaderConfig = LoaderConfig(),
+    loader: LoaderConfig | None = None,
     seed: int = 0,
     ckpt_path: str | None = None,
+    callbacks: list[pl.Callback] | None = None,
 ) -> TrainResult:
     """Train a feature model on an image array.
 
@@ -114,9 +119,10 @@ def fit_model(
         trainer_cfg: ``trainer`` group config (``_target_: aurora.training.make_trainer``).
         out_dir: run directory for checkpoints and logs.
         logger_cfg: ``logger`` group config (``save_dir`` filled in here) or None for no logger.
-        loader: batching and split settings.
+        loader: batching and split settings (defaults of LoaderConfig when None).
         seed: seeds weights, split, shuffling and augmentations.
         ckpt_path: resume from this checkpoint (optimizer, schedule, step count and all).
+        callbacks: extra Lightning callbacks.
 
     Returns:
         The run's :class:`TrainResult`.
@@ -124,14 +130,18 @@ def fit_model(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     pl.seed_everything(seed, workers=True)
-    dm = SkyDataModule(images, loader, seed=seed)
+    dm = SkyDataModule(images, loader or LoaderConfig(), seed=seed)
     model = instantiate(_container(model_cfg), image_size=dm.image_size, seed=seed)
     logger = False
     if logger_cfg is not None:
         logger = instantiate(_container(logger_cfg), save_dir=str(out_dir))
     monitor = "val/loss" if len(dm.val_idx) > 0 else None
     trainer = instantiate(
-        _container(trainer_cfg), out_dir=str(out_dir), logger=logger, monitor=monitor
+        _container(trainer_cfg),
+        out_dir=str(out_dir),
+        logger=logger,
+        monitor=monitor,
+        callbacks=list(callbacks or []),
     )
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     ckpt_cb = trainer.checkpoint_callback
@@ -145,6 +155,7 @@ def fit_model(
         global_step=int(trainer.global_step),
         epochs=int(trainer.current_epoch),
         metrics=metrics,
+        model=model,
     )
 
 
@@ -158,7 +169,7 @@ def train(cfg: DictConfig) -> TrainResult:
     Returns:
         The run's :class:`TrainResult`; checkpoints and TensorBoard logs are in the run dir.
     """
-    from aurora.pipeline import prepare_images
+    from aurora.pipeline import ensure_dataset, prepare_images
 
     out_dir = cfg.get("out_dir")
     if not out_dir:
@@ -166,9 +177,13 @@ def train(cfg: DictConfig) -> TrainResult:
 
         out_dir = HydraConfig.get().runtime.output_dir
     preprocess_cfg = instantiate(cfg.preprocess)
-    store = prepare_images(
-        str(cfg.data.root), preprocess_cfg, str(cfg.paths.cache_dir), int(cfg.jobs)
-    )
+    synth = cfg.data.get("synth")
+    synth = _container(synth) if synth is not None else None
+    root = ensure_dataset(str(cfg.data.root), synth, int(cfg.jobs))
+    store = prepare_images(root, preprocess_cfg, str(cfg.paths.cache_dir), int(cfg.jobs))
+    if len(store.ids) < 2:
+        raise ValueError(f"only {len(store.ids)} usable images in {root}; need at least 2 to train")
+    log.info("training on %d preprocessed images from %s", len(store.ids), root)
     loader = LoaderConfig(**_container(cfg.loader))
     result = fit_model(
         store.images,

@@ -108,7 +108,7 @@ class AutoEncoder(FeatureModule):
         return self.encoder(self._prep(x))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Reconstruction (B, 3, S, S) in [0, 1] from features (B, latent_dim), masked to the sky."""
+        """Sky-masked reconstruction (B, 3, S, S) in [0, 1] of features (B, latent_dim)."""
         h = self.fc_dec(z).view(-1, self.bottom_channels, self.bottom, self.bottom)
         return self.decoder(self._prep(h)) * self.mask
 
