@@ -145,6 +145,8 @@ class ExtractedFeatures:
     ids: list[str]
     random_init: bool
     store: PreprocessedStore
+    extractor_cfg: dict[str, Any] = field(default_factory=dict)
+    identity: dict[str, Any] = field(default_factory=dict)
 
 
 def _plain(node: Any) -> Any:
@@ -265,7 +267,7 @@ def extract_all(
         meta = _plain(node.get("meta", {})) or {}
         params = {k: v for k, v in _plain(node).items() if k != "meta"}
         variant = meta.get("preprocess", "full")
-        if "ckpt_path" in node and OmegaConf.is_missing(node, "ckpt_path"):
+        if OmegaConf.is_missing(node, "ckpt_path"):
             model_name = meta.get("train", name)
             if model_name not in cfg.models:
                 raise PipelineError(
@@ -288,7 +290,7 @@ def extract_all(
                 st["msg"] = f"{name}: {len(store)} images -> {ckpt}"
             params["ckpt_path"] = str(ckpt)
         try:
-            extractor = instantiate(params)
+            extractor = _instantiate_unwrapped(params)
         except WeightsUnavailableError as err:
             if not cfg.skip_unavailable_extractors:
                 raise
@@ -310,8 +312,34 @@ def extract_all(
         random_init = bool(fs.provenance.get("random_init", False))
         if random_init:
             log.warning("extractor %s uses RANDOM weights (pretrained=false)", name)
-        out[name] = ExtractedFeatures(name, fs.features, fs.key, list(fs.ids), random_init, store)
+        out[name] = ExtractedFeatures(
+            name,
+            fs.features,
+            fs.key,
+            list(fs.ids),
+            random_init,
+            store,
+            extractor_cfg={**params, "meta": meta},
+            identity=extractor.identity(),
+        )
     return out, skipped
+
+
+def _instantiate_unwrapped(params: Mapping[str, Any]) -> Any:
+    """``hydra.utils.instantiate`` that re-raises our own errors unwrapped.
+
+    Hydra wraps any exception of the target in ``InstantiationException``; the pipeline needs
+    the original type to tell "weights unavailable" from a genuine failure.
+    """
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(params)
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, Exception) and type(cause).__module__.startswith("aurora."):
+            raise cause from None
+        raise
 
 
 def load_context(cfg: DictConfig, run_dir: Path, names: Sequence[str] | None = None) -> RunContext:
@@ -575,26 +603,62 @@ def external_summary(
     return out
 
 
+@dataclass
+class RunRecord:
+    """Everything the report and the saved solution need from a finished run.
+
+    The "solution cell" is the best-ranked grid cell of the extractor whose fused grouping was
+    chosen: its extractor and reducer define the embedding new images are placed in.
+    """
+
+    run_dir: Path
+    ids: list[str]  # (N,) accepted image ids (relative paths), in label order
+    paths: list[str]  # (N,) absolute image paths (CDF frames: the file)
+    timestamps: list[Any]  # (N,) UTC datetimes or None
+    labels: np.ndarray  # (N,) fused labels, -1 = unassigned
+    features: np.ndarray  # (N, D) features of the solution extractor
+    embedding: np.ndarray  # (N, d) reduced features of the solution cell
+    thumbnails: np.ndarray  # (N, S, S, 3) uint8 preprocessed images (memory-mapped)
+    moon: np.ndarray  # (N,) bool, Moon detected by preprocessing
+    truth: np.ndarray | None  # (N,) true class or None per image; None without a truth table
+    nuisances: dict[str, np.ndarray]  # name -> (N,) nuisance values from the truth table
+    rejected: list[Rejection]
+    ranking: list[dict[str, Any]]  # ranked cells (rows of ranking.csv, absolute labels_path)
+    summary: dict[str, Any]
+    solution_cell: dict[str, Any]
+    extractor_name: str
+    extractor_cfg: dict[str, Any]  # resolved extractor node (ckpt_path filled in)
+    extractor_identity: dict[str, Any]
+    preprocess_cfg: PreprocessConfig
+    reducer_cfg: dict[str, Any]
+    reducer_entry: Path  # cache folder of the fitted reducer (meta.json, reducer.joblib + sha256)
+    features_key: str
+    seed: int
+    config: dict[str, Any]  # the whole resolved run config
+    tensorboard_dir: Path | None = None
+
+
 def finalize(
     cfg: DictConfig,
-    ids: Sequence[str],
-    rejected: Sequence[Rejection],
+    ctx: RunContext,
     cells: Sequence[Mapping[str, Any]],
     out_dir: Path,
     extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> RunRecord:
     """Rank the cells, fuse, and write the run's outputs into ``out_dir``.
 
     Writes ``ranking.csv``, ``results.csv``, fusion tables, ``labels.csv`` (``path,label``),
-    ``rejected.csv`` (``path,reason``) and ``summary.json``.
+    ``rejected.csv`` (``path,reason``), ``summary.json``, ``solution/`` and ``report/``.
 
     Returns:
-        The summary (counts, chosen fusion, external scores when truth exists).
+        The run record (its ``summary`` has counts, the chosen fusion and, when truth
+        exists, the external scores).
     """
     import json
 
     from aurora.grid import write_ranking, write_results
 
+    ids, rejected = ctx.ids, ctx.rejected
     if not cells:
         raise PipelineError(f"no finished grid cells under {out_dir}")
     n = {int(c["n_samples"]) for c in cells}
@@ -614,6 +678,7 @@ def finalize(
             f"(P={fusion.n_partitions}, t={fusion.threshold}, min size {fusion.min_cluster_size})"
         )
     summary: dict[str, Any] = {
+        "data_root": str(cfg.data.root),
         "n_inputs": len(ids) + len(rejected),
         "n_accepted": len(ids),
         "n_rejected": len(rejected),
@@ -633,7 +698,73 @@ def finalize(
     }
     summary.update(external_summary(cfg, ids, ranked, fusion.labels))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return summary
+    record = _run_record(cfg, ctx, ranked, fusion, summary, out_dir)
+    from aurora.report import write_report
+    from aurora.solution import save_solution
+
+    with stage("solution") as st:
+        sol = save_solution(record, out_dir / "solution")
+        st["msg"] = str(sol)
+    with stage("report") as st:
+        rep = write_report(record, out_dir / "report")
+        st["msg"] = str(rep)
+    return record
+
+
+def _run_record(
+    cfg: DictConfig,
+    ctx: RunContext,
+    ranked: Sequence[Mapping[str, Any]],
+    fusion: FusionOutcome,
+    summary: dict[str, Any],
+    out_dir: Path,
+) -> RunRecord:
+    """Collect what the report and the solution need (the reduction is a cache hit)."""
+    from aurora.reduce import cached_entry, fit_transform_cached
+
+    group = fusion.group
+    cell = next(r for r in ranked if group in ("all", str(r["extractor"])))
+    name = str(cell["extractor"])
+    feats = ctx.features[name]
+    reducer_cfg = _plain(cfg.reducers[str(cell["reducer"])])
+    cache = Cache(cfg.paths.cache_dir)
+    seed = int(cfg.seed)
+    embedding = fit_transform_cached(feats.features, reducer_cfg, seed, cache, feats.key)
+    truth, nuisances = truth_columns(cfg, ctx.ids)
+    store = feats.store
+    pos = {i: k for k, i in enumerate(store.ids)}
+    rows = np.array([pos[i] for i in ctx.ids])
+    contiguous = bool(np.array_equal(rows, np.arange(len(rows))))
+    thumbs = store.images if contiguous else store.images[rows]
+    ts = [store.timestamps[k] for k in rows]
+    tb = out_dir / "tb" if cfg.get("logger") else None
+    return RunRecord(
+        run_dir=out_dir,
+        ids=list(ctx.ids),
+        paths=list(ctx.paths),
+        timestamps=ts,
+        labels=np.asarray(fusion.labels, dtype=np.int64),
+        features=feats.features,
+        embedding=np.asarray(embedding),
+        thumbnails=thumbs,
+        moon=np.asarray(store.moon)[rows],
+        truth=truth,
+        nuisances=nuisances,
+        rejected=list(ctx.rejected),
+        ranking=[dict(r) for r in ranked],
+        summary=summary,
+        solution_cell=dict(cell),
+        extractor_name=name,
+        extractor_cfg=feats.extractor_cfg,
+        extractor_identity=feats.identity,
+        preprocess_cfg=store.config,
+        reducer_cfg=reducer_cfg,
+        reducer_entry=cached_entry(cache, feats.key, reducer_cfg, seed),
+        features_key=feats.key,
+        seed=seed,
+        config=OmegaConf.to_container(cfg, resolve=True),
+        tensorboard_dir=tb,
+    )
 
 
 def _count_reasons(rejected: Sequence[Rejection]) -> dict[str, int]:
@@ -701,10 +832,10 @@ def run_cluster(
         "skipped_extractors": ctx.skipped,
         "random_init_extractors": [k for k, f in ctx.features.items() if f.random_init],
     }
-    summary = finalize(cfg, ctx.ids, ctx.rejected, rows, run_dir, extra)
-    summary["seconds"] = time.perf_counter() - t0
-    _print_summary(summary, run_dir)
-    return summary
+    record = finalize(cfg, ctx, rows, run_dir, extra)
+    record.summary["seconds"] = time.perf_counter() - t0
+    _print_summary(record.summary, run_dir)
+    return record.summary
 
 
 def run_sweep_cell(
@@ -736,9 +867,9 @@ def finalize_sweep(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any]:
     known = {n: cfg.extractors[n] for n in names if n in cfg.extractors}
     cfg.extractors = known
     ctx = load_context(cfg, sweep_dir, list(known))
-    summary = finalize(cfg, ctx.ids, ctx.rejected, cells, sweep_dir)
-    _print_summary(summary, sweep_dir)
-    return summary
+    record = finalize(cfg, ctx, cells, sweep_dir)
+    _print_summary(record.summary, sweep_dir)
+    return record.summary
 
 
 def _print_summary(summary: Mapping[str, Any], out_dir: Path) -> None:
