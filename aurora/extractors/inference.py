@@ -111,7 +111,8 @@ class StoreBatches(Dataset):
 
     def __getitem__(self, i: int) -> torch.Tensor:
         start, stop = self.ranges[i]
-        return torch.from_numpy(np.ascontiguousarray(self.images[start:stop]))
+        # A copy: memmap slices are read-only views, and workers hand batches between processes.
+        return torch.from_numpy(np.array(self.images[start:stop]))
 
 
 def feature_key(store_key: str, identity: dict[str, Any]) -> str:
@@ -224,24 +225,25 @@ def _run_shards(
         unit="img",
         disable=not progress,
     )
-    parts: list[np.ndarray] = []
-    batches = zip(owner, loader, strict=True)
+    # Outputs stay on the device until their shard is complete: no host sync per batch.
+    parts: list[torch.Tensor] = []
+    done = 0
     try:
         with torch.inference_mode():
-            for j, block in batches:
-                # (B, S, S, 3) uint8 -> (B, 3, S, S) float in [0, 1]; the permute of an NHWC
-                # block is already channels-last in memory.
-                x = block.to(device, non_blocking=cuda).permute(0, 3, 1, 2).float().div_(255.0)
+            for j, block in zip(owner, loader, strict=True):
+                # (B, S, S, 3) uint8 -> (B, 3, S, S) float in [0, 1] (as store.float_batch);
+                # the permute of an NHWC block is already channels-last in memory.
+                x = block.to(device, non_blocking=cuda).permute(0, 3, 1, 2).float()
+                x = x.mul_(1.0 / 255.0)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
-                    y = extractor(x)
-                parts.append(y.float().cpu().numpy())
+                    parts.append(extractor(x))
+                done += len(block)
                 bar.update(len(block))
                 s, start, stop = shards[j]
-                if sum(len(p) for p in parts) == stop - start:
-                    _atomic_save_npy(
-                        _shard_path(shard_dir, s), np.concatenate(parts).astype(np.float32)
-                    )
-                    parts = []
+                if done == stop - start:
+                    feats = torch.cat(parts).float().cpu().numpy()
+                    _atomic_save_npy(_shard_path(shard_dir, s), feats)
+                    parts, done = [], 0
     finally:
         bar.close()
 
