@@ -24,6 +24,7 @@ from aurora.extractors import (
     WeightsUnavailableError,
     add_projector_labels,
     build_extractor,
+    export_feature_set,
     export_projector,
     extract_features,
     feature_key,
@@ -480,3 +481,16 @@ def test_projector_sprite_is_shrunk_to_tensorboard_limit(
     with Image.open(tmp_path / "features" / "sprite.png") as im:
         assert im.size == (255, 255)  # 5 cells of 51 px
     assert "single_image_dim: 51" in cfg.read_text()
+
+
+def test_export_feature_set_from_store(small: TimmExtractor, tmp_path: Path) -> None:
+    store = FakeStore("proj", _sky(5, seed=9))
+    fs = extract_features(store, small, tmp_path / "cache", progress=False)
+    cfg = export_feature_set(tmp_path / "tb", fs, store, {"cluster": [0, 1, 0, 1, -1]}, tag="mnv2")
+    assert "mnv2/sprite.png" in cfg.read_text()
+    md = read_metadata(tmp_path / "tb" / "mnv2" / "metadata.tsv")
+    assert list(md) == ["index", "id", "path", "timestamp", "moon", "cluster"]
+    assert md["id"] == store.ids and md["cluster"][-1] == "-1"
+    other = FakeStore("other", _sky(5), ids=[f"x{i}" for i in range(5)])
+    with pytest.raises(ValueError, match="image ids differ"):
+        export_feature_set(tmp_path / "tb", fs, other)

@@ -11,7 +11,12 @@ from aurora.extractors.inference import (
     feature_key,
     load_feature_set,
 )
-from aurora.extractors.projector import add_projector_labels, export_projector, read_metadata
+from aurora.extractors.projector import (
+    add_projector_labels,
+    export_feature_set,
+    export_projector,
+    read_metadata,
+)
 from aurora.extractors.timm_extractor import (
     TimmExtractor,
     UnknownModelError,
@@ -32,6 +37,7 @@ __all__ = [
     "WeightsUnavailableError",
     "add_projector_labels",
     "build_extractor",
+    "export_feature_set",
     "export_projector",
     "extract_features",
     "feature_key",

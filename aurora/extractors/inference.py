@@ -337,19 +337,26 @@ def extract_features(
             "world": world,
         },
     }
-    with cache.writing(STAGE, key) as tmp:
-        out = np.lib.format.open_memmap(
-            tmp / "features.npy", mode="w+", dtype=np.float32, shape=(n, dim)
-        )
-        for s, a, b in bounds:
-            block = np.load(_shard_path(shard_dir, s), mmap_mode="r")
-            if block.shape[1] != dim:
-                raise RuntimeError(f"feature shard {s} of {key} has dim {block.shape[1]} != {dim}")
-            out[a:b] = block
-        out.flush()
-        del out
-        atomic_write_text(tmp / "ids.json", json.dumps([str(i) for i in store.ids]))
-        atomic_write_text(tmp / "provenance.json", json.dumps(provenance, indent=2, default=str))
+    try:
+        with cache.writing(STAGE, key) as tmp:
+            out = np.lib.format.open_memmap(
+                tmp / "features.npy", mode="w+", dtype=np.float32, shape=(n, dim)
+            )
+            for s, a, b in bounds:
+                block = np.load(_shard_path(shard_dir, s), mmap_mode="r")
+                if block.shape[1] != dim:
+                    raise RuntimeError(f"feature shard {s} of {key}: dim {block.shape[1]} != {dim}")
+                out[a:b] = block
+            out.flush()
+            del out
+            atomic_write_text(tmp / "ids.json", json.dumps([str(i) for i in store.ids]))
+            atomic_write_text(
+                tmp / "provenance.json", json.dumps(provenance, indent=2, default=str)
+            )
+    except FileNotFoundError:
+        # A concurrent process of the same extraction assembled first and removed the shards.
+        if not cache.exists(STAGE, key):
+            raise
     shutil.rmtree(shard_dir, ignore_errors=True)
     return load_feature_set(cache.path(STAGE, key))
 

@@ -37,6 +37,8 @@ def _cell(value: Any) -> str:
         return ""
     if isinstance(value, np.generic):
         value = value.item()
+    if hasattr(value, "isoformat"):  # datetime
+        value = value.isoformat()
     return str(value).replace("\t", " ").replace("\n", " ").replace("\r", " ")
 
 
@@ -186,3 +188,41 @@ def add_projector_labels(
     columns.update({k: v for k, v in labels.items() if k != "index"})
     _write_metadata(path, columns, n)
     return path
+
+
+def export_feature_set(
+    log_dir: str | Path,
+    feature_set: Any,
+    store: Any,
+    labels: Mapping[str, Sequence[Any]] | None = None,
+    tag: str = "features",
+) -> Path:
+    """Export a :class:`~aurora.extractors.FeatureSet` with its store's pictures and metadata.
+
+    Columns ``path``, ``timestamp`` and ``moon`` come from the store (when it has them);
+    ``labels`` adds more (``morphology`` when known, ``cluster`` ...). The store's images are
+    the thumbnails (shrunk to fit TensorBoard's sprite limit, read image by image from the
+    memory map).
+
+    Args:
+        log_dir: TensorBoard log folder.
+        feature_set: features (N, D) with ``ids`` in store order.
+        store: the preprocessed store the features were extracted from.
+        labels: extra columns of N values each.
+        tag: embedding name.
+
+    Returns:
+        Path of ``projector_config.pbtxt``.
+    """
+    ids = [str(i) for i in store.ids]
+    if list(feature_set.ids) != ids:
+        raise ValueError(
+            f"feature set {feature_set.key} does not belong to store {store.key}: image ids differ"
+        )
+    columns: dict[str, Sequence[Any]] = {"id": ids}
+    for name in ("path", "timestamp", "moon"):
+        values = getattr(store, name + "s" if name != "moon" else name, None)
+        if values is not None:
+            columns[name] = list(values)
+    columns.update(labels or {})
+    return export_projector(log_dir, feature_set.features, columns, store.images, tag=tag)
