@@ -494,3 +494,22 @@ def test_export_feature_set_from_store(small: TimmExtractor, tmp_path: Path) -> 
     other = FakeStore("other", _sky(5), ids=[f"x{i}" for i in range(5)])
     with pytest.raises(ValueError, match="image ids differ"):
         export_feature_set(tmp_path / "tb", fs, other)
+
+
+def test_real_store_end_to_end(small: TimmExtractor, tmp_path: Path) -> None:
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "kho_sony_samples"
+    if not data.is_dir():
+        pytest.skip("../shared/data is absent")
+    sources = pytest.importorskip("aurora.data.sources")
+    pre = pytest.importorskip("aurora.preprocess")
+    store_mod = pytest.importorskip("aurora.preprocess_store")
+    cfg = pre.PreprocessConfig(size=32)
+    store = store_mod.build_preprocessed(sources.scan(data), cfg, tmp_path, jobs=1, progress=False)
+    fs = extract_features(store, small, tmp_path, batch_size=2, progress=False)
+    assert fs.features.shape == (len(store), 1280) and fs.ids == list(store.ids)
+    x = torch.from_numpy(store.float_batch(slice(None))).permute(0, 3, 1, 2)
+    with torch.inference_mode():
+        np.testing.assert_allclose(fs.features, small(x).numpy(), rtol=1e-4, atol=1e-5)
+    export_feature_set(tmp_path / "tb", fs, store)
+    md = read_metadata(tmp_path / "tb" / "features" / "metadata.tsv")
+    assert md["timestamp"][0].startswith("20") and md["path"] == [str(p) for p in store.paths]
