@@ -258,7 +258,7 @@ def extract_all(
     Returns:
         Features per extractor, and extractors skipped (name -> one-line reason).
     """
-    from aurora.extractors import WeightsUnavailableError, extract_features
+    from aurora.extractors import WeightsUnavailableError, build_extractor, extract_features
 
     out: dict[str, ExtractedFeatures] = {}
     skipped: dict[str, str] = {}
@@ -290,7 +290,7 @@ def extract_all(
                 st["msg"] = f"{name}: {len(store)} images -> {ckpt}"
             params["ckpt_path"] = str(ckpt)
         try:
-            extractor = _instantiate_unwrapped(params)
+            extractor = build_extractor(params)
         except WeightsUnavailableError as err:
             if not cfg.skip_unavailable_extractors:
                 raise
@@ -323,23 +323,6 @@ def extract_all(
             identity=extractor.identity(),
         )
     return out, skipped
-
-
-def _instantiate_unwrapped(params: Mapping[str, Any]) -> Any:
-    """``hydra.utils.instantiate`` that re-raises our own errors unwrapped.
-
-    Hydra wraps any exception of the target in ``InstantiationException``; the pipeline needs
-    the original type to tell "weights unavailable" from a genuine failure.
-    """
-    from hydra.errors import InstantiationException
-
-    try:
-        return instantiate(params)
-    except InstantiationException as err:
-        cause = err.__cause__
-        if isinstance(cause, Exception) and type(cause).__module__.startswith("aurora."):
-            raise cause from None
-        raise
 
 
 def load_context(cfg: DictConfig, run_dir: Path, names: Sequence[str] | None = None) -> RunContext:
@@ -781,11 +764,15 @@ def _cell_axes(
     cfg = cfg.copy()
     picked = {g: choices.get(g) for g in ("extractor", "reducer", "clusterer")}
     if all(v is None for v in picked.values()):
+        axes = {
+            a: list(cfg.grid.get(a) or cfg[a]) for a in ("extractors", "reducers", "clusterers")
+        }
+        for axis, names in axes.items():
+            unknown = sorted(set(names) - set(cfg[axis]))
+            if unknown:
+                raise PipelineError(f"grid.{axis} names {unknown}; configured: {sorted(cfg[axis])}")
         cells = grid_cells(
-            list(cfg.extractors),
-            list(cfg.reducers),
-            list(cfg.clusterers),
-            list(cfg.grid.n_clusters),
+            axes["extractors"], axes["reducers"], axes["clusterers"], list(cfg.grid.n_clusters)
         )
         return cfg, cells
     missing = [g for g, v in picked.items() if v is None]
