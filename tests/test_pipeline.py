@@ -1,0 +1,176 @@
+"""End-to-end tests of the main job on a tiny synthetic sky (tiny images, tiny networks)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from aurora.data.synth import generate
+from aurora.pipeline import (
+    PipelineError,
+    finalize_sweep,
+    main,
+    run_cluster,
+    run_sweep_cell,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = [
+    "train.image_size=32",
+    "trainer.max_epochs=1",
+    "models.autoencoder.depth=2",
+    "models.autoencoder.width=4",
+    "models.autoencoder.latent_dim=16",
+    "train.loader.batch_size=16",
+    "train.loader.num_workers=0",
+    "extract.num_workers=0",
+    "logger=none",
+    "grid.extractors=[autoencoder]",
+    "grid.reducers=[pca]",
+    "grid.clusterers=[kmeans,agglomerative]",
+    "grid.n_clusters=[3,4]",
+    "grid.stability_splits=2",
+    "fusion.n_partitions=3",
+    "fusion.min_cluster_size=2",
+    "jobs=1",
+]
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("cluster", overrides=overrides)
+
+
+@pytest.fixture(scope="module")
+def sky(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 synthetic images plus deliberately broken files."""
+    root = tmp_path_factory.mktemp("sky")
+    generate(root, n=24, seed=3, size=96, jobs=1)
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "notes.jpg").write_text("not an image")
+    good = next(root.glob("LYR-*.jpg")).read_bytes()
+    (root / "cut.jpg").write_bytes(good[: len(good) // 2])
+    return root
+
+
+def _overrides(sky: Path, tmp: Path) -> list[str]:
+    return [
+        "data=folder",
+        f"data.root={sky}",
+        f"data.truth={sky / 'labels.csv'}",
+        f"paths.cache_dir={tmp / 'cache'}",
+        *TINY,
+    ]
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_writes_the_contract_files_and_accounts_for_every_input(
+    sky: Path, tmp_path: Path
+) -> None:
+    cfg = _compose(_overrides(sky, tmp_path))
+    run_dir = tmp_path / "run"
+    summary = run_cluster(cfg, run_dir)
+
+    labels = _read(run_dir / "labels.csv")
+    rejected = _read(run_dir / "rejected.csv")
+    inputs = {p.name for p in sky.iterdir() if p.suffix == ".jpg"}
+    got = [r["path"] for r in labels] + [r["path"] for r in rejected]
+    assert sorted(got) == sorted(inputs)  # each input exactly once
+    reasons = {r["path"]: r["reason"] for r in rejected}
+    assert reasons["empty.jpg"] == "empty file"
+    assert reasons["notes.jpg"] == "unsupported format"
+    assert reasons["cut.jpg"] == "truncated"
+    assert summary["n_inputs"] == len(inputs) == summary["n_accepted"] + summary["n_rejected"]
+
+    ranking = _read(run_dir / "ranking.csv")
+    assert len(ranking) == 4  # 1 extractor x 1 reducer x 2 clusterers x 2 k
+    assert [int(r["rank"]) for r in ranking] == sorted(int(r["rank"]) for r in ranking)
+    for row in ranking:
+        assert (run_dir / row["labels_path"]).is_file()
+    fused = np.array([int(r["label"]) for r in labels])
+    assert fused.min() >= -1
+    assert (run_dir / "report" / "index.html").is_file()
+    assert (run_dir / "solution" / "manifest.json").is_file()
+    saved = json.loads((run_dir / "summary.json").read_text())
+    assert "fused_external" in saved and "best_cell_external" in saved
+    assert set(saved["skipped_extractors"]) == set()  # only the autoencoder was asked for
+
+
+def test_second_run_reuses_the_cache(sky: Path, tmp_path: Path) -> None:
+    cfg = _compose(_overrides(sky, tmp_path))
+    run_cluster(cfg, tmp_path / "a")
+    ckpts = sorted((tmp_path / "cache" / "train").iterdir())
+    feats = sorted((tmp_path / "cache" / "features").iterdir())
+    run_cluster(cfg, tmp_path / "b")
+    assert sorted((tmp_path / "cache" / "train").iterdir()) == ckpts
+    assert sorted((tmp_path / "cache" / "features").iterdir()) == feats
+    a = (tmp_path / "a" / "labels.csv").read_text()
+    assert a == (tmp_path / "b" / "labels.csv").read_text()
+
+
+def test_sweep_cells_then_finalize(sky: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    base = _overrides(sky, tmp_path)
+    for job, k in enumerate((3, 4)):
+        cell = ["extractor=autoencoder", "reducer=pca", "clusterer=kmeans"]
+        cfg = _compose([*base, *cell, f"clusterer.n_clusters={k}"])
+        choices = {"extractor": "autoencoder", "reducer": "pca", "clusterer": "kmeans"}
+        row = run_sweep_cell(cfg, sweep / str(job), choices)
+        assert row["n_clusters"] == k
+    summary = finalize_sweep(_compose(base), sweep)
+    assert len(_read(sweep / "ranking.csv")) == 2
+    assert summary["n_accepted"] + summary["n_rejected"] == summary["n_inputs"]
+    assert (sweep / "labels.csv").is_file() and (sweep / "rejected.csv").is_file()
+
+
+def test_single_cell_needs_all_three_groups(sky: Path, tmp_path: Path) -> None:
+    cfg = _compose([*_overrides(sky, tmp_path), "extractor=autoencoder"])
+    with pytest.raises(PipelineError, match="reducer"):
+        run_cluster(cfg, tmp_path / "run", {"extractor": "autoencoder"})
+
+
+def test_unknown_grid_name_is_a_clear_error(sky: Path, tmp_path: Path) -> None:
+    cfg = _compose([*_overrides(sky, tmp_path), "grid.reducers=[pcaa]"])
+    with pytest.raises(PipelineError, match="pcaa"):
+        run_cluster(cfg, tmp_path / "run")
+
+
+def test_missing_folder_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    missing = tmp_path / "nowhere"
+    cfg = _compose(["data=folder", f"data.root={missing}", *TINY])
+    assert main(cfg, tmp_path / "run", {}, "RunMode.RUN") == 2
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and str(missing) in out[0] and out[0].startswith("error:")
+
+
+@pytest.mark.slow
+def test_cli_multirun_ranks_and_fuses_at_the_end(sky: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "multirun"
+    cmd = [
+        sys.executable,
+        str(ROOT / "cluster.py"),
+        "-m",
+        *_overrides(sky, tmp_path),
+        "extractor=autoencoder",
+        "reducer=pca",
+        "clusterer=kmeans,agglomerative",
+        "clusterer.n_clusters=3",
+        f"hydra.sweep.dir={sweep}",
+    ]
+    subprocess.run(cmd, check=True, cwd=tmp_path, capture_output=True, timeout=600)
+    assert len(_read(sweep / "ranking.csv")) == 2
+    assert (sweep / "labels.csv").is_file()
+    assert (sweep / "report" / "index.html").is_file()
