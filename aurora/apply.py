@@ -1,0 +1,263 @@
+"""Label new images with the groups of a saved solution.
+
+``python cluster.py mode=apply solution=RUN/solution data=folder data.root=NEW_NIGHT`` scans the
+new folder, preprocesses it with the solution's chain, extracts features with the solution's
+extractor (its own checkpoint copy), places the images in the solution's embedding (the stored
+reducer, or nearest neighbours in feature space) and gives each the group of its nearest
+assigned reference image. An image farther from every assigned reference image than the reference
+set's own neighbour distances suggest (their 99th percentile), in the embedding or in feature
+space, is flagged ``novel``.
+
+Outputs in the run folder: ``labels.csv`` (``path,label,distance,novel``) and ``rejected.csv``
+(``path,reason``); every input is in exactly one of them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from aurora.cache import atomic_write_text, stable_hash
+from aurora.data.sources import Rejection, scan, write_rejected_csv
+from aurora.pipeline import PipelineError
+from aurora.solution import Solution, SolutionError, load_solution
+
+log = logging.getLogger("aurora")
+
+
+@dataclass
+class ApplyResult:
+    """Labels of the new images.
+
+    Attributes:
+        ids: (M,) accepted image ids (paths relative to the data root).
+        labels: (M,) int64 nearest group.
+        distances: (M,) float distance to the nearest assigned reference image (embedding).
+        novel: (M,) bool distance above the solution's novelty threshold.
+        embedding: (M, d) float32 the images in the solution's embedding.
+        rejected: inputs that did not become images, with reasons.
+        n_inputs: every input seen (``M + len(rejected)``).
+    """
+
+    ids: list[str]
+    labels: np.ndarray
+    distances: np.ndarray
+    novel: np.ndarray
+    embedding: np.ndarray
+    rejected: list[Rejection]
+    n_inputs: int
+
+
+def _identity_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    keys = sorted(set(a) | set(b))
+    return [k for k in keys if stable_hash(a.get(k)) != stable_hash(b.get(k))]
+
+
+def build_solution_extractor(solution: Solution) -> Any:
+    """The solution's extractor, checked to reproduce the stored identity (weights hash).
+
+    Raises:
+        SolutionError: the rebuilt extractor differs from the one that made the reference.
+    """
+    from aurora.extractors import build_extractor
+
+    try:
+        extractor = build_extractor(solution.extractor_cfg)
+    except Exception as err:  # weights/checkpoint errors carry their own message
+        raise SolutionError(
+            f"cannot rebuild the extractor of solution {solution.path}: {err}"
+        ) from err
+    diff = _identity_diff(extractor.identity(), solution.extractor_identity)
+    if diff:
+        raise SolutionError(
+            f"the extractor rebuilt from solution {solution.path} differs from the one that made "
+            f"the reference features (fields {diff}); the weights are not the same"
+        )
+    return extractor
+
+
+def label_images(
+    solution: Solution,
+    data_root: str | Path,
+    cache_root: str | Path,
+    *,
+    jobs: int | None = None,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: str = "auto",
+    progress: bool = True,
+) -> ApplyResult:
+    """Label every image of a folder (or list file) with the solution's groups.
+
+    Args:
+        solution: a loaded solution.
+        data_root: folder of new images (recursive), list file or single image.
+        cache_root: cache folder (preprocessed images and features of the new data).
+        jobs: preprocessing processes (None = all cores).
+        batch_size: images per forward pass.
+        num_workers: DataLoader workers.
+        device: torch device or ``auto``.
+        progress: progress bars.
+
+    Returns:
+        The :class:`ApplyResult`.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    from aurora.extractors import extract_features
+    from aurora.preprocess import build_preprocessed
+    from aurora.reduce import embed_new
+
+    manifest = scan(data_root, jobs=jobs, progress=progress)
+    store = build_preprocessed(
+        manifest, solution.preprocess_cfg, cache_root, jobs=jobs, progress=progress
+    )
+    rejected = list(store.rejected)
+    d = solution.embedding.shape[1]
+    if len(store) == 0:
+        empty = np.zeros(0)
+        return ApplyResult(
+            [],
+            empty.astype(np.int64),
+            empty,
+            empty.astype(bool),
+            np.zeros((0, d)),
+            rejected,
+            manifest.n_inputs,
+        )
+    extractor = build_solution_extractor(solution)
+    fs = extract_features(
+        store,
+        extractor,
+        cache_root,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        progress=progress,
+    )
+    assert fs is not None  # single process: always assembles
+    feats = np.asarray(fs.features, dtype=np.float32)
+    if feats.shape[1] != solution.features.shape[1]:
+        raise SolutionError(
+            f"new features have {feats.shape[1]} dimensions, "
+            f"the solution's {solution.features.shape[1]}"
+        )
+    emb = embed_new(
+        feats,
+        reducer=solution.reducer,
+        train_features=solution.features,
+        train_embedding=solution.embedding,
+    ).astype(np.float32)
+    labels, dist = solution.neighbours.predict(emb)
+    novel = np.zeros(len(dist), bool)
+    if solution.novelty_threshold is not None:
+        novel |= dist > solution.novelty_threshold
+    if solution.feature_novelty_threshold is not None:
+        # A reducer keeps a few directions of feature space; an image unlike anything seen
+        # may differ only in the others, so it is tested in feature space too.
+        ref = solution.features[solution.labels >= 0]
+        fdist, _ = NearestNeighbors(n_neighbors=1).fit(ref).kneighbors(feats)
+        novel |= fdist[:, 0] > solution.feature_novelty_threshold
+    return ApplyResult(list(fs.ids), labels, dist, novel, emb, rejected, manifest.n_inputs)
+
+
+def write_apply_outputs(result: ApplyResult, out_dir: str | Path) -> None:
+    """``labels.csv`` (``path,label,distance,novel``) and ``rejected.csv`` in ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "distance", "novel"])
+        for i, lab, dist, nov in zip(
+            result.ids, result.labels, result.distances, result.novel, strict=True
+        ):
+            w.writerow([i, int(lab), f"{float(dist):.6g}", int(bool(nov))])
+    write_rejected_csv(result.rejected, out_dir / "rejected.csv")
+
+
+def _summary(result: ApplyResult, solution: Solution, data_root: str) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    for r in result.rejected:
+        counts[r.reason] = counts.get(r.reason, 0) + 1
+    groups = np.bincount(result.labels[result.labels >= 0], minlength=solution.n_groups)
+    return {
+        "solution": str(solution.path),
+        "data_root": data_root,
+        "n_inputs": result.n_inputs,
+        "n_labelled": len(result.ids),
+        "n_rejected": len(result.rejected),
+        "rejected_by_reason": counts,
+        "n_novel": int(result.novel.sum()),
+        "novelty_threshold": solution.novelty_threshold,
+        "group_counts": {str(k): int(c) for k, c in enumerate(groups)},
+    }
+
+
+def _print_summary(summary: dict[str, Any], out_dir: Path) -> None:
+    used = sorted(summary["group_counts"].items(), key=lambda kv: -kv[1])
+    top = ", ".join(f"{k}: {v}" for k, v in used[:8] if v)
+    lines = [
+        "",
+        "aurora apply",
+        f"  solution {summary['solution']}",
+        f"  inputs {summary['n_inputs']}: labelled {summary['n_labelled']}, "
+        f"rejected {summary['n_rejected']} {summary['rejected_by_reason'] or ''}",
+        f"  novel (farther than the reference set's 99th-percentile neighbour distance): "
+        f"{summary['n_novel']}",
+        f"  most frequent groups: {top or '-'}",
+        f"  outputs: {(out_dir / 'labels.csv').resolve()}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def apply_solution(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """What ``python cluster.py mode=apply solution=DIR data.root=NEW`` runs.
+
+    Args:
+        cfg: the composed ``cluster`` config (uses ``solution``, ``data.root``,
+            ``paths.cache_dir``, ``jobs``, ``extract.*``).
+        run_dir: output folder (the Hydra run directory).
+
+    Returns:
+        The summary (also written to ``run_dir/apply_summary.json``).
+    """
+    sol_dir = cfg.get("solution")
+    if not sol_dir:
+        raise PipelineError("mode=apply needs solution=DIR (the solution/ folder of a run)")
+    if OmegaConf.is_missing(cfg.data, "root") or not cfg.data.get("root"):
+        raise PipelineError("mode=apply needs data=folder data.root=NEW_IMAGES")
+    run_dir = Path(run_dir)
+    solution = load_solution(sol_dir)
+    root = str(cfg.data.root)
+    log.info("applying %s to %s", solution.path, root)
+    result = label_images(
+        solution,
+        root,
+        cfg.paths.cache_dir,
+        jobs=cfg.get("jobs"),
+        batch_size=int(cfg.extract.batch_size),
+        num_workers=int(cfg.extract.num_workers),
+        device=str(cfg.extract.device),
+    )
+    write_apply_outputs(result, run_dir)
+    summary = _summary(result, solution, root)
+    atomic_write_text(run_dir / "apply_summary.json", json.dumps(summary, indent=2) + "\n")
+    _print_summary(summary, run_dir)
+    return summary
+
+
+__all__: Sequence[str] = [
+    "ApplyResult",
+    "apply_solution",
+    "build_solution_extractor",
+    "label_images",
+    "write_apply_outputs",
+]

@@ -1,0 +1,285 @@
+"""Saved solutions (round trip, refusals) and applying them to new images."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from PIL import Image
+from torch import nn
+
+from aurora.apply import apply_solution, label_images
+from aurora.cache import Cache
+from aurora.data.sources import scan
+from aurora.extractors import build_extractor, extract_features
+from aurora.pipeline import PipelineError, RunRecord
+from aurora.preprocess import PreprocessConfig, build_preprocessed
+from aurora.reduce import cached_entry, fit_transform_cached
+from aurora.solution import (
+    SolutionError,
+    SolutionIntegrityError,
+    SolutionVersionError,
+    load_solution,
+    save_solution,
+)
+
+N = 18
+
+
+class PixelExtractor(nn.Module):
+    """A fast test extractor with meaningful distances: mean colour and mean pixel-to-pixel
+    change over a cells² grid.
+
+    (A randomly initialised network maps every sky to nearly the same features, so novelty
+    could not be tested with one.)
+    """
+
+    def __init__(self, cells: int = 8, meta: dict | None = None) -> None:
+        super().__init__()
+        self.cells = cells
+        self.meta = dict(meta or {})
+        self.input_size = 32
+
+    def identity(self) -> dict:
+        return {"kind": "pixels", "cells": self.cells}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        texture = (x[..., 1:] - x[..., :-1]).abs()
+        return torch.cat(
+            [F.adaptive_avg_pool2d(v, self.cells).flatten(1) for v in (x, 4 * texture)], dim=1
+        )
+
+
+EXTRACTOR = {"_target_": f"{__name__}.PixelExtractor", "cells": 8, "meta": {"preprocess": "full"}}
+REDUCER = {"_target_": "sklearn.decomposition.PCA", "n_components": 4}
+
+
+def _make_record(root: Path, extractor_cfg: dict | None = None) -> RunRecord:
+    """A small real run: synthetic sky -> preprocess -> random MobileNet -> PCA -> K-means."""
+    from sklearn.cluster import KMeans
+
+    from aurora.data.synth import generate
+
+    data, cache_dir, run_dir = root / "sky", root / "cache", root / "run"
+    run_dir.mkdir(parents=True)
+    generate(data, n=N, seed=3, size=64, moon_prob=0.3, jobs=1)
+    prep = PreprocessConfig(size=32)
+    store = build_preprocessed(scan(data), prep, cache_dir, jobs=1, progress=False)
+    params = dict(extractor_cfg or EXTRACTOR)
+    extractor = build_extractor({k: v for k, v in params.items() if k != "meta"})
+    fs = extract_features(store, extractor, cache_dir, batch_size=8, progress=False)
+    cache = Cache(cache_dir)
+    emb = fit_transform_cached(fs.features, REDUCER, 0, cache, fs.key)
+    labels = KMeans(3, n_init=4, random_state=0).fit_predict(emb).astype(np.int64)
+    labels[[0, 5]] = -1  # two unassigned images
+    return RunRecord(
+        run_dir=run_dir,
+        ids=list(store.ids),
+        paths=list(store.paths),
+        timestamps=list(store.timestamps),
+        labels=labels,
+        features=np.asarray(fs.features),
+        embedding=emb,
+        thumbnails=store.images,
+        moon=np.asarray(store.moon),
+        truth=None,
+        nuisances={},
+        rejected=list(store.rejected),
+        ranking=[],
+        summary={"fusion": {"group": "all", "n_partitions": 3, "threshold": 0.5}},
+        solution_cell={"cell": "net__pca__kmeans__k3", "extractor": "net", "reducer": "pca"},
+        extractor_name="net",
+        extractor_cfg=params,
+        extractor_identity=extractor.identity(),
+        preprocess_cfg=prep,
+        reducer_cfg=REDUCER,
+        reducer_entry=cached_entry(cache, fs.key, REDUCER, 0),
+        features_key=fs.key,
+        seed=0,
+        config={"seed": 0, "note": "test"},
+    )
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunRecord, Path]:
+    root = tmp_path_factory.mktemp("solution")
+    record = _make_record(root)
+    return record, save_solution(record, record.run_dir / "solution")
+
+
+@pytest.fixture
+def sol_copy(run: tuple[RunRecord, Path], tmp_path: Path) -> Path:
+    """A private copy of the solution, free to be damaged."""
+    return Path(shutil.copytree(run[1], tmp_path / "solution"))
+
+
+def test_round_trip(run: tuple[RunRecord, Path]) -> None:
+    record, path = run
+    sol = load_solution(path)
+    np.testing.assert_array_equal(sol.labels, record.labels)
+    np.testing.assert_allclose(sol.embedding, record.embedding, rtol=1e-6, atol=1e-6)
+    assert sol.ids == record.ids and sol.features.shape == record.features.shape
+    assert sol.reducer is not None and sol.reducer.n_components_ == 4
+    assert sol.preprocess_cfg == record.preprocess_cfg
+    assert sol.n_groups == 3 and sol.novelty_threshold is not None
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["extractor"]["identity"] == {"kind": "pixels", "cells": 8}
+    assert manifest["reducer"]["sha256"] == manifest["files"]["reducer.joblib"]
+    assert manifest["versions"]["aurora"] and manifest["config"]["note"] == "test"
+    # the FusedNeighbours model holds the assigned images only
+    assert len(sol.neighbours.labels_) == N - 2
+    # everything but the reducer is readable without pickle
+    for name in ("reference.npz", "neighbours.npz"):
+        with np.load(path / name, allow_pickle=False) as z:
+            assert z.files
+
+
+def test_tampered_reducer_is_refused(sol_copy: Path) -> None:
+    with open(sol_copy / "reducer.joblib", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(SolutionIntegrityError, match="reducer.joblib.*SHA-256"):
+        load_solution(sol_copy)
+
+
+@pytest.mark.parametrize("name", ["reference.npz", "reducer.joblib", "manifest.json"])
+def test_missing_file_is_named(sol_copy: Path, name: str) -> None:
+    (sol_copy / name).unlink()
+    with pytest.raises(SolutionIntegrityError, match=name.replace(".", r"\.")):
+        load_solution(sol_copy)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [("format_version", 999, "format version 999"), ("aurora_version", "99.0.0", "aurora 99")],
+)
+def test_incompatible_version_is_refused(
+    sol_copy: Path, key: str, value: object, match: str
+) -> None:
+    manifest = json.loads((sol_copy / "manifest.json").read_text())
+    manifest[key] = value
+    (sol_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(SolutionVersionError, match=match):
+        load_solution(sol_copy)
+    assert issubclass(SolutionVersionError, PipelineError)  # cluster.py prints one line
+
+
+def test_apply_reproduces_reference_labels(run: tuple[RunRecord, Path], tmp_path: Path) -> None:
+    record, path = run
+    sol = load_solution(path)
+    res = label_images(sol, record.run_dir.parent / "sky", tmp_path / "cache2", jobs=1,
+                       progress=False)  # fmt: skip
+    assert res.ids == record.ids and not res.rejected
+    assigned = record.labels >= 0
+    np.testing.assert_array_equal(res.labels[assigned], record.labels[assigned])
+    assert res.distances[assigned].max() < 1e-3
+    assert not res.novel.any()
+    assert (res.labels >= 0).all()  # unassigned reference images get their nearest group
+
+
+def _test_card(path: Path) -> None:
+    """A checkerboard inside a sky circle: unlike any sky.
+
+    (Pure pixel noise is not a good "novel" image: the chain's star filter, resize and L/a/b
+    normalisation turn it into a featureless grey glow much like a diffuse-aurora frame.)
+    """
+    yy, xx = np.mgrid[:64, :64]
+    img = np.repeat(((yy // 8 + xx // 8) % 2 * 255).astype(np.uint8)[..., None], 3, axis=-1)
+    img[(yy - 31.5) ** 2 + (xx - 31.5) ** 2 > 30**2] = 0
+    Image.fromarray(img).save(path)
+
+
+def test_apply_cli_accounting_and_novelty(run: tuple[RunRecord, Path], tmp_path: Path) -> None:
+    record, path = run
+    new = tmp_path / "new"
+    new.mkdir()
+    sky = record.run_dir.parent / "sky"
+    for name in sorted(p.name for p in sky.glob("*.jpg"))[:4]:
+        shutil.copy(sky / name, new / name)
+    _test_card(new / "card.png")
+    (new / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(new / "black.png")
+    cfg = OmegaConf.create(
+        {
+            "solution": str(path),
+            "data": {"root": str(new)},
+            "paths": {"cache_dir": str(tmp_path / "cache")},
+            "jobs": 1,
+            "extract": {"batch_size": 8, "num_workers": 0, "device": "cpu"},
+        }
+    )
+    out = tmp_path / "out"
+    summary = apply_solution(cfg, out)
+    with open(out / "labels.csv", newline="") as f:
+        rows = {r["path"]: r for r in csv.DictReader(f)}
+    with open(out / "rejected.csv", newline="") as f:
+        rejected = {r["path"]: r["reason"] for r in csv.DictReader(f)}
+    inputs = {p.name for p in new.iterdir()}
+    assert set(rows) | set(rejected) == inputs and not set(rows) & set(rejected)
+    assert {"broken.jpg", "black.png"} <= set(rejected)
+    assert list(next(iter(rows.values()))) == ["path", "label", "distance", "novel"]
+    assert rows["card.png"]["novel"] == "1"
+    assert all(rows[n]["novel"] == "0" for n in rows if n != "card.png")
+    assert summary["n_inputs"] == len(inputs) and summary["n_novel"] == 1
+
+
+def test_apply_needs_solution_and_data(tmp_path: Path) -> None:
+    cfg = OmegaConf.create({"solution": None, "data": {"root": "x"}})
+    with pytest.raises(PipelineError, match="solution=DIR"):
+        apply_solution(cfg, tmp_path)
+    cfg = OmegaConf.create({"solution": str(tmp_path / "nope"), "data": {"root": "x"}})
+    with pytest.raises(SolutionError, match="does not exist"):
+        apply_solution(cfg, tmp_path)
+
+
+def test_checkpoint_extractor_is_copied(tmp_path: Path) -> None:
+    """A checkpoint extractor's .ckpt travels inside the solution and is used from there."""
+    training = pytest.importorskip("aurora.training")
+    from aurora.data.datamodule import LoaderConfig
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    model = {"_target_": "aurora.models.AutoEncoder", "depth": 2, "width": 4, "latent_dim": 8}
+    trainer = {
+        "_target_": "aurora.training.make_trainer",
+        "accelerator": "cpu",
+        "precision": "32-true",
+        "max_epochs": 1,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
+    loader = LoaderConfig(batch_size=4, num_workers=0, val_fraction=0.25)
+    res = training.fit_model(images, model, trainer, tmp_path / "train", loader=loader)
+    cfg = {
+        "_target_": "aurora.extractors.CheckpointExtractor",
+        "ckpt_path": str(res.last_ckpt),
+        "meta": {"preprocess": "full"},
+    }
+    record = _make_record(tmp_path / "r", cfg)
+    sol_dir = save_solution(record, tmp_path / "solution")
+    Path(res.last_ckpt).unlink()  # the solution must not need the original
+    manifest = json.loads((sol_dir / "manifest.json").read_text())
+    rel = manifest["extractor"]["config"]["ckpt_path"]
+    assert rel.startswith("extractor/") and rel in manifest["files"]
+    sol = load_solution(sol_dir)
+    assert Path(sol.extractor_cfg["ckpt_path"]).parent == (sol_dir / "extractor").resolve()
+    out = label_images(sol, tmp_path / "r" / "sky", tmp_path / "cache3", jobs=1, progress=False)
+    assigned = record.labels >= 0
+    np.testing.assert_array_equal(out.labels[assigned], record.labels[assigned])
+
+
+def test_other_extractor_weights_are_refused(
+    run: tuple[RunRecord, Path], sol_copy: Path, tmp_path: Path
+) -> None:
+    manifest = json.loads((sol_copy / "manifest.json").read_text())
+    manifest["extractor"]["config"]["cells"] = 4  # rebuilds a different extractor
+    (sol_copy / "manifest.json").write_text(json.dumps(manifest))
+    sol = load_solution(sol_copy)
+    with pytest.raises(SolutionError, match=r"differs .*\['cells'\]"):
+        label_images(sol, run[0].run_dir.parent / "sky", tmp_path / "c", jobs=1, progress=False)
