@@ -294,7 +294,8 @@ def extract_all(
         except WeightsUnavailableError as err:
             if not cfg.skip_unavailable_extractors:
                 raise
-            reason = str(err).splitlines()[0]
+            # One line: the first sentence names the model; the full message says how to fix it.
+            reason = str(err).split(". ")[0].rstrip(".") + f" (set extractors.{name}.weights=PATH)"
             log.warning("skipping extractor %s: %s", name, reason)
             skipped[name] = reason
             continue
