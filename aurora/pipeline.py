@@ -187,11 +187,6 @@ def train_encoder_cached(
     Returns:
         Path of the cached checkpoint.
     """
-    import shutil
-
-    from aurora.data.datamodule import LoaderConfig
-    from aurora.training import fit_model
-
     cache = Cache(cache_root)
     runtime = {"devices", "num_nodes", "strategy", "log_every_n_steps", "accelerator"}
     trainer_identity = {k: v for k, v in trainer_cfg.items() if k not in runtime}
@@ -201,6 +196,11 @@ def train_encoder_cached(
     key = stable_hash(store_key, model_cfg, trainer_identity, loader_identity, seed)
     if cache.exists("train", key):
         return cache.path("train", key) / "model.ckpt"
+    import shutil
+
+    from aurora.data.datamodule import LoaderConfig
+    from aurora.training import fit_model
+
     with cache.writing("train", key) as tmp:
         result = fit_model(
             images,
@@ -850,7 +850,8 @@ def finalize_sweep(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any]:
     if not cells:
         raise PipelineError(f"no finished grid cells under {sweep_dir}")
     names = sorted({str(c["extractor"]) for c in cells})
-    cfg = cfg.copy()
+    # The sweep's config still holds Hydra's own node, whose per-job keys cannot resolve here.
+    cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
     OmegaConf.set_struct(cfg, False)
     known = {n: cfg.extractors[n] for n in names if n in cfg.extractors}
     cfg.extractors = known
