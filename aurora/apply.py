@@ -4,9 +4,9 @@
 new folder, preprocesses it with the solution's chain, extracts features with the solution's
 extractor (its own checkpoint copy), places the images in the solution's embedding (the stored
 reducer, or nearest neighbours in feature space) and gives each the group of its nearest
-assigned reference image. An image farther from every assigned reference image than the reference
-set's own neighbour distances suggest (their 99th percentile), in the embedding or in feature
-space, is flagged ``novel``.
+assigned reference image. ``distance`` is the distance, in feature space, to the nearest
+assigned reference image; an image farther than the reference set's own leave-one-out
+neighbour distances suggest (their 99th percentile) is flagged ``novel``.
 
 Outputs in the run folder: ``labels.csv`` (``path,label,distance,novel``) and ``rejected.csv``
 (``path,reason``); every input is in exactly one of them.
@@ -39,8 +39,8 @@ class ApplyResult:
 
     Attributes:
         ids: (M,) accepted image ids (paths relative to the data root).
-        labels: (M,) int64 nearest group.
-        distances: (M,) float distance to the nearest assigned reference image (embedding).
+        labels: (M,) int64 group of the nearest assigned reference image in the embedding.
+        distances: (M,) float distance to the nearest assigned reference image in feature space.
         novel: (M,) bool distance above the solution's novelty threshold.
         embedding: (M, d) float32 the images in the solution's embedding.
         rejected: inputs that did not become images, with reasons.
@@ -156,16 +156,15 @@ def label_images(
         train_features=solution.features,
         train_embedding=solution.embedding,
     ).astype(np.float32)
-    labels, dist = solution.neighbours.predict(emb)
-    novel = np.zeros(len(dist), bool)
-    if solution.novelty_threshold is not None:
-        novel |= dist > solution.novelty_threshold
-    if solution.feature_novelty_threshold is not None:
-        # A reducer keeps a few directions of feature space; an image unlike anything seen
-        # may differ only in the others, so it is tested in feature space too.
-        ref = solution.features[solution.labels >= 0]
-        fdist, _ = NearestNeighbors(n_neighbors=1).fit(ref).kneighbors(feats)
-        novel |= fdist[:, 0] > solution.feature_novelty_threshold
+    labels, _ = solution.neighbours.predict(emb)
+    # Distance and novelty in feature space: the embedding keeps only a few directions (an
+    # image unlike any sky may differ in the others), and a fitted UMAP/Isomap places its
+    # own training points differently from transformed new ones.
+    ref = solution.features[solution.labels >= 0]
+    fdist, _ = NearestNeighbors(n_neighbors=1).fit(ref).kneighbors(feats)
+    dist = fdist[:, 0].astype(np.float64)
+    thr = solution.novelty_threshold
+    novel = dist > thr if thr is not None else np.zeros(len(dist), bool)
     return ApplyResult(list(fs.ids), labels, dist, novel, emb, rejected, manifest.n_inputs)
 
 

@@ -50,8 +50,11 @@ NEIGHBOURS = "neighbours.npz"
 REDUCER = "reducer.joblib"
 REDUCER_META = "reducer_meta.json"
 EXTRACTOR_DIR = "extractor"
-#: Quantile of the reference set's own nearest-neighbour distances above which a new image is
-#: called novel (in the embedding, or in feature space).
+#: Quantile of the reference set's own nearest-neighbour distances (feature space) above which
+#: a new image is called novel. Feature space, not the embedding: there a new image's distance
+#: to the reference set is distributed like a reference image's leave-one-out distance, so the
+#: 0.99 quantile flags about 1 % of images from the same population; a reducer such as UMAP
+#: pulls its training points together, which new (transformed) points do not share.
 NOVELTY_QUANTILE = 0.99
 _PACKAGES = ("numpy", "scikit-learn", "torch", "timm", "umap-learn", "joblib", "hydra-core")
 
@@ -107,9 +110,8 @@ class Solution:
         embedding: (N, d) float32 reference embedding.
         labels: (N,) int64 fused labels (-1 unassigned).
         neighbours: the nearest-group model fitted on the assigned reference images.
-        novelty_threshold: embedding distance above which a new image is novel (None = never).
-        feature_novelty_threshold: the same in feature space, which also catches images that
-            differ only in directions the reducer discards (None = never).
+        novelty_threshold: feature-space distance to the nearest assigned reference image
+            above which a new image is novel (None = never).
     """
 
     path: Path
@@ -124,7 +126,6 @@ class Solution:
     labels: np.ndarray
     neighbours: FusedNeighbours
     novelty_threshold: float | None
-    feature_novelty_threshold: float | None
 
     @property
     def n_groups(self) -> int:
@@ -138,7 +139,7 @@ def novelty_threshold(
     """The ``quantile`` of the assigned reference images' leave-one-out neighbour distances.
 
     Args:
-        embedding: (N, d) reference embedding (or features).
+        embedding: (N, D) reference features (or any points).
         labels: (N,) fused labels; only assigned images (>= 0) count, as only they vote.
         quantile: in (0, 1].
 
@@ -240,8 +241,7 @@ def save_solution(record: RunRecord, out_dir: Path) -> Path:
         assigned = labels >= 0
         if assigned.any():
             FusedNeighbours(n_neighbors=1).fit(embedding, labels).save(tmp / NEIGHBOURS)
-        threshold = novelty_threshold(embedding, labels)
-        feature_threshold = novelty_threshold(features, labels)
+        threshold = novelty_threshold(features, labels)
         files = {
             p.relative_to(tmp).as_posix(): file_sha256(p)
             for p in sorted(tmp.rglob("*"))
@@ -273,11 +273,7 @@ def save_solution(record: RunRecord, out_dir: Path) -> Path:
                 "transform": transform,
                 "sha256": reducer_sha,
             },
-            "novelty": {
-                "quantile": NOVELTY_QUANTILE,
-                "threshold": threshold,
-                "feature_threshold": feature_threshold,
-            },
+            "novelty": {"space": "features", "quantile": NOVELTY_QUANTILE, "threshold": threshold},
             "fusion": record.summary.get("fusion"),
             "config": record.config,
             "files": files,
@@ -417,5 +413,4 @@ def load_solution(path: str | Path) -> Solution:
         labels=labels,
         neighbours=neighbours,
         novelty_threshold=manifest["novelty"]["threshold"],
-        feature_novelty_threshold=manifest["novelty"].get("feature_threshold"),
     )

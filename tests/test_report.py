@@ -95,17 +95,33 @@ def make_record(run_dir: Path, *, timestamps: bool = True, truth: bool = True) -
             "min_cluster_size": 3,
             "loss": 1.25,
             "per_group": {
-                "all": {"n_partitions": 5, "threshold": 0.5, "min_cluster_size": 3,
-                        "n_groups": K, "unassigned": 6, "loss": 1.25},
+                "all": {
+                    "n_partitions": 5,
+                    "threshold": 0.5,
+                    "min_cluster_size": 3,
+                    "n_groups": K,
+                    "unassigned": 6,
+                    "loss": 1.25,
+                },
             },  # fmt: skip
         },
         "best_cell": ranking[0]["cell"],
         "skipped_extractors": {"resnet50": "Pretrained weights for timm model 'resnet50' ..."},
         "random_init_extractors": ["mobilenet_v2"],
-        "best_cell_external": {"ari": 0.4, "ami": 0.5, "homogeneity": 0.6,
-                               "completeness": 0.5, "purity": 0.7},  # fmt: skip
-        "fused_external": {"ari": 0.5, "ami": 0.6, "homogeneity": 0.7,
-                           "completeness": 0.6, "purity": 0.8},  # fmt: skip
+        "best_cell_external": {
+            "ari": 0.4,
+            "ami": 0.5,
+            "homogeneity": 0.6,
+            "completeness": 0.5,
+            "purity": 0.7,
+        },  # fmt: skip
+        "fused_external": {
+            "ari": 0.5,
+            "ami": 0.6,
+            "homogeneity": 0.7,
+            "completeness": 0.6,
+            "purity": 0.8,
+        },  # fmt: skip
         "fused_ami_moon": 0.02,
         "seconds": 754.2,
     }
@@ -245,6 +261,7 @@ def test_tensorboard_figures_and_projector(tmp_path: Path) -> None:
 
 
 def _chromium() -> str | None:
+    """A headless browser: Debian's chromium, installed with apt-get when missing (as root)."""
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if path := shutil.which(name):
             return path
@@ -258,7 +275,6 @@ def _chromium() -> str | None:
     return shutil.which("chromium")
 
 
-@pytest.mark.slow
 def test_headless_chromium_screenshot_is_not_blank(
     report: tuple[RunRecord, Path], tmp_path: Path
 ) -> None:

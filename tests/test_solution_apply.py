@@ -179,7 +179,7 @@ def test_apply_reproduces_reference_labels(run: tuple[RunRecord, Path], tmp_path
     assigned = record.labels >= 0
     np.testing.assert_array_equal(res.labels[assigned], record.labels[assigned])
     assert res.distances[assigned].max() < 1e-3
-    assert not res.novel.any()
+    assert not res.novel[assigned].any()
     assert (res.labels >= 0).all()  # unassigned reference images get their nearest group
 
 

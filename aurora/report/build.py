@@ -105,9 +105,15 @@ def group_stats(data: ReportData) -> list[dict[str, Any]]:
             row["majority_share"] = float(counts[best] / counts.sum())
         ts = sorted(t for t in times[m] if t)
         if ts:
-            row["first"], row["last"] = ts[0][:19].replace("T", " "), ts[-1][:19].replace("T", " ")
+            row["first"], row["last"] = _span(ts[0], ts[-1])
         out.append(row)
     return out
+
+
+def _span(first: str, last: str) -> tuple[str, str]:
+    """ISO times shortened to minutes; the date of ``last`` dropped when it is ``first``'s."""
+    a, b = first[:16].replace("T", " "), last[:16].replace("T", " ")
+    return a, (b[11:] if a[:10] == b[:10] else b)
 
 
 def moon_ami(labels: np.ndarray, flag: np.ndarray) -> float:
@@ -147,6 +153,8 @@ def _fmt(v: Any, digits: int = 3) -> str:
         return f"{f:.{digits}g}"
     if f.is_integer() and abs(f) < 1e6:
         return str(int(f))
+    if abs(f) >= 100:
+        return f"{f:.1f}"
     return f"{f:.{digits}f}"
 
 

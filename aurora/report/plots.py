@@ -12,6 +12,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from matplotlib.ticker import NullFormatter
 
 UNASSIGNED_RGBA = (0.62, 0.62, 0.62, 1.0)
 _INDICES: tuple[tuple[str, str], ...] = (
@@ -186,6 +187,7 @@ def plot_ranking(rows: Sequence[Mapping[str, Any]], highlight: str | None = None
         ax.set_ylabel(title, fontsize=9)
         if key == "calinski_harabasz" and np.nanmin(vals, initial=np.inf) > 0:
             ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.grid(axis="y", alpha=0.3)
         if highlight is not None:
             for xi, r in zip(x, rows, strict=True):
@@ -195,9 +197,16 @@ def plot_ranking(rows: Sequence[Mapping[str, Any]], highlight: str | None = None
     if len(rows) <= 40:
         axes[-1].set_xticks(x, [str(r.get("cell", "")) for r in rows], rotation=90, fontsize=7)
     handles = [Patch(color=colour[e], label=e or "?") for e in extractors]
-    axes[0].legend(handles=handles, fontsize=8, ncols=min(len(extractors), 5), loc="upper right")
+    fig.legend(
+        handles=handles, fontsize=8, ncols=min(len(extractors), 6), loc="outside upper right"
+    )
     axes[0].set_xlim(0.4, len(rows) + 0.6)
-    axes[0].set_title("Internal indices of the grid cells (gold: the solution cell)", fontsize=10)
+    fig.suptitle(
+        "Internal indices of the grid cells, coloured by extractor (gold band: the solution cell)",
+        fontsize=10,
+        x=0.01,
+        ha="left",
+    )
     return fig
 
 
