@@ -135,6 +135,45 @@ class StoreSet:
         return self._stores[key]
 
 
+class ImageRows:
+    """Chosen rows of one or more (N_i, S, S, 3) image arrays, read lazily.
+
+    Lets the report and the projector index the images of a run (possibly a million-image
+    memory map plus a few reference images) without ever copying a whole store.
+
+    Args:
+        parts: (array, row indices into it) pairs, concatenated in order.
+    """
+
+    def __init__(self, parts: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        self._parts = [(a, np.asarray(r, dtype=np.int64)) for a, r in parts]
+        self._offsets = np.cumsum([0] + [len(r) for _, r in self._parts])
+        first = self._parts[0][0]
+        self.shape = (int(self._offsets[-1]), *first.shape[1:])
+        self.dtype = first.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[np.arange(len(self))]
+        return out if dtype is None else out.astype(dtype)
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        if isinstance(idx, int | np.integer):
+            return self[np.array([idx])][0]
+        idx = np.arange(len(self))[idx] if isinstance(idx, slice) else np.asarray(idx)
+        out = np.empty((len(idx), *self.shape[1:]), self.dtype)
+        part = np.searchsorted(self._offsets, idx, side="right") - 1
+        for p, (arr, rows) in enumerate(self._parts):
+            sel = np.flatnonzero(part == p)
+            if sel.size:
+                src = rows[idx[sel] - self._offsets[p]]
+                order = np.argsort(src, kind="stable")  # memory maps read fastest in order
+                out[sel[order]] = arr[src[order]]
+        return out
+
+
 @dataclass
 class ExtractedFeatures:
     """Features of one extractor, aligned with the accepted images."""
@@ -147,6 +186,8 @@ class ExtractedFeatures:
     store: PreprocessedStore
     extractor_cfg: dict[str, Any] = field(default_factory=dict)
     identity: dict[str, Any] = field(default_factory=dict)
+    extractor: Any = None
+    images: ImageRows | None = None  # (N, S, S, 3) the preprocessed images behind the rows
 
 
 def _plain(node: Any) -> Any:
@@ -224,10 +265,15 @@ class RunContext:
 
     stores: StoreSet
     features: dict[str, ExtractedFeatures]
-    ids: list[str]
+    ids: list[str]  # (N,) accepted images (reference images last, ids "reference/<class>/...")
     paths: list[str]
     rejected: list[Rejection]
     skipped: dict[str, str] = field(default_factory=dict)
+    moon: np.ndarray | None = None  # (N,) bool, Moon detected by preprocessing
+    timestamps: list[Any] = field(default_factory=list)  # (N,) datetimes or None
+    reference_classes: list[str | None] = field(default_factory=list)  # (N,) None = ordinary
+    must_link: np.ndarray | None = None  # (M, 2) row pairs from the reference classes
+    cannot_link: np.ndarray | None = None  # (C, 2)
 
 
 def _truth_table(truth_csv: str | Path | None, root: Path) -> dict[str, dict[str, str]] | None:
@@ -322,6 +368,7 @@ def extract_all(
             store,
             extractor_cfg={**params, "meta": meta},
             identity=extractor.identity(),
+            extractor=extractor,
         )
     return out, skipped
 
@@ -345,7 +392,96 @@ def load_context(cfg: DictConfig, run_dir: Path, names: Sequence[str] | None = N
             "no extractor could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
         )
     ids, paths, rejected = _align(features, manifest)
-    return RunContext(stores, features, ids, paths, rejected, skipped)
+    ctx = RunContext(stores, features, ids, paths, rejected, skipped)
+    first = next(iter(features.values())).store
+    pos = {i: k for k, i in enumerate(first.ids)}
+    rows = np.array([pos[i] for i in ids], dtype=np.int64)
+    ctx.moon = np.asarray(first.moon)[rows]
+    ctx.timestamps = [first.timestamps[k] for k in rows]
+    ctx.reference_classes = [None] * len(ids)
+    for f in features.values():
+        fpos = {i: k for k, i in enumerate(f.store.ids)}
+        f.images = ImageRows([(f.store.images, np.array([fpos[i] for i in ids], dtype=np.int64))])
+    ref_dir = (cfg.get("constraints") or {}).get("reference_dir")
+    if ref_dir:
+        attach_references(cfg, ctx, Path(str(ref_dir)))
+    return ctx
+
+
+REFERENCE_PREFIX = "reference/"
+
+
+def attach_references(cfg: DictConfig, ctx: RunContext, ref_dir: Path) -> None:
+    """Add labelled reference images (one subfolder per class) and their constraints.
+
+    The references go through the same preprocessing and extractors, join the data set at the
+    end (ids ``reference/<class>/<file>``), and give must-link inside a class and cannot-link
+    across classes for the clusterers that take constraints (COP-K-means).
+    """
+    from aurora.clustering import constraints_from_reference
+    from aurora.extractors import extract_features
+
+    with stage("references") as st:
+        manifest = scan(ref_dir, jobs=cfg.get("jobs"))
+        refs = StoreSet(manifest, ctx.stores.variants, ctx.stores.cache_root, ctx.stores.jobs)
+        for r in manifest.rejected:
+            ctx.rejected.append(Rejection(REFERENCE_PREFIX + r.path, r.reason))
+        flat = [r.id for r in manifest.records if "/" not in r.id]
+        if flat:
+            raise PipelineError(
+                f"reference images must sit in one subfolder per class under {ref_dir}; "
+                f"found {flat[0]} directly in it"
+            )
+        accepted: set[str] | None = None
+        per_extractor = {}
+        for name, f in ctx.features.items():
+            variant = (f.extractor_cfg.get("meta") or {}).get("preprocess", "full")
+            store = refs.get(variant, int(f.extractor.input_size))
+            fs = extract_features(
+                store,
+                f.extractor,
+                cfg.paths.cache_dir,
+                batch_size=int(cfg.extract.batch_size),
+                num_workers=0,
+                device=str(cfg.extract.device),
+            )
+            per_extractor[name] = (store, fs)
+            accepted = set(fs.ids) if accepted is None else accepted & set(fs.ids)
+            for r in store.rejected:
+                rid = REFERENCE_PREFIX + r.path
+                if rid not in {x.path for x in ctx.rejected}:
+                    ctx.rejected.append(Rejection(rid, r.reason))
+        ref_ids = [i for i in per_extractor[next(iter(per_extractor))][1].ids if i in accepted]
+        if not ref_ids:
+            raise PipelineError(f"no usable reference image under {ref_dir}")
+        for name, (store, fs) in per_extractor.items():
+            f = ctx.features[name]
+            fpos = {i: k for k, i in enumerate(fs.ids)}
+            spos = {i: k for k, i in enumerate(store.ids)}
+            f.features = np.concatenate([f.features, fs.features[[fpos[i] for i in ref_ids]]])
+            f.key = stable_hash(f.key, fs.key, ref_ids)
+            rows = np.array([spos[i] for i in ref_ids], dtype=np.int64)
+            assert f.images is not None
+            f.images = ImageRows([*f.images._parts, (store.images, rows)])
+        store = next(iter(per_extractor.values()))[0]
+        spos = {i: k for k, i in enumerate(store.ids)}
+        rows = np.array([spos[i] for i in ref_ids], dtype=np.int64)
+        n0 = len(ctx.ids)
+        id_to_path = {r.id: r.path for r in manifest.records}
+        ctx.ids = [*ctx.ids, *(REFERENCE_PREFIX + i for i in ref_ids)]
+        for f in ctx.features.values():
+            f.ids = ctx.ids
+        ctx.paths = [*ctx.paths, *(id_to_path[i] for i in ref_ids)]
+        ctx.moon = np.concatenate([ctx.moon, np.asarray(store.moon)[rows]])
+        ctx.timestamps = [*ctx.timestamps, *(store.timestamps[k] for k in rows)]
+        classes = [i.split("/", 1)[0] for i in ref_ids]
+        ctx.reference_classes = [*ctx.reference_classes, *classes]
+        must, cannot = constraints_from_reference([None] * n0 + classes)
+        ctx.must_link, ctx.cannot_link = np.asarray(must), np.asarray(cannot)
+        st["msg"] = (
+            f"{len(ref_ids)} reference images in {len(set(classes))} classes: "
+            f"{len(ctx.must_link)} must-link, {len(ctx.cannot_link)} cannot-link"
+        )
 
 
 def _align(
@@ -455,7 +591,7 @@ def run_grid(
     truth, nuisances = truth_columns(cfg, ctx.ids)
     for spec in cells:
         feats = ctx.features[spec.extractor]
-        moon = nuisances.get("moon", feats.store.moon[: len(ctx.ids)])
+        moon = nuisances.get("moon", ctx.moon)
         clusterer = {**_plain(cfg.clusterers[spec.clusterer]), "n_clusters": spec.n_clusters}
         with stage("cell") as st:
             result = run_cell(
@@ -466,6 +602,8 @@ def run_grid(
                 cache=Cache(cfg.paths.cache_dir),
                 features_key=feats.key,
                 stability_splits=int(cfg.grid.stability_splits),
+                must_link=ctx.must_link,
+                cannot_link=ctx.cannot_link,
                 truth=truth,
                 nuisance={**nuisances, "moon": moon},
             )
@@ -602,7 +740,7 @@ class RunRecord:
     labels: np.ndarray  # (N,) fused labels, -1 = unassigned
     features: np.ndarray  # (N, D) features of the solution extractor
     embedding: np.ndarray  # (N, d) reduced features of the solution cell
-    thumbnails: np.ndarray  # (N, S, S, 3) uint8 preprocessed images (memory-mapped)
+    thumbnails: Any  # (N, S, S, 3) uint8 preprocessed images, indexable (ImageRows)
     moon: np.ndarray  # (N,) bool, Moon detected by preprocessing
     truth: np.ndarray | None  # (N,) true class or None per image; None without a truth table
     nuisances: dict[str, np.ndarray]  # name -> (N,) nuisance values from the truth table
@@ -620,6 +758,7 @@ class RunRecord:
     seed: int
     config: dict[str, Any]  # the whole resolved run config
     tensorboard_dir: Path | None = None
+    reference_classes: list[str | None] = field(default_factory=list)  # (N,) None = ordinary
 
 
 def finalize(
@@ -716,22 +855,18 @@ def _run_record(
     embedding = fit_transform_cached(feats.features, reducer_cfg, seed, cache, feats.key)
     truth, nuisances = truth_columns(cfg, ctx.ids)
     store = feats.store
-    pos = {i: k for k, i in enumerate(store.ids)}
-    rows = np.array([pos[i] for i in ctx.ids])
-    contiguous = bool(np.array_equal(rows, np.arange(len(rows))))
-    thumbs = store.images if contiguous else store.images[rows]
-    ts = [store.timestamps[k] for k in rows]
     tb = out_dir / "tb" if cfg.get("logger") else None
     return RunRecord(
         run_dir=out_dir,
         ids=list(ctx.ids),
         paths=list(ctx.paths),
-        timestamps=ts,
+        timestamps=list(ctx.timestamps),
         labels=np.asarray(fusion.labels, dtype=np.int64),
         features=feats.features,
         embedding=np.asarray(embedding),
-        thumbnails=thumbs,
-        moon=np.asarray(store.moon)[rows],
+        thumbnails=feats.images,
+        moon=np.asarray(ctx.moon),
+        reference_classes=list(ctx.reference_classes),
         truth=truth,
         nuisances=nuisances,
         rejected=list(ctx.rejected),

@@ -174,3 +174,54 @@ def test_cli_multirun_ranks_and_fuses_at_the_end(sky: Path, tmp_path: Path) -> N
     assert len(_read(sweep / "ranking.csv")) == 2
     assert (sweep / "labels.csv").is_file()
     assert (sweep / "report" / "index.html").is_file()
+
+
+def test_reference_images_constrain_cop_kmeans(sky: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from aurora.data.synth import read_labels
+
+    refs = tmp_path / "refs"
+    rows = read_labels(sky / "labels.csv")
+    for cls in ("corona", "single_arc"):
+        (refs / cls).mkdir(parents=True)
+        for r in [r for r in rows if r["morphology"] == cls][:2]:
+            shutil.copy(sky / r["path"], refs / cls / r["path"])
+    (refs / "corona" / "broken.jpg").write_bytes(b"")
+    over = [
+        *_overrides(sky, tmp_path),
+        f"constraints.reference_dir={refs}",
+        "grid.clusterers=[cop_kmeans]",
+        "grid.n_clusters=[3]",
+    ]
+    run_dir = tmp_path / "run"
+    run_cluster(_compose(over), run_dir)
+    labels = {r["path"]: int(r["label"]) for r in _read(run_dir / "labels.csv")}
+    rejected = {r["path"]: r["reason"] for r in _read(run_dir / "rejected.csv")}
+    assert rejected["reference/corona/broken.jpg"] == "empty file"
+    ref = sorted(p for p in labels if p.startswith("reference/"))
+    assert len(ref) == 4
+    cell = np.load(next((run_dir / "cells").glob("*cop_kmeans*")) / "labels.npy")
+    order = [r["path"] for r in _read(run_dir / "labels.csv")]
+    by_class: dict[str, set[int]] = {}
+    for p in ref:
+        by_class.setdefault(p.split("/")[1], set()).add(int(cell[order.index(p)]))
+    assert all(len(v) == 1 for v in by_class.values())  # must-link inside a class
+    assert by_class["corona"] != by_class["single_arc"]  # cannot-link across classes
+
+
+def test_image_rows_matches_direct_indexing() -> None:
+    from aurora.pipeline import ImageRows
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 255, (10, 4, 4, 3), dtype=np.uint8)
+    b = rng.integers(0, 255, (5, 4, 4, 3), dtype=np.uint8)
+    ra, rb = np.array([9, 2, 4]), np.array([0, 3])
+    direct = np.concatenate([a[ra], b[rb]])
+    view = ImageRows([(a, ra), (b, rb)])
+    assert view.shape == direct.shape and len(view) == 5
+    idx = np.array([4, 0, 3, 1, 1])
+    np.testing.assert_array_equal(view[idx], direct[idx])
+    np.testing.assert_array_equal(view[1:4], direct[1:4])
+    np.testing.assert_array_equal(view[3], direct[3])
+    np.testing.assert_array_equal(np.asarray(view), direct)
