@@ -12,7 +12,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.ticker import NullFormatter
 
 UNASSIGNED_RGBA = (0.62, 0.62, 0.62, 1.0)
 _INDICES: tuple[tuple[str, str], ...] = (
@@ -65,7 +64,7 @@ def hex_colour(rgba: Sequence[float]) -> str:
 def montage_sheet(thumbs: np.ndarray, cols: int = 8, gap: int = 2) -> np.ndarray:
     """Thumbnails (m, s, s, 3) on a grid with dark gaps -> (H, W, 3) uint8."""
     m, s = len(thumbs), thumbs.shape[1]
-    cols = max(1, min(cols, m))
+    cols = max(1, cols)  # fixed width: a small group's pictures keep the same scale
     rows = max(1, -(-m // cols))
     sheet = np.full((rows * (s + gap) + gap, cols * (s + gap) + gap, 3), 24, np.uint8)
     for k in range(m):
@@ -185,9 +184,6 @@ def plot_ranking(rows: Sequence[Mapping[str, Any]], highlight: str | None = None
             width=0.8,
         )
         ax.set_ylabel(title, fontsize=9)
-        if key == "calinski_harabasz" and np.nanmin(vals, initial=np.inf) > 0:
-            ax.set_yscale("log")
-            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.grid(axis="y", alpha=0.3)
         if highlight is not None:
             for xi, r in zip(x, rows, strict=True):
