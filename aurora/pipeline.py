@@ -893,29 +893,25 @@ def _count_reasons(rejected: Sequence[Rejection]) -> dict[str, int]:
     return counts
 
 
-def _cell_axes(
-    cfg: DictConfig, choices: Mapping[str, str | None]
-) -> tuple[DictConfig, list[CellSpec]]:
-    """The effective config and the cells to run: the single cell when the cell groups are set."""
-    cfg = cfg.copy()
+def _grid_cells(cfg: DictConfig) -> list[CellSpec]:
+    """The cells of a single-process run: ``grid.*`` names (or all) x ``grid.n_clusters``."""
+    axes = {a: list(cfg.grid.get(a) or cfg[a]) for a in ("extractors", "reducers", "clusterers")}
+    for axis, names in axes.items():
+        unknown = sorted(set(names) - set(cfg[axis]))
+        if unknown:
+            raise PipelineError(f"grid.{axis} names {unknown}; configured: {sorted(cfg[axis])}")
+    return grid_cells(
+        axes["extractors"], axes["reducers"], axes["clusterers"], list(cfg.grid.n_clusters)
+    )
+
+
+def _sweep_cell(cfg: DictConfig, choices: Mapping[str, str | None]) -> tuple[DictConfig, CellSpec]:
+    """The one cell of a sweep job, from the ``extractor``/``reducer``/``clusterer`` groups."""
     picked = {g: choices.get(g) for g in ("extractor", "reducer", "clusterer")}
-    if all(v is None for v in picked.values()):
-        axes = {
-            a: list(cfg.grid.get(a) or cfg[a]) for a in ("extractors", "reducers", "clusterers")
-        }
-        for axis, names in axes.items():
-            unknown = sorted(set(names) - set(cfg[axis]))
-            if unknown:
-                raise PipelineError(f"grid.{axis} names {unknown}; configured: {sorted(cfg[axis])}")
-        cells = grid_cells(
-            axes["extractors"], axes["reducers"], axes["clusterers"], list(cfg.grid.n_clusters)
-        )
-        return cfg, cells
     missing = [g for g, v in picked.items() if v is None]
     if missing:
-        raise PipelineError(
-            f"a single grid cell needs extractor=, reducer= and clusterer=; missing: {missing}"
-        )
+        raise PipelineError(f"a sweep job needs the groups {missing} to be chosen")
+    cfg = cfg.copy()
     OmegaConf.set_struct(cfg, False)
     cfg.extractors = {picked["extractor"]: cfg.extractor}
     cfg.reducers = {picked["reducer"]: cfg.reducer}
@@ -926,18 +922,15 @@ def _cell_axes(
         str(picked["clusterer"]),
         int(cfg.clusterer.n_clusters),
     )
-    return cfg, [spec]
+    return cfg, spec
 
 
-def run_cluster(
-    cfg: DictConfig, run_dir: str | Path, choices: Mapping[str, str | None] | None = None
-) -> dict[str, Any]:
+def run_cluster(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """The whole chain in one process: data -> features -> grid -> ranking -> fusion -> outputs.
 
     Args:
         cfg: the composed ``cluster`` config.
         run_dir: output folder (the Hydra run directory).
-        choices: Hydra group choices (``extractor``/``reducer``/``clusterer`` pick one cell).
 
     Returns:
         The run summary (also in ``run_dir/summary.json``).
@@ -945,7 +938,7 @@ def run_cluster(
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg, cells = _cell_axes(cfg, choices or {})
+    cells = _grid_cells(cfg)
     ctx = load_context(cfg, run_dir, sorted({c.extractor for c in cells}))
     cells = [c for c in cells if c.extractor in ctx.features]
     with stage("grid") as st:
@@ -964,16 +957,15 @@ def run_cluster(
 def run_sweep_cell(
     cfg: DictConfig, job_dir: str | Path, choices: Mapping[str, str | None]
 ) -> dict[str, Any]:
-    """One job of a ``-m`` sweep: compute one grid cell into ``job_dir`` (ranked at the end)."""
+    """One job of a ``-m`` sweep: compute one grid cell into ``job_dir`` (ranked at the end).
+
+    The cell is the job's ``extractor``, ``reducer`` and ``clusterer`` group choices, with
+    ``clusterer.n_clusters``; :class:`aurora.sweep.FinalizeSweep` ranks and fuses the sweep.
+    """
     job_dir = Path(job_dir)
-    cfg, cells = _cell_axes(cfg, choices)
-    if len(cells) != 1:
-        raise PipelineError(
-            "a -m sweep runs one grid cell per job: sweep over extractor=..., reducer=..., "
-            "clusterer=... (and e.g. clusterer.n_clusters=30,100)"
-        )
-    ctx = load_context(cfg, job_dir, [cells[0].extractor])
-    rows = run_grid(cfg, ctx, cells, job_dir)
+    cfg, cell = _sweep_cell(cfg, choices)
+    ctx = load_context(cfg, job_dir, [cell.extractor])
+    rows = run_grid(cfg, ctx, [cell], job_dir)
     return rows[0]
 
 
@@ -1043,7 +1035,7 @@ def main(cfg: DictConfig, run_dir: str | Path, choices: Mapping[str, str | None]
         elif "MULTIRUN" in mode:
             run_sweep_cell(cfg, run_dir, choices)
         else:
-            run_cluster(cfg, run_dir, choices)
+            run_cluster(cfg, run_dir)
     except (DataSourceError, PipelineError) as err:
         print(f"error: {err}", flush=True)
         return 2

@@ -136,10 +136,10 @@ def test_sweep_cells_then_finalize(sky: Path, tmp_path: Path) -> None:
     assert (sweep / "labels.csv").is_file() and (sweep / "rejected.csv").is_file()
 
 
-def test_single_cell_needs_all_three_groups(sky: Path, tmp_path: Path) -> None:
-    cfg = _compose([*_overrides(sky, tmp_path), "extractor=autoencoder"])
+def test_sweep_job_needs_its_cell_groups(sky: Path, tmp_path: Path) -> None:
+    cfg = _compose(_overrides(sky, tmp_path))
     with pytest.raises(PipelineError, match="reducer"):
-        run_cluster(cfg, tmp_path / "run", {"extractor": "autoencoder"})
+        run_sweep_cell(cfg, tmp_path / "job", {"extractor": "autoencoder", "clusterer": "kmeans"})
 
 
 def test_unknown_grid_name_is_a_clear_error(sky: Path, tmp_path: Path) -> None:
