@@ -156,7 +156,6 @@ def test_missing_folder_is_one_line_error(tmp_path: Path, capsys: pytest.Capture
     assert len(out) == 1 and str(missing) in out[0] and out[0].startswith("error:")
 
 
-@pytest.mark.slow
 def test_cli_multirun_ranks_and_fuses_at_the_end(sky: Path, tmp_path: Path) -> None:
     sweep = tmp_path / "multirun"
     cmd = [
