@@ -223,7 +223,8 @@ def plot_timeline(times: Sequence[datetime | None], labels: np.ndarray) -> Figur
     fig = _figure(10.0, 6.4)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
     rgba = np.array([colour_of(int(g), colours) for g in lab])
-    top.scatter(t, lab, c=rgba, marker="|", s=60, lw=1.2, rasterized=True)
+    tick = float(np.clip(1500.0 / (k + 1) ** 2, 4.0, 60.0))  # ticks never reach the next row
+    top.scatter(t, lab, c=rgba, marker="|", s=tick, lw=1.0, rasterized=True)
     top.set_ylabel("group (−1 = unassigned)")
     step = max(1, -(-(k + 1) // 25))
     top.set_yticks(np.arange(-1, k, step))
