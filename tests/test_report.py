@@ -225,6 +225,19 @@ def test_no_timeline_or_truth_sections_without_them(tmp_path: Path) -> None:
     assert all((index.parent / s).is_file() for s in _sources(index))
 
 
+def test_reference_images_are_marked(tmp_path: Path) -> None:
+    record = make_record(tmp_path / "run")
+    plain = write_report(record, record.run_dir / "report").read_text()
+    assert 'id="references"' not in plain
+    classes: list[str | None] = [None] * len(record.ids)
+    classes[-3:] = ["arc", "arc", "corona"]
+    record = dataclasses.replace(record, reference_classes=classes)
+    index = write_report(record, record.run_dir / "report")
+    # one row per group holding a reference image
+    assert _table_rows(index, "references") == len({int(g) for g in record.labels[-3:]})
+    assert "labelled reference images" in index.read_text()
+
+
 def test_rebuild_from_run_folder(report: tuple[RunRecord, Path], tmp_path: Path) -> None:
     record, index = report
     run = Path(shutil.copytree(record.run_dir, tmp_path / "run"))

@@ -237,7 +237,10 @@ def render(
         int(g): int(data.montage_index[np.flatnonzero(data.montage_labels == g)[0]])
         for g in np.unique(data.montage_labels)
     }
-    fig = plots.plot_map(data.map2d, labels, centres, data.montage_index, data.map_method)
+    is_ref = data.reference != ""
+    fig = plots.plot_map(
+        data.map2d, labels, centres, data.montage_index, data.map_method, references=is_ref
+    )
     plots.save(fig, fig_dir / "map.png")
     res.figures["map"] = fig
 
@@ -273,6 +276,7 @@ def render(
     confusion = None
     if data.truth is not None:
         confusion = confusion_table(labels, data.truth)
+    references = confusion_table(labels[is_ref], data.reference[is_ref]) if is_ref.any() else None
     moon_flags = {"Moon detected by preprocessing": data.moon.astype(str)}
     if data.moon_truth is not None:
         moon_flags["Moon flag of the truth table"] = data.moon_truth
@@ -315,6 +319,7 @@ def render(
         landscapes=landscapes,
         external=_external_rows(summary),
         confusion=confusion,
+        references=references,
         moon_rows=moon_rows,
         fused_ami_moon=summary.get("fused_ami_moon"),
         esc=html.escape,

@@ -47,6 +47,7 @@ class ReportData:
             in display order (nearest the group centre first).
         montage_index: (M,) int64 image index of each pick.
         thumbs: (M, THUMB_PX, THUMB_PX, 3) uint8 the picks' thumbnails.
+        reference: (N,) str class of each labelled reference image (``""`` = ordinary image).
     """
 
     ids: np.ndarray
@@ -60,6 +61,11 @@ class ReportData:
     montage_labels: np.ndarray
     montage_index: np.ndarray
     thumbs: np.ndarray
+    reference: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.reference is None:
+            self.reference = np.full(len(self.labels), "", dtype=str)
 
     @property
     def n_groups(self) -> int:
@@ -89,6 +95,7 @@ class ReportData:
             montage_labels=self.montage_labels.astype(np.int64),
             montage_index=self.montage_index.astype(np.int64),
             thumbs=self.thumbs.astype(np.uint8),
+            reference=np.asarray(self.reference).astype(str),
             **extra,
         )
 
@@ -117,6 +124,7 @@ class ReportData:
                     montage_labels=z["montage_labels"],
                     montage_index=z["montage_index"],
                     thumbs=z["thumbs"],
+                    reference=z["reference"] if "reference" in z.files else None,
                 )
         except (OSError, KeyError, ValueError) as err:
             raise ReportDataError(f"cannot read {path}: {err}") from err
@@ -218,6 +226,7 @@ def from_record(record: RunRecord) -> ReportData:
         dtype=str,
     )
     moon_truth = record.nuisances.get("moon") if record.nuisances else None
+    ref = list(getattr(record, "reference_classes", None) or [])
     return ReportData(
         ids=np.array([str(i) for i in record.ids], dtype=str),
         labels=labels,
@@ -230,4 +239,5 @@ def from_record(record: RunRecord) -> ReportData:
         montage_labels=mg,
         montage_index=mi,
         thumbs=thumbs,
+        reference=_str_column(ref, n) if len(ref) == n else None,
     )

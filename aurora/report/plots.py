@@ -89,6 +89,7 @@ def plot_map(
     centres: Mapping[int, int],
     shown: np.ndarray,
     caption: str,
+    references: np.ndarray | None = None,
 ) -> Figure:
     """Scatter of the 2-D map coloured by group, group numbers at their central images.
 
@@ -98,6 +99,7 @@ def plot_map(
         centres: group -> index of its image nearest the group centre (labelled on the map).
         shown: indices of the images in the montages (outlined: the "reference" pictures).
         caption: how the map was made (x/y axis meaning).
+        references: (N,) bool labelled reference images (drawn as stars), or None.
     """
     k = int(labels.max() + 1) if (labels >= 0).any() else 0
     colours = group_colours(k)
@@ -127,6 +129,17 @@ def plot_map(
             lw=0.6,
             label="images shown in the montages",
         )
+    if references is not None and references.any():
+        ax.scatter(
+            *map2d[references].T,
+            s=size * 4 + 30,
+            marker="*",
+            c="gold",
+            edgecolors="black",
+            lw=0.6,
+            zorder=3,
+            label=f"labelled reference images ({int(references.sum())})",
+        )
     for g, i in centres.items():
         if g < 0:
             continue
@@ -148,7 +161,7 @@ def plot_map(
     ax.set_xlabel("map axis 1")
     ax.set_ylabel("map axis 2")
     ax.set_title(f"Embedding map: {k} groups, {n} images\n({caption})", fontsize=10)
-    if un.any() or len(shown):
+    if un.any() or len(shown) or (references is not None and references.any()):
         ax.legend(loc="best", fontsize=8, framealpha=0.8)
     return fig
 
