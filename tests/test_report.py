@@ -274,18 +274,11 @@ def test_tensorboard_figures_and_projector(tmp_path: Path) -> None:
 
 
 def _chromium() -> str | None:
-    """A headless browser: Debian's chromium, installed with apt-get when missing (as root)."""
+    """A headless browser if one is installed (tests never install software themselves)."""
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if path := shutil.which(name):
             return path
-    if shutil.which("apt-get"):
-        subprocess.run(
-            ["apt-get", "install", "-y", "-q", "chromium"],
-            capture_output=True,
-            timeout=600,
-            env={"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"},
-        )
-    return shutil.which("chromium")
+    return None
 
 
 def test_headless_chromium_screenshot_is_not_blank(
@@ -293,7 +286,7 @@ def test_headless_chromium_screenshot_is_not_blank(
 ) -> None:
     browser = _chromium()
     if browser is None:
-        pytest.skip("chromium is not installed and could not be installed")
+        pytest.skip("no headless browser installed (apt-get install chromium)")
     shot = tmp_path / "shot.png"
     subprocess.run(
         [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
