@@ -819,6 +819,8 @@ def finalize(
         "best_cell": ranked[0]["cell"],
         **(extra or {}),
     }
+    if "started" in summary:  # perf_counter() at the start of the run
+        summary["seconds"] = round(time.perf_counter() - float(summary.pop("started")), 1)
     summary.update(external_summary(cfg, ids, ranked, fusion.labels))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     record = _run_record(cfg, ctx, ranked, fusion, summary, out_dir)
@@ -855,7 +857,8 @@ def _run_record(
     embedding = fit_transform_cached(feats.features, reducer_cfg, seed, cache, feats.key)
     truth, nuisances = truth_columns(cfg, ctx.ids)
     store = feats.store
-    tb = out_dir / "tb" if cfg.get("logger") else None
+    logger_target = str((cfg.get("logger") or {}).get("_target_", ""))
+    tb = out_dir / "tb" if "TensorBoard" in logger_target else None
     return RunRecord(
         run_dir=out_dir,
         ids=list(ctx.ids),
@@ -945,11 +948,11 @@ def run_cluster(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         rows = run_grid(cfg, ctx, cells, run_dir / "cells")
         st["msg"] = f"{len(rows)} cells"
     extra = {
+        "started": t0,
         "skipped_extractors": ctx.skipped,
         "random_init_extractors": [k for k, f in ctx.features.items() if f.random_init],
     }
     record = finalize(cfg, ctx, rows, run_dir, extra)
-    record.summary["seconds"] = time.perf_counter() - t0
     _print_summary(record.summary, run_dir)
     return record.summary
 
