@@ -35,7 +35,7 @@ TINY = [
     "extract.num_workers=0",
     "logger=none",
     "grid.extractors=[autoencoder]",
-    "grid.reducers=[pca]",
+    "grid.reducers=[pca,none]",
     "grid.clusterers=[kmeans,agglomerative]",
     "grid.n_clusters=[3,4]",
     "grid.stability_splits=2",
@@ -96,7 +96,12 @@ def test_run_writes_the_contract_files_and_accounts_for_every_input(
     assert summary["n_inputs"] == len(inputs) == summary["n_accepted"] + summary["n_rejected"]
 
     ranking = _read(run_dir / "ranking.csv")
-    assert len(ranking) == 4  # 1 extractor x 1 reducer x 2 clusterers x 2 k
+    results = _read(run_dir / "results.csv")
+    cells = {(r["reducer"], r["clusterer"], r["n_clusters"]) for r in ranking}
+    assert cells == {
+        (r, c, str(k)) for r in ("pca", "none") for c in ("kmeans", "agglomerative") for k in (3, 4)
+    }
+    assert len(ranking) == len(results) == 8  # 2 reducers x 2 clusterers x 2 k
     assert [int(r["rank"]) for r in ranking] == sorted(int(r["rank"]) for r in ranking)
     for row in ranking:
         assert (run_dir / row["labels_path"]).is_file()
