@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_cpu_trainer
 from torch import nn
 
 from aurora.cache import file_sha256
@@ -187,14 +188,7 @@ def test_checkpoint_extractor(kind: str, tmp_path: Path) -> None:
             "proj_dim": 8,
         },
     }[kind]
-    trainer = {
-        "_target_": "aurora.training.make_trainer",
-        "accelerator": "cpu",
-        "precision": "32-true",
-        "max_epochs": 1,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-    }
+    trainer = tiny_cpu_trainer()
     loader = LoaderConfig(batch_size=4, num_workers=0, val_fraction=0.25)
     res = training.fit_model(_sky(8), model, trainer, tmp_path / "run", loader=loader)
     ex = CheckpointExtractor(res.last_ckpt, meta={"preprocess": "full"})

@@ -21,16 +21,6 @@ from aurora.models import (
 from aurora.models.base import warmup_cosine
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP spinning of two threads against
-    other processes made a tiny backward pass 200x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _nt_xent_reference(z1: np.ndarray, z2: np.ndarray, t: float) -> float:
     """Loop-by-loop NT-Xent straight from the SimCLR paper."""
     z = np.concatenate([z1, z2]).astype(np.float64)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_cpu_trainer
 from omegaconf import OmegaConf
 from PIL import Image
 from torch import nn
@@ -246,14 +247,7 @@ def test_checkpoint_extractor_is_copied(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
     model = {"_target_": "aurora.models.AutoEncoder", "depth": 2, "width": 4, "latent_dim": 8}
-    trainer = {
-        "_target_": "aurora.training.make_trainer",
-        "accelerator": "cpu",
-        "precision": "32-true",
-        "max_epochs": 1,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-    }
+    trainer = tiny_cpu_trainer()
     loader = LoaderConfig(batch_size=4, num_workers=0, val_fraction=0.25)
     res = training.fit_model(images, model, trainer, tmp_path / "train", loader=loader)
     cfg = {

@@ -17,17 +17,6 @@ from aurora.models import load_encoder
 from aurora.models.checkpoint import CheckpointError
 from aurora.training import fit_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, OpenMP spinning of two threads against
-    other processes made a tiny backward pass 200x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 CONF = Path(__file__).resolve().parents[1] / "conf"
 S = 32
 SIMCLR = {
