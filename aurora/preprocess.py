@@ -69,6 +69,11 @@ class PreprocessConfig:
             (0..255) inside the circle is below this; 0 disables the test.
         moon: ``"mask"`` replaces the Moon and its glare with local sky; ``"keep"`` leaves it.
             Detection always runs and is recorded either way.
+        background: subtract the smooth sky background (airglow, moonlit and cloud-lit sky,
+            twilight): the per-channel median over a window of this fraction of the image side,
+            so that structures narrower than the window remain (0 disables it).
+        moon_light: with ``moon="mask"``, also remove the scattered moonlight: the excess of
+            the azimuthal median brightness around the Moon over the sky far from it.
         circle: fixed ``(cx, cy, r)`` in original pixels for a known camera; ``None`` finds the
             circle in every image.
         u16_percentiles: percentiles stretched to 0..255 when the input is 16-bit.
@@ -81,6 +86,8 @@ class PreprocessConfig:
     star_kernel: int = 3
     dark_threshold: float = 20.0
     moon: str = "mask"
+    moon_light: bool = False
+    background: float = 0.0
     circle: tuple[float, float, float] | None = None
     u16_percentiles: tuple[float, float] = (0.5, 99.9)
 
@@ -578,6 +585,79 @@ def mask_moon(square: np.ndarray, x: float, y: float, r: float) -> np.ndarray:
     return cv2.inpaint(square, hole.astype(np.uint8), radius, cv2.INPAINT_TELEA)
 
 
+def subtract_moonlight(square: np.ndarray, x: float, y: float, n_bins: int = 24) -> np.ndarray:
+    """Remove scattered moonlight: the part of the sky brightness that depends on the distance
+    to the Moon only.
+
+    Scattered light (the lens glare and the moonlit sky) is, to first order, symmetric about
+    the Moon. Per channel, the median over rings around the Moon gives a radial profile; its
+    excess over the dimmest ring further out (made non-increasing with distance, so aurora on
+    one side cannot raise the level nearer the Moon) is subtracted. Aurora, which is not
+    symmetric about the Moon, fills only a minority of each ring and survives.
+
+    Args:
+        square: (S, S, 3) uint8 square sky image (sky in the inscribed disk), Moon masked.
+        x, y: Moon centre in ``square`` pixels.
+        n_bins: rings between the Moon and 70% of the distance to the farthest sky pixel.
+
+    Returns:
+        (S, S, 3) uint8 copy with the radial moonlight excess removed inside the disk.
+    """
+    size = square.shape[0]
+    inside = _disk(size)
+    yy, xx = np.ogrid[:size, :size]
+    d = np.sqrt((xx - x) ** 2 + (yy - y) ** 2).astype(np.float32)
+    # Out to 70% of the farthest sky: the far rings run along the rim, darkened by vignetting.
+    d_max = 0.7 * float(d[inside].max()) + 1e-3
+    edges = np.linspace(0.0, d_max, n_bins + 1, dtype=np.float32)
+    which = np.searchsorted(edges, d[inside], side="right") - 1  # n_bins beyond d_max
+    pix = square[inside].astype(np.float32)  # (M, 3)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    prof = np.full((n_bins, 3), np.nan, np.float32)
+    for b in range(n_bins):
+        sel = which == b
+        if sel.sum() >= 4:
+            prof[b] = np.median(pix[sel], axis=0)
+    ok = ~np.isnan(prof[:, 0])
+    if ok.sum() < 2:
+        return square.copy()
+    prof = prof[ok]
+    centres = centres[ok]
+    # Non-increasing with distance: running minimum from the far side inwards.
+    prof = np.minimum.accumulate(prof[::-1], axis=0)[::-1]
+    excess = prof - prof[-1:]
+    out = square.astype(np.float32)
+    for ch in range(3):
+        sub = np.interp(d[inside], centres, excess[:, ch]).astype(np.float32)
+        out[..., ch][inside] -= sub
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def subtract_background(square: np.ndarray, fraction: float) -> np.ndarray:
+    """Remove the smooth sky background: the per-channel median over a large window.
+
+    Outside the inscribed disk the image is first filled by inpainting from the rim, so the
+    black frame does not pull the background down there.
+
+    Args:
+        square: (S, S, 3) uint8 square sky image (sky in the inscribed disk).
+        fraction: window side as a fraction of S (made odd, at least 3 px).
+
+    Returns:
+        (S, S, 3) uint8 image of what rises above the background (0 where nothing does).
+    """
+    size = square.shape[0]
+    k = max(3, int(round(fraction * size)) | 1)
+    hole = (~_disk(size, 0.97)).astype(np.uint8)
+    filled = cv2.inpaint(square, hole, 3, cv2.INPAINT_TELEA)
+    bg = cv2.medianBlur(filled, k)
+    out = cv2.subtract(square, bg)
+    # The last few degrees above the horizon hold the steepest van Rhijn brightening, which a
+    # median window cannot follow: they are dropped.
+    out[~_disk(size, 0.94)] = 0
+    return out
+
+
 # --------------------------------------------------------------------------- contrast
 
 
@@ -657,9 +737,12 @@ def preprocess_image(raw: np.ndarray, cfg: PreprocessConfig) -> PreprocessResult
     img = _resize(crop, size)
     if moon.present and cfg.moon == "mask":
         x0, y0, k = _square_to_orig(circle, size)
-        img = mask_moon(
-            img, (moon.x + 0.5 - x0) / k - 0.5, (moon.y + 0.5 - y0) / k - 0.5, moon.r / k
-        )
+        mx, my = (moon.x + 0.5 - x0) / k - 0.5, (moon.y + 0.5 - y0) / k - 0.5
+        img = mask_moon(img, mx, my, moon.r / k)
+        if cfg.moon_light:
+            img = subtract_moonlight(img, mx, my)
+    if cfg.background > 0:
+        img = subtract_background(img, cfg.background)
     inside = _disk(size)
     if cfg.lab_stretch or cfg.recenter_ab:
         lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB)
