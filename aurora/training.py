@@ -132,9 +132,7 @@ def fit_model(
     pl.seed_everything(seed, workers=True)
     dm = SkyDataModule(images, loader or LoaderConfig(), seed=seed)
     # _convert_="all": hyperparameters must be plain containers to load with weights_only=True.
-    model = instantiate(
-        _container(model_cfg), image_size=dm.image_size, seed=seed, _convert_="all"
-    )
+    model = instantiate(_container(model_cfg), image_size=dm.image_size, seed=seed, _convert_="all")
     logger = False
     if logger_cfg is not None:
         logger = instantiate(_container(logger_cfg), save_dir=str(out_dir))
