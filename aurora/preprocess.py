@@ -623,8 +623,9 @@ def subtract_moonlight(square: np.ndarray, x: float, y: float, n_bins: int = 24)
         return square.copy()
     prof = prof[ok]
     centres = centres[ok]
-    # Non-increasing with distance: running minimum from the far side inwards.
-    prof = np.minimum.accumulate(prof[::-1], axis=0)[::-1]
+    # Non-increasing with distance: running minimum outwards from the Moon, so a ring lifted
+    # by aurora cannot lift the profile, and the excess over the far sky is never negative.
+    prof = np.minimum.accumulate(prof, axis=0)
     excess = prof - prof[-1:]
     out = square.astype(np.float32)
     for ch in range(3):
