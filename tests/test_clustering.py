@@ -30,9 +30,8 @@ from aurora.reduce import (
 CONF = Path(__file__).resolve().parents[1] / "conf"
 REDUCERS = sorted((CONF / "reducer").glob("*.yaml"))
 # UMAP's first fit in a process spends ~20 s compiling numba code: fitted only in the slow run.
-SLOW_REDUCERS = {"umap"}
 REDUCER_PARAMS = [
-    pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem in SLOW_REDUCERS else [])
+    pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem.startswith("umap") else [])
     for p in REDUCERS
 ]
 CLUSTERERS = sorted((CONF / "clusterer").glob("*.yaml"))
@@ -178,3 +177,16 @@ def test_seed_sets_random_state(tmp_path: Path, blobs) -> None:
 
     est = make_estimator(cfg, 123)
     assert isinstance(est, COPKMeans) and est.random_state == 123
+
+
+def test_components_for_variance_matches_cumulative_spectrum() -> None:
+    from aurora.reducers import components_for_variance
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 6)) * np.array([10.0, 5.0, 2.0, 1.0, 0.5, 0.1])
+    ratios = PCA().fit(X).explained_variance_ratio_
+    for v in (0.5, 0.8, 0.95, 0.999):
+        # the fewest leading components whose ratios sum to at least v, counted by hand
+        n = next(k for k in range(1, 7) if ratios[:k].sum() >= v)
+        assert components_for_variance(X, v) == n
+    assert components_for_variance(X, 1.0) == 6
