@@ -1,0 +1,32 @@
+"""Every experiment composes, and every extractor/reducer/clusterer it names exists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_composes_with_a_consistent_grid(name: str) -> None:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("cluster", overrides=[f"experiment={name}"])
+    for axis in ("extractors", "reducers", "clusterers"):
+        chosen = cfg.grid.get(axis) or list(cfg[axis])
+        assert set(chosen) <= set(cfg[axis]), (name, axis)
+    assert all(int(k) >= 2 for k in cfg.grid.n_clusters)
+    for ext in cfg.extractors.values():
+        assert ext.meta.preprocess in cfg.preprocess
+
+
+def test_train_config_composes_for_each_model_and_trainer() -> None:
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        for model in ("simclr", "autoencoder"):
+            for trainer in ("cpu", "gpu", "ddp"):
+                cfg = compose("train", overrides=[f"model={model}", f"trainer={trainer}"])
+                assert cfg.model._target_.startswith("aurora.models.")
+                assert cfg.trainer._target_ == "aurora.training.make_trainer"
