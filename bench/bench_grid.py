@@ -23,11 +23,16 @@ the machine is shared.
 
     .venv/bin/python bench/bench_grid.py            # 20k clusterers + full grid (~20-40 min)
     .venv/bin/python bench/bench_grid.py --quick    # smoke run (~2 min)
+    .venv/bin/python bench/bench_grid.py --skip-big --threads 1   # grid, 1 BLAS/OpenMP thread
+
+On a 2-core machine shared with other jobs, 2 BLAS/OpenMP threads can be many times slower than
+1 (threads wait for each other's time slices); ``--threads`` measures that side of it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import itertools
 import multiprocessing as mp
@@ -232,14 +237,24 @@ def reference_constraints(
 
 
 def bench_grid(
-    work: Path, n: int, models: list[str], ks: list[int], splits: int, keep: bool
+    work: Path,
+    n: int,
+    models: list[str],
+    ks: list[int],
+    splits: int,
+    keep: bool,
+    threads: int | None = None,
 ) -> None:
     """Part 2: features once, then every cell through run_cell; print stage times."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
     from aurora.cache import Cache
     from aurora.clustering import count_violations
     from aurora.grid import collect_cells, run_cell, write_cell, write_ranking, write_results
 
     print(f"== Part 2: grid on {n:,} synthetic images, {os.cpu_count()} CPU cores")
+    pools = ", ".join(f"{p['internal_api']}={p['num_threads']}" for p in threadpool_info())
+    print(f"   thread pools: {pools}; cells limited to: {threads or 'no limit'}")
     print(f"   {load_avg()}")
     inputs = build_inputs(work, n, models)
     print(f"   {load_avg()}")
@@ -261,50 +276,60 @@ def bench_grid(
     failures: list[str] = []
     names: list[str] = []
     t_grid = time.perf_counter()
-    for ext, fs in inputs["features"].items():
-        for red, clu, k in itertools.product(REDUCERS, CLUSTERERS, ks):
-            name = f"{ext}/{red}/{clu}/k{k}/s0"
-            try:
-                res = run_cell(
-                    fs.features,
-                    reducers[red],
-                    {**clusterers[clu], "n_clusters": k},
-                    seed=0,
-                    cache=cache,
-                    features_key=fs.key,
-                    must_link=ml,
-                    cannot_link=cl,
-                    stability_splits=splits,
-                    truth=inputs["truth"],
-                    nuisance={"moon": inputs["moon"]},
+    # BLAS and OpenMP pools (threadpoolctl). UMAP's numba code runs single-threaded anyway:
+    # random_state is set from the run seed.
+    limit = threadpool_limits(limits=threads) if threads else contextlib.nullcontext()
+    with limit:
+        for ext, fs in inputs["features"].items():
+            for red, clu, k in itertools.product(REDUCERS, CLUSTERERS, ks):
+                name = f"{ext}/{red}/{clu}/k{k}/s0"
+                try:
+                    res = run_cell(
+                        fs.features,
+                        reducers[red],
+                        {**clusterers[clu], "n_clusters": k},
+                        seed=0,
+                        cache=cache,
+                        features_key=fs.key,
+                        must_link=ml,
+                        cannot_link=cl,
+                        stability_splits=splits,
+                        truth=inputs["truth"],
+                        nuisance={"moon": inputs["moon"]},
+                    )
+                except Exception as err:
+                    failures.append(f"{name}: {type(err).__name__}: {err}")
+                    print(f"   {name:<44} FAILED {type(err).__name__}: {err}", flush=True)
+                    traceback.print_exc()
+                    continue
+                meta = {
+                    "extractor": ext,
+                    "reducer": red,
+                    "clusterer": clu,
+                    "n_clusters": k,
+                    "seed": 0,
+                }
+                write_cell(res, cells_dir / ext / red / clu / f"k{k}", meta)
+                names.append(name)
+                tm = res.timings
+                if (ext, red) not in fits:
+                    fits[ext, red] = (tm["reduce"], res.embedding.shape[1])
+                else:
+                    reduce_reads[red] += tm["reduce"]
+                clu_time[clu]["cluster"] += tm["cluster"]
+                clu_time[clu]["score"] += tm["score"]
+                clu_time[clu]["cells"] += 1
+                v = viol[clu]
+                v[0] += int(res.scores.get("must_link_violations", 0))
+                v[1] += int(res.scores.get("cannot_link_violations", 0))
+                all_ml, all_cl = count_violations(res.labels, all_same, all_cross)
+                v[2] += all_ml
+                v[3] += all_cl
+                print(
+                    f"   {name:<44} reduce {tm['reduce']:6.2f}  cluster {tm['cluster']:6.2f}  "
+                    f"score {tm['score']:6.2f}  ml/cl viol {all_ml}/{all_cl}",
+                    flush=True,
                 )
-            except Exception as err:
-                failures.append(f"{name}: {type(err).__name__}: {err}")
-                print(f"   {name:<44} FAILED {type(err).__name__}: {err}", flush=True)
-                traceback.print_exc()
-                continue
-            meta = {"extractor": ext, "reducer": red, "clusterer": clu, "n_clusters": k, "seed": 0}
-            write_cell(res, cells_dir / ext / red / clu / f"k{k}", meta)
-            names.append(name)
-            tm = res.timings
-            if (ext, red) not in fits:
-                fits[ext, red] = (tm["reduce"], res.embedding.shape[1])
-            else:
-                reduce_reads[red] += tm["reduce"]
-            clu_time[clu]["cluster"] += tm["cluster"]
-            clu_time[clu]["score"] += tm["score"]
-            clu_time[clu]["cells"] += 1
-            v = viol[clu]
-            v[0] += int(res.scores.get("must_link_violations", 0))
-            v[1] += int(res.scores.get("cannot_link_violations", 0))
-            all_ml, all_cl = count_violations(res.labels, all_same, all_cross)
-            v[2] += all_ml
-            v[3] += all_cl
-            print(
-                f"   {name:<44} reduce {tm['reduce']:6.2f}  cluster {tm['cluster']:6.2f}  "
-                f"score {tm['score']:6.2f}  ml/cl viol {all_ml}/{all_cl}",
-                flush=True,
-            )
     t_cells = time.perf_counter() - t_grid
     t0 = time.perf_counter()
     rows = collect_cells(cells_dir)
@@ -317,6 +342,7 @@ def bench_grid(
 
     n_feat = len(inputs["features"])
     print("\n== Summary (features from RANDOM-weight networks; timings only, no quality claim)")
+    print(f"   BLAS/OpenMP threads in the cells: {threads or 'default'}")
     print(f"   {load_avg()}")
     print("   -- setup (cached for the grid)")
     for what, dt in inputs["times"].items():
@@ -334,6 +360,7 @@ def bench_grid(
     totals = [sum(fits[e, r][0] for e in inputs["features"] if (e, r) in fits) for r in REDUCERS]
     print(f"   {'sum of fits':<18}" + "".join(f"{t:16.1f}" for t in totals))
     print(f"   {'sum cache reads':<18}" + "".join(f"{reduce_reads[r]:16.2f}" for r in REDUCERS))
+    print("      (the first umap fit of the process includes numba's JIT compilation)")
     print("   -- clusterers, summed over their cells (score = internal + stability refits +")
     print(f"      external; stability_splits={splits})")
     print(
@@ -373,6 +400,9 @@ def main() -> None:
     ap.add_argument("--ks", nargs="+", type=int, default=[6, 12])
     ap.add_argument("--stability-splits", type=int, default=3)
     ap.add_argument("--workdir", type=Path, default=None, help="keep images/features here")
+    ap.add_argument(
+        "--threads", type=int, default=None, help="BLAS/OpenMP threads in the grid cells"
+    )
     ap.add_argument("--skip-big", action="store_true", help="skip part 1")
     ap.add_argument("--skip-grid", action="store_true", help="skip part 2")
     args = ap.parse_args()
@@ -391,7 +421,15 @@ def main() -> None:
         if not args.skip_grid:
             work = args.workdir or Path(d)
             work.mkdir(parents=True, exist_ok=True)
-            bench_grid(work, n, models, args.ks, args.stability_splits, args.workdir is not None)
+            bench_grid(
+                work,
+                n,
+                models,
+                args.ks,
+                args.stability_splits,
+                args.workdir is not None,
+                args.threads,
+            )
 
 
 if __name__ == "__main__":
