@@ -1027,6 +1027,8 @@ def main(cfg: DictConfig, run_dir: str | Path, choices: Mapping[str, str | None]
     Known failures (bad data folder, missing weights, impossible settings) are reported in one
     line instead of a traceback.
     """
+    from omegaconf.errors import MissingMandatoryValue
+
     from aurora.data.sources import DataSourceError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -1041,5 +1043,9 @@ def main(cfg: DictConfig, run_dir: str | Path, choices: Mapping[str, str | None]
             run_cluster(cfg, run_dir)
     except (DataSourceError, PipelineError) as err:
         print(f"error: {err}", flush=True)
+        return 2
+    except MissingMandatoryValue as err:
+        key = getattr(err, "full_key", None) or "a setting"
+        print(f"error: {key} is not set (e.g. python cluster.py {key}=...)", flush=True)
         return 2
     return 0

@@ -229,3 +229,10 @@ def test_image_rows_matches_direct_indexing() -> None:
     np.testing.assert_array_equal(view[1:4], direct[1:4])
     np.testing.assert_array_equal(view[3], direct[3])
     np.testing.assert_array_equal(np.asarray(view), direct)
+
+
+def test_unset_data_root_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = _compose(["data=folder", *TINY])
+    assert main(cfg, tmp_path / "run", {}, "RunMode.RUN") == 2
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == ["error: data.root is not set (e.g. python cluster.py data.root=...)"]
