@@ -1025,27 +1025,14 @@ def main(cfg: DictConfig, run_dir: str | Path, choices: Mapping[str, str | None]
     """What ``cluster.py`` runs; returns the process exit code.
 
     Known failures (bad data folder, missing weights, impossible settings) are reported in one
-    line instead of a traceback.
+    line instead of a traceback (:func:`aurora.cli.run_guarded`).
     """
-    from omegaconf.errors import MissingMandatoryValue
+    from aurora.cli import run_guarded
 
-    from aurora.data.sources import DataSourceError
+    if cfg.mode == "apply":
+        from aurora.apply import apply_solution
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        if cfg.mode == "apply":
-            from aurora.apply import apply_solution
-
-            apply_solution(cfg, Path(run_dir))
-        elif "MULTIRUN" in mode:
-            run_sweep_cell(cfg, run_dir, choices)
-        else:
-            run_cluster(cfg, run_dir)
-    except (DataSourceError, PipelineError) as err:
-        print(f"error: {err}", flush=True)
-        return 2
-    except MissingMandatoryValue as err:
-        key = getattr(err, "full_key", None) or "a setting"
-        print(f"error: {key} is not set (e.g. python cluster.py {key}=...)", flush=True)
-        return 2
-    return 0
+        return run_guarded(apply_solution, cfg, Path(run_dir))
+    if "MULTIRUN" in mode:
+        return run_guarded(run_sweep_cell, cfg, run_dir, choices)
+    return run_guarded(run_cluster, cfg, run_dir)

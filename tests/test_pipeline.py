@@ -235,4 +235,4 @@ def test_unset_data_root_is_one_line_error(tmp_path: Path, capsys: pytest.Captur
     cfg = _compose(["data=folder", *TINY])
     assert main(cfg, tmp_path / "run", {}, "RunMode.RUN") == 2
     out = capsys.readouterr().out.strip().splitlines()
-    assert out == ["error: data.root is not set (e.g. python cluster.py data.root=...)"]
+    assert out == ["error: data.root is not set (add data.root=... to the command)"]
