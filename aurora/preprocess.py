@@ -74,6 +74,10 @@ class PreprocessConfig:
             so that structures narrower than the window remain (0 disables it).
         moon_light: with ``moon="mask"``, also remove the scattered moonlight: the excess of
             the azimuthal median brightness around the Moon over the sky far from it.
+        max_gain: upper limit on the contrast gain of the L stretch (and of the stretch of what
+            rises above the subtracted background), so that a sky with nothing above its
+            background stays dark instead of having its noise stretched to the full range
+            (``None``: no limit, as in the thesis).
         circle: fixed ``(cx, cy, r)`` in original pixels for a known camera; ``None`` finds the
             circle in every image.
         u16_percentiles: percentiles stretched to 0..255 when the input is 16-bit.
@@ -88,6 +92,7 @@ class PreprocessConfig:
     moon: str = "mask"
     moon_light: bool = False
     background: float = 0.0
+    max_gain: float | None = None
     circle: tuple[float, float, float] | None = None
     u16_percentiles: tuple[float, float] = (0.5, 99.9)
 
@@ -105,6 +110,8 @@ class PreprocessConfig:
             raise ValueError(f"preprocess.l_percentiles must be 0 <= lo < hi <= 100: {lo, hi}")
         if self.star_kernel > 1 and self.star_kernel % 2 == 0:
             raise ValueError(f"preprocess.star_kernel must be odd (or 0/1), got {self.star_kernel}")
+        if self.max_gain is not None and self.max_gain < 1:
+            raise ValueError(f"preprocess.max_gain must be at least 1 (or null): {self.max_gain}")
         if self.moon not in ("mask", "keep"):
             raise ValueError(f"preprocess.moon must be 'mask' or 'keep', got {self.moon!r}")
         if self.circle is not None and (len(self.circle) != 3 or self.circle[2] <= 0):
@@ -596,12 +603,14 @@ def subtract_moonlight(square: np.ndarray, x: float, y: float, n_bins: int = 24)
     symmetric about the Moon, fills only a minority of each ring and survives.
 
     Args:
-        square: (S, S, 3) uint8 square sky image (sky in the inscribed disk), Moon masked.
+        square: (S, S, 3) uint8 or float32 square sky image (sky in the inscribed disk, 0..255),
+            Moon masked.
         x, y: Moon centre in ``square`` pixels.
         n_bins: rings between the Moon and 70% of the distance to the farthest sky pixel.
 
     Returns:
-        (S, S, 3) uint8 copy with the radial moonlight excess removed inside the disk.
+        (S, S, 3) float32 copy (0..255, not rounded: the residual is faint and is stretched
+        later) with the radial moonlight excess removed inside the disk.
     """
     size = square.shape[0]
     inside = _disk(size)
@@ -620,7 +629,7 @@ def subtract_moonlight(square: np.ndarray, x: float, y: float, n_bins: int = 24)
             prof[b] = np.median(pix[sel], axis=0)
     ok = ~np.isnan(prof[:, 0])
     if ok.sum() < 2:
-        return square.copy()
+        return square.astype(np.float32)
     prof = prof[ok]
     centres = centres[ok]
     # Non-increasing with distance: running minimum outwards from the Moon, so a ring lifted
@@ -631,7 +640,7 @@ def subtract_moonlight(square: np.ndarray, x: float, y: float, n_bins: int = 24)
     for ch in range(3):
         sub = np.interp(d[inside], centres, excess[:, ch]).astype(np.float32)
         out[..., ch][inside] -= sub
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    return np.clip(out, 0, 255)
 
 
 def subtract_background(square: np.ndarray, fraction: float) -> np.ndarray:
@@ -641,18 +650,23 @@ def subtract_background(square: np.ndarray, fraction: float) -> np.ndarray:
     black frame does not pull the background down there.
 
     Args:
-        square: (S, S, 3) uint8 square sky image (sky in the inscribed disk).
+        square: (S, S, 3) uint8 or float32 square sky image (sky in the inscribed disk, 0..255).
         fraction: window side as a fraction of S (made odd, at least 3 px).
 
     Returns:
-        (S, S, 3) uint8 image of what rises above the background (0 where nothing does).
+        (S, S, 3) float32 image of what rises above the background (0 where nothing does),
+        not rounded: the residual of a moonlit or cloud-lit sky spans few grey levels, and
+        rounding it before the contrast stretch would posterise it into blotches.
     """
     size = square.shape[0]
     k = max(3, int(round(fraction * size)) | 1)
     hole = (~_disk(size, 0.97)).astype(np.uint8)
-    filled = cv2.inpaint(square, hole, 3, cv2.INPAINT_TELEA)
+    # OpenCV's median filter takes uint8 for large windows; the background is smooth, so
+    # rounding it costs nothing, and the image itself keeps its precision.
+    u8 = np.clip(np.asarray(square, np.float32) + 0.5, 0, 255).astype(np.uint8)
+    filled = cv2.inpaint(u8, hole, 3, cv2.INPAINT_TELEA)
     bg = cv2.medianBlur(filled, k)
-    out = cv2.subtract(square, bg)
+    out = np.maximum(np.asarray(square, np.float32) - bg, 0.0)
     # The last few degrees above the horizon hold the steepest van Rhijn brightening, which a
     # median window cannot follow: they are dropped.
     out[~_disk(size, 0.94)] = 0
@@ -662,11 +676,39 @@ def subtract_background(square: np.ndarray, fraction: float) -> np.ndarray:
 # --------------------------------------------------------------------------- contrast
 
 
+def stretch_residual(
+    img: np.ndarray, inside: np.ndarray, percentile: float, max_gain: float | None
+) -> np.ndarray:
+    """Scale a float sky image (what is left after subtracting moonlight or background) so
+    that its bright end reaches 255, then round it to 8 bits.
+
+    One gain for all three channels keeps the hue. Scaling before rounding keeps the faint
+    residual of a moonlit sky smooth; rounding first would leave it a few grey levels that the
+    L stretch then turns into blotches.
+
+    Args:
+        img: (S, S, 3) float32 image, 0..255.
+        inside: (S, S) bool sky mask (the percentile is taken there).
+        percentile: this percentile of the brightest channel is mapped to 255.
+        max_gain: the gain is at most this (``None``: no limit).
+
+    Returns:
+        (S, S, 3) uint8 image.
+    """
+    peak = float(np.percentile(img.max(axis=2)[inside], percentile)) if inside.any() else 0.0
+    gain = 255.0 / peak if peak > 0 else 1.0
+    if max_gain is not None:
+        gain = min(gain, max_gain)
+    gain = max(gain, 1.0)  # never darken: the L stretch that follows decides the range
+    return np.clip(img * gain + 0.5, 0, 255).astype(np.uint8)
+
+
 def lab_contrast(
     lab: np.ndarray,
     inside: np.ndarray,
     l_percentiles: tuple[float, float] | None,
     recenter_ab: bool,
+    max_gain: float | None = None,
 ) -> np.ndarray:
     """The thesis LAB step on an 8-bit OpenCV LAB image (L, a, b all in 0..255).
 
@@ -675,6 +717,7 @@ def lab_contrast(
         inside: (S, S) bool mask of the sky (statistics are taken there only).
         l_percentiles: clip L to these percentiles and stretch it to 0..255; ``None`` skips.
         recenter_ab: shift a and b so that their means inside the sky are 128.
+        max_gain: the stretch multiplies L by at most this (the upper clip point moves up).
 
     Returns:
         (S, S, 3) uint8 LAB.
@@ -685,6 +728,8 @@ def lab_contrast(
         cum = np.cumsum(np.bincount(vals, minlength=256))
         lo = float(np.searchsorted(cum, l_percentiles[0] / 100.0 * vals.size))
         hi = float(np.searchsorted(cum, l_percentiles[1] / 100.0 * vals.size))
+        if max_gain is not None:
+            hi = max(hi, lo + 255.0 / max_gain)
         if hi > lo:
             lut = np.clip((np.arange(256) - lo) * (255.0 / (hi - lo)) + 0.5, 0, 255)
             out[..., 0] = cv2.LUT(lab[..., 0], lut.astype(np.uint8))
@@ -745,10 +790,16 @@ def preprocess_image(raw: np.ndarray, cfg: PreprocessConfig) -> PreprocessResult
     if cfg.background > 0:
         img = subtract_background(img, cfg.background)
     inside = _disk(size)
+    if img.dtype != np.uint8:
+        img = stretch_residual(img, inside, cfg.l_percentiles[1], cfg.max_gain)
     if cfg.lab_stretch or cfg.recenter_ab:
         lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB)
         lab = lab_contrast(
-            lab, inside, cfg.l_percentiles if cfg.lab_stretch else None, cfg.recenter_ab
+            lab,
+            inside,
+            cfg.l_percentiles if cfg.lab_stretch else None,
+            cfg.recenter_ab,
+            cfg.max_gain,
         )
         img = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
     if cfg.star_kernel > 1:

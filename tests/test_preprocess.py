@@ -188,6 +188,19 @@ def test_lab_contrast_clips_percentiles_and_centres_ab() -> None:
     assert np.array_equal(same, lab)
 
 
+def test_lab_contrast_gain_cap_keeps_a_flat_sky_dark() -> None:
+    rng = np.random.default_rng(1)
+    # A flat sky: L spans 4 levels of noise. Uncapped, the stretch blows it up to 0..255.
+    lab = np.stack(
+        [rng.integers(30, 34, (64, 64)), np.full((64, 64), 128), np.full((64, 64), 128)], axis=2
+    ).astype(np.uint8)
+    inside = disk_mask(64)
+    free = lab_contrast(lab, inside, (0.5, 99.5), recenter_ab=False)
+    assert np.ptp(free[..., 0][inside]) > 200
+    capped = lab_contrast(lab, inside, (0.5, 99.5), recenter_ab=False, max_gain=4.0)
+    assert np.ptp(capped[..., 0][inside]) <= 4 * 3 + 1
+
+
 def test_median_blur_removes_stars() -> None:
     img = _disk_image(64, 100)
     stars = [(20, 30), (40, 25), (33, 44), (28, 17)]

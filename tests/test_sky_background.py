@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from aurora.preprocess import _disk, subtract_background, subtract_moonlight
+from aurora.preprocess import _disk, stretch_residual, subtract_background, subtract_moonlight
 
 S = 96
 
@@ -48,3 +48,32 @@ def test_moonlight_removes_glow_symmetric_about_the_moon() -> None:
     assert before > 30 and after < 0.3 * before  # most of the excess near the Moon is gone
     on_arc = _disk(S, 0.8) & (np.abs(yy - S // 2) <= 1) & (np.abs(xx - 70) < 10)
     assert out[on_arc, 1].astype(float).mean() > 100  # aurora far from the Moon survives
+
+
+def test_background_residual_keeps_its_precision() -> None:
+    # A faint arc 3.5 grey levels above a smooth glow: rounding the residual before the stretch
+    # would leave 3-4 levels; kept in float and stretched first, it stays a smooth ramp.
+    yy, xx = np.mgrid[:S, :S]
+    arc = 3.5 * np.exp(-(((yy - S / 2) / 6.0) ** 2))
+    img = (40 + 20 * xx / S + arc)[..., None].repeat(3, axis=2).astype(np.float32)
+    img[~_disk(S)] = 0
+    out = subtract_background(img, 0.3)
+    assert out.dtype == np.float32
+    inside = _disk(S, 0.8)
+    u8 = stretch_residual(out, inside, 99.5, max_gain=None)
+    assert len(np.unique(u8[inside, 1])) > 40
+    assert u8[inside & (np.abs(yy - S / 2) < 2), 1].mean() > 150  # the arc, stretched up
+
+
+def test_stretch_residual_gain_is_capped_and_hue_kept() -> None:
+    rng = np.random.default_rng(0)
+    noise = rng.uniform(0, 4, (S, S, 1)).astype(np.float32) * np.array([1.0, 2.0, 0.5], np.float32)
+    inside = _disk(S)
+    capped = stretch_residual(noise, inside, 99.5, max_gain=6.0)
+    assert capped.max() <= round(8 * 6 + 0.5)  # 4 x 2 (green) x gain 6
+    free = stretch_residual(noise, inside, 99.5, max_gain=None)
+    assert np.percentile(free[inside].max(axis=1), 99.5) > 250
+    # One gain for all channels: the green/red ratio is kept.
+    sel = inside & (free[..., 0] > 20)
+    ratio = free[sel, 1].astype(float) / free[sel, 0]
+    assert np.allclose(ratio, 2.0, atol=0.15)
