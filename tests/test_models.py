@@ -119,6 +119,27 @@ def test_rotation_about_zenith_keeps_radial_sky() -> None:
     assert (v - x)[:, :, inner].abs().max() < 0.05
 
 
+def test_glow_is_colourless_smooth_and_inside_the_sky() -> None:
+    s = 48
+    x = torch.zeros(6, 3, s, s)  # a black sky: whatever appears is the glow
+    only_glow = dict(crop_p=0, brightness_p=0, contrast_p=0, hflip_p=0, rotation_p=0)
+    v = SkyAugment(glow_p=1.0, glow=0.5, **only_glow)(x, torch.Generator().manual_seed(1))
+    inside = sky_mask(s, s)
+    assert torch.all(v[:, :, ~inside] == 0)
+    assert torch.equal(v[:, 0], v[:, 1]) and torch.equal(v[:, 1], v[:, 2])  # no colour
+    assert v.amax(dim=(1, 2, 3)).min() > 0.0 and v.max() <= 0.5 + 0.5 + 1e-6
+    # Smooth: neighbouring pixels inside the sky differ far less than the glow itself.
+    inner = inside[:, 1:] & inside[:, :-1]
+    step = (v[:, 0, :, 1:] - v[:, 0, :, :-1]).abs()[:, inner].amax(dim=1)
+    assert torch.all(step < 0.3 * v.amax(dim=(1, 2, 3)) + 1e-6)
+    off = SkyAugment(glow_p=0.0, **only_glow)(x, torch.Generator().manual_seed(1))
+    assert torch.all(off == 0)
+    noisy = SkyAugment(noise_p=1.0, noise=0.1, **only_glow)(
+        x + 0.5 * inside, torch.Generator().manual_seed(2)
+    )
+    assert (noisy - 0.5)[:, :, inside].std() > 0.01
+
+
 def test_augment_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="rotation_p"):
         SkyAugment(rotation_p=1.5)

@@ -38,6 +38,12 @@ class AugmentConfig:
         blur_p: probability of a Gaussian blur.
         blur_sigma: range of the blur's sigma, as a fraction of the image side.
         gray_p: probability of dropping colour (off by default: auroral colour is physics).
+        glow_p: probability of adding a smooth, colourless sky glow: light falling off with
+            the distance to a random point (what is left of moonlight, twilight or town light)
+            plus a brightening towards the horizon, so features learn to ignore it.
+        glow: peak brightness of the glow, drawn from [0, glow] (images are in [0, 1]).
+        noise_p: probability of adding Gaussian pixel noise (sensor noise, residual stars).
+        noise: its standard deviation, drawn from [0, noise].
     """
 
     rotation_p: float = 1.0
@@ -54,6 +60,10 @@ class AugmentConfig:
     blur_p: float = 0.0
     blur_sigma: tuple[float, float] = (0.005, 0.02)
     gray_p: float = 0.0
+    glow_p: float = 0.0
+    glow: float = 0.3
+    noise_p: float = 0.0
+    noise: float = 0.05
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -68,6 +78,9 @@ class AugmentConfig:
         for name in ("brightness", "contrast"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"augment.{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("glow", "noise"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"augment.{name} must be in [0, 1], got {getattr(self, name)}")
 
 
 def sky_mask(height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -133,6 +146,25 @@ class SkyAugment(nn.Module):
         theta[:, 0, 2] = cos * sx * cx - sin * sy * cy
         theta[:, 1, 2] = sin * sx * cx + cos * sy * cy
         return theta
+
+    def _glow(self, n: int, h: int, w: int, gen: torch.Generator) -> torch.Tensor:
+        """Smooth colourless glows, shape (n, 1, h, w): a source at a random point of the sky
+        (falling off over a random scale) plus a random brightening towards the horizon."""
+        c = self.cfg
+        apply = _bernoulli(c.glow_p, n, gen)
+        amp = torch.where(apply, _uniform(0.0, c.glow, n, gen), torch.zeros(n))
+        rim = torch.where(apply, _uniform(0.0, c.glow, n, gen), torch.zeros(n))
+        ang = _uniform(0.0, 2 * math.pi, n, gen)
+        rad = torch.sqrt(_uniform(0.0, 1.0, n, gen))  # uniform over the disk
+        px, py = rad * torch.cos(ang), rad * torch.sin(ang)
+        scale = _uniform(0.2, 1.0, n, gen)
+        ys = torch.linspace(-1.0, 1.0, h)[None, :, None]
+        xs = torch.linspace(-1.0, 1.0, w)[None, None, :]
+        d = torch.sqrt((xs - px[:, None, None]) ** 2 + (ys - py[:, None, None]) ** 2)
+        r2 = (xs**2 + ys**2).clamp(max=1.0)
+        glow = amp[:, None, None] * torch.exp(-d / scale[:, None, None])
+        glow = glow + rim[:, None, None] * r2**3
+        return glow[:, None]
 
     def _blur(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         c = self.cfg
@@ -203,6 +235,14 @@ class SkyAugment(nn.Module):
                     out * torch.tensor([0.299, 0.587, 0.114], device=out.device)[:, None, None]
                 ).sum(dim=1, keepdim=True)
                 out = torch.where(gray, lum.expand_as(out), out)
+        if c.glow_p > 0:
+            out = out + self._glow(n, h, w, gen).to(out)
+        if c.noise_p > 0:
+            std = torch.where(
+                _bernoulli(c.noise_p, n, gen), _uniform(0.0, c.noise, n, gen), torch.zeros(n)
+            )
+            noise = torch.randn(out.shape, generator=gen).to(out)
+            out = out + noise * std.to(out)[:, None, None, None]
         if c.blur_p > 0:
             out = self._blur(out, gen)
         out = out.clamp(0.0, 1.0) * mask
