@@ -644,8 +644,12 @@ def subtract_moonlight(square: np.ndarray, x: float, y: float, n_bins: int = 24)
 
 
 def subtract_background(square: np.ndarray, fraction: float) -> np.ndarray:
-    """Remove the smooth sky background: the per-channel median over a large window.
+    """Remove the smooth sky background in two parts: the brightening towards the horizon
+    (airglow, moonlit or cloud-lit sky seen through more atmosphere: the same at every
+    azimuth, so the median over each ring about the zenith), then what is left of the glow
+    locally (the per-channel median over a large window).
 
+    Aurora fills a minority of each ring and of each window, so medians leave it in place.
     Outside the inscribed disk the image is first filled by inpainting from the rim, so the
     black frame does not pull the background down there.
 
@@ -659,16 +663,29 @@ def subtract_background(square: np.ndarray, fraction: float) -> np.ndarray:
         rounding it before the contrast stretch would posterise it into blotches.
     """
     size = square.shape[0]
+    img = np.asarray(square, np.float32)
     k = max(3, int(round(fraction * size)) | 1)
-    hole = (~_disk(size, 0.97)).astype(np.uint8)
-    # OpenCV's median filter takes uint8 for large windows; the background is smooth, so
-    # rounding it costs nothing, and the image itself keeps its precision.
-    u8 = np.clip(np.asarray(square, np.float32) + 0.5, 0, 255).astype(np.uint8)
+    inside = _disk(size, 0.97)
+    c = (size - 1) / 2.0
+    yy, xx = np.ogrid[:size, :size]
+    rho = np.sqrt((xx - c) ** 2 + (yy - c) ** 2) / (size / 2.0)  # 0 at zenith, 1 at the rim
+    n_rings = max(4, min(24, size // 6))
+    edges = np.linspace(0.0, 0.97, n_rings + 1)
+    which = np.clip(np.searchsorted(edges, rho[inside], side="right") - 1, 0, n_rings - 1)
+    pix = img[inside]  # (M, 3)
+    prof = np.stack([np.median(pix[which == b], axis=0) for b in range(n_rings)])
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    radial = np.stack([np.interp(rho, centres, prof[:, ch]) for ch in range(3)], axis=2)
+    rest = img - radial.astype(np.float32)
+    # OpenCV's median filter takes uint8 for large windows: the remainder is offset to
+    # mid-grey and rounded for the (smooth) background estimate only.
+    u8 = np.clip(rest + 128.5, 0, 255).astype(np.uint8)
+    hole = (~inside).astype(np.uint8)
     filled = cv2.inpaint(u8, hole, 3, cv2.INPAINT_TELEA)
-    bg = cv2.medianBlur(filled, k)
-    out = np.maximum(np.asarray(square, np.float32) - bg, 0.0)
-    # The last few degrees above the horizon hold the steepest van Rhijn brightening, which a
-    # median window cannot follow: they are dropped.
+    bg = cv2.medianBlur(filled, k).astype(np.float32) - 128.0
+    out = np.maximum(rest - bg, 0.0)
+    # The last few degrees above the horizon hold the steepest van Rhijn brightening, which
+    # neither median can follow: they are dropped.
     out[~_disk(size, 0.94)] = 0
     return out
 

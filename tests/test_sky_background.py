@@ -77,3 +77,16 @@ def test_stretch_residual_gain_is_capped_and_hue_kept() -> None:
     sel = inside & (free[..., 0] > 20)
     ratio = free[sel, 1].astype(float) / free[sel, 0]
     assert np.allclose(ratio, 2.0, atol=0.15)
+
+
+def test_background_removes_horizon_brightening() -> None:
+    # Van Rhijn-like glow, the same at every azimuth and steep towards the rim: a window median
+    # alone leaves a bright ring there; the ring median about the zenith removes it.
+    yy, xx = np.mgrid[:S, :S]
+    rho = np.hypot(xx - (S - 1) / 2, yy - (S - 1) / 2) / (S / 2)
+    img = _sky(30 + 90 * np.clip(rho, 0, 1) ** 4)
+    out = subtract_background(img, 0.3)
+    ring = _disk(S, 0.92) & ~_disk(S, 0.6) & (np.abs(yy - S // 2) > 4)
+    assert out[ring, 1].max() < 12  # 90 levels of horizon glow -> under 12
+    on_arc = _disk(S, 0.6) & (np.abs(yy - S // 2) <= 1)
+    assert out[on_arc, 1].mean() > 90
