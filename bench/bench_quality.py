@@ -14,20 +14,32 @@ overrides applied to both runs (e.g. ``trainer.max_epochs=5``). Prints, per run:
   true morphology (bar: >= 0.7);
 - homogeneity of the fused grouping and its unassigned fraction (bar: >= 0.9 with <= 15%);
 - AMI of the fused grouping with the Moon flag (bar with masking on: <= 0.05);
-- wall time.
+- wall time;
+
+and two diagnostics that use the truth (never used by the chain): the best AMI of any grid
+cell, and how separable the chosen cell's features are at all: 5-fold accuracy of a
+10-nearest-neighbour classifier of the morphology and balanced accuracy of one of the Moon
+flag, trained on the true labels (an upper bound on what clustering the same features can find,
+and a measure of how much of the Moon the features still carry).
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from hydra import compose, initialize_config_dir
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from aurora.pipeline import run_cluster
 
@@ -55,6 +67,36 @@ def figures(summary: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def separability(run_dir: Path, data_root: Path) -> dict[str, float]:
+    """Supervised diagnostics of one run (truth from the synthetic sky's labels.csv).
+
+    Args:
+        run_dir: output folder of a run (its ``results.csv`` and ``solution/reference.npz``).
+        data_root: the synthetic data set (its ``labels.csv`` has path, morphology, moon).
+
+    Returns:
+        ``best_any_cell_ami`` (max AMI over all grid cells), ``knn_morphology_acc`` and
+        ``knn_moon_bacc`` (5-fold 10-NN on the solution extractor's standardised features).
+    """
+    with open(data_root / "labels.csv", newline="") as fh:
+        truth = {r["path"]: r for r in csv.DictReader(fh)}
+    with open(run_dir / "results.csv", newline="") as fh:
+        best_any = max(float(r["ami"]) for r in csv.DictReader(fh))
+    ref = np.load(run_dir / "solution" / "reference.npz")
+    feats, ids = ref["features"], [str(i) for i in ref["ids"]]
+    morph = np.array([truth[i]["morphology"] for i in ids])
+    moon = np.array([truth[i]["moon"] == "1" for i in ids])
+    knn = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=10))
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    acc = cross_val_score(knn, feats, morph, cv=folds).mean()
+    bacc = cross_val_score(knn, feats, moon, cv=folds, scoring="balanced_accuracy").mean()
+    return {
+        "best_any_cell_ami": best_any,
+        "knn_morphology_acc": float(acc),
+        "knn_moon_bacc": float(bacc),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n", type=int, default=1200)
@@ -78,6 +120,8 @@ def main() -> None:
     for moon in args.moon:
         summary, seconds = run_once([*base, f"preprocess.full.moon={moon}"], args.out / moon)
         results[moon], times[moon] = figures(summary), seconds
+        root = Path(summary["data_root"])
+        results[moon] |= separability(args.out / moon, root if root.is_absolute() else ROOT / root)
         print(f"[{moon}] best cell {summary['best_cell']}: {json.dumps(results[moon])}", flush=True)
 
     print(f"\nquality bench: {args.n} synthetic images, experiment={args.experiment}")
@@ -90,6 +134,9 @@ def main() -> None:
         ("fused AMI with morphology", "", "fused_ami"),
         ("fused AMI with Moon flag", "<= 0.05*", "moon_ami"),
         ("fused groups", "", "n_groups"),
+        ("diagnostic: best AMI of any cell", "", "best_any_cell_ami"),
+        ("diagnostic: 10-NN morphology acc.", "", "knn_morphology_acc"),
+        ("diagnostic: 10-NN Moon bal. acc.", "", "knn_moon_bacc"),
     ]
     for label, bar, key in rows:
         cells = "".join(f"{r[key]:>12.3f}" for r in results.values())
