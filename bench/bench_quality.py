@@ -71,7 +71,8 @@ def separability(run_dir: Path, data_root: Path) -> dict[str, float]:
     """Supervised diagnostics of one run (truth from the synthetic sky's labels.csv).
 
     Args:
-        run_dir: output folder of a run (its ``results.csv`` and ``solution/reference.npz``).
+        run_dir: output folder of a run (its ``results.csv`` and ``solution/``; the features
+            are those of the solution's extractor, the one whose fused grouping was chosen).
         data_root: the synthetic data set (its ``labels.csv`` has path, morphology, moon).
 
     Returns:
@@ -117,11 +118,14 @@ def main() -> None:
     ]
     results: dict[str, dict[str, float]] = {}
     times: dict[str, float] = {}
+    extractors: dict[str, str] = {}
     for moon in args.moon:
         summary, seconds = run_once([*base, f"preprocess.full.moon={moon}"], args.out / moon)
         results[moon], times[moon] = figures(summary), seconds
         root = Path(summary["data_root"])
         results[moon] |= separability(args.out / moon, root if root.is_absolute() else ROOT / root)
+        with open(args.out / moon / "solution" / "manifest.json") as fh:
+            extractors[moon] = json.load(fh)["extractor"]["name"]
         print(f"[{moon}] best cell {summary['best_cell']}: {json.dumps(results[moon])}", flush=True)
 
     print(f"\nquality bench: {args.n} synthetic images, experiment={args.experiment}")
@@ -143,6 +147,7 @@ def main() -> None:
         print(f"  {label:<34}{bar:>10}{cells}")
     print("  " + f"{'wall time (s)':<44}" + "".join(f"{t:>12.0f}" for t in times.values()))
     print("  * the Moon bar applies with masking on (moon=mask)")
+    print("  10-NN diagnostics on the features of the solution's extractor:", extractors)
 
 
 if __name__ == "__main__":
