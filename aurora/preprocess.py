@@ -695,7 +695,7 @@ def subtract_background(square: np.ndarray, fraction: float) -> np.ndarray:
 
 def stretch_residual(
     img: np.ndarray, inside: np.ndarray, percentile: float, max_gain: float | None
-) -> np.ndarray:
+) -> tuple[np.ndarray, float]:
     """Scale a float sky image (what is left after subtracting moonlight or background) so
     that its bright end reaches 255, then round it to 8 bits.
 
@@ -710,14 +710,14 @@ def stretch_residual(
         max_gain: the gain is at most this (``None``: no limit).
 
     Returns:
-        (S, S, 3) uint8 image.
+        The (S, S, 3) uint8 image and the gain applied (at least 1).
     """
     peak = float(np.percentile(img.max(axis=2)[inside], percentile)) if inside.any() else 0.0
     gain = 255.0 / peak if peak > 0 else 1.0
     if max_gain is not None:
         gain = min(gain, max_gain)
     gain = max(gain, 1.0)  # never darken: the L stretch that follows decides the range
-    return np.clip(img * gain + 0.5, 0, 255).astype(np.uint8)
+    return np.clip(img * gain + 0.5, 0, 255).astype(np.uint8), gain
 
 
 def lab_contrast(
@@ -807,8 +807,12 @@ def preprocess_image(raw: np.ndarray, cfg: PreprocessConfig) -> PreprocessResult
     if cfg.background > 0:
         img = subtract_background(img, cfg.background)
     inside = _disk(size)
+    l_gain = cfg.max_gain
     if img.dtype != np.uint8:
-        img = stretch_residual(img, inside, cfg.l_percentiles[1], cfg.max_gain)
+        img, gain = stretch_residual(img, inside, cfg.l_percentiles[1], cfg.max_gain)
+        if l_gain is not None:
+            # One budget for both stretches, so the cap holds for the whole chain.
+            l_gain = max(1.0, l_gain / gain)
     if cfg.lab_stretch or cfg.recenter_ab:
         lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB)
         lab = lab_contrast(
@@ -816,7 +820,7 @@ def preprocess_image(raw: np.ndarray, cfg: PreprocessConfig) -> PreprocessResult
             inside,
             cfg.l_percentiles if cfg.lab_stretch else None,
             cfg.recenter_ab,
-            cfg.max_gain,
+            l_gain,
         )
         img = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
     if cfg.star_kernel > 1:

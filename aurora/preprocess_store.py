@@ -33,7 +33,7 @@ from aurora.preprocess import PreprocessConfig, PreprocessError, preprocess_imag
 
 STAGE = "preprocess"
 #: Bumped whenever the chain's output changes for the same configuration.
-STORE_VERSION = "preprocess-v3"  # bump whenever the chain's code changes its output
+STORE_VERSION = "preprocess-v4"  # bump whenever the chain's code changes its output
 CHUNK = 16
 
 # (record index, image or None, rejection reason or None, moon (4,), circle (3,))

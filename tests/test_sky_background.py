@@ -60,7 +60,7 @@ def test_background_residual_keeps_its_precision() -> None:
     out = subtract_background(img, 0.3)
     assert out.dtype == np.float32
     inside = _disk(S, 0.8)
-    u8 = stretch_residual(out, inside, 99.5, max_gain=None)
+    u8, _ = stretch_residual(out, inside, 99.5, max_gain=None)
     assert len(np.unique(u8[inside, 1])) > 40
     assert u8[inside & (np.abs(yy - S / 2) < 2), 1].mean() > 150  # the arc, stretched up
 
@@ -69,9 +69,10 @@ def test_stretch_residual_gain_is_capped_and_hue_kept() -> None:
     rng = np.random.default_rng(0)
     noise = rng.uniform(0, 4, (S, S, 1)).astype(np.float32) * np.array([1.0, 2.0, 0.5], np.float32)
     inside = _disk(S)
-    capped = stretch_residual(noise, inside, 99.5, max_gain=6.0)
+    capped, gain = stretch_residual(noise, inside, 99.5, max_gain=6.0)
+    assert gain == 6.0
     assert capped.max() <= round(8 * 6 + 0.5)  # 4 x 2 (green) x gain 6
-    free = stretch_residual(noise, inside, 99.5, max_gain=None)
+    free, _ = stretch_residual(noise, inside, 99.5, max_gain=None)
     assert np.percentile(free[inside].max(axis=1), 99.5) > 250
     # One gain for all channels: the green/red ratio is kept.
     sel = inside & (free[..., 0] > 20)
@@ -90,3 +91,25 @@ def test_background_removes_horizon_brightening() -> None:
     assert out[ring, 1].max() < 12  # 90 levels of horizon glow -> under 12
     on_arc = _disk(S, 0.6) & (np.abs(yy - S // 2) <= 1)
     assert out[on_arc, 1].mean() > 90
+
+
+def test_gain_cap_holds_for_the_whole_chain() -> None:
+    # A moonlit sky with nothing above its background: after both stretches the noise of the
+    # flat sky may grow at most max_gain times (it used to be stretched once per step).
+    from aurora.preprocess import PreprocessConfig, preprocess_image
+
+    rng = np.random.default_rng(3)
+    size = 96
+    raw = np.zeros((size, size, 3), np.float32)
+    raw[_disk(size)] = 90
+    raw += rng.normal(0, 1.0, raw.shape).astype(np.float32) * _disk(size)[..., None]
+    raw = np.clip(raw, 0, 255).astype(np.uint8)
+    cfg = dict(size=64, star_kernel=0, dark_threshold=0, background=0.3, recenter_ab=False)
+    inner = _disk(64, 0.8)
+    capped = preprocess_image(raw, PreprocessConfig(**cfg, max_gain=4.0, circle=(47.5, 47.5, 48)))
+    free = preprocess_image(raw, PreprocessConfig(**cfg, circle=(47.5, 47.5, 48)))
+    assert capped.image is not None and free.image is not None
+    # Input noise sd 1 level, about 0.3 after resizing: 4x leaves about 1.2 (4x twice: about 4.6);
+    # unlimited stretching makes it span most of the range.
+    assert capped.image[inner].astype(float).std() < 2.5
+    assert free.image[inner].astype(float).std() > 20
