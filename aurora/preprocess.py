@@ -592,6 +592,26 @@ def mask_moon(square: np.ndarray, x: float, y: float, r: float) -> np.ndarray:
     return cv2.inpaint(square, hole.astype(np.uint8), radius, cv2.INPAINT_TELEA)
 
 
+def _ring_medians(
+    pix: np.ndarray, which: np.ndarray, centres: np.ndarray, min_count: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel median brightness of each ring (a radial profile robust to aurora, which
+    fills a minority of each ring).
+
+    Args:
+        pix: (M, 3) float32 pixel values.
+        which: (M,) ring index of each pixel; indices outside ``0..R-1`` are ignored.
+        centres: (R,) ring centres (distances).
+        min_count: rings with fewer pixels are left out.
+
+    Returns:
+        The centres of the rings kept (R',) and their medians (R', 3).
+    """
+    kept = [b for b in range(len(centres)) if np.count_nonzero(which == b) >= min_count]
+    prof = np.array([np.median(pix[which == b], axis=0) for b in kept], np.float32).reshape(-1, 3)
+    return centres[kept], prof
+
+
 def subtract_moonlight(square: np.ndarray, x: float, y: float, n_bins: int = 24) -> np.ndarray:
     """Remove scattered moonlight: the part of the sky brightness that depends on the distance
     to the Moon only.
@@ -621,17 +641,9 @@ def subtract_moonlight(square: np.ndarray, x: float, y: float, n_bins: int = 24)
     edges = np.linspace(0.0, d_max, n_bins + 1, dtype=np.float32)
     which = np.searchsorted(edges, d[inside], side="right") - 1  # n_bins beyond d_max
     pix = square[inside].astype(np.float32)  # (M, 3)
-    centres = 0.5 * (edges[1:] + edges[:-1])
-    prof = np.full((n_bins, 3), np.nan, np.float32)
-    for b in range(n_bins):
-        sel = which == b
-        if sel.sum() >= 4:
-            prof[b] = np.median(pix[sel], axis=0)
-    ok = ~np.isnan(prof[:, 0])
-    if ok.sum() < 2:
+    centres, prof = _ring_medians(pix, which, 0.5 * (edges[1:] + edges[:-1]), min_count=4)
+    if len(centres) < 2:
         return square.astype(np.float32)
-    prof = prof[ok]
-    centres = centres[ok]
     # Non-increasing with distance: running minimum outwards from the Moon, so a ring lifted
     # by aurora cannot lift the profile, and the excess over the far sky is never negative.
     prof = np.minimum.accumulate(prof, axis=0)
@@ -672,9 +684,7 @@ def subtract_background(square: np.ndarray, fraction: float) -> np.ndarray:
     n_rings = max(4, min(24, size // 6))
     edges = np.linspace(0.0, 0.97, n_rings + 1)
     which = np.clip(np.searchsorted(edges, rho[inside], side="right") - 1, 0, n_rings - 1)
-    pix = img[inside]  # (M, 3)
-    prof = np.stack([np.median(pix[which == b], axis=0) for b in range(n_rings)])
-    centres = 0.5 * (edges[1:] + edges[:-1])
+    centres, prof = _ring_medians(img[inside], which, 0.5 * (edges[1:] + edges[:-1]))
     radial = np.stack([np.interp(rho, centres, prof[:, ch]) for ch in range(3)], axis=2)
     rest = img - radial.astype(np.float32)
     # OpenCV's median filter takes uint8 for large windows: the remainder is offset to
