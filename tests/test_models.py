@@ -140,6 +140,29 @@ def test_glow_is_colourless_smooth_and_inside_the_sky() -> None:
     assert (noisy - 0.5)[:, :, inside].std() > 0.01
 
 
+def test_channel_gains_scale_each_channel_by_one_factor_per_image() -> None:
+    s = 32
+    inside = sky_mask(s, s)
+    x = torch.rand(5, 3, s, s, generator=torch.Generator().manual_seed(0)) * 0.5 * inside
+    only = dict(crop_p=0, brightness_p=0, contrast_p=0, hflip_p=0, rotation_p=0)
+    v = SkyAugment(channel_p=1.0, channel=0.4, **only)(x, torch.Generator().manual_seed(3))
+    ratio = v[:, :, inside] / x[:, :, inside].clamp(min=1e-6)
+    lit = x[:, :, inside] > 0.05
+    gains = torch.stack(
+        [torch.stack([ratio[i, c][lit[i, c]].median() for c in range(3)]) for i in range(5)]
+    )  # (5, 3): one factor per image and channel
+    for i in range(5):
+        for c in range(3):
+            assert torch.allclose(ratio[i, c][lit[i, c]], gains[i, c], atol=1e-4)
+    assert torch.all((gains >= 0.6 - 1e-6) & (gains <= 1.4 + 1e-6))
+    # The three channels of an image get different factors (a change of hue, not brightness).
+    assert torch.all(gains.std(dim=1) > 1e-3)
+    off = SkyAugment(channel_p=0.0, **only)(x, torch.Generator().manual_seed(3))
+    assert torch.allclose(off, x, atol=1e-5)  # identity warp: equal up to rounding
+    with pytest.raises(ValueError, match="channel"):
+        SkyAugment(channel=1.5)
+
+
 def test_augment_rejects_bad_settings() -> None:
     with pytest.raises(ValueError, match="rotation_p"):
         SkyAugment(rotation_p=1.5)

@@ -37,6 +37,10 @@ class AugmentConfig:
         contrast: factor drawn from [1 - contrast, 1 + contrast].
         blur_p: probability of a Gaussian blur.
         blur_sigma: range of the blur's sigma, as a fraction of the image side.
+        channel_p: probability of multiplying each colour channel by its own random factor
+            (a shift of hue and saturation: the red/green ratio of an aurora varies from frame
+            to frame, so without it the network can tell frames apart by colour alone).
+        channel: each channel's factor drawn from [1 - channel, 1 + channel].
         gray_p: probability of dropping colour (off by default: auroral colour is physics).
         glow_p: probability of adding a smooth, colourless sky glow: light falling off with
             the distance to a random point (what is left of moonlight, twilight or town light)
@@ -59,6 +63,8 @@ class AugmentConfig:
     contrast: float = 0.3
     blur_p: float = 0.0
     blur_sigma: tuple[float, float] = (0.005, 0.02)
+    channel_p: float = 0.0
+    channel: float = 0.3
     gray_p: float = 0.0
     glow_p: float = 0.0
     glow: float = 0.3
@@ -75,7 +81,7 @@ class AugmentConfig:
                 raise ValueError(f"augment.{name} must be (lo, hi) with 0 < lo <= hi, got {lo, hi}")
         if self.crop_scale[1] > 1.0:
             raise ValueError(f"augment.crop_scale upper bound must be <= 1, got {self.crop_scale}")
-        for name in ("brightness", "contrast"):
+        for name in ("brightness", "contrast", "channel"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"augment.{name} must be in [0, 1), got {getattr(self, name)}")
         for name in ("glow", "noise"):
@@ -228,6 +234,11 @@ class SkyAugment(nn.Module):
         out = (out - sky_mean) * contrast + sky_mean
         out = out * bright
 
+        if c.channel_p > 0:
+            apply = _bernoulli(c.channel_p, n, gen)[:, None]
+            gains = _uniform(1 - c.channel, 1 + c.channel, n * ch, gen).reshape(n, ch)
+            gains = torch.where(apply, gains, torch.ones(n, ch))
+            out = out * gains.to(out)[:, :, None, None]
         if c.gray_p > 0:
             gray = _bernoulli(c.gray_p, n, gen).to(out.device)[:, None, None, None]
             if ch == 3:
