@@ -607,7 +607,9 @@ def _ring_medians(
     Returns:
         The centres of the rings kept (R',) and their medians (R', 3).
     """
-    kept = [b for b in range(len(centres)) if np.count_nonzero(which == b) >= min_count]
+    valid = (which >= 0) & (which < len(centres))
+    counts = np.bincount(which[valid], minlength=len(centres))
+    kept = np.flatnonzero(counts >= min_count)
     prof = np.array([np.median(pix[which == b], axis=0) for b in kept], np.float32).reshape(-1, 3)
     return centres[kept], prof
 

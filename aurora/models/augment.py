@@ -41,7 +41,8 @@ class AugmentConfig:
             (a shift of hue and saturation: the red/green ratio of an aurora varies from frame
             to frame, so without it the network can tell frames apart by colour alone).
         channel: each channel's factor drawn from [1 - channel, 1 + channel].
-        gray_p: probability of dropping colour (off by default: auroral colour is physics).
+        gray_p: probability of dropping colour (off here; conf/model/simclr.yaml turns it and
+            the channel gains on for morphology).
         glow_p: probability of adding a smooth, colourless sky glow: light falling off with
             the distance to a random point (what is left of moonlight, twilight or town light)
             plus a brightening towards the horizon, so features learn to ignore it.
