@@ -706,20 +706,25 @@ def fuse(fusion_cfg: DictConfig, ranking_csv: Path, out_dir: Path) -> FusionOutc
 def external_summary(
     cfg: DictConfig, ids: Sequence[str], ranked: Sequence[Mapping[str, Any]], fused: np.ndarray
 ) -> dict[str, Any]:
-    """External scores of the best-ranked cell and of the fused grouping (truth needed)."""
+    """External scores of the best-ranked cell and of the fused grouping (truth needed).
+
+    The fused grouping is scored on its assigned images (``fused >= 0``): the unassigned ones
+    are reported as a fraction, not scored as one more group, so that homogeneity answers
+    "how pure are the groups" and the fraction "how many images they leave out".
+    """
     from aurora.scoring import external_scores, nuisance_dependence
 
     truth, nuisances = truth_columns(cfg, ids)
     if truth is None:
         return {}
     best_labels = np.load(ranked[0]["labels_path"])
+    assigned = fused >= 0
     out: dict[str, Any] = {
         "best_cell": ranked[0]["cell"],
         "best_cell_external": external_scores(best_labels, truth),
-        "fused_external": external_scores(fused, truth),
-        "fused_unassigned_fraction": float((fused < 0).mean()),
+        "fused_external": external_scores(fused[assigned], truth[assigned]),
+        "fused_unassigned_fraction": float((~assigned).mean()),
     }
-    assigned = fused >= 0
     for name, values in nuisances.items():
         out[f"fused_ami_{name}"] = nuisance_dependence(fused[assigned], values[assigned])
     return out
@@ -1010,8 +1015,8 @@ def _print_summary(summary: Mapping[str, Any], out_dir: Path) -> None:
         b, f = summary["best_cell_external"], summary["fused_external"]
         lines.append(f"  best cell vs truth: AMI {b['ami']:.3f}, ARI {b['ari']:.3f}")
         lines.append(
-            f"  fused vs truth: homogeneity {f['homogeneity']:.3f}, AMI {f['ami']:.3f}, "
-            f"unassigned {summary['fused_unassigned_fraction']:.1%}"
+            f"  fused vs truth (assigned images): homogeneity {f['homogeneity']:.3f}, "
+            f"AMI {f['ami']:.3f}, unassigned {summary['fused_unassigned_fraction']:.1%}"
         )
         if "fused_ami_moon" in summary:
             lines.append(f"  fused vs Moon flag: AMI {summary['fused_ami_moon']:.3f}")

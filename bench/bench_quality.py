@@ -12,7 +12,8 @@ overrides applied to both runs (e.g. ``trainer.max_epochs=5``). Prints, per run:
 
 - AMI of the best grid cell (chosen by the internal Borda ranking, not by the truth) with the
   true morphology (bar: >= 0.7);
-- homogeneity of the fused grouping and its unassigned fraction (bar: >= 0.9 with <= 15%);
+- homogeneity of the fused grouping on its assigned images, and the unassigned fraction
+  (bar: >= 0.9 with <= 15%);
 - AMI of the fused grouping with the Moon flag (bar with masking on: <= 0.05);
 - wall time;
 

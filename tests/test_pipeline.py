@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from aurora.data.synth import generate
 from aurora.pipeline import (
     PipelineError,
+    external_summary,
     finalize_sweep,
     main,
     run_cluster,
@@ -236,3 +237,28 @@ def test_unset_data_root_is_one_line_error(tmp_path: Path, capsys: pytest.Captur
     assert main(cfg, tmp_path / "run", {}, "RunMode.RUN") == 2
     out = capsys.readouterr().out.strip().splitlines()
     assert out == ["error: data.root is not set (add data.root=... to the command)"]
+
+
+def test_fused_scores_leave_the_unassigned_out_of_the_groups(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+    from sklearn.metrics import homogeneity_score
+
+    ids = [f"im{i}.png" for i in range(8)]
+    morph = ["a", "a", "a", "b", "b", "b", "a", "b"]
+    moon = ["0", "1", "0", "1", "0", "1", "1", "0"]
+    table = tmp_path / "truth.csv"
+    table.write_text(
+        "path,morphology,moon\n"
+        + "".join(f"{i},{m},{n}\n" for i, m, n in zip(ids, morph, moon, strict=True))
+    )
+    cells = tmp_path / "cell.npy"
+    np.save(cells, np.array([0, 0, 0, 1, 1, 1, 0, 1]))
+    cfg = OmegaConf.create({"data": {"root": str(tmp_path), "truth": str(table)}})
+    # Two pure groups and two unassigned images of different morphologies: scoring -1 as a
+    # group would make the groups look impure.
+    fused = np.array([0, 0, 0, 1, 1, 1, -1, -1])
+    out = external_summary(cfg, ids, [{"cell": "c", "labels_path": str(cells)}], fused)
+    assert out["fused_external"]["homogeneity"] == pytest.approx(1.0)
+    assert out["fused_unassigned_fraction"] == pytest.approx(0.25)
+    assert homogeneity_score(morph, fused) < 0.9  # what counting -1 as a group would give
+    assert out["best_cell_external"]["ami"] == pytest.approx(1.0)

@@ -173,7 +173,7 @@ def _external_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for key, title in (
         ("best_cell_external", f"best-ranked cell ({summary.get('best_cell', '?')})"),
-        ("fused_external", "fused groups (labels.csv)"),
+        ("fused_external", "fused groups (labels.csv; assigned images)"),
     ):
         if isinstance(summary.get(key), Mapping):
             rows.append({"name": title, **{k: _fmt(v) for k, v in summary[key].items()}})
