@@ -5,13 +5,14 @@ Usage:
         [--experiment quality] [--cache .cache/aurora] [--threads 2] [OVERRIDE ...]
 
 A diagnostic for the quality bar of issue 9, never part of the chain: it preprocesses the
-synthetic sky exactly as ``experiment=quality`` does (Moon masked, same cache), then trains the
-SimCLR backbone (timm resnet18, random init) *supervised* on the true morphology of 80% of the
-images (random rotations by 90 degrees and mirrors, AdamW, one-cycle schedule) and scores the
-held-out 20%. Prints, per image size: test accuracy, the confusion matrix, and the homogeneity
-of the predicted classes with the truth. An unsupervised grouping of features learned at the
-same size is unlikely to be purer than this, so it says whether a purity bar is in reach at that
-size or needs larger images.
+configured data (the synthetic sky by default; any folder with ``data=folder data.root=DIR
+data.truth=CSV``) exactly as ``experiment=quality`` does (Moon masked, same cache), then trains
+the SimCLR backbone (timm resnet18, random init) *supervised* on the true morphology of 80% of
+the labelled images (random rotations by 90 degrees and mirrors, AdamW, one-cycle schedule)
+and scores the held-out 20%. Prints, per image size: test accuracy, the confusion matrix, and
+the homogeneity of the predicted classes with the truth. An unsupervised grouping of features
+learned at the same size is unlikely to be purer than this, so it says whether a purity bar is
+in reach at that size or needs larger images (or more data).
 """
 
 from __future__ import annotations
@@ -123,8 +124,10 @@ def main() -> None:
     synth = cfg.data.get("synth")
     synth = OmegaConf.to_container(synth, resolve=True) if synth is not None else None
     root = ensure_dataset(cfg.data.root, synth, cfg.get("jobs"))
-    with open(Path(root) / "labels.csv", newline="") as fh:
-        truth = {r["path"]: r["morphology"] for r in csv.DictReader(fh)}
+    truth_csv = Path(cfg.data.get("truth") or Path(root) / "labels.csv")
+    column = cfg.data.get("truth_column") or "morphology"
+    with open(truth_csv, newline="") as fh:
+        truth = {r["path"]: r[column] for r in csv.DictReader(fh)}
     manifest = scan(root, jobs=cfg.get("jobs"), progress=False)
     chain = instantiate(cfg.preprocess.full)
     results = []
@@ -132,10 +135,15 @@ def main() -> None:
         store = build_preprocessed(
             manifest, dataclasses.replace(chain, size=size), cfg.paths.cache_dir, progress=False
         )
-        names = sorted({truth[i] for i in store.ids})
-        labels = np.array([names.index(truth[i]) for i in store.ids])
+        known = np.array([bool(truth.get(i)) for i in store.ids])
+        names = sorted({truth[i] for i, k in zip(store.ids, known, strict=True) if k})
+        labels = np.array(
+            [names.index(truth[i]) for i, k in zip(store.ids, known, strict=True) if k]
+        )
         t0 = time.perf_counter()
-        y, pred = supervised_ceiling(store.images, labels, len(names), args.epochs, args.seed)
+        y, pred = supervised_ceiling(
+            store.images[known], labels, len(names), args.epochs, args.seed
+        )
         results.append(
             Ceiling(
                 size,

@@ -94,8 +94,10 @@ def main() -> None:
     with open(truth_csv, newline="") as fh:
         table = {r["path"]: r["morphology"] for r in csv.DictReader(fh)}
     with open(run / "labels.csv", newline="") as fh:
-        ids = [r["path"] for r in csv.DictReader(fh)]
-    truth = np.array([table[i] for i in ids])
+        fused_rows = list(csv.DictReader(fh))
+    truth = np.array([table[r["path"]] for r in fused_rows])
+    fused = np.array([int(r["label"]) for r in fused_rows])
+    kept = fused >= 0
 
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         grid = compose("cluster", overrides=["fusion=search"]).fusion.search
@@ -112,8 +114,8 @@ def main() -> None:
     print(
         f"  fusion chosen by the search: {chosen['n_partitions']} partitions, threshold "
         f"{chosen['threshold']}, min size {chosen['min_cluster_size']}: "
-        f"homogeneity {summary['fused_external']['homogeneity']:.3f}, "
-        f"unassigned {summary['fused_unassigned_fraction']:.1%}"
+        f"homogeneity {homogeneity_score(truth[kept], fused[kept]):.3f} (assigned images), "
+        f"unassigned {1 - kept.mean():.1%}"
     )
     print(
         f"  fusion frontier (best of {len(rows)} settings with <= {args.max_unassigned:.0%} "
