@@ -33,8 +33,7 @@ from omegaconf import OmegaConf
 from sklearn.metrics import confusion_matrix, homogeneity_score
 
 from aurora.data.sources import scan
-from aurora.pipeline import ensure_dataset
-from aurora.preprocess import build_preprocessed
+from aurora.pipeline import StoreSet, ensure_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -129,12 +128,12 @@ def main() -> None:
     with open(truth_csv, newline="") as fh:
         truth = {r["path"]: r[column] for r in csv.DictReader(fh)}
     manifest = scan(root, jobs=cfg.get("jobs"), progress=False)
-    chain = instantiate(cfg.preprocess.full)
+    stores = StoreSet(
+        manifest, {"full": instantiate(cfg.preprocess.full)}, cfg.paths.cache_dir, cfg.get("jobs")
+    )
     results = []
     for size in args.sizes:
-        store = build_preprocessed(
-            manifest, dataclasses.replace(chain, size=size), cfg.paths.cache_dir, progress=False
-        )
+        store = stores.get("full", size)
         known = np.array([bool(truth.get(i)) for i in store.ids])
         names = sorted({truth[i] for i, k in zip(store.ids, known, strict=True) if k})
         labels = np.array(

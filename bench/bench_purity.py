@@ -32,7 +32,7 @@ from hydra import compose, initialize_config_dir
 from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.metrics import adjusted_mutual_info_score, homogeneity_score
 
-from aurora.fusion import CoAssociationVoting, load_partitions, select_partitions
+from aurora.fusion import fusion_grid_labels, load_partitions, select_partitions
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,26 +54,26 @@ def fusion_frontier(
     Returns:
         One row per setting (settings that assign fewer than 2 images are left out).
     """
+    counts = sorted({min(int(k), parts.shape[0]) for k in n_partitions})
+    grid = fusion_grid_labels(
+        parts, counts, thresholds, [int(m) for m in min_sizes], np.ones(parts.shape[0])
+    )
     rows = []
-    for n in sorted({min(int(k), parts.shape[0]) for k in n_partitions}):
-        for t in thresholds:
-            for m in min_sizes:
-                voting = CoAssociationVoting(threshold=float(t), min_cluster_size=int(m))
-                labels = np.asarray(voting.fit_predict(parts[:n]))
-                kept = labels >= 0
-                if kept.sum() < 2:
-                    continue
-                rows.append(
-                    {
-                        "n_partitions": n,
-                        "threshold": float(t),
-                        "min_cluster_size": int(m),
-                        "n_groups": int(labels.max() + 1),
-                        "unassigned": float(1 - kept.mean()),
-                        "homogeneity": float(homogeneity_score(truth[kept], labels[kept])),
-                        "ami": float(adjusted_mutual_info_score(truth[kept], labels[kept])),
-                    }
-                )
+    for n, t, m, labels in grid:
+        kept = labels >= 0
+        if kept.sum() < 2:
+            continue
+        rows.append(
+            {
+                "n_partitions": n,
+                "threshold": t,
+                "min_cluster_size": m,
+                "n_groups": int(labels.max() + 1),
+                "unassigned": float(1 - kept.mean()),
+                "homogeneity": float(homogeneity_score(truth[kept], labels[kept])),
+                "ami": float(adjusted_mutual_info_score(truth[kept], labels[kept])),
+            }
+        )
     return rows
 
 

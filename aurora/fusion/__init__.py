@@ -9,6 +9,7 @@
 from aurora.fusion.neighbours import FusedNeighbours
 from aurora.fusion.search import (
     FusionSearchResult,
+    fusion_grid_labels,
     group_size_loss,
     plot_search_landscape,
     run_fusion_search,
@@ -36,6 +37,7 @@ __all__ = [
     "compress_partitions",
     "components_for_thresholds",
     "finalize_labels",
+    "fusion_grid_labels",
     "group_size_loss",
     "load_partitions",
     "plot_search_landscape",

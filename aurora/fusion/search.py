@@ -18,7 +18,7 @@ i.e. when the number of groups differs from ``G`` the shorter sorted list is pad
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,7 @@ from aurora.fusion.voting import (
 
 __all__ = [
     "FusionSearchResult",
+    "fusion_grid_labels",
     "group_size_loss",
     "plot_search_landscape",
     "run_fusion_search",
@@ -154,34 +155,65 @@ def search_fusion(
     table: list[dict[str, Any]] = []
     best_row: dict[str, Any] | None = None
     best_labels = np.zeros(0, np.int64)
+    grid = fusion_grid_labels(
+        parts, counts, thresholds, sizes, w_all,
+        max_block_entries=max_block_entries, progress=progress,
+    )  # fmt: skip
+    for k, t, ms, labels in grid:
+        size_loss, loss = group_size_loss(labels, target_groups, unassigned_penalty)
+        n_un = int((labels < 0).sum())
+        sizes_found = np.bincount(labels[labels >= 0]) if n_un < labels.size else [0]
+        row = {
+            "n_partitions": k,
+            "threshold": t,
+            "min_cluster_size": ms,
+            "n_groups": int(labels.max(initial=-1)) + 1,
+            "n_unassigned": n_un,
+            "largest_group": int(np.max(sizes_found)),
+            "size_loss": size_loss,
+            "unassigned_cost": loss - size_loss,
+            "loss": loss,
+        }
+        table.append(row)
+        if best_row is None or loss < best_row["loss"]:
+            best_row, best_labels = row, labels
+    assert best_row is not None
+    return FusionSearchResult(table, best_row, best_labels, int(target_groups))
+
+
+def fusion_grid_labels(
+    parts: np.ndarray,
+    counts: Sequence[int],
+    thresholds: Sequence[float],
+    min_sizes: Sequence[int],
+    weights: np.ndarray,
+    *,
+    max_block_entries: int = 4_000_000,
+    progress: bool | None = None,
+) -> Iterator[tuple[int, float, int, np.ndarray]]:
+    """Fused labels at every setting of a grid, sharing the work as the module docstring says.
+
+    Args:
+        parts: (P, n) validated ranked partitions, -1 = unassigned.
+        counts: numbers of leading partitions to fuse, each in 1..P.
+        thresholds: co-association thresholds.
+        min_sizes: validated minimum group sizes.
+        weights: (P,) validated weights of the ranked partitions (the prefix is used).
+        max_block_entries: passed to the sparse products.
+        progress: tqdm bars; ``None`` = only for large inputs.
+
+    Yields:
+        ``(n_partitions, threshold, min_cluster_size, labels (n,) int64)`` in grid order.
+    """
     for k in counts:
         sigs = compress_partitions(parts[:k])
         results = components_for_thresholds(
-            sigs, list(thresholds), w_all[:k],
+            sigs, list(thresholds), weights[:k],
             max_block_entries=max_block_entries, progress=progress,
         )  # fmt: skip
         for t, res in zip(thresholds, results, strict=True):
-            for ms in sizes:
-                labels = finalize_labels(res, sigs.inverse, ms)
-                size_loss, loss = group_size_loss(labels, target_groups, unassigned_penalty)
-                n_un = int((labels < 0).sum())
-                counts = np.bincount(labels[labels >= 0]) if n_un < labels.size else [0]
-                row = {
-                    "n_partitions": k,
-                    "threshold": float(t),
-                    "min_cluster_size": ms,
-                    "n_groups": int(labels.max(initial=-1)) + 1,
-                    "n_unassigned": n_un,
-                    "largest_group": int(np.max(counts)),
-                    "size_loss": size_loss,
-                    "unassigned_cost": loss - size_loss,
-                    "loss": loss,
-                }
-                table.append(row)
-                if best_row is None or loss < best_row["loss"]:
-                    best_row, best_labels = row, labels
-    assert best_row is not None
-    return FusionSearchResult(table, best_row, best_labels, int(target_groups))
+            for ms in min_sizes:
+                yield k, float(t), ms, finalize_labels(res, sigs.inverse, ms)
 
 
 def plot_search_landscape(result: FusionSearchResult, path: str | Path) -> None:
