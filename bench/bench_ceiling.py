@@ -18,7 +18,6 @@ in reach at that size or needs larger images (or more data).
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from omegaconf import OmegaConf
 from sklearn.metrics import confusion_matrix, homogeneity_score
 
 from aurora.data.sources import scan
-from aurora.pipeline import StoreSet, ensure_dataset
+from aurora.pipeline import StoreSet, ensure_dataset, truth_columns
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,11 +121,9 @@ def main() -> None:
         cfg = compose("cluster", overrides=overrides)
     synth = cfg.data.get("synth")
     synth = OmegaConf.to_container(synth, resolve=True) if synth is not None else None
+    if not cfg.data.get("truth"):
+        raise SystemExit("no ground truth configured: set data.truth=CSV")
     root = ensure_dataset(cfg.data.root, synth, cfg.get("jobs"))
-    truth_csv = Path(cfg.data.get("truth") or Path(root) / "labels.csv")
-    column = cfg.data.get("truth_column") or "morphology"
-    with open(truth_csv, newline="") as fh:
-        truth = {r["path"]: r[column] for r in csv.DictReader(fh)}
     manifest = scan(root, jobs=cfg.get("jobs"), progress=False)
     stores = StoreSet(
         manifest, {"full": instantiate(cfg.preprocess.full)}, cfg.paths.cache_dir, cfg.get("jobs")
@@ -134,11 +131,11 @@ def main() -> None:
     results = []
     for size in args.sizes:
         store = stores.get("full", size)
-        known = np.array([bool(truth.get(i)) for i in store.ids])
-        names = sorted({truth[i] for i, k in zip(store.ids, known, strict=True) if k})
-        labels = np.array(
-            [names.index(truth[i]) for i, k in zip(store.ids, known, strict=True) if k]
-        )
+        truth, _ = truth_columns(cfg, store.ids)
+        assert truth is not None  # data.truth checked above
+        known = np.array([bool(t) for t in truth])
+        names = sorted(set(truth[known]))
+        labels = np.array([names.index(t) for t in truth[known]])
         t0 = time.perf_counter()
         y, pred = supervised_ceiling(
             store.images[known], labels, len(names), args.epochs, args.seed
