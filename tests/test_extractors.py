@@ -202,6 +202,20 @@ def test_checkpoint_extractor(kind: str, tmp_path: Path) -> None:
     np.testing.assert_allclose(fs.features, direct.detach().numpy(), rtol=1e-5, atol=1e-5)
     assert fs.provenance["random_init"] is False and fs.provenance["meta"]["preprocess"] == "full"
 
+    # Dihedral averaging: the mean of the 8 views computed by hand, the same features for a
+    # rotated or mirrored image, and a different cache identity from single-view features.
+    sym = CheckpointExtractor(res.last_ckpt, dihedral=True)
+    x = torch.from_numpy(_sky(2, S, seed=3)).permute(0, 3, 1, 2).float() / 255
+    with torch.inference_mode():
+        views = [torch.rot90(v, k, (2, 3)) for v in (x, torch.flip(x, (3,))) for k in range(4)]
+        by_hand = torch.stack([ex(v) for v in views]).mean(0)
+        f = sym(x)
+        torch.testing.assert_close(f, by_hand, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(sym(torch.rot90(x, 1, (2, 3))), f, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(sym(torch.flip(x, (2,))), f, rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(ex(torch.rot90(x, 1, (2, 3))), ex(x), atol=1e-5)
+    assert sym.identity() != ex.identity() and "dihedral" not in ex.identity()
+
     from aurora.models import CheckpointError
 
     with pytest.raises(CheckpointError, match="train.py model=autoencoder"):

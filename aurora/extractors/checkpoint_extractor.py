@@ -23,13 +23,20 @@ class CheckpointExtractor(nn.Module):
         ckpt_path: the Lightning ``.ckpt`` file.
         meta: pipeline metadata from the YAML (e.g. ``{"preprocess": "full"}``); stored, not
             part of :meth:`identity`.
+        dihedral: average the features of the 8 rotations by multiples of 90 degrees and their
+            mirrors of each image (exact on the pixel grid, 8x the extraction work). Meant for
+            encoders trained to be invariant to rotations and mirrors (our SimCLR): the average
+            removes what is left of the orientation from the features.
 
     Raises:
         aurora.models.CheckpointError: missing, unreadable or foreign checkpoint.
     """
 
-    def __init__(self, ckpt_path: str, meta: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, ckpt_path: str, meta: Mapping[str, Any] | None = None, dihedral: bool = False
+    ) -> None:
         super().__init__()
+        self.dihedral = bool(dihedral)
         from aurora.models import CheckpointError, load_encoder
 
         self.ckpt_path = ckpt_path
@@ -50,7 +57,7 @@ class CheckpointExtractor(nn.Module):
 
     def identity(self) -> dict[str, Any]:
         """Everything that defines the features: the checkpoint bytes and its architecture."""
-        return {
+        identity = {
             "kind": "checkpoint",
             "model_class": self.info.get("model_class"),
             "ckpt_sha256": self.ckpt_sha256,
@@ -58,6 +65,9 @@ class CheckpointExtractor(nn.Module):
             "num_features": self.num_features,
             "hparams": self.info.get("hparams", {}),
         }
+        if self.dihedral:  # only when on, so that caches of single-view features stay valid
+            identity["dihedral"] = True
+        return identity
 
     def provenance(self) -> dict[str, Any]:
         """Where the weights came from (recorded next to the features, not hashed)."""
@@ -69,7 +79,7 @@ class CheckpointExtractor(nn.Module):
         }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Resize to the trained size and encode.
+        """Resize to the trained size and encode (the mean over the 8 dihedral views if asked).
 
         Args:
             x: (B, 3, H, W) float images in [0, 1].
@@ -85,4 +95,11 @@ class CheckpointExtractor(nn.Module):
                 align_corners=False,
                 antialias=True,
             ).clamp_(0.0, 1.0)
-        return self.encoder.encode(x)
+        if not self.dihedral:
+            return self.encoder.encode(x)
+        # One view at a time: the memory of a batch stays that of one view.
+        total = torch.zeros(())
+        for view in (x, x.flip(-1)):
+            for k in range(4):
+                total = total + self.encoder.encode(torch.rot90(view, k, dims=(-2, -1)))
+        return total / 8
