@@ -2,7 +2,7 @@
 
 Usage:
     python bench/bench_purity.py RUN_DIR [--truth DATA/labels.csv] [--max-unassigned 0.15]
-        [--ks 6 12 20 30 50]
+        [--ks 6 12 20 30 50] [--targets 6 12 37] [--penalties 0 0.1]
 
 A diagnostic for the homogeneity bar of issue 9, never part of the chain. For a run folder
 written by ``python cluster.py`` (or ``bench/bench_quality.py``), with a ground-truth table
@@ -12,6 +12,9 @@ written by ``python cluster.py`` (or ``bench/bench_quality.py``), with a ground-
   partitions x threshold x minimum group size), applied to the same ranked cells of the
   solution's extractor, the highest homogeneity of the assigned images among the settings that
   leave at most ``--max-unassigned`` of the images out (and what the search chose instead);
+- the loss's own knobs: for each target number of groups G of ``--targets`` and each penalty per
+  unassigned image of ``--penalties``, the setting the search would choose and its purity
+  (whether a different prior, not a different feature, would have met a bar);
 - over-splitting: homogeneity and AMI of K-means and Ward on the solution's reduced embedding
   for each k of ``--ks`` (homogeneity does not penalise splitting a class, so this is how far
   more, smaller groups can take it).
@@ -32,7 +35,12 @@ from hydra import compose, initialize_config_dir
 from sklearn.cluster import AgglomerativeClustering, KMeans
 from sklearn.metrics import adjusted_mutual_info_score, homogeneity_score
 
-from aurora.fusion import fusion_grid_labels, load_partitions, select_partitions
+from aurora.fusion import (
+    fusion_grid_labels,
+    load_partitions,
+    search_fusion,
+    select_partitions,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -85,6 +93,8 @@ def main() -> None:
     )
     ap.add_argument("--max-unassigned", type=float, default=0.15)
     ap.add_argument("--ks", type=int, nargs="+", default=[6, 12, 20, 30, 50])
+    ap.add_argument("--targets", type=int, nargs="+", default=[6, 12, 37])
+    ap.add_argument("--penalties", type=float, nargs="+", default=[0.0, 0.1])
     args = ap.parse_args()
     run = args.run_dir
     summary = json.loads((run / "summary.json").read_text())
@@ -129,6 +139,19 @@ def main() -> None:
         f"  purest setting at any unassigned fraction: homogeneity {top['homogeneity']:.3f} "
         f"with {top['unassigned']:.1%} unassigned, {top['n_groups']} groups"
     )
+    print("  what the search chooses with another target G or unassigned penalty:")
+    for g in args.targets:
+        for pen in args.penalties:
+            res = search_fusion(parts, grid.n_partitions, grid.thresholds, grid.min_sizes, g, pen)
+            y, k = res.labels, res.labels >= 0
+            print(
+                f"    G={g:<3} penalty {pen:<5} {int(y.max(initial=-1)) + 1:3d} groups, "
+                f"unassigned {1 - k.mean():5.1%}, homogeneity "
+                f"{homogeneity_score(truth[k], y[k]):.3f}, AMI "
+                f"{adjusted_mutual_info_score(truth[k], y[k]):.3f} "
+                f"({res.best['n_partitions']} partitions, threshold {res.best['threshold']}, "
+                f"min size {res.best['min_cluster_size']})"
+            )
     ref = np.load(run / "solution" / "reference.npz")
     embedding = ref["embedding"]
     ref_truth = np.array([table[str(i)] for i in ref["ids"]])
