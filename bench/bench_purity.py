@@ -102,10 +102,14 @@ def main() -> None:
     if not truth_csv.is_absolute() and not truth_csv.is_file():
         truth_csv = ROOT / truth_csv
     with open(truth_csv, newline="") as fh:
-        table = {r["path"]: r["morphology"] for r in csv.DictReader(fh)}
+        truth_rows = list(csv.DictReader(fh))
+    table = {r["path"]: r["morphology"] for r in truth_rows}
+    # The synthetic sky's Moon flag, when the truth has one (the Moon bar of issue 9).
+    moon_flag = {r["path"]: r["moon"] for r in truth_rows if r.get("moon") not in (None, "")}
     with open(run / "labels.csv", newline="") as fh:
         fused_rows = list(csv.DictReader(fh))
     truth = np.array([table[r["path"]] for r in fused_rows])
+    moon = np.array([moon_flag.get(r["path"], "") for r in fused_rows])
     fused = np.array([int(r["label"]) for r in fused_rows])
     kept = fused >= 0
 
@@ -144,11 +148,16 @@ def main() -> None:
         for pen in args.penalties:
             res = search_fusion(parts, grid.n_partitions, grid.thresholds, grid.min_sizes, g, pen)
             y, k = res.labels, res.labels >= 0
+            moon_ami = (
+                f", Moon AMI {adjusted_mutual_info_score(moon[k], y[k]):.3f}"
+                if len(moon_flag) == len(table)
+                else ""
+            )
             print(
                 f"    G={g:<3} penalty {pen:<5} {int(y.max(initial=-1)) + 1:3d} groups, "
                 f"unassigned {1 - k.mean():5.1%}, homogeneity "
                 f"{homogeneity_score(truth[k], y[k]):.3f}, AMI "
-                f"{adjusted_mutual_info_score(truth[k], y[k]):.3f} "
+                f"{adjusted_mutual_info_score(truth[k], y[k]):.3f}{moon_ami} "
                 f"({res.best['n_partitions']} partitions, threshold {res.best['threshold']}, "
                 f"min size {res.best['min_cluster_size']})"
             )
