@@ -8,6 +8,8 @@ from typing import Any
 
 from omegaconf.errors import MissingMandatoryValue
 
+from aurora.errors import AuroraError
+
 
 def run_guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
     """Call ``fn`` and return a process exit code.
@@ -24,7 +26,7 @@ def run_guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
         print(f"error: {key} is not set (add {key}=... to the command)", flush=True)
         return 2
     except Exception as err:
-        if not type(err).__module__.startswith("aurora."):
+        if not isinstance(err, AuroraError) and not type(err).__module__.startswith("aurora."):
             raise
         print(f"error: {err}", flush=True)
         return 2

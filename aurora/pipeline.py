@@ -14,7 +14,7 @@ import csv
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,13 +24,22 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from aurora.cache import Cache, stable_hash
+from aurora.checks import (
+    DataFit,
+    check_against_data,
+    check_fusion,
+    check_grid,
+    check_number,
+    check_training,
+)
 from aurora.data.sources import Manifest, Rejection, scan, write_rejected_csv
+from aurora.errors import AuroraError, SettingsError
 from aurora.preprocess import PreprocessConfig, PreprocessedStore, build_preprocessed
 
 log = logging.getLogger("aurora")
 
 
-class PipelineError(RuntimeError):
+class PipelineError(AuroraError):
     """A run cannot go on; the message says why and what to change."""
 
 
@@ -57,6 +66,13 @@ def ensure_dataset(root: str | Path, synth: Mapping[str, Any] | None, jobs: int 
     root = Path(root)
     if synth is not None and not (root / "labels.csv").is_file():
         from aurora.data.synth import generate
+
+        # Never write into a folder that holds anything: it may be a user's images.
+        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+            raise PipelineError(
+                f"data.root={root} is not empty and has no labels.csv: the synthetic sky is "
+                "generated only into a new or empty folder (for your own images use data=folder)"
+            )
 
         log.info("generating the synthetic sky (%d images) in %s", synth["n"], root)
         generate(
@@ -291,15 +307,24 @@ def _truth_table(truth_csv: str | Path | None, root: Path) -> dict[str, dict[str
 
 
 def extract_all(
-    cfg: DictConfig, stores: StoreSet, run_dir: Path, names: Sequence[str]
+    cfg: DictConfig,
+    stores: StoreSet,
+    run_dir: Path,
+    names: Sequence[str],
+    on_accepted: Callable[[int], None] | None = None,
 ) -> tuple[dict[str, ExtractedFeatures], dict[str, str]]:
     """Features for each configured extractor (training our own encoders when needed).
+
+    Every extractor that needs no training is built first, so missing ImageNet weights stop
+    (or are skipped) before any image is preprocessed or any network trained.
 
     Args:
         cfg: the composed ``cluster`` config (``extractors``, ``models``, ``train``, ...).
         stores: preprocessed stores of the data set.
         run_dir: run directory (training logs go under ``run_dir/train/<name>``).
         names: extractor names (keys of ``cfg.extractors``) to compute.
+        on_accepted: called once with the number of accepted images of the first store,
+            before any training or extraction (the settings checks against the data).
 
     Returns:
         Features per extractor, and extractors skipped (name -> one-line reason).
@@ -308,11 +333,12 @@ def extract_all(
 
     out: dict[str, ExtractedFeatures] = {}
     skipped: dict[str, str] = {}
+    specs: dict[str, tuple[dict[str, Any], dict[str, Any], Any]] = {}
     for name in names:
         node = cfg.extractors[name]
         meta = _plain(node.get("meta", {})) or {}
         params = {k: v for k, v in _plain(node).items() if k != "meta"}
-        variant = meta.get("preprocess", "full")
+        extractor = None
         if OmegaConf.is_missing(node, "ckpt_path"):
             model_name = meta.get("train", name)
             if model_name not in cfg.models:
@@ -320,7 +346,32 @@ def extract_all(
                     f"extractor {name!r} needs a checkpoint: set extractors.{name}.ckpt_path=... "
                     f"or meta.train to one of {sorted(cfg.models)}"
                 )
+        else:
+            try:
+                extractor = build_extractor(params)
+            except WeightsUnavailableError as err:
+                if not cfg.skip_unavailable_extractors:
+                    raise PipelineError(
+                        f"{err} (in this run the key is extractors.{name}.weights; or leave the "
+                        f"extractor out with grid.extractors, or set "
+                        f"skip_unavailable_extractors=true)"
+                    ) from err
+                # One line: the first sentence names the model.
+                reason = str(err).split(". ")[0].rstrip(".")
+                reason += f" (set extractors.{name}.weights=PATH)"
+                log.warning("skipping extractor %s: %s", name, reason)
+                skipped[name] = reason
+                continue
+        specs[name] = (meta, params, extractor)
+    checked = on_accepted is None
+    for name, (meta, params, extractor) in specs.items():
+        variant = meta.get("preprocess", "full")
+        if extractor is None:
+            model_name = meta.get("train", name)
             store = stores.get(variant, int(cfg.train.image_size))
+            if not checked:
+                on_accepted(len(store))
+                checked = True
             with stage("train") as st:
                 ckpt = train_encoder_cached(
                     store.images,
@@ -335,17 +386,11 @@ def extract_all(
                 )
                 st["msg"] = f"{name}: {len(store)} images -> {ckpt}"
             params["ckpt_path"] = str(ckpt)
-        try:
             extractor = build_extractor(params)
-        except WeightsUnavailableError as err:
-            if not cfg.skip_unavailable_extractors:
-                raise
-            # One line: the first sentence names the model; the full message says how to fix it.
-            reason = str(err).split(". ")[0].rstrip(".") + f" (set extractors.{name}.weights=PATH)"
-            log.warning("skipping extractor %s: %s", name, reason)
-            skipped[name] = reason
-            continue
         store = stores.get(variant, int(extractor.input_size))
+        if not checked:
+            on_accepted(len(store))
+            checked = True
         with stage("extract") as st:
             fs = extract_features(
                 store,
@@ -373,8 +418,20 @@ def extract_all(
     return out, skipped
 
 
-def load_context(cfg: DictConfig, run_dir: Path, names: Sequence[str] | None = None) -> RunContext:
-    """Data, preprocessing and features for a run (everything before the grid)."""
+def load_context(
+    cfg: DictConfig,
+    run_dir: Path,
+    names: Sequence[str] | None = None,
+    on_accepted: Callable[[int], None] | None = None,
+) -> RunContext:
+    """Data, preprocessing and features for a run (everything before the grid).
+
+    Args:
+        cfg: the composed ``cluster`` config.
+        run_dir: run directory.
+        names: extractors to compute (None = all configured).
+        on_accepted: called with the accepted count before any training or extraction.
+    """
     jobs = cfg.get("jobs")
     with stage("data") as st:
         root = ensure_dataset(cfg.data.root, _plain(cfg.data.get("synth")), jobs)
@@ -386,7 +443,7 @@ def load_context(cfg: DictConfig, run_dir: Path, names: Sequence[str] | None = N
     variants = {k: instantiate(v) for k, v in cfg.preprocess.items()}
     stores = StoreSet(manifest, variants, cfg.paths.cache_dir, jobs)
     names = list(names if names is not None else cfg.extractors.keys())
-    features, skipped = extract_all(cfg, stores, run_dir, names)
+    features, skipped = extract_all(cfg, stores, run_dir, names, on_accepted)
     if not features:
         raise PipelineError(
             "no extractor could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
@@ -824,6 +881,9 @@ def finalize(
         "best_cell": ranked[0]["cell"],
         **(extra or {}),
     }
+    if n_groups == 0:
+        summary["notice"] = _no_groups_reason(fusion, len(ids))
+        log.warning("no groups: %s", summary["notice"])
     if "started" in summary:  # perf_counter() at the start of the run
         summary["seconds"] = round(time.perf_counter() - float(summary.pop("started")), 1)
     summary.update(external_summary(cfg, ids, ranked, fusion.labels))
@@ -894,6 +954,16 @@ def _run_record(
     )
 
 
+def _no_groups_reason(fusion: FusionOutcome, n: int) -> str:
+    """Why a fusion left every image unassigned, and what to change."""
+    return (
+        f"every one of the {n} images is unassigned: no set of images agreeing in more than "
+        f"{fusion.threshold:g} of the {fusion.n_partitions} fused partitions reached the minimum "
+        f"group size {fusion.min_cluster_size} (fusion.min_cluster_size; with fusion=search, "
+        "fusion.search.min_sizes). Lower it, lower fusion.threshold, or give more images"
+    )
+
+
 def _count_reasons(rejected: Sequence[Rejection]) -> dict[str, int]:
     counts: dict[str, int] = {}
     for r in rejected:
@@ -901,16 +971,28 @@ def _count_reasons(rejected: Sequence[Rejection]) -> dict[str, int]:
     return counts
 
 
-def _grid_cells(cfg: DictConfig) -> list[CellSpec]:
-    """The cells of a single-process run: ``grid.*`` names (or all) x ``grid.n_clusters``."""
+def _grid_cells(cfg: DictConfig, n_clusters: Sequence[int]) -> list[CellSpec]:
+    """The cells of a single-process run: ``grid.*`` names (or all) x ``n_clusters``."""
     axes = {a: list(cfg.grid.get(a) or cfg[a]) for a in ("extractors", "reducers", "clusterers")}
     for axis, names in axes.items():
         unknown = sorted(set(names) - set(cfg[axis]))
         if unknown:
             raise PipelineError(f"grid.{axis} names {unknown}; configured: {sorted(cfg[axis])}")
-    return grid_cells(
-        axes["extractors"], axes["reducers"], axes["clusterers"], list(cfg.grid.n_clusters)
-    )
+    return grid_cells(axes["extractors"], axes["reducers"], axes["clusterers"], list(n_clusters))
+
+
+def _check_settings(cfg: DictConfig) -> None:
+    """The settings checks that need no data (names, types, ranges); before any work."""
+    check_fusion(_plain(cfg.fusion))
+    check_training(_plain(cfg.train.loader), cfg.trainer.get("max_epochs"))
+
+
+def _apply_fit(cfg: DictConfig, fit: DataFit) -> None:
+    """Write the fusion values fitted to the data back into the run's config."""
+    cfg.fusion.min_cluster_size = fit.min_cluster_size
+    if fit.search_min_sizes is not None:
+        cfg.fusion.search.min_sizes = list(fit.search_min_sizes)
+        cfg.fusion.search.target_groups = fit.target_groups
 
 
 def _sweep_cell(cfg: DictConfig, choices: Mapping[str, str | None]) -> tuple[DictConfig, CellSpec]:
@@ -928,7 +1010,7 @@ def _sweep_cell(cfg: DictConfig, choices: Mapping[str, str | None]) -> tuple[Dic
         str(picked["extractor"]),
         str(picked["reducer"]),
         str(picked["clusterer"]),
-        int(cfg.clusterer.n_clusters),
+        int(check_number("clusterer.n_clusters", cfg.clusterer.n_clusters, 2, integer=True)),
     )
     return cfg, spec
 
@@ -945,10 +1027,20 @@ def run_cluster(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
+    grid = check_grid(cfg.grid.n_clusters, cfg.grid.stability_splits)
+    _check_settings(cfg)
+    cells = _grid_cells(cfg, grid.n_clusters)
     run_dir.mkdir(parents=True, exist_ok=True)
-    cells = _grid_cells(cfg)
-    ctx = load_context(cfg, run_dir, sorted({c.extractor for c in cells}))
-    cells = [c for c in cells if c.extractor in ctx.features]
+    fits: list[DataFit] = []
+
+    def on_accepted(n: int) -> None:
+        fits.append(check_against_data(n, grid, _plain(cfg.fusion)))
+
+    ctx = load_context(cfg, run_dir, sorted({c.extractor for c in cells}), on_accepted)
+    fit = fits[0] if fits else check_against_data(len(ctx.ids), grid, _plain(cfg.fusion))
+    cfg = cfg.copy()
+    _apply_fit(cfg, fit)
+    cells = [c for c in _grid_cells(cfg, fit.n_clusters) if c.extractor in ctx.features]
     with stage("grid") as st:
         rows = run_grid(cfg, ctx, cells, run_dir / "cells")
         st["msg"] = f"{len(rows)} cells"
@@ -972,7 +1064,17 @@ def run_sweep_cell(
     """
     job_dir = Path(job_dir)
     cfg, cell = _sweep_cell(cfg, choices)
-    ctx = load_context(cfg, job_dir, [cell.extractor])
+    grid = check_grid([cell.n_clusters], cfg.grid.stability_splits)
+    _check_settings(cfg)
+
+    def on_accepted(n: int) -> None:
+        if cell.n_clusters >= n:
+            raise SettingsError(
+                "clusterer.n_clusters", cell.n_clusters, f"2 to {n - 1} for {n} accepted images"
+            )
+        check_against_data(n, grid, _plain(cfg.fusion))
+
+    ctx = load_context(cfg, job_dir, [cell.extractor], on_accepted)
     rows = run_grid(cfg, ctx, [cell], job_dir)
     return rows[0]
 
@@ -991,6 +1093,9 @@ def finalize_sweep(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any]:
     known = {n: cfg.extractors[n] for n in names if n in cfg.extractors}
     cfg.extractors = known
     ctx = load_context(cfg, sweep_dir, list(known))
+    ks = sorted({int(c["n_clusters"]) for c in cells})
+    grid = check_grid(ks, cfg.grid.stability_splits)
+    _apply_fit(cfg, check_against_data(len(ctx.ids), grid, _plain(cfg.fusion)))
     record = finalize(cfg, ctx, cells, sweep_dir)
     _print_summary(record.summary, sweep_dir)
     return record.summary
@@ -1006,6 +1111,8 @@ def _print_summary(summary: Mapping[str, Any], out_dir: Path) -> None:
         f"  groups {summary['n_groups']}, unassigned {summary['n_unassigned']}",
         f"  best grid cell (internal ranking): {summary['best_cell']}",
     ]
+    if summary.get("notice"):
+        lines.append(f"  NOTE: {summary['notice']}")
     if summary.get("skipped_extractors"):
         for k, v in summary["skipped_extractors"].items():
             lines.append(f"  skipped {k}: {v}")

@@ -15,6 +15,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
 from aurora.data.datamodule import LoaderConfig, SkyDataModule
+from aurora.errors import AuroraError
 from aurora.models.callbacks import ChannelsLast
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,12 @@ def fit_model(
     if logger_cfg is not None:
         logger = instantiate(_container(logger_cfg), save_dir=str(out_dir))
     monitor = "val/loss" if len(dm.val_idx) > 0 else None
+    if monitor is None and dm.loader.val_fraction > 0:
+        log.warning(
+            "training on %d images without validation (too few to hold any out); the last "
+            "checkpoint is kept",
+            len(dm.train_idx),
+        )
     trainer = instantiate(
         _container(trainer_cfg),
         out_dir=str(out_dir),
@@ -183,7 +190,10 @@ def train(cfg: DictConfig) -> TrainResult:
     root = ensure_dataset(str(cfg.data.root), synth, int(cfg.jobs))
     store = prepare_images(root, preprocess_cfg, str(cfg.paths.cache_dir), int(cfg.jobs))
     if len(store.ids) < 2:
-        raise ValueError(f"only {len(store.ids)} usable images in {root}; need at least 2 to train")
+        raise AuroraError(
+            f"only {len(store.ids)} usable images in {root} ({len(store.rejected)} rejected, "
+            "see the log); training needs at least 2"
+        )
     log.info("training on %d preprocessed images from %s", len(store.ids), root)
     loader = LoaderConfig(**_container(cfg.loader))
     result = fit_model(

@@ -22,7 +22,8 @@ class LoaderConfig:
     Attributes:
         batch_size: images per batch (per device under DDP).
         num_workers: loader worker processes (0 = load in the main process).
-        val_fraction: fraction of images held out for validation (at least one image).
+        val_fraction: fraction of images held out for validation (at least 2 images; none
+            when there are fewer than 4).
         pin_memory: pin host memory; None = only when CUDA is available.
     """
 
@@ -81,16 +82,20 @@ def split_indices(n: int, val_fraction: float, seed: int) -> tuple[np.ndarray, n
     """Random train/validation split of ``range(n)``, fixed by ``seed``.
 
     Returns:
-        (sorted train indices, sorted validation indices); validation has at least one image
-        when ``val_fraction > 0``.
+        (sorted train indices, sorted validation indices); with ``val_fraction > 0``
+        validation has at least 2 images, or none when fewer than 4 images are given.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise DataError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if n < 2:
+        raise DataError(f"{n} image(s): training needs at least 2")
     n_val = int(round(n * val_fraction))
     if val_fraction > 0:
-        n_val = max(1, n_val)
-    if n - n_val < 2:
-        raise DataError(f"{n} images leave fewer than 2 for training (val_fraction={val_fraction})")
+        # A validation set of one image logs nothing (a batch of one has no negatives), so
+        # it holds at least 2, or none when that would leave fewer than 2 for training.
+        n_val = max(2, n_val)
+        if n - n_val < 2:
+            n_val = 0
     perm = np.random.default_rng(seed).permutation(n)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 
