@@ -18,6 +18,7 @@ from torch import nn
 from aurora.cache import file_sha256
 from aurora.extractors import (
     CheckpointExtractor,
+    ExtractorConfigError,
     FeatureSet,
     TimmExtractor,
     UnknownModelError,
@@ -166,6 +167,166 @@ def test_normalisation_uses_timm_config(small: TimmExtractor) -> None:
     std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     with torch.inference_mode():
         assert torch.allclose(small(x), small.model((x - mean) / std), atol=1e-6)
+
+
+# --- model kwargs and pretrained-config overlay ----------------------------------------------
+
+HALF = {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}
+SHARED_MNV2 = (
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "weights"
+    / "mobilenetv2_100.tf_quant_in1k_dequant.safetensors"
+)
+#: From ../shared/weights/PROVENANCE.md.
+SHARED_MNV2_SHA256 = "c36a87a143e0a29dfcb7282f1593b375585199aeb9c2c4826572133a3da250de"
+
+
+def test_overlay_drives_the_preprocessing(small: TimmExtractor) -> None:
+    ex = TimmExtractor(
+        "mobilenetv2_100",
+        pretrained=False,
+        pretrained_cfg_overlay={**HALF, "input_size": [3, S, S], "interpolation": "bilinear"},
+    )
+    # Same weights as `small` (same seed): only the normalisation and the size changed.
+    assert ex.input_size == S and ex.interpolation == "bilinear"
+    assert ex.model.pretrained_cfg["mean"] == (0.5, 0.5, 0.5)  # in timm's own config too
+    x = torch.rand(2, 3, S, S)
+    with torch.inference_mode():
+        torch.testing.assert_close(ex(x), small.model((x - 0.5) / 0.5), atol=1e-6, rtol=1e-5)
+        assert not torch.allclose(ex(x), small(x), atol=1e-3)
+    ident = ex.identity()
+    assert ident["mean"] == [0.5] * 3 and ident["std"] == [0.5] * 3
+    assert ident["pretrained_cfg_overlay"]["interpolation"] == "bilinear"
+    assert feature_key("s", ident) != feature_key("s", small.identity())
+    # The explicit input_size argument still wins over the overlay's.
+    assert (
+        TimmExtractor(
+            "mobilenetv2_100",
+            pretrained=False,
+            input_size=40,
+            pretrained_cfg_overlay={"input_size": [3, 64, 64]},
+        ).input_size
+        == 40
+    )
+    # No options: the identity (and so the cache key of existing features) is unchanged.
+    assert "model_kwargs" not in small.identity()
+    assert "pretrained_cfg_overlay" not in small.identity()
+    assert (
+        TimmExtractor(
+            "mobilenetv2_100",
+            pretrained=False,
+            input_size=S,
+            model_kwargs={},
+            pretrained_cfg_overlay={},
+        ).identity()
+        == small.identity()
+    )
+
+
+def test_model_kwargs_reach_timm(small: TimmExtractor) -> None:
+    from timm.layers import Conv2dSame
+
+    same = TimmExtractor(
+        "mobilenetv2_100", pretrained=False, input_size=S, model_kwargs={"pad_type": "same"}
+    )
+    assert isinstance(same.model.conv_stem, Conv2dSame)
+    assert not isinstance(small.model.conv_stem, Conv2dSame)
+    # TF padding changes no parameter, only the features: the identity must say so itself.
+    assert same.identity()["weights_sha256"] == small.identity()["weights_sha256"]
+    assert same.identity()["model_kwargs"] == {"pad_type": "same"}
+    assert feature_key("s", same.identity()) != feature_key("s", small.identity())
+    x = torch.rand(2, 3, S, S)
+    with torch.inference_mode():
+        assert not torch.allclose(same(x), small(x), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "overlay", "match"),
+    [
+        ({"no_such_arg": 1}, None, r"does not accept model_kwargs \{'no_such_arg': 1\}"),
+        ({"num_classes": 10}, None, r"may not set \['num_classes'\]"),
+        (None, {"meen": [0.5] * 3}, r"unknown fields \['meen'\]"),
+        (None, {"file": "/w.safetensors"}, r"sets \['file'\].*extractor.weights=PATH"),
+        (None, {"std": [0.5, 0.0, 0.5]}, r"pretrained_cfg_overlay.std .* three numbers > 0"),
+        (None, {"mean": [0.5]}, r"pretrained_cfg_overlay.mean .* three numbers"),
+        (None, {"input_size": [3, 224, 300]}, r"input_size .* \[3, S, S\]"),
+    ],
+)
+def test_bad_kwargs_and_overlay_are_named(kwargs: dict, overlay: dict, match: str) -> None:
+    with pytest.raises(ExtractorConfigError, match=match) as err:
+        TimmExtractor(
+            "mobilenetv2_100", pretrained=False, model_kwargs=kwargs, pretrained_cfg_overlay=overlay
+        )
+    assert "'mobilenetv2_100'" in str(err.value)
+
+
+def test_command_line_overrides_compose_without_plus(tmp_path: Path) -> None:
+    from hydra import compose, initialize_config_dir
+
+    weights = tmp_path / "w.safetensors"
+    overrides = [
+        f"extractors.mobilenet_v2.weights={weights}",
+        "extractors.mobilenet_v2.model_kwargs={pad_type:same}",
+        "extractors.mobilenet_v2.pretrained_cfg_overlay={mean:[0.5,0.5,0.5],std:[0.5,0.5,0.5]}",
+    ]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("cluster", overrides=overrides)
+    node = cfg.extractors.mobilenet_v2
+    from timm.layers import Conv2dSame
+
+    # The file does not exist here: build the same node with random weights instead.
+    ex = build_extractor(node, weights=None, pretrained=False, input_size=S)
+    assert isinstance(ex.model.conv_stem, Conv2dSame)
+    assert ex.identity()["mean"] == [0.5] * 3 and ex.identity()["std"] == [0.5] * 3
+    assert ex.identity()["pretrained_cfg_overlay"] == HALF
+    import json
+
+    json.dumps(ex.identity())  # JSON-native: a saved solution can rebuild and compare it
+    with pytest.raises(WeightsUnavailableError, match="w.safetensors is not a file"):
+        build_extractor(node)
+
+
+def test_shared_mobilenet_v2_weights_load_and_classify() -> None:
+    """The ../shared MobileNet-v2 as the `mobilenet_v2` extractor (checks of its PROVENANCE.md)."""
+    if not SHARED_MNV2.is_file():
+        pytest.skip("../shared/weights is absent")
+    import timm
+    from safetensors.torch import load_file
+
+    assert file_sha256(SHARED_MNV2) == SHARED_MNV2_SHA256
+    state = load_file(str(SHARED_MNV2))
+    # The whole network, classifier included, loads strictly: no missing or unexpected key.
+    full = timm.create_model("mobilenetv2_100", pretrained=False, pad_type="same").eval()
+    result = full.load_state_dict(state, strict=True)
+    assert not result.missing_keys and not result.unexpected_keys
+    assert float(state["classifier.weight"].std()) == pytest.approx(0.0423, abs=5e-4)
+
+    ex = TimmExtractor(
+        "mobilenetv2_100",
+        weights=str(SHARED_MNV2),
+        model_kwargs={"pad_type": "same"},
+        pretrained_cfg_overlay=HALF,
+        input_size=64,  # small and fast; the network is fully convolutional
+    )
+    assert ex.provenance()["weights_source"] == "file"
+    assert ex.identity()["weights_sha256"] == SHARED_MNV2_SHA256
+    x = torch.rand(3, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        f = ex(x)
+        # The extractor's features are the pre-logits of the full classifier, on [-1, 1] inputs.
+        torch.testing.assert_close(f, full.forward_head(full.forward_features(2 * x - 1), True))
+        logits = full.classifier(f)
+        torch.testing.assert_close(logits, full(2 * x - 1))
+        rand = TimmExtractor(
+            "mobilenetv2_100",
+            pretrained=False,
+            model_kwargs={"pad_type": "same"},
+            pretrained_cfg_overlay=HALF,
+            input_size=64,
+        )(x)
+    assert f.shape == (3, 1280) and not torch.allclose(f, rand, atol=1e-2)
+    assert (f >= 0).all() and f.std() > 0  # ReLU6 pooled features, not a constant
 
 
 @pytest.mark.parametrize("kind", ["autoencoder", "simclr"])

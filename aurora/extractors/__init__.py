@@ -18,6 +18,7 @@ from aurora.extractors.projector import (
     read_metadata,
 )
 from aurora.extractors.timm_extractor import (
+    ExtractorConfigError,
     TimmExtractor,
     UnknownModelError,
     WeightsMismatchError,
@@ -29,6 +30,7 @@ from aurora.extractors.timm_extractor import (
 __all__ = [
     "CheckpointExtractor",
     "Extractor",
+    "ExtractorConfigError",
     "FeatureSet",
     "StoreBatches",
     "TimmExtractor",

@@ -11,10 +11,19 @@ Weights are resolved once, in the constructor, before any image is touched:
    few seconds (so an offline machine fails at once instead of retrying for a minute).
 3. Neither works: :class:`WeightsUnavailableError` with the one message that says how to supply
    the weights. Random weights only with an explicit ``pretrained=False``.
+
+Weights that need another architecture variant or another normalisation than timm's default
+tag are described the timm way: ``model_kwargs`` go to ``timm.create_model`` (e.g.
+``{"pad_type": "same"}`` for TensorFlow-trained weights) and ``pretrained_cfg_overlay`` replaces
+fields of the model's pretrained config (``mean``, ``std``, ``input_size``, ``interpolation``).
+The preprocessing is then read back from the model's resolved config
+(``timm.data.resolve_model_data_config``), so the overlay is what the network sees. Both are
+part of the features' cache identity.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import socket
@@ -44,6 +53,119 @@ class UnknownModelError(ValueError):
 
 class WeightsMismatchError(ValueError):
     """A local weights file does not fit the model architecture."""
+
+
+class ExtractorConfigError(ValueError):
+    """``model_kwargs`` or ``pretrained_cfg_overlay`` cannot be applied to the timm model."""
+
+
+#: ``create_model`` arguments the extractor sets itself; not allowed in ``model_kwargs``.
+_RESERVED_KWARGS = frozenset(
+    {
+        "model_name",
+        "pretrained",
+        "num_classes",
+        "pretrained_cfg",
+        "pretrained_cfg_overlay",
+        "features_only",
+        "checkpoint_path",
+        "pretrained_strict",
+    }
+)
+#: Overlay fields that name where weights come from: a local file is ``weights=PATH`` (so a
+#: saved solution can carry it and the identity holds its hash, not a machine's path).
+_SOURCE_FIELDS = frozenset({"url", "file", "state_dict", "hf_hub_id", "hf_hub_filename", "source"})
+
+
+def _json_native(value: Any) -> Any:
+    """Plain JSON-like copy of a config value: mappings -> dicts, sequences -> lists.
+
+    Accepts OmegaConf nodes too (Hydra passes ``DictConfig``/``ListConfig`` to the target).
+    """
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(value, Mapping):
+        return {str(k): _json_native(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_native(v) for v in value]
+    return value
+
+
+def _timm_value(value: Any) -> Any:
+    """Lists back to tuples, as timm's configs hold them."""
+    if isinstance(value, list):
+        return tuple(_timm_value(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _timm_value(v) for k, v in value.items()}
+    return value
+
+
+def check_model_kwargs(model_name: str, model_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate ``model_kwargs``; returns them JSON-native.
+
+    Raises:
+        ExtractorConfigError: a key the extractor sets itself (``num_classes``, ...).
+    """
+    kwargs = _json_native(dict(model_kwargs))
+    reserved = sorted(set(kwargs) & _RESERVED_KWARGS)
+    if reserved:
+        raise ExtractorConfigError(
+            f"model_kwargs of timm model '{model_name}' may not set {reserved}: the extractor "
+            f"sets them itself (weights: extractor.weights / extractor.pretrained; "
+            f"normalisation: extractor.pretrained_cfg_overlay)"
+        )
+    return kwargs
+
+
+def check_pretrained_cfg_overlay(model_name: str, overlay: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate a ``pretrained_cfg_overlay``; returns it JSON-native.
+
+    Raises:
+        ExtractorConfigError: unknown field, a weights-source field, or a bad mean/std/size.
+    """
+    from timm.models import PretrainedCfg
+
+    out = _json_native(dict(overlay))
+    allowed = {f.name for f in dataclasses.fields(PretrainedCfg)}
+    unknown = sorted(set(out) - allowed)
+    if unknown:
+        raise ExtractorConfigError(
+            f"pretrained_cfg_overlay of timm model '{model_name}' has unknown fields {unknown}; "
+            f"timm's pretrained config fields are {sorted(allowed - _SOURCE_FIELDS)}"
+        )
+    source = sorted(set(out) & _SOURCE_FIELDS)
+    if source:
+        raise ExtractorConfigError(
+            f"pretrained_cfg_overlay of timm model '{model_name}' sets {source}: give a local "
+            f"weights file as extractor.weights=PATH instead"
+        )
+    for key in ("mean", "std"):
+        if key in out:
+            v = out[key]
+            ok = isinstance(v, list) and len(v) == 3
+            ok = ok and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
+            if not ok or (key == "std" and min(v) <= 0):
+                raise ExtractorConfigError(
+                    f"pretrained_cfg_overlay.{key} of timm model '{model_name}' must be three "
+                    f"numbers{' > 0' if key == 'std' else ''} (one per RGB channel), got {v!r}"
+                )
+            out[key] = [float(x) for x in v]
+    for key in ("input_size", "test_input_size"):
+        v = out.get(key)
+        if v is None:
+            continue
+        ok = isinstance(v, list) and len(v) == 3 and all(isinstance(x, int) for x in v)
+        if not ok or v[0] != 3 or v[1] != v[2] or v[1] < 1:
+            raise ExtractorConfigError(
+                f"pretrained_cfg_overlay.{key} of timm model '{model_name}' must be timm's "
+                f"[3, S, S] (RGB, square: the sky is a square crop), got {v!r}"
+            )
+    return out
 
 
 def weights_unavailable_message(model_name: str, hub_id: str | None, reason: str) -> str:
@@ -177,14 +299,23 @@ class TimmExtractor(nn.Module):
         pretrained: load ImageNet weights (see module docstring); ``False`` means random
             initialisation, seeded by ``seed`` so it is reproducible.
         weights: local weights file; implies pretrained weights and skips the hub.
-        input_size: side in px fed to the network; default from timm's pretrained config.
+        input_size: side in px fed to the network; default from the model's resolved
+            pretrained config (after ``pretrained_cfg_overlay``).
         seed: seed of the random initialisation when ``pretrained=False``.
+        model_kwargs: extra ``timm.create_model`` arguments (e.g. ``{"pad_type": "same"}``);
+            part of :meth:`identity` when not empty.
+        pretrained_cfg_overlay: fields replacing those of timm's pretrained config (``mean``,
+            ``std``, ``input_size`` as ``[3, S, S]``, ``interpolation``, ...); the input size,
+            interpolation and normalisation are resolved from the overlaid config. Part of
+            :meth:`identity` when not empty. Weight sources (``file``, ``url``, ...) are not
+            accepted here: a local file is ``weights``.
         meta: pipeline metadata from the YAML (e.g. ``{"preprocess": "minimal"}``); stored, not
             part of :meth:`identity`.
 
     Raises:
         WeightsUnavailableError: pretrained weights asked for and not obtainable.
         WeightsMismatchError: ``weights`` file does not fit the architecture.
+        ExtractorConfigError: ``model_kwargs`` or ``pretrained_cfg_overlay`` do not apply.
     """
 
     def __init__(
@@ -194,21 +325,45 @@ class TimmExtractor(nn.Module):
         weights: str | None = None,
         input_size: int | None = None,
         seed: int = 0,
+        model_kwargs: Mapping[str, Any] | None = None,
+        pretrained_cfg_overlay: Mapping[str, Any] | None = None,
         meta: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         import timm
-        from timm.data import resolve_data_config
+        from timm.data import resolve_model_data_config
         from timm.models import get_pretrained_cfg
 
         self.model_name = model_name
         self.pretrained = pretrained
         self.weights = weights
         self.seed = seed
+        self.model_kwargs = model_kwargs
+        self.pretrained_cfg_overlay = pretrained_cfg_overlay
         self.meta = dict(meta) if meta is not None else {}
 
         if not timm.is_model(model_name):
             raise UnknownModelError(f"timm has no model named '{model_name}'")
+        kwargs = check_model_kwargs(model_name, model_kwargs or {})
+        overlay = check_pretrained_cfg_overlay(model_name, pretrained_cfg_overlay or {})
+        self.model_kwargs_ = kwargs
+        self.pretrained_cfg_overlay_ = overlay
+        create_kwargs: dict[str, Any] = {
+            **_timm_value(kwargs),
+            "num_classes": 0,
+            "pretrained_cfg_overlay": _timm_value(overlay) or None,
+        }
+
+        def create(with_weights: bool) -> nn.Module:
+            try:
+                return timm.create_model(model_name, pretrained=with_weights, **create_kwargs)
+            except TypeError as err:
+                if not kwargs:
+                    raise
+                raise ExtractorConfigError(
+                    f"timm model '{model_name}' does not accept model_kwargs {kwargs}: {err}"
+                ) from err
+
         # Decide where the weights come from before building anything: a run that cannot get
         # its weights stops here, before any work.
         default_cfg = get_pretrained_cfg(model_name)
@@ -248,13 +403,15 @@ class TimmExtractor(nn.Module):
         sha: str | None = None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # reproducible random initialisation
-            model = timm.create_model(model_name, pretrained=False, num_classes=0)
+            model = create(False)
         if local is not None:
             load_timm_weights(model, local, model_name)
             self.weights_path, sha = str(local), file_sha256(local)
         elif self.weights_source == "hub":
             try:
-                model = timm.create_model(model_name, pretrained=True, num_classes=0)
+                model = create(True)
+            except ExtractorConfigError:
+                raise
             except Exception as err:
                 raise WeightsUnavailableError(
                     weights_unavailable_message(
@@ -268,7 +425,8 @@ class TimmExtractor(nn.Module):
         if sha is None:
             sha = _state_dict_sha256(model.state_dict())
 
-        data_cfg = resolve_data_config(model=model)
+        # The overlay is in model.pretrained_cfg, so this is the overlaid preprocessing.
+        data_cfg = resolve_model_data_config(model)
         self.model = model.eval().requires_grad_(False)
         self.input_size = int(input_size or data_cfg["input_size"][-1])
         self.interpolation = str(data_cfg.get("interpolation", "bilinear"))
@@ -287,7 +445,16 @@ class TimmExtractor(nn.Module):
         self.register_buffer("std", std, persistent=False)
 
     def identity(self) -> dict[str, Any]:
-        """Everything that defines the features (no runtime knobs)."""
+        """Everything that defines the features (no runtime knobs).
+
+        ``model_kwargs`` and ``pretrained_cfg_overlay`` appear only when set, so the features
+        of a plain configuration keep the cache key they had before these options existed.
+        """
+        extra: dict[str, Any] = {}
+        if self.model_kwargs_:
+            extra["model_kwargs"] = self.model_kwargs_
+        if self.pretrained_cfg_overlay_:
+            extra["pretrained_cfg_overlay"] = self.pretrained_cfg_overlay_
         return {
             "kind": "timm",
             "model_name": self.model_name,
@@ -299,6 +466,7 @@ class TimmExtractor(nn.Module):
             "std": [float(v) for v in self.std.flatten()],
             "num_features": self.num_features,
             "pretrained_cfg": self.pretrained_cfg,
+            **extra,
         }
 
     def provenance(self) -> dict[str, Any]:
