@@ -9,13 +9,19 @@ What counts as an input
     bytes carry a supported image signature. So a data set's ``labels.csv`` and
     ``PROVENANCE.md`` are not inputs, a text file named ``.jpg`` is an input (and is
     rejected), and a JPEG named ``.png`` or with no extension is an input (and accepted).
+    A compressed file (``.gz``, ``.bz2``) is an input when the name under the compression
+    suffix is an image name (``x.pgm.gz``); other compressed files are ignored.
     With a list file every listed line is an input, whatever its extension; repeated
     lines naming the same file count once.
 
 Format
     Decided by content (magic bytes), never by extension: JPEG, PNG, TIFF, BMP,
     Netpbm (PGM/PPM/PBM, incl. 16-bit THEMIS frames) and CDF (THEMIS L1 ``thg_asf_<site>``,
-    one record per frame).
+    one record per frame). THEMIS stream0 files (``20140310_0600_gill_themis19_full.pgm.gz``:
+    a minute of 256 x 256 16-bit PGM frames, plain, gzip or bzip2) give one record per frame
+    with the frame's time from its header, decoded with UCalgary's ``themis_imager_readfile``
+    (:mod:`aurora.data.themis`). A PGM file is a stream0 file when it is compressed or
+    another frame follows its first; a single plain PGM frame is one ordinary image.
 
 Rejection reasons (:data:`REASONS`)
     - ``empty file``: zero bytes.
@@ -23,22 +29,29 @@ Rejection reasons (:data:`REASONS`)
       CDF without THEMIS images, pixels that are neither 8- nor 16-bit unsigned).
     - ``truncated``: a supported signature but the data stops early: JPEG without its
       end-of-image marker, PNG without ``IEND``, BMP or binary Netpbm shorter than its
-      header says.
+      header says, a compressed stream0 file without its end-of-stream marker, or a
+      stream0 frame cut short.
     - ``unreadable``: the file cannot be read (missing, permissions) or has a supported
       signature but the decoder fails on it (corrupt data; TIFF files and CDF frames,
       which have no end marker, also land here when cut short).
 
     ``scan`` finds the first three from the bytes it reads anyway for the content hash
-    (and CDF files it cannot open); ``load_images`` decodes and reports the rest. Every
+    (and the CDF and stream0 files it cannot list); ``load_images`` decodes and reports
+    the rest. Every
     input therefore ends as exactly one accepted record or one rejection
     (``n_inputs == len(records) + len(rejected)`` before decoding; decoding moves
     records to rejections, it never drops them).
 
 Ids
     A record's id is its path relative to the data root in POSIX form, plus ``#NNNN``
-    for a frame of a multi-frame file. For a folder the root is the folder; for a list
-    file it is the deepest folder holding the list file and every listed file, so ids
-    never contain ``..`` and ``path == root / id`` (frame suffix aside).
+    for a frame of a multi-frame file (CDF, stream0). For a folder the root is the folder;
+    for a list file it is the deepest folder holding the list file and every listed file,
+    so ids never contain ``..`` and ``path == root / id`` (frame suffix aside).
+
+Times
+    A record's timestamp is the frame's own time for CDF and stream0 frames (None where the
+    file gives none), the ``#"Image request start"`` header line of a single THEMIS PGM
+    frame, else the time in the file name (:func:`aurora.data.timestamps.parse_timestamp`).
 
 Pixels
     ``read_image`` returns the stored pixels: (H, W) or (H, W, 3) in RGB order, uint8 or
@@ -64,10 +77,20 @@ import cv2
 import numpy as np
 
 from aurora.cache import atomic_write_text, stable_hash
-from aurora.data.themis import CdfError, cdf_frames, read_cdf_frame
+from aurora.data.themis import (
+    CdfError,
+    Stream0Error,
+    cdf_frames,
+    compression_of,
+    read_cdf_frame,
+    read_stream0_frame,
+    stream0_frames,
+    stream0_header_time,
+)
 from aurora.data.timestamps import parse_timestamp
 
 __all__ = [
+    "COMPRESSED_EXTENSIONS",
     "EMPTY_FILE",
     "IGNORED_EXTENSIONS",
     "IMAGE_EXTENSIONS",
@@ -101,6 +124,8 @@ IMAGE_EXTENSIONS = frozenset(f"{_SUPPORTED_EXTENSIONS} {_OTHER_IMAGE_EXTENSIONS}
 _TEXT_EXTENSIONS = ".csv .tsv .md .txt .json .yaml .yml .toml .ini .cfg .html .htm .xml .log .py"
 _OTHER_EXTENSIONS = ".ipynb .pdf .zip .gz .tar .npz .npy .pt .ckpt .pkl .sha256 .md5"
 IGNORED_EXTENSIONS = frozenset(f"{_TEXT_EXTENSIONS} {_OTHER_EXTENSIONS}".split())
+# An input when what the compression wraps has an image extension (``x.pgm.gz``).
+COMPRESSED_EXTENSIONS = frozenset({".gz", ".bz2"})
 
 _HEAD = 4096  # bytes kept from the start of a file for signature and header checks
 _TAIL = 4096  # bytes kept from the end for end-marker checks
@@ -406,6 +431,10 @@ def _decode_bytes(data: bytes, path: str) -> np.ndarray:
     if not data:
         raise ImageReadError(EMPTY_FILE, f"{path}: empty file")
     fmt = detect_format(data[:16])
+    if compression_of(data[:4]) is not None:
+        raise ImageReadError(
+            UNSUPPORTED_FORMAT, f"{path}: compressed file: only its stream0 frames (#NNNN) are read"
+        )
     if fmt is None or fmt == "cdf":
         raise ImageReadError(UNSUPPORTED_FORMAT, f"{path}: not a supported image format")
     problem = _structural_problem(fmt, data[:_HEAD], data[-_TAIL:], len(data), path, data)
@@ -428,7 +457,7 @@ def read_image(record: ImageRecord) -> np.ndarray:
     """Read the raw pixels of one record.
 
     Args:
-        record: the image (file, or frame of a CDF).
+        record: the image (file, or frame of a CDF or THEMIS stream0 file).
 
     Returns:
         (H, W) or (H, W, 3) RGB array, dtype uint8 or uint16.
@@ -443,18 +472,30 @@ def read_image(record: ImageRecord) -> np.ndarray:
                 head = f.read(16)
             if not head:
                 raise ImageReadError(EMPTY_FILE, f"{path}: empty file")
-            if detect_format(head) != "cdf":
-                raise ImageReadError(UNSUPPORTED_FORMAT, f"{path}: frame given but not a CDF")
-            try:
-                return read_cdf_frame(path, record.frame)
-            except CdfError as e:
-                reason = UNSUPPORTED_FORMAT if e.unsupported else UNREADABLE
-                raise ImageReadError(reason, str(e)) from e
+            fmt = detect_format(head)
+            if fmt == "cdf":
+                try:
+                    return read_cdf_frame(path, record.frame)
+                except CdfError as e:
+                    reason = UNSUPPORTED_FORMAT if e.unsupported else UNREADABLE
+                    raise ImageReadError(reason, str(e)) from e
+            if fmt == "pnm" or compression_of(head) is not None:
+                try:
+                    return read_stream0_frame(path, record.frame)
+                except Stream0Error as e:
+                    raise ImageReadError(_stream0_reason(e), str(e)) from e
+            raise ImageReadError(
+                UNSUPPORTED_FORMAT, f"{path}: frame given but not a CDF or THEMIS stream0 file"
+            )
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
         raise ImageReadError(UNREADABLE, f"{path}: cannot read file: {e.strerror or e}") from e
     return _decode_bytes(data, path)
+
+
+def _stream0_reason(error: Stream0Error) -> str:
+    return error.reason if error.reason in REASONS else UNREADABLE
 
 
 def _default_jobs() -> int:
@@ -506,7 +547,9 @@ def load_images(
 
 def _is_candidate(path: str, name: str) -> bool:
     """Whether a file found by walking a folder is an input (see module docstring)."""
-    ext = os.path.splitext(name)[1].lower()
+    stem, ext = os.path.splitext(name.lower())
+    if ext in COMPRESSED_EXTENSIONS:
+        return os.path.splitext(stem)[1] in IMAGE_EXTENSIONS
     if ext in IMAGE_EXTENSIONS:
         return True
     if ext in IGNORED_EXTENSIONS:
@@ -555,6 +598,19 @@ def _read_list(list_file: Path) -> list[str]:
     return list(out)
 
 
+def _is_pnm_stream(path: str, head: bytes, size: int) -> bool:
+    """Whether an uncompressed Netpbm file holds more frames after its first one."""
+    expected = _pnm_expected_size(head)
+    if expected is None or size <= expected:
+        return False
+    try:
+        with open(path, "rb") as f:
+            f.seek(expected)
+            return detect_format(f.read(3)) == "pnm"
+    except OSError:
+        return False
+
+
 def _inspect(path: str) -> tuple[str, list[tuple[int | None, datetime | None]]] | ImageReadError:
     """Hash one input and check it cheaply.
 
@@ -582,6 +638,8 @@ def _inspect(path: str) -> tuple[str, list[tuple[int | None, datetime | None]]] 
     if size == 0:
         return ImageReadError(EMPTY_FILE, f"{path}: empty file")
     fmt = detect_format(head)
+    if compression_of(head) is not None:
+        return _inspect_stream0(path, h.hexdigest())
     if fmt is None:
         return ImageReadError(UNSUPPORTED_FORMAT, f"{path}: not a supported image format")
     if fmt == "cdf":
@@ -595,7 +653,24 @@ def _inspect(path: str) -> tuple[str, list[tuple[int | None, datetime | None]]] 
     problem = _structural_problem(fmt, head, tail, size, path)
     if problem is not None:
         return problem
+    if fmt == "pnm":
+        if _is_pnm_stream(path, head, size):
+            return _inspect_stream0(path, h.hexdigest())
+        ts = stream0_header_time(head)
+        if ts is not None:
+            return h.hexdigest(), [(None, ts)]
     return h.hexdigest(), [(None, parse_timestamp(os.path.basename(path)))]
+
+
+def _inspect_stream0(
+    path: str, digest: str
+) -> tuple[str, list[tuple[int | None, datetime | None]]] | ImageReadError:
+    """The frames of a THEMIS stream0 file (decoded once here, kept for ``read_image``)."""
+    try:
+        times = stream0_frames(path)
+    except Stream0Error as e:
+        return ImageReadError(_stream0_reason(e), str(e))
+    return digest, list(enumerate(times))
 
 
 def _resolve_inputs(root: Path) -> tuple[Path, list[str]]:

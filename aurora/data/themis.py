@@ -1,19 +1,33 @@
-"""THEMIS all-sky imager L1 CDF files (``thg_l1_asf_<site>_YYYYMMDDHH_vNN.cdf``), read with cdflib.
+"""THEMIS all-sky imager files: L1 CDF (cdflib) and raw stream0 PGM (UCalgary's reader).
 
-One CDF holds an hour of frames: the image variable ``thg_asf_<site>`` has shape
-(n_frames, 256, 256) uint16 and ``thg_asf_<site>_epoch`` gives each frame's time.
-Raw PGM frames need no code here: OpenCV reads them as 16-bit.
+L1 CDF (``thg_l1_asf_<site>_YYYYMMDDHH_vNN.cdf``): one CDF holds an hour of frames; the
+image variable ``thg_asf_<site>`` has shape (n_frames, 256, 256) uint16 and
+``thg_asf_<site>_epoch`` gives each frame's time.
+
+Stream0 (``20140310_0600_gill_themis19_full.pgm.gz``): one minute of 256 x 256 16-bit PGM
+frames in one file, each with a metadata header that gives its UTC time; see
+:func:`stream0_frames`. A single plain PGM frame needs no code here: OpenCV reads it as
+16-bit.
 """
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import os
 import re
+import tempfile
 import threading
+import zlib
+from collections import OrderedDict
+from concurrent.futures import Future
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import cdflib
 import numpy as np
+import themis_imager_readfile
 
 _IMAGE_VAR = re.compile(r"^thg_as[fi]_([a-z0-9]{4})$")
 
@@ -140,3 +154,250 @@ def read_cdf_frame(path: str | Path, frame: int) -> np.ndarray:
             raise CdfError(f"{path}: frame {frame} has dtype {arr.dtype}, expected uint16")
         arr = arr.astype(np.uint16)
     return np.ascontiguousarray(arr)
+
+
+# --------------------------------------------------------------------------- stream0 PGM files
+#
+# THEMIS ASI raw data as users download it from UCalgary: one file per minute
+# (``20140310_0600_gill_themis19_full.pgm.gz``), a concatenation of 20 PGM (P5) frames of
+# 256 x 256 16-bit big-endian pixels, each frame preceded by ``#"key" value`` comment lines
+# (site, exposure, ``#"Image request start" 2014-03-10 06:00:00.063119 UTC``). Plain, gzip
+# or bzip2. Decoded with the University of Calgary reader (``themis_imager_readfile``).
+
+STREAM0_REASONS = ("truncated", "unreadable", "unsupported format")
+_SUFFIX = {None: ".pgm", "gzip": ".pgm.gz", "bz2": ".pgm.bz2"}
+_TIME_KEY = "Image request start"
+_THEMIS_HEADER = (256, 256, 65535)  # what the reader decodes: 256 x 256, 16-bit
+_CACHE_FILES = 8  # decoded files kept (about 2.6 MB each)
+
+
+class Stream0Error(Exception):
+    """A THEMIS stream0 file that cannot become frames.
+
+    Args:
+        message: one line naming the file.
+        reason: ``truncated``, ``unreadable`` or ``unsupported format``.
+    """
+
+    def __init__(self, message: str, reason: str = "unreadable") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def compression_of(head: bytes) -> str | None:
+    """Compression of a file from its first bytes: ``gzip``, ``bz2`` or None."""
+    if head.startswith(b"\x1f\x8b"):
+        return "gzip"
+    if head.startswith(b"BZh") and head[3:4].isdigit() and head[3:4] != b"0":
+        return "bz2"
+    return None
+
+
+def _header_lines(head: bytes) -> tuple[list[bytes], list[int]] | None:
+    """Comment lines and numeric fields of the first PGM header in ``head``.
+
+    Returns:
+        (comment lines, the up to three numbers width, height, maxval), or None when
+        ``head`` does not start with a binary PGM magic.
+    """
+    if not head.startswith(b"P5") or head[2:3] not in (b"\n", b"\r", b" ", b"\t"):
+        return None
+    comments: list[bytes] = []
+    numbers: list[int] = []
+    lines = head[2:].split(b"\n")
+    for line in lines[:-1]:  # the last piece may be cut by the end of ``head``
+        line = line.strip(b"\r")
+        if line.startswith(b"#"):
+            comments.append(line)
+            continue
+        for token in line.split():
+            if not token.isdigit():
+                return comments, numbers
+            numbers.append(int(token))
+        if len(numbers) >= 3:
+            break
+    return comments, numbers[:3]
+
+
+def _header_time(value: str | None) -> datetime | None:
+    """UTC time of an ``Image request start`` value (``2014-03-10 06:00:00.063119 UTC``)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.endswith("UTC"):
+        value = value[:-3].strip()
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def stream0_header_time(head: bytes) -> datetime | None:
+    """UTC time given by the first PGM header of ``head`` (``#"Image request start" ...``).
+
+    Args:
+        head: the first bytes of an uncompressed PGM file (4096 hold any THEMIS header).
+
+    Returns:
+        The frame's UTC time, or None when the header carries no (valid) such line.
+    """
+    parsed = _header_lines(head)
+    if parsed is None:
+        return None
+    for line in parsed[0]:
+        text = line.decode("ascii", "replace")
+        if text.startswith(f'#"{_TIME_KEY}"'):
+            return _header_time(text[len(_TIME_KEY) + 3 :])
+    return None
+
+
+@dataclass(frozen=True)
+class _Stream:
+    frames: np.ndarray  # (n, 256, 256) uint16, read-only
+    times: list[datetime | None]  # (n,)
+
+
+def _read_with_reader(path: str, compression: str | None) -> tuple[np.ndarray, list, list]:
+    """Call the UCalgary reader, which picks its decompressor from the file name's suffix.
+
+    A file whose name does not end with the suffix its content needs (``.PGM``, a gzip file
+    named ``.pgm``) is read through a symbolic link with the right name in a temporary folder,
+    so nothing is ever written beside the data.
+    """
+    suffix = _SUFFIX[compression]
+    if path.endswith(suffix):
+        return themis_imager_readfile.read(path, workers=1, quiet=True)
+    with tempfile.TemporaryDirectory(prefix="aurora-stream0-") as tmp:
+        link = os.path.join(tmp, "frames" + suffix)
+        os.symlink(os.path.abspath(path), link)
+        return themis_imager_readfile.read(link, workers=1, quiet=True)
+
+
+def _inner_head(path: str, compression: str | None) -> bytes:
+    """First 4096 decompressed bytes of a file."""
+    opener = {None: open, "gzip": gzip.open, "bz2": bz2.open}[compression]
+    with opener(path, "rb") as f:
+        return f.read(4096)
+
+
+def _decode_stream(path: str) -> _Stream:
+    """Read every frame of a stream0 file and its header times; raises Stream0Error."""
+    try:
+        with open(path, "rb") as f:
+            compression = compression_of(f.read(4))
+        head = _inner_head(path, compression)
+    except EOFError as e:
+        raise Stream0Error(f"{path}: truncated {compression} data ({e})", "truncated") from e
+    except (OSError, zlib.error, ValueError) as e:  # BadGzipFile is an OSError
+        what = f"corrupt {compression} data" if compression else "cannot read file"
+        raise Stream0Error(f"{path}: {what}: {e}", "unreadable") from e
+    parsed = _header_lines(head)
+    if parsed is None:
+        what = f"{compression}-compressed file" if compression else "file"
+        raise Stream0Error(
+            f"{path}: {what} does not hold a binary PGM (only THEMIS stream0 PGM files are read)",
+            "unsupported format",
+        )
+    if tuple(parsed[1]) != _THEMIS_HEADER:
+        raise Stream0Error(
+            f"{path}: multi-frame or compressed PGM with frames of width, height, maxval "
+            f"{tuple(parsed[1])}; the THEMIS stream0 reader reads {_THEMIS_HEADER}",
+            "unsupported format",
+        )
+    try:
+        images, metadata, problems = _read_with_reader(path, compression)
+    except Exception as e:  # the reader catches most errors itself; anything else is a bad file
+        raise Stream0Error(f"{path}: THEMIS stream0 reader failed: {type(e).__name__}: {e}") from e
+    if problems:
+        message = str(problems[0].get("error_message", "unknown error"))
+        # gzip/bz2 "Compressed file ended before the end-of-stream marker"; a short last frame.
+        cut = "ended before the end-of-stream" in message or "cannot reshape" in message
+        raise Stream0Error(
+            f"{path}: THEMIS stream0 reader: {message}", "truncated" if cut else "unreadable"
+        )
+    if images.ndim != 3 or images.shape[2] == 0:
+        raise Stream0Error(
+            f"{path}: no frame with a THEMIS stream0 metadata header"
+            + (" (decompress a single plain PGM frame to read it)" if compression else ""),
+            "unsupported format",
+        )
+    frames = np.ascontiguousarray(np.moveaxis(images, 2, 0), dtype=np.uint16)
+    frames.setflags(write=False)
+    n = frames.shape[0]
+    # The reader splits metadata per frame; if counts differ the pairing is unknown.
+    times = [_header_time(m.get(_TIME_KEY)) for m in metadata] if len(metadata) == n else [None] * n
+    return _Stream(frames, times)
+
+
+_cache_lock = threading.Lock()
+_cache: OrderedDict[tuple[str, int, int], Future[_Stream]] = OrderedDict()
+
+
+def _stream(path: str) -> _Stream:
+    """Decoded stream0 file, shared by all threads: the few most recent files are kept.
+
+    Frames of one file are read by several decoding threads at once; the first decodes
+    the file, the others wait for it instead of decoding it again.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise Stream0Error(f"{path}: cannot read file: {e.strerror or e}") from e
+    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+    with _cache_lock:
+        future = _cache.get(key)
+        owner = future is None
+        if future is None:
+            future = _cache[key] = Future()
+            while len(_cache) > _CACHE_FILES:
+                _cache.popitem(last=False)
+        else:
+            _cache.move_to_end(key)
+    if owner:
+        try:
+            future.set_result(_decode_stream(path))
+        except Stream0Error as e:
+            future.set_exception(e)
+        except BaseException as e:
+            future.set_exception(e)
+            with _cache_lock:
+                _cache.pop(key, None)
+            raise
+    return future.result()
+
+
+def stream0_frames(path: str | Path) -> list[datetime | None]:
+    """List the frames of a THEMIS stream0 PGM file (plain, ``.gz`` or ``.bz2``).
+
+    Args:
+        path: the file.
+
+    Returns:
+        One entry per frame: its UTC time from the frame's ``Image request start`` header
+        line, or None when that line is missing or invalid.
+
+    Raises:
+        Stream0Error: the file cannot be read as THEMIS frames; ``.reason`` says why.
+    """
+    return list(_stream(str(path)).times)
+
+
+def read_stream0_frame(path: str | Path, frame: int) -> np.ndarray:
+    """Read one frame of a THEMIS stream0 PGM file.
+
+    Args:
+        path: the file.
+        frame: frame index, 0-based.
+
+    Returns:
+        The frame as a (256, 256) uint16 array (a fresh, writable copy).
+
+    Raises:
+        Stream0Error: the file or that frame cannot be read.
+    """
+    stream = _stream(str(path))
+    n = stream.frames.shape[0]
+    if not 0 <= frame < n:
+        raise Stream0Error(f"{path}: no frame {frame} (the file holds {n})", "unreadable")
+    return stream.frames[frame].copy()

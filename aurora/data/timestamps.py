@@ -2,14 +2,16 @@
 
 Recognised patterns (the file name only; folders are ignored; all times are UTC):
 
-==========================================  ==========================================
-``LYR-Sony-DDMMYY_HHMMSS[-ql...].jpg``      KHO Sony a7s quicklooks (two-digit year = 20YY)
-``LYR-Sony-YYYYMMDD_HHMMSS.jpg``            KHO Sony a7s full frames
-``YYYYMMDDhhmmss.jpg``                      NIPR Longyearbyen colour camera
-``<site>YYYYMMDDhhmmss.pgm``                THEMIS raw stream0 frames (4-letter site)
-``thg_l1_asf_<site>_YYYYMMDDHH_vNN.cdf``    THEMIS L1 hourly CDF (start of the hour)
-``...YYYYMMDD[_T-]HHMMSS...``               any other name with a date, separator, time
-==========================================  ==========================================
+========================================  ===================================================
+``LYR-Sony-DDMMYY_HHMMSS[-ql...].jpg``    KHO Sony a7s quicklooks (two-digit year = 20YY)
+``LYR-Sony-YYYYMMDD_HHMMSS.jpg``          KHO Sony a7s full frames
+``YYYYMMDDhhmmss.jpg``                    NIPR Longyearbyen colour camera
+``<site>YYYYMMDDhhmmss.pgm``              THEMIS raw stream0 frames (4-letter site)
+``YYYYMMDD_HHMM_<site>_<imager>_...``     THEMIS/TREx one-minute stream0 files (minute start)
+``thg_l1_asf_<site>_YYYYMMDDHH_vNN.cdf``  THEMIS L1 hourly CDF (start of the hour)
+``<station>YYYYMMDD<band>HHMMSS.bmp``     Yellow River Station, e.g. ``N20031221G030001.bmp``
+``...YYYYMMDD[_T-]HHMMSS...``             any other name with a date, separator, time
+========================================  ===================================================
 
 A name that matches a pattern but holds an impossible date or time (month 13, hour 25)
 gives ``None``, as does a name with no timestamp.
@@ -33,6 +35,15 @@ _PATTERNS: tuple[re.Pattern[str], ...] = (
     re.compile(
         r"^thg_l[0-9]_as[a-z]_[a-z0-9]{4}_(?P<Y>\d{4})(?P<m>\d{2})(?P<d>\d{2})(?P<H>\d{2})(?!\d)",
         re.IGNORECASE,
+    ),
+    # Yellow River Station: station letter(s), date, band letter (G = 557.7 nm), time.
+    re.compile(
+        r"^[A-Za-z]+(?P<Y>\d{4})(?P<m>\d{2})(?P<d>\d{2})[A-Za-z]"
+        r"(?P<H>\d{2})(?P<M>\d{2})(?P<S>\d{2})(?!\d)"
+    ),
+    # UCalgary one-minute stream0 files: 20140310_0600_gill_themis19_full.pgm.gz (no seconds).
+    re.compile(
+        r"^(?P<Y>\d{4})(?P<m>\d{2})(?P<d>\d{2})_(?P<H>\d{2})(?P<M>\d{2})_[A-Za-z0-9]{4}_",
     ),
     # NIPR (no prefix) and THEMIS PGM (four-letter site prefix): 14 digits.
     re.compile(
