@@ -757,7 +757,8 @@ def frame_name(when: datetime) -> str:
 
 def image_seed(seed: int, index: int) -> int:
     """Per-image seed from the data-set seed and the image index (independent of job count)."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0] >> 1)
+    # Python-int shift: the same value under NumPy 1 and 2 (NumPy 1 refuses uint64 >> int).
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint64)[0]) >> 1
 
 
 @dataclass(frozen=True)
