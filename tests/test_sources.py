@@ -471,3 +471,211 @@ def test_truncated_cdf_accounts_for_every_frame(shared_data: Path, tmp_path: Pat
     assert all(k.startswith("cut.cdf#") for k in rejected)
     for rid, arr in accepted.items():
         np.testing.assert_array_equal(arr, full[frames[rid]])
+
+
+# --------------------------------------------------------------------------- THEMIS stream0
+
+_S0_TIMES = ["2014-03-10 06:00:00.063119", "2014-03-10 06:00:03.042202", None]
+
+
+def _stream0(frames: list[np.ndarray], times: list[str | None]) -> bytes:
+    """A THEMIS stream0 file as UCalgary writes it: PGM frames, each with a metadata header."""
+    out = []
+    for i, (arr, t) in enumerate(zip(frames, times, strict=True)):
+        out.append(b"P5\n")
+        if i == 0:
+            out.append(b'#"Site unique ID" test\n#"Imager unique ID" themis99\n')
+        if t is not None:
+            out.append(f'#"Image request start" {t} UTC\n'.encode())
+        out.append(b'#"Exposure plus initial readout"    985.07 ms\n256 256\n65535\n')
+        out.append(arr.astype(">u2").tobytes())
+    return b"".join(out)
+
+
+def _s0_frames(n: int = 3, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.integers(3000, 65536, (256, 256), dtype=np.uint16) for _ in range(n)]
+
+
+def _s0_time(t: str | None) -> datetime | None:
+    return None if t is None else datetime.fromisoformat(t).replace(tzinfo=UTC)
+
+
+def _listing(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_stream0_files_give_one_record_per_frame(tmp_path: Path) -> None:
+    import bz2
+    import gzip
+
+    frames = _s0_frames()
+    raw = _stream0(frames, _S0_TIMES)
+    root = tmp_path / "s0"
+    root.mkdir()
+    files = {
+        "plain_20140310_0600_test_themis99_full.pgm": raw,
+        "g.pgm.gz": gzip.compress(raw),
+        "b.pgm.bz2": bz2.compress(raw),
+        "gzip_named_plain.pgm": gzip.compress(raw),  # content decides, not the name
+        "UPPER.PGM.GZ": gzip.compress(raw),
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    before = _listing(root)
+    manifest = scan(root, jobs=2)
+    assert not manifest.rejected
+    assert manifest.n_inputs == 3 * len(files)
+    for name in files:
+        recs = [r for r in manifest.records if r.id.split("#")[0] == name]
+        assert [r.id for r in recs] == [f"{name}#{i:04d}" for i in range(3)]
+        assert [r.frame for r in recs] == [0, 1, 2]
+        assert [r.timestamp for r in recs] == [_s0_time(t) for t in _S0_TIMES]
+    accepted, rejected = _account(manifest, jobs=3)
+    assert not rejected and len(accepted) == manifest.n_inputs
+    for rid, arr in accepted.items():
+        assert arr.dtype == np.uint16 and arr.flags.writeable
+        np.testing.assert_array_equal(arr, frames[int(rid[-4:])], err_msg=rid)
+    assert _listing(root) == before  # the reader's name trick writes nothing beside the data
+
+    out = tmp_path / "manifest.csv"
+    manifest.write(out)
+    back = Manifest.read(out)
+    assert back.records == manifest.records and back.root == manifest.root
+
+
+def test_stream0_broken_files_are_rejections(tmp_path: Path) -> None:
+    import gzip
+
+    frames = _s0_frames()
+    raw = _stream0(frames, _S0_TIMES)
+    gz = gzip.compress(raw)
+    corrupt = bytearray(gz)
+    corrupt[len(gz) // 2 : len(gz) // 2 + 64] = bytes(64)
+    small = [np.full((16, 16), 7, np.uint8)] * 2
+    two_small = b"".join(b"P5\n16 16\n255\n" + a.tobytes() for a in small)
+    single = _pgm16(frames[0][:64, :64])
+    header_single = _stream0(frames[:1], _S0_TIMES[1:2])  # one frame: an ordinary image
+    files: dict[str, tuple[bytes, str]] = {
+        "good.pgm.gz": (gz, OK),
+        "cut.pgm.gz": (gz[: len(gz) // 2], TRUNCATED),
+        "cut_early.pgm.gz": (gz[:40], TRUNCATED),
+        "corrupt.pgm.gz": (bytes(corrupt), UNREADABLE),
+        "cut_plain.pgm": (raw[: len(raw) - 50_000], TRUNCATED),  # the last frame is cut
+        "not_gzip.pgm.gz": (b"\x1f\x8b" + bytes(100), UNREADABLE),
+        "single_no_metadata.pgm.gz": (gzip.compress(single), UNSUPPORTED_FORMAT),
+        "single_256_no_metadata.pgm.gz": (gzip.compress(_pgm16(frames[0])), UNSUPPORTED_FORMAT),
+        "two_small_frames.pgm": (two_small, UNSUPPORTED_FORMAT),
+        "photo.jpg.gz": (gzip.compress(_encode(_colour(), ".jpg")), UNSUPPORTED_FORMAT),
+        "empty.pgm.gz": (b"", EMPTY_FILE),
+        "header_single.pgm": (header_single, OK),
+    }
+    ignored = {"table.csv.gz": gzip.compress(b"path,time\n"), "notes.gz": gzip.compress(b"x")}
+    for name, (data, _) in files.items():
+        (tmp_path / name).write_bytes(data)
+    for name, data in ignored.items():
+        (tmp_path / name).write_bytes(data)
+    manifest = scan(tmp_path)
+    accepted, rejected = _account(manifest)
+    assert manifest.n_inputs == len(accepted) + len(rejected)
+    by_file: dict[str, set[str]] = {}
+    for rid in accepted:
+        by_file.setdefault(rid.split("#")[0], set()).add(OK)
+    for rid, reason in rejected.items():
+        by_file.setdefault(rid.split("#")[0], set()).add(reason)
+    assert by_file == {name: {outcome} for name, (_, outcome) in files.items()}
+    assert sorted(r for r in accepted if r.startswith("good")) == [
+        f"good.pgm.gz#{i:04d}" for i in range(3)
+    ]
+    # A single plain frame keeps its plain id; its time comes from its header, not its name.
+    record = next(r for r in manifest.records if r.id == "header_single.pgm")
+    assert record.frame is None and record.timestamp == _s0_time(_S0_TIMES[1])
+    np.testing.assert_array_equal(accepted["header_single.pgm"], frames[0])
+    # Messages name the file and say what is wrong.
+    rec = ImageRecord("cut.pgm.gz#0000", str(tmp_path / "cut.pgm.gz"), 0, None, "x")
+    with pytest.raises(ImageReadError) as info:
+        read_image(rec)
+    assert info.value.reason == TRUNCATED and "cut.pgm.gz" in str(info.value)
+    rec = ImageRecord("good.pgm.gz#0007", str(tmp_path / "good.pgm.gz"), 7, None, "x")
+    with pytest.raises(ImageReadError, match="no frame 7") as info:
+        read_image(rec)
+    rec = ImageRecord("good.pgm.gz", str(tmp_path / "good.pgm.gz"), None, None, "x")
+    with pytest.raises(ImageReadError, match="stream0 frames") as info:
+        read_image(rec)
+    assert info.value.reason == UNSUPPORTED_FORMAT
+
+
+def test_stream0_file_is_decoded_once(tmp_path: Path, monkeypatch) -> None:
+    import gzip
+
+    import themis_imager_readfile
+
+    calls: list[str] = []
+    real = themis_imager_readfile.read
+
+    def counting(path, **kwargs):
+        calls.append(path)
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(themis_imager_readfile, "read", counting)
+    for i in range(3):
+        raw = _stream0(_s0_frames(seed=10 + i), _S0_TIMES)
+        (tmp_path / f"f{i}.pgm.gz").write_bytes(gzip.compress(raw, compresslevel=1))
+    manifest = scan(tmp_path, jobs=3)
+    accepted, rejected = _account(manifest, jobs=4)
+    assert len(accepted) == 9 and not rejected
+    assert len(calls) == 3  # scan decoded each file once; reading the frames reused it
+
+
+def _naive_stream0(data: bytes) -> list[np.ndarray]:
+    """Walk a stream0 PGM byte by byte: 'P5', header lines up to '65535', 256*256*2 bytes."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        assert data[pos : pos + 3] == b"P5\n"
+        pos += 3
+        while True:
+            end = data.index(b"\n", pos)
+            line, pos = data[pos:end], end + 1
+            if line == b"65535":
+                break
+        out.append(np.frombuffer(data[pos : pos + 131072], ">u2").reshape(256, 256))
+        pos += 131072
+    return out
+
+
+def test_themis_stream0_real_against_frames_csv(shared_data: Path, tmp_path: Path) -> None:
+    import csv
+    import gzip
+
+    folder = shared_data / "themis_stream0_gill"
+    with open(folder / "frames.csv", newline="") as f:
+        truth = {f"{r['file']}#{int(r['frame_in_file']):04d}": r for r in csv.DictReader(f)}
+    assert len(truth) == 120
+    manifest = scan(folder)
+    assert not manifest.rejected
+    assert [r.id for r in manifest.records] == sorted(truth)
+    for r in manifest.records:
+        want = datetime.fromisoformat(truth[r.id]["image_request_start_utc"].removesuffix(" UTC"))
+        assert r.timestamp == want.replace(tzinfo=UTC), r.id
+    accepted, rejected = _account(manifest, jobs=2)
+    assert not rejected and len(accepted) == 120 == manifest.n_inputs
+    for rid, arr in accepted.items():
+        t = truth[rid]
+        assert arr.shape == (int(t["height"]), int(t["width"])) and arr.dtype == np.uint16
+        assert (int(arr.min()), int(arr.max())) == (int(t["min"]), int(t["max"])), rid
+    # Pixels equal a byte-by-byte walk of the file (plain and gzip).
+    for name in ("20140310_0605_gill_themis19_full.pgm", "20140310_0600_gill_themis19_full.pgm.gz"):
+        data = (folder / name).read_bytes()
+        naive = _naive_stream0(gzip.decompress(data) if name.endswith(".gz") else data)
+        assert len(naive) == 20
+        for i, ref in enumerate(naive):
+            np.testing.assert_array_equal(accepted[f"{name}#{i:04d}"], ref)
+
+    # A download cut short is one rejection with a specific reason, never a traceback.
+    src = (folder / "20140310_0601_gill_themis19_full.pgm.gz").read_bytes()
+    (tmp_path / "cut.pgm.gz").write_bytes(src[: len(src) * 2 // 3])
+    shutil.copy(folder / "20140310_0602_gill_themis19_full.pgm.gz", tmp_path)
+    cut = scan(tmp_path)
+    assert cut.rejected == [Rejection("cut.pgm.gz", TRUNCATED)]
+    assert len(cut.records) == 20 and cut.n_inputs == 21
