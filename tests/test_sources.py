@@ -679,3 +679,19 @@ def test_themis_stream0_real_against_frames_csv(shared_data: Path, tmp_path: Pat
     cut = scan(tmp_path)
     assert cut.rejected == [Rejection("cut.pgm.gz", TRUNCATED)]
     assert len(cut.records) == 20 and cut.n_inputs == 21
+
+
+def test_stream0_frames_read_in_a_forked_worker(tmp_path: Path) -> None:
+    import gzip
+    import multiprocessing as mp
+
+    from aurora.data import themis
+
+    frames = _s0_frames()
+    path = tmp_path / "f.pgm.gz"
+    path.write_bytes(gzip.compress(_stream0(frames, _S0_TIMES), compresslevel=1))
+    record = ImageRecord("f.pgm.gz#0001", str(path), 1, None, "x")
+    # As if another thread of the parent were inside the cache when the pool forks.
+    with themis._cache_lock, mp.get_context("fork").Pool(1) as pool:
+        arr = pool.apply_async(read_image, (record,)).get(timeout=60)
+    np.testing.assert_array_equal(arr, frames[1])

@@ -6,8 +6,8 @@ image variable ``thg_asf_<site>`` has shape (n_frames, 256, 256) uint16 and
 
 Stream0 (``20140310_0600_gill_themis19_full.pgm.gz``): one minute of 256 x 256 16-bit PGM
 frames in one file, each with a metadata header that gives its UTC time; see
-:func:`stream0_frames`. A single plain PGM frame needs no code here: OpenCV reads it as
-16-bit.
+:func:`stream0_frames`. A single plain PGM frame is an ordinary image that OpenCV reads as
+16-bit; only its header time comes from here (:func:`stream0_header_time`).
 """
 
 from __future__ import annotations
@@ -332,6 +332,17 @@ def _decode_stream(path: str) -> _Stream:
 
 _cache_lock = threading.Lock()
 _cache: OrderedDict[tuple[str, int, int], Future[_Stream]] = OrderedDict()
+
+
+def _reset_cache_after_fork() -> None:
+    # A forked worker (the preprocessing pool) must not inherit a lock held, or a file
+    # being decoded, by another thread of its parent: it would wait for it forever.
+    global _cache_lock, _cache
+    _cache_lock = threading.Lock()
+    _cache = OrderedDict()
+
+
+os.register_at_fork(after_in_child=_reset_cache_after_fork)
 
 
 def _stream(path: str) -> _Stream:
