@@ -454,7 +454,9 @@ def load_context(
     pos = {i: k for k, i in enumerate(first.ids)}
     rows = np.array([pos[i] for i in ids], dtype=np.int64)
     ctx.moon = np.asarray(first.moon)[rows]
-    ctx.timestamps = [first.timestamps[k] for k in rows]
+    ctx.timestamps = frame_times(
+        [first.timestamps[k] for k in rows], ids, cfg.data.get("metadata"), cfg.data.get("truth")
+    )
     ctx.reference_classes = [None] * len(ids)
     for f in features.values():
         fpos = {i: k for k, i in enumerate(f.store.ids)}
@@ -463,6 +465,36 @@ def load_context(
     if ref_dir:
         attach_references(cfg, ctx, Path(str(ref_dir)))
     return ctx
+
+
+def frame_times(
+    found: Sequence[Any],
+    ids: Sequence[str],
+    metadata_csv: str | Path | None,
+    truth_csv: str | Path | None,
+) -> list[Any]:
+    """The UTC time of every image: the user's metadata table first, then file names and
+    frame headers, then a ``time`` column of the truth table where nothing else gave one.
+
+    Args:
+        found: (N,) times from file names / frame headers (None where there was none).
+        ids: (N,) image ids.
+        metadata_csv: a CSV with ``path`` and ``time`` columns (``data.metadata``), or None.
+        truth_csv: the truth table (``data.truth``), whose ``time`` column is optional.
+
+    Returns:
+        (N,) datetimes or None.
+    """
+    from aurora.data.metadata import read_time_column
+
+    times = list(found)
+    if metadata_csv:
+        given = read_time_column(Path(str(metadata_csv)), ids)
+        times = [g if g is not None else t for g, t in zip(given, times, strict=True)]
+    if truth_csv and any(t is None for t in times) and Path(str(truth_csv)).is_file():
+        given = read_time_column(Path(str(truth_csv)), ids, missing_ok=True)
+        times = [t if t is not None else g for g, t in zip(given, times, strict=True)]
+    return times
 
 
 REFERENCE_PREFIX = "reference/"
