@@ -107,15 +107,28 @@ def test_cluster_on_a_small_real_folder(nipr_run: Path) -> None:
     assert (nipr_run / "solution").is_dir()
 
 
-def test_apply_a_solution_to_another_camera(nipr_run: Path, tmp_path: Path) -> None:
+def test_apply_a_solution_to_another_camera(tmp_path: Path) -> None:
     """README: ``python cluster.py mode=apply solution=RUN/solution data=folder data.root=NEW``."""
+    run(
+        [
+            str(ROOT / "cluster.py"),
+            "data=folder",
+            f"data.root={NIPR}",
+            *TINY,
+            "grid.n_clusters=[3]",
+            "fusion.min_cluster_size=2",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        tmp_path,
+    )
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["n_groups"] > 0
     before = snapshot(KHO)
     out_dir = tmp_path / "applied"
     run(
         [
             str(ROOT / "cluster.py"),
             "mode=apply",
-            f"solution={nipr_run / 'solution'}",
+            f"solution={tmp_path / 'run' / 'solution'}",
             "data=folder",
             f"data.root={KHO}",
             "jobs=1",
