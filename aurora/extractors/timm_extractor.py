@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aurora.cache import file_sha256
+from aurora.errors import AuroraError
 
 #: Files a timm model repository on the hub may hold, in timm's order of preference.
 _HUB_FILES = ("model.safetensors", "open_clip_pytorch_model.bin", "pytorch_model.bin")
@@ -55,7 +56,7 @@ class WeightsMismatchError(ValueError):
     """A local weights file does not fit the model architecture."""
 
 
-class ExtractorConfigError(ValueError):
+class ExtractorConfigError(AuroraError, ValueError):
     """``model_kwargs`` or ``pretrained_cfg_overlay`` cannot be applied to the timm model."""
 
 
