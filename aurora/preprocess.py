@@ -38,6 +38,9 @@ CIRCLE_SEARCH_SIZE = 320
 SATURATED = 245
 #: Reason recorded for images rejected by the darkness test.
 TOO_DARK = "too dark"
+#: Sky floor (0.1-quantile of V over the inner sky) at or above which the sky itself is bright
+#: (twilight, daylight, a low Moon): half of full scale, far above any night sky's darkest tenth.
+BRIGHT_SKY = 128.0
 
 cv2.setNumThreads(1)  # the chain is parallel over images; OpenCV's own threads only contend
 
@@ -81,6 +84,12 @@ class PreprocessConfig:
         circle: fixed ``(cx, cy, r)`` in original pixels for a known camera; ``None`` finds the
             circle in every image.
         u16_percentiles: percentiles stretched to 0..255 when the input is 16-bit.
+        twilight_level: the image is recorded as twilight (a bright sky: twilight, daylight,
+            a sky lit by a low Moon) when the 0.1-quantile of HSV value (0..255) over the inner
+            90% of the circle is at or above this; its L is then not stretched, so a bright sky
+            is not turned white (what rises above a subtracted ``background`` is still
+            stretched, up to ``max_gain``). The default, half of full scale, is far above the
+            darkest tenth of any night sky. 0 disables the test.
     """
 
     size: int = 224
@@ -95,6 +104,7 @@ class PreprocessConfig:
     max_gain: float | None = None
     circle: tuple[float, float, float] | None = None
     u16_percentiles: tuple[float, float] = (0.5, 99.9)
+    twilight_level: float = BRIGHT_SKY
 
     def __post_init__(self) -> None:
         # Hydra hands lists (ListConfig) for tuple fields; keep the dataclass hashable and the
@@ -142,6 +152,22 @@ class MoonInfo:
         return cls(False)
 
 
+@dataclass(frozen=True)
+class GlareInfo:
+    """Edge glare in original image pixels: centroid and the radius of a disk of the same area
+    (NaN when absent)."""
+
+    present: bool
+    x: float = math.nan
+    y: float = math.nan
+    r: float = math.nan
+
+    @classmethod
+    def absent(cls) -> GlareInfo:
+        """The 'no glare' result."""
+        return cls(False)
+
+
 @dataclass
 class PreprocessResult:
     """Output of :func:`preprocess_image`.
@@ -151,12 +177,16 @@ class PreprocessResult:
         rejected: the rejection reason, or ``None``.
         circle: the sky circle used.
         moon: the Moon detection (original pixels).
+        glare: saturated glare at the edge of the sky (original pixels).
+        twilight: the sky itself is bright (see ``PreprocessConfig.twilight_level``).
     """
 
     image: np.ndarray | None
     rejected: str | None
     circle: SkyCircle
     moon: MoonInfo = field(default_factory=MoonInfo.absent)
+    glare: GlareInfo = field(default_factory=GlareInfo.absent)
+    twilight: bool = False
 
 
 # --------------------------------------------------------------------------- conversion
@@ -479,7 +509,128 @@ def value_quantile(square: np.ndarray, q: float = 0.9) -> float:
     return float(np.searchsorted(np.cumsum(hist), q * v.size))
 
 
+def sky_floor(square: np.ndarray, q: float = 0.1) -> float:
+    """Quantile of HSV value over the inner 90% of the inscribed disk (the horizon band, with
+    its obstructions and vignetting, left out): how bright the darkest sky is."""
+    v = _brightness(square)[_disk(square.shape[0], 0.9)]
+    hist = np.bincount(v, minlength=256)
+    return float(np.searchsorted(np.cumsum(hist), q * v.size))
+
+
 # --------------------------------------------------------------------------- Moon
+
+
+#: Largest elongation (ratio of the principal axes) of a shape that still counts as round: a
+#: disc digitised on a few pixels or blurred by an off-axis lens stays well below it.
+ROUND = 1.5
+#: Least share of the brightness variance around a Moon that its distance from the Moon
+#: explains (the rest is structure that is not centred on it): a majority.
+SYMMETRIC = 0.5
+
+
+def _elongation(xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, size: int) -> float:
+    """Axis ratio of the (N,) pixel coordinates, the smaller of two readings: on the image, and
+    on the sky (the fisheye stretches a round source at zenith angle t by t / sin t along
+    the horizon, for an equidistant lens; the tangential axis is shrunk back first).
+
+    A point source is round on the image (the lens's spot); a resolved one is round on the sky.
+    """
+    dx, dy = xs - xs.mean(), ys - ys.mean()
+    half = size / 2.0
+    ux, uy = cx - (size - 1) / 2.0, cy - (size - 1) / 2.0
+    rho = math.hypot(ux, uy) / half
+    t = min(rho, 1.0) * math.pi / 2
+    stretch = t / math.sin(t) if t > 1e-3 else 1.0
+    if rho > 1e-3:
+        ux, uy = ux / (rho * half), uy / (rho * half)
+    else:
+        ux, uy = 1.0, 0.0
+    ratios = []
+    for a, b in ((dx, dy), (dx * ux + dy * uy, (dy * ux - dx * uy) / stretch)):
+        # Second moments of the pixels (+1/12: each pixel is a unit square, not a point).
+        saa, sbb, sab = (a * a).mean() + 1 / 12, (b * b).mean() + 1 / 12, (a * b).mean()
+        root = math.sqrt(max((saa - sbb) ** 2 + 4 * sab * sab, 0.0))
+        ratios.append(math.sqrt((saa + sbb + root) / max(saa + sbb - root, 1e-9)))
+    return min(ratios)
+
+
+def _moon_test(
+    v: np.ndarray, labels: np.ndarray, index: int, cx: float, cy: float, r: float
+) -> str | None:
+    """Is the saturated blob ``core`` the Moon? ``None`` when it is, else why not.
+
+    The Moon is a point source far brighter than anything else in the sky: the camera records
+    a saturated, round spot with a glare around it that is the same in every direction, so all
+    its isophotes are circles about the spot. Aurora that saturates is a clipped smooth bump
+    on an extended form (an arc, a ray, a patch): elongated, or with a glow around it that is
+    brighter along the form than across it. The tests, each with a physical threshold:
+
+    1. the spot and a margin of 3 radii around it lie in the sky (else the glow around it cannot
+       be judged: a Moon on the horizon is edge glare, :func:`_detect_glare_square`);
+    2. isolated: the sky around it is clearly darker than saturation;
+    3. the spot is round (:data:`ROUND`);
+    4. the half-brightness region (above half-way between the local sky and the spot) closes
+       around it, is round, and is centred on it (within half a spot radius);
+    5. the brightness within 3 radii is mostly a function of the distance from the spot
+       (:data:`SYMMETRIC` of its variance explained by ring medians).
+
+    Args:
+        v: (S, S) float32 brightness (V) of the work square.
+        labels: (S, S) int32 labels of the saturated blobs; the blob is ``labels == index``.
+        index: the blob's label.
+        cx, cy, r: the blob's centroid and equivalent radius (pixels).
+    """
+    size = v.shape[0]
+    half = size / 2.0
+    c = (size - 1) / 2.0
+    reach = 3.0 * r + 2.0
+    if math.hypot(cx - c, cy - c) + reach > 0.99 * half:
+        return "too near the horizon"
+    # A window holding the rings used below (the local sky out to 6 r + 6).
+    w = int(math.ceil(6.0 * r + 8.0))
+    x0, x1 = max(0, int(cx) - w), min(size, int(cx) + w + 1)
+    y0, y1 = max(0, int(cy) - w), min(size, int(cy) + w + 1)
+    vw, cw = v[y0:y1, x0:x1], labels[y0:y1, x0:x1] == index
+    inside = _disk(size)[y0:y1, x0:x1]
+    yy, xx = np.ogrid[y0:y1, x0:x1]
+    d = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
+    ring = inside & (d >= 2.5 * r + 2) & (d <= 4.0 * r + 4)
+    if ring.sum() < 8 or np.median(vw[ring]) > SATURATED - 40:
+        return "not isolated (part of a bright sky)"
+    ys, xs = np.nonzero(cw)
+    if _elongation(xs + float(x0), ys + float(y0), cx, cy, size) > ROUND:
+        return "elongated"
+    far = inside & (d >= 4.0 * r + 4) & (d <= 6.0 * r + 6)
+    sky = float(np.median(vw[far])) if far.sum() >= 8 else float(np.median(v[_disk(size)]))
+    level = sky + 0.5 * (float(vw[cw].mean()) - sky)
+    n, lab = cv2.connectedComponents(((vw >= level) & inside).astype(np.uint8), connectivity=8)
+    top = int(np.argmax(np.where(cw, vw, -1.0)))
+    region = lab == lab.flat[top]
+    ry, rx = np.nonzero(region)
+    h, wd = region.shape
+    if ry.min() == 0 or rx.min() == 0 or ry.max() == h - 1 or rx.max() == wd - 1:
+        return "glow not compact (open half-brightness region)"
+    if math.hypot(rx.mean() + x0 - cx, ry.mean() + y0 - cy) > 0.5 * r:
+        return "glow not centred on the spot"
+    if _elongation(rx + float(x0), ry + float(y0), cx, cy, size) > ROUND:
+        return "glow elongated"
+    near = inside & (d <= reach) & ~cw
+    dn, vn = d[near], vw[near]
+    bins = dn.astype(np.int32)
+    counts = np.bincount(bins)
+    order = np.argsort(bins, kind="stable")
+    fit = np.empty_like(vn)
+    start = 0
+    for cnt in counts:
+        if cnt:
+            sel = order[start : start + cnt]
+            fit[sel] = np.median(vn[sel])
+            start += cnt
+    total = float(((vn - vn.mean()) ** 2).sum())
+    explained = 1.0 - float(((vn - fit) ** 2).sum()) / max(total, 1e-6)
+    if explained < SYMMETRIC:
+        return "glow not symmetric about the spot"
+    return None
 
 
 def _detect_moon_square(
@@ -487,44 +638,41 @@ def _detect_moon_square(
 ) -> tuple[float, float, float] | None:
     """Find the Moon in a square sky image (circle inscribed).
 
-    A Moon is a saturated, compact, isolated blob: big enough not to be a star, small compared
-    with the sky, roughly round, and surrounded by clearly darker sky (so a saturated twilight
-    or cloud-lit sky does not count).
+    Candidates are saturated blobs big enough not to be a star and small compared with the
+    sky; :func:`_moon_test` keeps those that look like a point source (a round spot whose glow
+    is the same in every direction), which saturated aurora (hot-spots, bright arcs) is not.
 
     Args:
         sq: (S, S, 3) uint8 square crop at :data:`WORK_SIZE`.
         sat: optional (S, S) bool mask of saturated pixels (from 16-bit data); by default
-            pixels with V >= :data:`SATURATED`.
+            pixels with V >= :data:`SATURATED`, in blobs that are mostly saturated in every
+            channel (:func:`_white_saturated`).
 
     Returns:
         (x, y, r) in square pixels (r: radius of the saturated core), or ``None``.
     """
     size = sq.shape[0]
     v = _brightness(sq)
+    white = _white_saturated(sq, sat)
     sat = ((v >= SATURATED) if sat is None else sat) & _disk(size, 0.99)
-    sat = sat.astype(np.uint8)
     if not sat.any():
         return None
-    n, labels, stats, cents = cv2.connectedComponentsWithStats(sat, connectivity=8)
+    n, labels, stats, cents = cv2.connectedComponentsWithStats(sat.astype(np.uint8), connectivity=8)
+    n_white = np.bincount(labels[white], minlength=n)
     disk_area = math.pi * (size / 2.0) ** 2
     min_area, max_area = max(5.0, 1e-4 * disk_area), 0.02 * disk_area
-    inside = _disk(size)
-    yy, xx = np.ogrid[:size, :size]
+    vf = v.astype(np.float32)
     best: tuple[float, float, float, float] | None = None
     for i in range(1, n):
-        x, y, bw, bh, area = stats[i]
-        if not min_area <= area <= max_area:
-            continue
-        if area < 0.45 * bw * bh or max(bw, bh) > 2.2 * min(bw, bh):
-            continue  # elongated or ragged: an arc or a cloud edge, not a disk
-        cx, cy = cents[i]
+        area = float(stats[i, cv2.CC_STAT_AREA])
+        if not min_area <= area <= max_area or n_white[i] < 0.5 * area:
+            continue  # a star, too large, or coloured (aurora)
+        cx, cy = (float(u) for u in cents[i])
         r = math.sqrt(area / math.pi)
-        d2 = (xx - cx) ** 2 + (yy - cy) ** 2
-        ring = inside & (d2 >= (2.5 * r + 2) ** 2) & (d2 <= (4.0 * r + 4) ** 2)
-        if ring.sum() < 8 or np.median(v[ring]) > SATURATED - 40:
-            continue  # not isolated: part of a bright sky
+        if _moon_test(vf, labels, i, cx, cy, r) is not None:
+            continue
         if best is None or area > best[3]:
-            best = (float(cx), float(cy), r, float(area))
+            best = (cx, cy, r, area)
     return None if best is None else best[:3]
 
 
@@ -548,6 +696,16 @@ def detect_moon(rgb: np.ndarray, circle: SkyCircle) -> MoonInfo:
     return _moon_from_work(_resize(crop, WORK_SIZE), circle)
 
 
+def _glare_info(
+    found: tuple[float, float, float] | None, circle: SkyCircle, work: int
+) -> GlareInfo:
+    if found is None:
+        return GlareInfo.absent()
+    x0, y0, k = _square_to_orig(circle, work)
+    x, y, r = found
+    return GlareInfo(True, x0 + (x + 0.5) * k - 0.5, y0 + (y + 0.5) * k - 0.5, r * k)
+
+
 def _moon_from_work(work: np.ndarray, circle: SkyCircle, sat: np.ndarray | None = None) -> MoonInfo:
     found = _detect_moon_square(work, sat)
     if found is None:
@@ -557,11 +715,53 @@ def _moon_from_work(work: np.ndarray, circle: SkyCircle, sat: np.ndarray | None 
     return MoonInfo(True, x0 + (x + 0.5) * k - 0.5, y0 + (y + 0.5) * k - 0.5, r * k)
 
 
+def fill_hole(square: np.ndarray, hole: np.ndarray) -> np.ndarray:
+    """Replace the pixels of ``hole`` with a smooth blend of the sky around it.
+
+    Each hole pixel becomes the inverse-square-distance weighted mean of the sky pixels on the
+    hole's border (a 2 px band just outside it, inside the sky disk). OpenCV's inpainting
+    propagates the border along straight lines, so a hole whose border is much brighter on
+    one side (a Moon near the horizon, with the bright horizon band beside it) became a bright
+    wedge, and it takes the black outside the sky circle as data; this blend uses the sky only
+    and has no preferred direction.
+
+    Args:
+        square: (S, S, C) uint8 or float32 square sky image (sky in the inscribed disk).
+        hole: (S, S) bool pixels to replace (those outside the disk are left alone).
+
+    Returns:
+        (S, S, C) copy of ``square`` (same dtype) with the hole filled.
+    """
+    size = square.shape[0]
+    inside = _disk(size)
+    hole = hole & inside
+    out = square.copy()
+    if not hole.any():
+        return out
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    band = (cv2.dilate(hole.astype(np.uint8), kernel) > 0) & ~hole & inside
+    if not band.any():
+        return out
+    by, bx = (a.astype(np.float32) for a in np.nonzero(band))
+    vals = square[band].reshape(len(by), -1).astype(np.float32)  # (B, C)
+    hy, hx = np.nonzero(hole)
+    filled = np.empty((len(hy), vals.shape[1]), np.float32)
+    step = max(1, 2_000_000 // len(by))  # bound the (hole, border) distance matrix
+    for s in range(0, len(hy), step):
+        d2 = (hy[s : s + step, None] - by[None]) ** 2 + (hx[s : s + step, None] - bx[None]) ** 2
+        w = 1.0 / d2  # >= 1 px apart: the border is outside the hole
+        filled[s : s + step] = (w @ vals) / w.sum(axis=1, keepdims=True)
+    if np.issubdtype(out.dtype, np.integer):
+        filled = np.clip(filled + 0.5, 0, 255)
+    out[hole] = filled.reshape(out[hole].shape).astype(out.dtype)
+    return out
+
+
 def mask_moon(square: np.ndarray, x: float, y: float, r: float) -> np.ndarray:
-    """Replace the Moon and its glare with the surrounding sky (inpainting).
+    """Replace the Moon and its glare with the surrounding sky (:func:`fill_hole`).
 
     The glare radius is where the ring-median brightness falls back near the local sky level
-    (measured further out); the disk up to there, slightly dilated, is inpainted.
+    (measured further out); the disk up to there, slightly dilated, is filled.
 
     Args:
         square: (S, S, 3) uint8 square sky image.
@@ -585,11 +785,68 @@ def mask_moon(square: np.ndarray, x: float, y: float, r: float) -> np.ndarray:
         if ring.sum() == 0 or np.median(v[ring]) <= sky + 0.15 * (255.0 - sky):
             break
         glare += step
-    radius = max(3.0, 0.1 * size / 8)
-    hole = d <= 1.15 * glare + 1.5
-    # Near the rim, the black outside the circle must not bleed in: treat it as unknown too.
-    hole |= ~_disk(size, 0.96) & (d <= 1.15 * glare + 2.5 + 2 * radius)
-    return cv2.inpaint(square, hole.astype(np.uint8), radius, cv2.INPAINT_TELEA)
+    return fill_hole(square, d <= 1.15 * glare + 1.5)
+
+
+def _white_saturated(sq: np.ndarray, sat: np.ndarray | None) -> np.ndarray:
+    """(S, S) bool: saturated in every channel (min of R, G, B >= :data:`SATURATED`), or the
+    sensor's saturation mask for 16-bit data. The Moon (sunlight) saturates every channel;
+    aurora saturates its emission's channel first, so a green or red auroral hot-spot is not a
+    candidate on a colour camera. Grey cameras cannot tell the two apart this way."""
+    if sat is not None:
+        return sat
+    r, g, b = cv2.split(sq) if sq.ndim == 3 else (sq, sq, sq)
+    return cv2.min(cv2.min(r, g), b) >= SATURATED
+
+
+def _detect_glare_square(
+    sq: np.ndarray, sat: np.ndarray | None = None
+) -> list[tuple[float, float, float]]:
+    """Find glare at the edge of a bright sky: a white-saturated source (see
+    :func:`_white_saturated`) so near the horizon that the glow around it cannot be seen all
+    round (the first test of :func:`_moon_test`), with the ring around it within 40 of
+    saturation, in a sky that is bright as a whole (:func:`sky_floor` at least
+    :data:`BRIGHT_SKY`). A Moon or Sun low over the horizon lights the whole sky like this.
+    Saturated aurora on the horizon of a dark sky does not count: on a grey camera nothing
+    else tells it from glare (Yellow River Station's brightest arcs saturate at the horizon).
+
+    Args:
+        sq: (S, S, 3) uint8 square crop at :data:`WORK_SIZE`.
+        sat: optional (S, S) bool mask of saturated pixels (from 16-bit data).
+
+    Returns:
+        (x, y, r) of each glare source in square pixels (centroid, radius of the disk of the
+        same area), largest first; empty when there is none.
+    """
+    size = sq.shape[0]
+    white = _white_saturated(sq, sat) & _disk(size, 0.99)
+    if not white.any() or sky_floor(sq) < BRIGHT_SKY:
+        return []
+    n, labels, stats, cents = cv2.connectedComponentsWithStats(
+        white.astype(np.uint8), connectivity=8
+    )
+    v = _brightness(sq)
+    inside = _disk(size)
+    c = (size - 1) / 2.0
+    min_area = max(5.0, 1e-4 * math.pi * (size / 2.0) ** 2)
+    found = []
+    for i in range(1, n):
+        area = float(stats[i, cv2.CC_STAT_AREA])
+        if area < min_area:
+            continue
+        cx, cy = (float(u) for u in cents[i])
+        r = math.sqrt(area / math.pi)
+        if math.hypot(cx - c, cy - c) + 3.0 * r + 2.0 <= 0.99 * size / 2.0:
+            continue  # away from the horizon: the Moon test judges it
+        w = int(math.ceil(4.0 * r + 5.0))
+        x0, x1 = max(0, int(cx) - w), min(size, int(cx) + w + 1)
+        y0, y1 = max(0, int(cy) - w), min(size, int(cy) + w + 1)
+        yy, xx = np.ogrid[y0:y1, x0:x1]
+        d = np.sqrt((xx - cx) ** 2 + (yy - cy) ** 2)
+        ring = inside[y0:y1, x0:x1] & (d >= 2.5 * r + 2) & (d <= 4.0 * r + 4)
+        if ring.sum() >= 8 and np.median(v[y0:y1, x0:x1][ring]) > SATURATED - 40:
+            found.append((cx, cy, r))
+    return sorted(found, key=lambda t: -t[2])
 
 
 def _ring_medians(
@@ -781,7 +1038,9 @@ def preprocess_image(raw: np.ndarray, cfg: PreprocessConfig) -> PreprocessResult
         cfg: chain settings.
 
     Returns:
-        The (size, size, 3) uint8 RGB image (or a rejection), the circle and the Moon.
+        The (size, size, 3) uint8 RGB image (or a rejection), the circle, the Moon, edge
+        glare and the twilight flag. With ``moon="mask"`` the Moon and the glare are replaced
+        by the sky around them. A grey input gives a grey output (R = G = B).
 
     Raises:
         ImageFormatError: for arrays that are not images.
@@ -805,23 +1064,31 @@ def preprocess_image(raw: np.ndarray, cfg: PreprocessConfig) -> PreprocessResult
         sat_sq, _, _ = crop_square(sat.astype(np.uint8) * 255, circle)
         sat = _resize(sat_sq, WORK_SIZE) >= 128
     moon = _moon_from_work(work, circle, sat)
+    glares = _detect_glare_square(work, sat)
+    glare = _glare_info(glares[0] if glares else None, circle, WORK_SIZE)
+    twilight = cfg.twilight_level > 0 and sky_floor(work) >= cfg.twilight_level
     if cfg.dark_threshold > 0 and value_quantile(work, 0.9) < cfg.dark_threshold:
-        return PreprocessResult(None, TOO_DARK, circle, moon)
+        return PreprocessResult(None, TOO_DARK, circle, moon, glare, twilight)
 
     size = cfg.size
     img = _resize(crop, size)
-    if moon.present and cfg.moon == "mask":
-        x0, y0, k = _square_to_orig(circle, size)
-        mx, my = (moon.x + 0.5 - x0) / k - 0.5, (moon.y + 0.5 - y0) / k - 0.5
-        img = mask_moon(img, mx, my, moon.r / k)
-        if cfg.moon_light:
-            img = subtract_moonlight(img, mx, my)
+    grey = bool((img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all())
+    if cfg.moon == "mask":
+        for gx, gy, gr in glares:  # glare is masked like the Moon and its glow
+            f = size / WORK_SIZE
+            img = mask_moon(img, (gx + 0.5) * f - 0.5, (gy + 0.5) * f - 0.5, gr * f)
+        if moon.present:
+            x0, y0, k = _square_to_orig(circle, size)
+            mx, my = (moon.x + 0.5 - x0) / k - 0.5, (moon.y + 0.5 - y0) / k - 0.5
+            img = mask_moon(img, mx, my, moon.r / k)
+            if cfg.moon_light:
+                img = subtract_moonlight(img, mx, my)
     if cfg.background > 0:
         img = subtract_background(img, cfg.background)
     inside = _disk(size)
     l_gain = cfg.max_gain
     if img.dtype != np.uint8:
-        img, gain = stretch_residual(img, inside, cfg.l_percentiles[1], cfg.max_gain)
+        img, gain = stretch_residual(img, inside, cfg.l_percentiles[1], l_gain)
         if l_gain is not None:
             # One budget for both stretches, so the cap holds for the whole chain.
             l_gain = max(1.0, l_gain / gain)
@@ -830,15 +1097,19 @@ def preprocess_image(raw: np.ndarray, cfg: PreprocessConfig) -> PreprocessResult
         lab = lab_contrast(
             lab,
             inside,
-            cfg.l_percentiles if cfg.lab_stretch else None,
-            cfg.recenter_ab,
+            # A bright sky is not a night sky to stretch: its brightness is kept as recorded.
+            cfg.l_percentiles if cfg.lab_stretch and not twilight else None,
+            cfg.recenter_ab and not grey,  # grey: a = b = 128 already, nothing to centre
             l_gain,
         )
         img = cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+        if grey:
+            # LAB -> RGB rounds each channel on its own (R, G, B may differ by 1): stay grey.
+            img = np.repeat(img[..., 1:2], 3, axis=2)
     if cfg.star_kernel > 1:
         img = cv2.medianBlur(img, cfg.star_kernel)
     img[~inside] = 0
-    return PreprocessResult(img, None, circle, moon)
+    return PreprocessResult(img, None, circle, moon, glare, twilight)
 
 
 # --------------------------------------------------------------------------- lazy re-exports
@@ -875,7 +1146,8 @@ def _read_any(path: Path) -> list[tuple[str, np.ndarray]]:
 
 
 def show(paths: list[Path], out: Path, cfg: PreprocessConfig) -> None:
-    """Draw originals (circle and Moon marked) beside their preprocessed versions.
+    """Draw originals (circle, Moon in red, edge glare dashed orange) beside their preprocessed
+    versions (titled with the Moon, glare and twilight flags).
 
     Args:
         paths: image files.
@@ -909,9 +1181,17 @@ def show(paths: list[Path], out: Path, cfg: PreprocessConfig) -> None:
             a0.add_patch(
                 Circle((m.x, m.y), max(m.r * 2, 0.02 * c.r), fill=False, color="red", lw=1.2)
             )
+        if res.glare.present:
+            g = res.glare
+            a0.add_patch(Circle((g.x, g.y), g.r, fill=False, color="orange", lw=1.2, ls="--"))
+        flags = [
+            f"moon={'yes' if res.moon.present else 'no'}",
+            *(["glare"] if res.glare.present else []),
+            *(["twilight"] if res.twilight else []),
+        ]
         if res.image is not None:
             a1.imshow(res.image)
-            a1.set_title(f"moon={'yes' if res.moon.present else 'no'}", fontsize=7)
+            a1.set_title(" ".join(flags), fontsize=7)
         else:
             a1.text(
                 0.5,

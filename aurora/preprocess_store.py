@@ -3,7 +3,8 @@
 An entry of the cache stage ``preprocess`` holds:
 
 - ``images.u8``: raw (N, size, size, 3) uint8 RGB, C order (read back with ``np.memmap``);
-- ``meta.npz``: ``moon`` (N,) bool, ``moon_xyr`` (N, 3) float32, ``circle`` (N, 3) float32;
+- ``meta.npz``: ``moon`` (N,) bool, ``moon_xyr`` (N, 3) float32, ``circle`` (N, 3) float32,
+  ``glare`` (N,) bool, ``glare_xyr`` (N, 3) float32, ``twilight`` (N,) bool;
 - ``index.json``: key, shape, ids, paths, timestamps, rejections, the configuration.
 
 The entry is filled inside :meth:`aurora.cache.Cache.writing`, so it only becomes visible (and
@@ -33,11 +34,20 @@ from aurora.preprocess import PreprocessConfig, PreprocessError, preprocess_imag
 
 STAGE = "preprocess"
 #: Bumped whenever the chain's output changes for the same configuration.
-STORE_VERSION = "preprocess-v4"  # bump whenever the chain's code changes its output
+STORE_VERSION = "preprocess-v5"  # bump whenever the chain's code changes its output
 CHUNK = 16
 
-# (record index, image or None, rejection reason or None, moon (4,), circle (3,))
-_Item = tuple[int, np.ndarray | None, str | None, tuple[float, ...], tuple[float, ...]]
+# (record index, image or None, rejection reason or None, moon (4,), circle (3,),
+#  glare (4,), twilight)
+_Item = tuple[
+    int,
+    np.ndarray | None,
+    str | None,
+    tuple[float, ...],
+    tuple[float, ...],
+    tuple[float, ...],
+    bool,
+]
 
 
 class PreprocessedStore:
@@ -52,6 +62,9 @@ class PreprocessedStore:
         moon: (N,) bool Moon detected.
         moon_xyr: (N, 3) float32 Moon centre and radius in original pixels (NaN when absent).
         circle: (N, 3) float32 sky circle (cx, cy, r) in original pixels.
+        glare: (N,) bool saturated glare at the edge of the sky detected.
+        glare_xyr: (N, 3) float32 glare centroid and equal-area radius (NaN when absent).
+        twilight: (N,) bool the sky itself is bright (twilight, daylight, low Moon).
         rejected: every rejected input: the manifest's scan rejections, then unreadable ones
             and those rejected by the chain (e.g. ``"too dark"``), in manifest order.
     """
@@ -79,6 +92,17 @@ class PreprocessedStore:
             self.moon: np.ndarray = meta["moon"]
             self.moon_xyr: np.ndarray = meta["moon_xyr"]
             self.circle: np.ndarray = meta["circle"]
+            n_meta = len(self.moon)
+            # Entries written before glare and twilight were recorded have neither.
+            self.glare: np.ndarray = meta["glare"] if "glare" in meta else np.zeros(n_meta, bool)
+            self.glare_xyr: np.ndarray = (
+                meta["glare_xyr"]
+                if "glare_xyr" in meta
+                else np.full((n_meta, 3), np.nan, np.float32)
+            )
+            self.twilight: np.ndarray = (
+                meta["twilight"] if "twilight" in meta else np.zeros(n_meta, bool)
+            )
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -114,13 +138,21 @@ def _process(index: int, record: ImageRecord, cfg: PreprocessConfig) -> _Item:
     try:
         raw = read_image(record)
     except ImageReadError as err:
-        return index, None, err.reason, nan4, nan3
+        return index, None, err.reason, nan4, nan3, nan4, False
     try:
         res = preprocess_image(raw, cfg)
     except PreprocessError as err:
-        return index, None, f"bad image: {err}", nan4, nan3
-    m, c = res.moon, res.circle
-    return index, res.image, res.rejected, (float(m.present), m.x, m.y, m.r), (c.cx, c.cy, c.r)
+        return index, None, f"bad image: {err}", nan4, nan3, nan4, False
+    m, c, g = res.moon, res.circle, res.glare
+    return (
+        index,
+        res.image,
+        res.rejected,
+        (float(m.present), m.x, m.y, m.r),
+        (c.cx, c.cy, c.r),
+        (float(g.present), g.x, g.y, g.r),
+        res.twilight,
+    )
 
 
 def _process_chunk(args: tuple[int, list[ImageRecord], PreprocessConfig]) -> list[_Item]:
@@ -169,11 +201,13 @@ def build_preprocessed(
         stamps: list[str | None] = []
         moon: list[tuple[float, ...]] = []
         circle: list[tuple[float, ...]] = []
+        glare: list[tuple[float, ...]] = []
+        twilight: list[bool] = []
         rejected = [(r.path, r.reason) for r in manifest.rejected]
         bar = tqdm(total=len(records), desc="preprocess", unit="img", disable=not progress)
         with open(tmp / "images.u8", "wb") as f:
             for chunk in _results(records, cfg, jobs):
-                for i, image, reason, m, c in chunk:
+                for i, image, reason, m, c, g, tw in chunk:
                     rec = records[i]
                     if image is None:
                         rejected.append((rec.id, reason or "rejected"))
@@ -185,6 +219,8 @@ def build_preprocessed(
                     stamps.append(None if rec.timestamp is None else rec.timestamp.isoformat())
                     moon.append(m)
                     circle.append(c)
+                    glare.append(g)
+                    twilight.append(tw)
                 bar.update(len(chunk))
         bar.close()
         if len(ids) + len(rejected) != manifest.n_inputs:  # pragma: no cover - invariant
@@ -193,11 +229,15 @@ def build_preprocessed(
                 f"!= {manifest.n_inputs} inputs"
             )
         moon_arr = np.asarray(moon, np.float32).reshape(-1, 4)
+        glare_arr = np.asarray(glare, np.float32).reshape(-1, 4)
         atomic_save_npz(
             tmp / "meta.npz",
             moon=moon_arr[:, 0] > 0.5,
             moon_xyr=moon_arr[:, 1:],
             circle=np.asarray(circle, np.float32).reshape(-1, 3),
+            glare=glare_arr[:, 0] > 0.5,
+            glare_xyr=glare_arr[:, 1:],
+            twilight=np.asarray(twilight, bool).reshape(-1),
         )
         index = {
             "key": key,
