@@ -662,8 +662,10 @@ def truth_columns(
     column = cfg.data.get("truth_column") or "morphology"
     truth = np.array([table.get(i, {}).get(column) for i in ids], dtype=object)
     nuisances: dict[str, np.ndarray] = {}
+    header = next(iter(table.values()), {})
     for name in cfg.data.get("nuisance_columns") or ["moon"]:
-        nuisances[name] = np.array([table.get(i, {}).get(name) for i in ids], dtype=object)
+        if name in header:  # a real camera's table seldom has one: the detected Moon is used
+            nuisances[name] = np.array([table.get(i, {}).get(name) for i in ids], dtype=object)
     return truth, nuisances
 
 
@@ -793,7 +795,11 @@ def fuse(fusion_cfg: DictConfig, ranking_csv: Path, out_dir: Path) -> FusionOutc
 
 
 def external_summary(
-    cfg: DictConfig, ids: Sequence[str], ranked: Sequence[Mapping[str, Any]], fused: np.ndarray
+    cfg: DictConfig,
+    ids: Sequence[str],
+    ranked: Sequence[Mapping[str, Any]],
+    fused: np.ndarray,
+    moon: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """External scores of the best-ranked cell and of the fused grouping (truth needed).
 
@@ -814,6 +820,8 @@ def external_summary(
         "fused_external": external_scores(fused[assigned], truth[assigned]),
         "fused_unassigned_fraction": float((~assigned).mean()),
     }
+    if "moon" not in nuisances and moon is not None:
+        nuisances["moon"] = np.asarray(moon)  # the Moon detected by preprocessing
     for name, values in nuisances.items():
         out[f"fused_ami_{name}"] = nuisance_dependence(fused[assigned], values[assigned])
     return out
@@ -918,7 +926,7 @@ def finalize(
         log.warning("no groups: %s", summary["notice"])
     if "started" in summary:  # perf_counter() at the start of the run
         summary["seconds"] = round(time.perf_counter() - float(summary.pop("started")), 1)
-    summary.update(external_summary(cfg, ids, ranked, fusion.labels))
+    summary.update(external_summary(cfg, ids, ranked, fusion.labels, ctx.moon))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     record = _run_record(cfg, ctx, ranked, fusion, summary, out_dir)
     from aurora.report import write_report

@@ -30,6 +30,7 @@ from sklearn.metrics import (
     completeness_score,
     davies_bouldin_score,
     homogeneity_score,
+    normalized_mutual_info_score,
     silhouette_score,
 )
 from sklearn.metrics.cluster import contingency_matrix
@@ -176,13 +177,13 @@ def purity(labels: np.ndarray, truth: np.ndarray) -> float:
 
 
 def external_scores(labels: np.ndarray, truth: Sequence[Any]) -> dict[str, float]:
-    """ARI, AMI, homogeneity, completeness and purity against a ground truth.
+    """ARI, AMI, NMI, homogeneity, completeness and purity against a ground truth.
 
     Args:
         labels: (N,) cluster labels.
         truth: (N,) true classes (strings or ints); unknown entries are left out.
     """
-    names = ("ari", "ami", "homogeneity", "completeness", "purity")
+    names = ("ari", "ami", "nmi", "homogeneity", "completeness", "purity")
     known = _known(truth)
     if known.sum() < 2:
         return dict.fromkeys(names, NAN)
@@ -191,6 +192,7 @@ def external_scores(labels: np.ndarray, truth: Sequence[Any]) -> dict[str, float
     return {
         "ari": float(adjusted_rand_score(tru, lab)),
         "ami": float(adjusted_mutual_info_score(tru, lab)),
+        "nmi": float(normalized_mutual_info_score(tru, lab)),
         "homogeneity": float(homogeneity_score(tru, lab)),
         "completeness": float(completeness_score(tru, lab)),
         "purity": purity(lab, tru),

@@ -262,3 +262,20 @@ def test_fused_scores_leave_the_unassigned_out_of_the_groups(tmp_path: Path) -> 
     assert out["fused_unassigned_fraction"] == pytest.approx(0.25)
     assert homogeneity_score(morph, fused) < 0.9  # what counting -1 as a group would give
     assert out["best_cell_external"]["ami"] == pytest.approx(1.0)
+
+
+def test_detected_moon_is_the_nuisance_when_the_truth_has_no_moon_column(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    ids = [f"im{i}.png" for i in range(6)]
+    table = tmp_path / "truth.csv"
+    table.write_text("path,morphology\n" + "".join(f"{i},arc\n" for i in ids))
+    cells = tmp_path / "cell.npy"
+    np.save(cells, np.array([0, 0, 0, 1, 1, 1]))
+    cfg = OmegaConf.create({"data": {"root": str(tmp_path), "truth": str(table)}})
+    fused = np.array([0, 0, 0, 1, 1, 1])
+    detected = np.array([False, False, False, True, True, True])
+    out = external_summary(cfg, ids, [{"cell": "c", "labels_path": str(cells)}], fused, detected)
+    assert out["fused_ami_moon"] == pytest.approx(1.0)  # the groups are the detected Moon
+    without = external_summary(cfg, ids, [{"cell": "c", "labels_path": str(cells)}], fused)
+    assert "fused_ami_moon" not in without  # no all-None column from the truth table

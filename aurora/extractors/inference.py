@@ -381,9 +381,14 @@ def build_extractor(cfg: Any, **overrides: Any) -> Any:
         return instantiate(cfg, **overrides)
     except InstantiationException as err:
         cause = err.__cause__
+        from aurora.errors import AuroraError
         from aurora.extractors.timm_extractor import WeightsMismatchError, WeightsUnavailableError
 
-        own: tuple[type[BaseException], ...] = (WeightsUnavailableError, WeightsMismatchError)
+        own: tuple[type[BaseException], ...] = (
+            AuroraError,
+            WeightsUnavailableError,
+            WeightsMismatchError,
+        )
         try:
             from aurora.models import CheckpointError
 
