@@ -78,6 +78,8 @@ class Row:
         groups: number of groups (labels >= 0).
         knn, probe: test accuracy of 10-NN / the linear probe (odd hours); NaN if not applicable.
         knn_balanced, probe_balanced: the same as balanced accuracy (mean recall per class).
+        knn_ami: AMI of the 10-NN's predictions with the truth on the test frames: what a
+            grouping as good as a supervised classifier on these features would score.
     """
 
     name: str
@@ -91,6 +93,7 @@ class Row:
     probe: float = float("nan")
     knn_balanced: float = float("nan")
     probe_balanced: float = float("nan")
+    knn_ami: float = float("nan")
 
 
 def known_mask(truth: Sequence[Any]) -> np.ndarray:
@@ -191,13 +194,14 @@ def supervised_reference(
         train, test: (N,) bool masks.
 
     Returns:
-        ``knn``, ``probe`` (accuracy), ``knn_balanced``, ``probe_balanced`` (balanced accuracy).
+        ``knn``, ``probe`` (accuracy), ``knn_balanced``, ``probe_balanced`` (balanced
+        accuracy), ``knn_ami`` (AMI of the 10-NN's test predictions with the truth).
 
     Raises:
         BenchError: a side is empty, or the training side holds a single class.
     """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+    from sklearn.metrics import accuracy_score, adjusted_mutual_info_score, balanced_accuracy_score
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -221,6 +225,7 @@ def supervised_reference(
         "probe": float(accuracy_score(y[te], pp)),
         "knn_balanced": float(balanced_accuracy_score(y[te], pk)),
         "probe_balanced": float(balanced_accuracy_score(y[te], pp)),
+        "knn_ami": float(adjusted_mutual_info_score(y[te], pk)),
     }
 
 
@@ -321,7 +326,18 @@ def _f(v: Any, pct: bool = False) -> str:
 
 def format_table(rows: Sequence[Row], majority: float | None = None) -> str:
     """The main table as text: one line per row, blank cells where a figure does not apply."""
-    head = ["", "AMI", "NMI", "homog", "purity", "unassig", "groups", "10-NN", "linear"]
+    head = [
+        "",
+        "AMI",
+        "NMI",
+        "homog",
+        "purity",
+        "unassig",
+        "groups",
+        "10-NN",
+        "linear",
+        "10-NN AMI",
+    ]
     body = [
         [
             r.name,
@@ -333,6 +349,7 @@ def format_table(rows: Sequence[Row], majority: float | None = None) -> str:
             _f(r.groups),
             _f(r.knn) + (f" ({_f(r.knn_balanced)})" if not np.isnan(r.knn_balanced) else ""),
             _f(r.probe) + (f" ({_f(r.probe_balanced)})" if not np.isnan(r.probe_balanced) else ""),
+            _f(r.knn_ami),
         ]
         for r in rows
     ]
@@ -345,7 +362,10 @@ def format_table(rows: Sequence[Row], majority: float | None = None) -> str:
         for x in [head, *body]
     ]
     lines.insert(1, "-" * len(lines[0]))
-    note = "10-NN / linear: test accuracy on odd UTC hours (balanced accuracy), trained on even"
+    note = (
+        "10-NN / linear: test accuracy on odd UTC hours (balanced accuracy), trained on even; "
+        "10-NN AMI: AMI of those 10-NN predictions with the truth (a supervised reference)"
+    )
     if majority is not None:
         note += f"; majority class {majority:.3f}"
     return "\n".join([*lines, note])

@@ -59,10 +59,16 @@ def test_supervised_reference_knows_what_the_features_encode() -> None:
     onehot = (truth[:, None] == np.array(["arc", "corona", "hot-spot"])).astype(float)
     perfect = np.hstack([5 * onehot, 0.1 * rng.normal(size=(n, 7))])
     ref = br.supervised_reference(perfect, truth, train, test)
-    assert ref == {"knn": 1.0, "probe": 1.0, "knn_balanced": 1.0, "probe_balanced": 1.0}
+    assert ref == {
+        "knn": 1.0,
+        "probe": 1.0,
+        "knn_balanced": 1.0,
+        "probe_balanced": 1.0,
+        "knn_ami": 1.0,
+    }
     noise = rng.normal(size=(n, 10))
     chance = br.supervised_reference(noise, truth, train, test)
-    assert chance["knn"] < 0.6 and chance["probe"] < 0.6
+    assert chance["knn"] < 0.6 and chance["probe"] < 0.6 and chance["knn_ami"] < 0.1
     # K-means on PCA of the perfect features finds the classes exactly.
     row = br.feature_rows("perfect", perfect, truth, train, test, seed=0)
     assert row.ami == pytest.approx(1.0) and row.purity == 1.0 and row.groups == 3
