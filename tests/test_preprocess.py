@@ -283,6 +283,9 @@ def test_store_accounting_cache_hit_and_key(dataset, tmp_path: Path, monkeypatch
     assert batch.dtype == np.float32 and batch.shape == (2, 32, 32, 3) and batch.max() <= 1.0
     assert store.moon.shape == (len(store),) and store.moon.sum() == 1
     assert store.circle.shape == (len(store), 3)
+    assert store.glare.shape == store.twilight.shape == (len(store),)
+    assert store.glare_xyr.shape == (len(store), 3)
+    assert not store.glare.any() and not store.twilight.any()  # night skies, Moon inside
 
     def boom(*a, **k):
         raise AssertionError("the second call must not preprocess anything")
@@ -294,6 +297,16 @@ def test_store_accounting_cache_hit_and_key(dataset, tmp_path: Path, monkeypatch
     other = preprocess_store.store_key(dataset, dataclasses.replace(CFG, star_kernel=5))
     assert other != store.key
     assert preprocess_store.store_key(dataset, dataclasses.replace(CFG)) == store.key
+
+
+def test_store_key_follows_the_chain_version(dataset, monkeypatch) -> None:
+    # A change of what the chain outputs bumps STORE_VERSION, so no stale entry is reused.
+    before = preprocess_store.store_key(dataset, CFG)
+    monkeypatch.setattr(preprocess_store, "STORE_VERSION", "preprocess-test")
+    assert preprocess_store.store_key(dataset, CFG) != before
+    assert preprocess_store.store_key(dataset, dataclasses.replace(CFG, twilight_level=0)) != (
+        preprocess_store.store_key(dataset, CFG)
+    )
 
 
 def test_store_parallel_matches_serial(dataset, tmp_path: Path) -> None:
@@ -336,3 +349,242 @@ def test_yaml_configs_instantiate() -> None:
     assert isinstance(full, PreprocessConfig) and full.recenter_ab and full.lab_stretch
     assert not minimal.recenter_ab and minimal.lab_stretch and minimal.star_kernel == 3
     assert full.l_percentiles == (0.5, 99.5) and hash(full) == hash(PreprocessConfig())
+
+
+# --------------------------------------------------------------------------- Moon vs aurora
+#
+# Tiny skies (96 px, the sky circle inscribed) with known content. The chain decides on a
+# 256 px work square, so a 3 px disc here is an 8 px disc there.
+
+S96 = 96
+CIRCLE96 = (47.5, 47.5, 48.0)
+KEEP = PreprocessConfig(size=64, star_kernel=0, dark_threshold=0, moon="keep", circle=CIRCLE96)
+YX = np.mgrid[:S96, :S96].astype(np.float32)
+
+
+def _render(light: np.ndarray, colour: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> np.ndarray:
+    """(S96, S96) brightness (clipped at 255: the sensor saturates) -> uint8 RGB sky disk."""
+    img = np.clip(light[..., None] * np.asarray(colour, np.float32), 0, 255)
+    img[~disk_mask(S96)] = 0
+    return (img + 0.5).astype(np.uint8)
+
+
+def _moon_light(
+    x: float, y: float, r: float = 3.0, halo: float = 120.0, core: float = 2000.0
+) -> np.ndarray:
+    """A point source above saturation: a hard disc and a glow falling off the same way in
+    every direction."""
+    d = np.hypot(YX[1] - x, YX[0] - y)
+    return np.where(d <= r, core, halo * np.exp(-(d - r) / 3.0))
+
+
+def _blob(x: float, y: float, sx: float, sy: float, peak: float) -> np.ndarray:
+    """A smooth auroral bump (Gaussian), clipped by the sensor where it exceeds 255."""
+    return peak * np.exp(-0.5 * (((YX[1] - x) / sx) ** 2 + ((YX[0] - y) / sy) ** 2))
+
+
+def test_round_saturated_disc_with_symmetric_glow_is_the_moon() -> None:
+    res = preprocess_image(_render(40 + _moon_light(60, 38)), KEEP)
+    assert res.moon.present
+    assert math.hypot(res.moon.x - 60, res.moon.y - 38) < 1.0
+    assert not res.glare.present and not res.twilight
+
+
+def test_compact_elongated_bright_blob_is_not_the_moon() -> None:
+    # A bright auroral form 3:1, saturated in its middle: compact but not round.
+    res = preprocess_image(_render(40 + _blob(50, 45, 7.5, 2.5, 500)), KEEP)
+    assert not res.moon.present
+
+
+def test_round_hot_spot_on_an_arc_is_not_the_moon() -> None:
+    # A round saturated spot on a bright arc: its glow runs along the arc, not all round.
+    arc = 150 * np.exp(-0.5 * ((YX[0] - 48) / 3.0) ** 2)
+    res = preprocess_image(_render(40 + arc + _blob(44, 48, 3.5, 3.5, 600)), KEEP)
+    assert not res.moon.present
+
+
+def test_soft_round_aurora_patch_is_not_the_moon() -> None:
+    # Round, saturated, but a broad smooth bump barely above saturation: its half-brightness
+    # region is far larger than its saturated top and the two are not a spot with a glow.
+    res = preprocess_image(_render(30 + _blob(50, 50, 10.0, 10.0, 300)), KEEP)
+    assert not res.moon.present
+
+
+def test_green_saturated_spot_is_not_the_moon_on_a_colour_camera() -> None:
+    # The same light as the Moon test, but only the green channel saturates (557.7 nm aurora).
+    light = 40 + _moon_light(60, 38, core=400)  # green 400 (saturated), red 140, blue 120
+    assert not preprocess_image(_render(light, (0.35, 1.0, 0.3)), KEEP).moon.present
+    assert preprocess_image(_render(light), KEEP).moon.present
+
+
+def test_moon_on_the_horizon_is_not_judged_as_the_moon() -> None:
+    # Too near the horizon to see its glow all round (a synthetic caption's letter, or a Moon
+    # setting): not the Moon; in a dark sky not glare either.
+    res = preprocess_image(_render(40 + _moon_light(92, 48, r=2.5)), KEEP)
+    assert not res.moon.present and not res.glare.present
+
+
+# --------------------------------------------------------------------------- glare, twilight
+
+
+def test_glare_at_the_edge_of_a_bright_sky_is_flagged_and_masked() -> None:
+    # A low Moon over the horizon in a moonlit sky: white and saturated at the rim, the whole
+    # sky bright around it.
+    d = np.hypot(YX[1] - 10, YX[0] - 50)
+    light = 215 + 200 * np.exp(-d / 10.0) + _blob(60, 50, 5.0, 1.5, 20)  # plus a faint form
+    raw = _render(light)
+    res = preprocess_image(raw, KEEP)
+    assert res.glare.present and res.twilight and not res.moon.present
+    assert res.glare.x < 20 and abs(res.glare.y - 50) < 5
+    masked = preprocess_image(raw, dataclasses.replace(KEEP, moon="mask"))
+    assert res.image is not None and masked.image is not None
+    # Output pixels 0..63 span the 96 px frame: the glare core is at (6.7, 33.3).
+    core = np.hypot(YX[1][:64, :64] - 6.7, YX[0][:64, :64] - 33.3) < 4
+    assert res.image.max(axis=2)[core].min() >= 245  # kept: saturated
+    assert masked.image.max(axis=2)[core].max() < 245  # masked: replaced by the sky around
+
+
+def test_saturated_aurora_on_the_horizon_of_a_dark_sky_is_not_glare() -> None:
+    # The same saturated source at the rim, but in a dark sky (Yellow River Station's brightest
+    # arcs saturate on the horizon): not glare, and never masked.
+    d = np.hypot(YX[1] - 10, YX[0] - 50)
+    raw = _render(30 + 400 * np.exp(-d / 6.0))
+    res = preprocess_image(raw, KEEP)
+    assert not res.glare.present and not res.twilight
+    masked = preprocess_image(raw, dataclasses.replace(KEEP, moon="mask"))
+    assert masked.image is not None and res.image is not None
+    assert np.array_equal(masked.image, res.image)
+
+
+def test_uniformly_bright_sky_is_not_stretched_to_white() -> None:
+    # Twilight: a bright, nearly uniform sky with a dark obstruction on the horizon (which used
+    # to set the bottom of the L stretch and push the whole sky to white).
+    rng = np.random.default_rng(0)
+    light = 185 + rng.normal(0, 2.0, (S96, S96))
+    light[(YX[1] > 88) & (np.abs(YX[0] - 48) < 12)] = 20
+    raw = _render(light, (0.75, 0.8, 1.0))
+    cfg = dataclasses.replace(KEEP, moon="mask")
+    res = preprocess_image(raw, cfg)
+    assert res.twilight and res.image is not None
+    sky = res.image[disk_mask(64, 0.8)].max(axis=1)
+    assert np.median(sky) < 215  # as bright as recorded (about 185), not white
+    old = preprocess_image(raw, dataclasses.replace(cfg, twilight_level=0))  # the test off
+    assert not old.twilight and old.image is not None
+    assert np.median(old.image[disk_mask(64, 0.8)].max(axis=1)) > 235
+
+
+def test_night_sky_is_not_twilight() -> None:
+    img, _ = _sky(11, 96)
+    assert not preprocess_image(img, PreprocessConfig(size=32)).twilight
+
+
+# --------------------------------------------------------------------------- grey input
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"background": 0.3, "max_gain": 6.0, "moon_light": True}],
+    ids=["full", "demo"],
+)
+def test_grey_image_gives_neutral_ab_and_grey_output(extra: dict) -> None:
+    grey = preprocess_image(_render(40 + _moon_light(60, 38))[..., 0], KEEP).image
+    assert grey is not None
+    arc = 150 * np.exp(-0.5 * ((YX[0] - 40) / 3.0) ** 2)
+    raw = _render(30 + arc + _blob(30, 60, 6, 3, 200))[..., 0]  # (H, W) uint8, like a BMP
+    cfg = dataclasses.replace(KEEP, moon="mask", **extra)
+    res = preprocess_image(raw, cfg)
+    assert res.image is not None
+    img = res.image
+    assert np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2])
+    lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB)
+    assert (lab[..., 1] == 128).all() and (lab[..., 2] == 128).all()
+    # The same grey stored as three equal channels gives the same output.
+    again = preprocess_image(np.repeat(raw[..., None], 3, axis=2), cfg).image
+    assert again is not None and np.array_equal(again, img)
+
+
+# --------------------------------------------------------------------------- hole filling
+
+
+def test_moon_masked_near_the_rim_leaves_no_bright_wedge() -> None:
+    # A Moon near the horizon with the horizon band bright on one side of it (THEMIS RANK):
+    # the fill is a blend of the sky around the hole, never brighter than that sky.
+    from aurora.preprocess import fill_hole, mask_moon
+
+    sq = _render(40 + _moon_light(40, 80, r=3.0, halo=60))
+    rho = np.hypot(YX[1] - 47.5, YX[0] - 47.5) / 48
+    band = (rho > 0.8) & (YX[1] < 40)
+    sq[band] = np.maximum(sq[band], 150)  # bright horizon band left of the Moon
+    out = mask_moon(sq, 40, 80, 3.0)
+    changed = (out != sq).any(axis=2)
+    assert changed[80, 40] and not changed[20, 60]
+    ring = (cv2.dilate(changed.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) & ~changed
+    ring &= disk_mask(S96)
+    assert out[changed].max() <= sq[ring].max()
+    assert out[changed].min() >= sq[ring].min()
+    # A hole between a bright and a dark half is filled with values in between, smoothly.
+    half = np.zeros((S96, S96, 3), np.uint8)
+    half[disk_mask(S96)] = 50
+    half[:, :48][disk_mask(S96)[:, :48]] = 200
+    hole = np.hypot(YX[1] - 48, YX[0] - 48) < 10
+    filled = fill_hole(half, hole)
+    assert filled[hole].min() >= 50 and filled[hole].max() <= 200
+    row = filled[48, 38:59, 0].astype(int)
+    assert np.all(np.diff(row) <= 0)  # monotone from the bright side to the dark side
+
+
+# --------------------------------------------------------------------------- real frames
+
+
+def _real(rel: str) -> np.ndarray:
+    raw = cv2.imread(str(DATA / rel), cv2.IMREAD_UNCHANGED)
+    return cv2.cvtColor(raw, cv2.COLOR_BGR2RGB) if raw.ndim == 3 else raw
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data absent")
+def test_real_themis_moon_is_found_and_masked_without_a_wedge() -> None:
+    raw = _real("themis_asi_samples/rank20200104000000.pgm")
+    keep = preprocess_image(raw, PreprocessConfig(size=96, moon="keep"))
+    mask = preprocess_image(raw, PreprocessConfig(size=96))
+    m = keep.moon
+    assert m.present and math.hypot(m.x - 126, m.y - 227) < 4 and 3 < m.r < 9
+    assert not keep.glare.present and not keep.twilight
+    assert keep.image is not None and mask.image is not None
+    n = round(2 * keep.circle.r)  # side of the circle's square, scaled to the 96 px output
+    x0, y0 = round(keep.circle.cx - (n - 1) / 2), round(keep.circle.cy - (n - 1) / 2)
+    k = 96 / n
+    core = np.hypot(YX[1] - (m.x - x0) * k, YX[0] - (m.y - y0) * k) < 1.5 * m.r * k + 1
+    assert keep.image.max(axis=2)[core].max() >= 245
+    assert mask.image.max(axis=2)[core].max() < 200  # no white left where the Moon was
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data absent")
+def test_real_kho_edge_glare_is_flagged() -> None:
+    raw = _real("kho_sony_samples/LYR-Sony-211121_170751.jpg")
+    res = preprocess_image(raw, PreprocessConfig(size=96, moon="keep"))
+    assert res.glare.present and not res.moon.present and res.twilight
+    h, w = raw.shape[:2]
+    assert res.glare.x < 0.2 * w and 0.4 * h < res.glare.y < 0.65 * h
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data absent")
+def test_real_nipr_twilight_is_recorded_and_not_white() -> None:
+    res = preprocess_image(_real("nipr_lyr_allsky_2014/20140218171340.jpg"), PreprocessConfig())
+    assert res.twilight and res.image is not None
+    assert np.median(res.image[disk_mask(224, 0.9)].max(axis=1)) < 200  # was 220: white
+    night = preprocess_image(_real("nipr_lyr_allsky_2014/20140221192040.jpg"), PreprocessConfig())
+    assert not night.twilight and not night.glare.present and not night.moon.present
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="../shared/data absent")
+def test_real_samples_raise_no_false_moon_or_glare() -> None:
+    # Night frames of the sample folders (aurora, stars, clouds): neither Moon nor glare.
+    for rel in [
+        "kho_sony_samples/LYR-Sony-111220_200933.jpg",
+        "kho_sony_samples/LYR-Sony-271119_224936-ql_PIL_default.jpg",
+        "themis_asi_samples/gako20161013123527.pgm",
+        "nipr_lyr_allsky_2014/20140223030640.jpg",
+        "nipr_lyr_allsky_2014/20140224020010.jpg",
+    ]:
+        res = preprocess_image(_real(rel), PreprocessConfig(size=32))
+        assert not res.moon.present and not res.glare.present and not res.twilight, rel
