@@ -312,6 +312,7 @@ def extract_all(
     run_dir: Path,
     names: Sequence[str],
     on_accepted: Callable[[int], None] | None = None,
+    node_key: Mapping[str, str] | None = None,
 ) -> tuple[dict[str, ExtractedFeatures], dict[str, str]]:
     """Features for each configured extractor (training our own encoders when needed).
 
@@ -325,6 +326,8 @@ def extract_all(
         names: extractor names (keys of ``cfg.extractors``) to compute.
         on_accepted: called once with the number of accepted images of the first store,
             before any training or extraction (the settings checks against the data).
+        node_key: extractor name -> the config key users set it under, for messages
+            (default ``extractors.<name>``; a sweep job's is ``extractor``).
 
     Returns:
         Features per extractor, and extractors skipped (name -> one-line reason).
@@ -336,6 +339,7 @@ def extract_all(
     specs: dict[str, tuple[dict[str, Any], dict[str, Any], Any]] = {}
     for name in names:
         node = cfg.extractors[name]
+        key = (node_key or {}).get(name, f"extractors.{name}")
         meta = _plain(node.get("meta", {})) or {}
         params = {k: v for k, v in _plain(node).items() if k != "meta"}
         extractor = None
@@ -352,13 +356,11 @@ def extract_all(
             except WeightsUnavailableError as err:
                 if not cfg.skip_unavailable_extractors:
                     raise PipelineError(
-                        f"{err} (in this run the key is extractors.{name}.weights; or leave the "
-                        f"extractor out with grid.extractors, or set "
-                        f"skip_unavailable_extractors=true)"
+                        f"{err} (in this run the key is {key}.weights; or leave the extractor "
+                        "out with grid.extractors, or set skip_unavailable_extractors=true)"
                     ) from err
                 # One line: the first sentence names the model.
-                reason = str(err).split(". ")[0].rstrip(".")
-                reason += f" (set extractors.{name}.weights=PATH)"
+                reason = str(err).split(". ")[0].rstrip(".") + f" (set {key}.weights=PATH)"
                 log.warning("skipping extractor %s: %s", name, reason)
                 skipped[name] = reason
                 continue
@@ -423,6 +425,7 @@ def load_context(
     run_dir: Path,
     names: Sequence[str] | None = None,
     on_accepted: Callable[[int], None] | None = None,
+    node_key: Mapping[str, str] | None = None,
 ) -> RunContext:
     """Data, preprocessing and features for a run (everything before the grid).
 
@@ -431,6 +434,7 @@ def load_context(
         run_dir: run directory.
         names: extractors to compute (None = all configured).
         on_accepted: called with the accepted count before any training or extraction.
+        node_key: extractor name -> its config key, for messages (see :func:`extract_all`).
     """
     jobs = cfg.get("jobs")
     with stage("data") as st:
@@ -443,7 +447,7 @@ def load_context(
     variants = {k: instantiate(v) for k, v in cfg.preprocess.items()}
     stores = StoreSet(manifest, variants, cfg.paths.cache_dir, jobs)
     names = list(names if names is not None else cfg.extractors.keys())
-    features, skipped = extract_all(cfg, stores, run_dir, names, on_accepted)
+    features, skipped = extract_all(cfg, stores, run_dir, names, on_accepted, node_key)
     if not features:
         raise PipelineError(
             "no extractor could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
@@ -1114,7 +1118,7 @@ def run_sweep_cell(
             )
         check_against_data(n, grid, _plain(cfg.fusion))
 
-    ctx = load_context(cfg, job_dir, [cell.extractor], on_accepted)
+    ctx = load_context(cfg, job_dir, [cell.extractor], on_accepted, {cell.extractor: "extractor"})
     rows = run_grid(cfg, ctx, [cell], job_dir)
     return rows[0]
 

@@ -257,7 +257,7 @@ def test_impossible_settings_stop_before_any_work(override: str, key: str, tmp_p
 
 
 def test_missing_weights_stop_names_the_key(tmp_path: Path) -> None:
-    """README: without ImageNet weights and skip_unavailable_extractors=false the run stops."""
+    """README: without ImageNet weights the run stops before any work (the default)."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -266,7 +266,6 @@ def test_missing_weights_stop_names_the_key(tmp_path: Path) -> None:
             f"data.root={NIPR}",
             *[o for o in TINY if not o.startswith("grid.extractors")],
             "grid.extractors=[autoencoder,resnet50]",
-            "skip_unavailable_extractors=false",
             f"paths.cache_dir={tmp_path / 'cache'}",
             f"hydra.run.dir={tmp_path / 'run'}",
         ],
