@@ -719,7 +719,7 @@ def fill_hole(square: np.ndarray, hole: np.ndarray) -> np.ndarray:
     """Replace the pixels of ``hole`` with a smooth blend of the sky around it.
 
     Each hole pixel becomes the inverse-square-distance weighted mean of the sky pixels on the
-    hole's border (a 2 px band just outside it, inside the sky disk). OpenCV's inpainting
+    hole's border (the pixels just outside it, inside the sky disk). OpenCV's inpainting
     propagates the border along straight lines, so a hole whose border is much brighter on
     one side (a Moon near the horizon, with the bright horizon band beside it) became a bright
     wedge, and it takes the black outside the sky circle as data; this blend uses the sky only
@@ -738,18 +738,18 @@ def fill_hole(square: np.ndarray, hole: np.ndarray) -> np.ndarray:
     out = square.copy()
     if not hole.any():
         return out
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-    band = (cv2.dilate(hole.astype(np.uint8), kernel) > 0) & ~hole & inside
+    band = (cv2.dilate(hole.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & ~hole & inside
     if not band.any():
         return out
-    by, bx = (a.astype(np.float32) for a in np.nonzero(band))
-    vals = square[band].reshape(len(by), -1).astype(np.float32)  # (B, C)
-    hy, hx = np.nonzero(hole)
+    by, bx = (a.astype(np.float32)[None] for a in np.nonzero(band))  # (1, B)
+    vals = square[band].reshape(by.shape[1], -1).astype(np.float32)  # (B, C)
+    hy, hx = (a.astype(np.float32)[:, None] for a in np.nonzero(hole))  # (H, 1)
     filled = np.empty((len(hy), vals.shape[1]), np.float32)
-    step = max(1, 2_000_000 // len(by))  # bound the (hole, border) distance matrix
+    step = max(1, 2_000_000 // by.shape[1])  # bound the (hole, border) distance matrix
     for s in range(0, len(hy), step):
-        d2 = (hy[s : s + step, None] - by[None]) ** 2 + (hx[s : s + step, None] - bx[None]) ** 2
-        w = 1.0 / d2  # >= 1 px apart: the border is outside the hole
+        w = (hy[s : s + step] - by) ** 2
+        w += (hx[s : s + step] - bx) ** 2
+        np.reciprocal(w, out=w)  # 1 / d^2; >= 1 px apart: the border is outside the hole
         filled[s : s + step] = (w @ vals) / w.sum(axis=1, keepdims=True)
     if np.issubdtype(out.dtype, np.integer):
         filled = np.clip(filled + 0.5, 0, 255)

@@ -30,6 +30,7 @@ from aurora.preprocess import PreprocessConfig, preprocess_image
 
 #: Detections are made on a fixed work square; a tiny output keeps the rest of the chain cheap.
 CFG = PreprocessConfig(size=16, dark_threshold=0, star_kernel=0, moon="keep")
+"""Run with ``PYTHONPATH=<a checkout of an older commit>`` to measure that version's detector."""
 
 
 def _read(path: Path) -> np.ndarray | None:
@@ -69,8 +70,9 @@ def main() -> None:
         cls = row.get(args.class_col, "all")
         n_cls[cls] += 1
         moon[cls] += res.moon.present
-        glare[cls] += res.glare.present
-        twilight[cls] += res.twilight
+        # getattr: the same script measures the chain before glare and twilight existed.
+        glare[cls] += getattr(res, "glare", res.moon).present and hasattr(res, "glare")
+        twilight[cls] += getattr(res, "twilight", False)
         if res.moon.present:
             names.append(row["path"])
         if has_moon:
