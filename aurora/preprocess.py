@@ -6,10 +6,13 @@ One image goes through :func:`preprocess_image`:
 2. The fisheye sky circle is found (:func:`find_sky_circle`) or taken from the config.
 3. The circle's bounding square is cut out (zero padded where it leaves the frame) and resized
    to a fixed working size (:data:`WORK_SIZE`) for the decisions that must not depend on the
-   output size: darkness (0.9-quantile of HSV value inside the circle) and the Moon.
-4. The square is resized to the output size; the Moon and its glare are inpainted (optional).
-5. LAB: L clipped to its percentiles inside the circle and stretched to full range; a and b
-   re-centred on 128 (optional).
+   output size: darkness (0.9-quantile of HSV value inside the circle), the Moon (a point
+   source: :func:`_moon_test`), edge glare (:func:`_detect_glare_square`) and twilight (a
+   bright sky: :func:`sky_floor`).
+4. The square is resized to the output size; the Moon, edge glare and their glow are replaced
+   by the sky around them (:func:`fill_hole`; optional).
+5. LAB: L clipped to its percentiles inside the circle and stretched to full range (not for a
+   twilight sky); a and b re-centred on 128 (optional). Grey input stays exactly grey.
 6. Median blur removes stars; everything outside the circle is set to black.
 
 The star filter works at the output resolution, after resizing, so its kernel means the same
