@@ -1131,15 +1131,23 @@ def __getattr__(name: str) -> Any:
 
 
 def _read_any(path: Path) -> list[tuple[str, np.ndarray]]:
-    """Images of ``path`` for the figure: a file, the first frame of a CDF, or a folder."""
+    """Images of ``path`` for the figure: a file, the first frame of a multi-frame file (CDF,
+    THEMIS stream0 ``.pgm[.gz]``), or a folder."""
     from aurora.data import sources
 
-    if path.is_dir() or path.suffix.lower() == ".cdf":
-        manifest = sources.scan(path if path.is_dir() else path.parent)
-        recs = manifest.records
-        if not path.is_dir():
-            recs = [r for r in recs if Path(r.path).resolve() == path.resolve()][:1]
-        return [(r.id, sources.read_image(r)) for r in recs]
+    if path.is_dir() or path.suffix.lower() in (".cdf", ".gz", ".bz2", ".pgm", ".pnm"):
+        # Multi-frame files (CDF, THEMIS stream0): scan the file itself, first frame only.
+        manifest = sources.scan(path)
+        recs = manifest.records if path.is_dir() else manifest.records[:1]
+        out = []
+        for r in recs:
+            try:
+                out.append((r.id, sources.read_image(r)))
+            except sources.ImageReadError as err:
+                print(f"not drawn: {r.id}: {err}")
+        out_rejected = [f"not drawn: {r.path}: {r.reason}" for r in manifest.rejected]
+        print(*out_rejected, sep="\n", end="\n" if out_rejected else "")
+        return out
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         return []  # not an image (e.g. a README beside the images): nothing to draw

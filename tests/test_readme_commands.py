@@ -284,11 +284,18 @@ def test_synth_and_preprocess_show_commands(tmp_path: Path) -> None:
     show IMAGES... --out grid.png`` on one frame of each real camera."""
     run(["-m", "aurora.data.synth", str(tmp_path / "sky"), "--n", "3", "--size", "64"], tmp_path)
     assert len(list((tmp_path / "sky").glob("*.jpg"))) == 3
-    frames = [next(NIPR.glob("*.jpg")), next(KHO.glob("*.jpg")), next(THEMIS.glob("*.pgm"))]
+    frames = [
+        next(NIPR.glob("*.jpg")),
+        next(KHO.glob("*.jpg")),
+        next(THEMIS.glob("*.pgm")),
+        next(THEMIS.glob("*.cdf")),
+        next((SHARED / "themis_stream0_gill").glob("*.pgm.gz")),  # 20 frames: the first is drawn
+    ]
     before = {f: f.read_bytes() for f in frames}
-    run(
+    out = run(
         ["-m", "aurora.preprocess", "show", *map(str, frames), "--out", str(tmp_path / "g.png")],
         tmp_path,
     )
+    assert "not drawn" not in out
     assert (tmp_path / "g.png").stat().st_size > 1000
     assert all(f.read_bytes() == b for f, b in before.items())
