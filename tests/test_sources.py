@@ -608,16 +608,16 @@ def test_stream0_broken_files_are_rejections(tmp_path: Path) -> None:
 def test_stream0_file_is_decoded_once(tmp_path: Path, monkeypatch) -> None:
     import gzip
 
-    import themis_imager_readfile
+    from aurora.data import themis
 
     calls: list[str] = []
-    real = themis_imager_readfile.read
+    real = themis._read_all
 
-    def counting(path, **kwargs):
+    def counting(path, compression):
         calls.append(path)
-        return real(path, **kwargs)
+        return real(path, compression)
 
-    monkeypatch.setattr(themis_imager_readfile, "read", counting)
+    monkeypatch.setattr(themis, "_read_all", counting)
     for i in range(3):
         raw = _stream0(_s0_frames(seed=10 + i), _S0_TIMES)
         (tmp_path / f"f{i}.pgm.gz").write_bytes(gzip.compress(raw, compresslevel=1))

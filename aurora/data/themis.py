@@ -1,4 +1,4 @@
-"""THEMIS all-sky imager files: L1 CDF (cdflib) and raw stream0 PGM (UCalgary's reader).
+"""THEMIS all-sky imager files: L1 CDF (cdflib) and raw stream0 PGM.
 
 L1 CDF (``thg_l1_asf_<site>_YYYYMMDDHH_vNN.cdf``): one CDF holds an hour of frames; the
 image variable ``thg_asf_<site>`` has shape (n_frames, 256, 256) uint16 and
@@ -16,7 +16,6 @@ import bz2
 import gzip
 import os
 import re
-import tempfile
 import threading
 import zlib
 from collections import OrderedDict
@@ -27,7 +26,6 @@ from pathlib import Path
 
 import cdflib
 import numpy as np
-import themis_imager_readfile
 
 _IMAGE_VAR = re.compile(r"^thg_as[fi]_([a-z0-9]{4})$")
 
@@ -162,10 +160,11 @@ def read_cdf_frame(path: str | Path, frame: int) -> np.ndarray:
 # (``20140310_0600_gill_themis19_full.pgm.gz``), a concatenation of 20 PGM (P5) frames of
 # 256 x 256 16-bit big-endian pixels, each frame preceded by ``#"key" value`` comment lines
 # (site, exposure, ``#"Image request start" 2014-03-10 06:00:00.063119 UTC``). Plain, gzip
-# or bzip2. Decoded with the University of Calgary reader (``themis_imager_readfile``).
+# or bzip2. Parsed here: the University of Calgary reader (``themis-imager-readfile`` 1.4)
+# pins numpy < 2, which the rest of the stack does not run on (the synthetic sky renders
+# differently under NumPy 1), so it cannot be a dependency.
 
 STREAM0_REASONS = ("truncated", "unreadable", "unsupported format")
-_SUFFIX = {None: ".pgm", "gzip": ".pgm.gz", "bz2": ".pgm.bz2"}
 _TIME_KEY = "Image request start"
 _THEMIS_HEADER = (256, 256, 65535)  # what the reader decodes: 256 x 256, 16-bit
 _CACHE_FILES = 8  # decoded files kept (about 2.6 MB each)
@@ -258,27 +257,73 @@ class _Stream:
     times: list[datetime | None]  # (n,)
 
 
-def _read_with_reader(path: str, compression: str | None) -> tuple[np.ndarray, list, list]:
-    """Call the UCalgary reader, which picks its decompressor from the file name's suffix.
+def _parse_frames(data: bytes, path: str) -> tuple[list[np.ndarray], list[datetime | None]]:
+    """Split an uncompressed stream0 file into its 16-bit PGM frames and header times.
 
-    A file whose name does not end with the suffix its content needs (``.PGM``, a gzip file
-    named ``.pgm``) is read through a symbolic link with the right name in a temporary folder,
-    so nothing is ever written beside the data.
+    Each frame is ``P5``, then whitespace-separated width, height and maxval with ``#`` comment
+    lines anywhere between them, one whitespace byte, and width x height big-endian 16-bit
+    pixels. Raises Stream0Error (``truncated``) when the last frame stops early.
     """
-    suffix = _SUFFIX[compression]
-    if path.endswith(suffix):
-        return themis_imager_readfile.read(path, workers=1, quiet=True)
-    with tempfile.TemporaryDirectory(prefix="aurora-stream0-") as tmp:
-        link = os.path.join(tmp, "frames" + suffix)
-        os.symlink(os.path.abspath(path), link)
-        return themis_imager_readfile.read(link, workers=1, quiet=True)
+    frames: list[np.ndarray] = []
+    times: list[datetime | None] = []
+    pos, n = 0, len(data)
+    while pos < n:
+        while pos < n and data[pos : pos + 1].isspace():
+            pos += 1
+        if pos >= n:
+            break
+        if data[pos : pos + 2] != b"P5":
+            raise Stream0Error(
+                f"{path}: bytes after frame {len(frames)} are not a binary PGM frame", "unreadable"
+            )
+        pos += 2
+        numbers: list[int] = []
+        when: datetime | None = None
+        while len(numbers) < 3:
+            while pos < n and data[pos : pos + 1].isspace():
+                pos += 1
+            if pos >= n:
+                raise Stream0Error(f"{path}: frame {len(frames)}: header cut short", "truncated")
+            if data[pos : pos + 1] == b"#":
+                end = data.find(b"\n", pos)
+                end = n if end < 0 else end
+                text = data[pos:end].decode("ascii", "replace").strip()
+                if text.startswith(f'#"{_TIME_KEY}"'):
+                    when = _header_time(text[len(_TIME_KEY) + 3 :])
+                pos = end + 1
+                continue
+            end = pos
+            while end < n and data[end : end + 1].isdigit():
+                end += 1
+            if end == pos:
+                raise Stream0Error(f"{path}: frame {len(frames)}: bad PGM header", "unreadable")
+            numbers.append(int(data[pos:end]))
+            pos = end
+        if tuple(numbers) != _THEMIS_HEADER:
+            raise Stream0Error(
+                f"{path}: frame {len(frames)} is {tuple(numbers)} (width, height, maxval); "
+                f"THEMIS stream0 frames are {_THEMIS_HEADER}",
+                "unsupported format",
+            )
+        pos += 1  # the single whitespace byte before the raster
+        size = numbers[0] * numbers[1] * 2
+        if pos + size > n:
+            raise Stream0Error(
+                f"{path}: frame {len(frames)} holds {max(0, n - pos)} of {size} pixel bytes",
+                "truncated",
+            )
+        frame = np.frombuffer(data, dtype=">u2", count=size // 2, offset=pos)
+        frames.append(frame.reshape(numbers[1], numbers[0]).astype(np.uint16))
+        times.append(when)
+        pos += size
+    return frames, times
 
 
-def _inner_head(path: str, compression: str | None) -> bytes:
-    """First 4096 decompressed bytes of a file."""
+def _read_all(path: str, compression: str | None) -> bytes:
+    """The whole decompressed content of a file."""
     opener = {None: open, "gzip": gzip.open, "bz2": bz2.open}[compression]
     with opener(path, "rb") as f:
-        return f.read(4096)
+        return f.read()
 
 
 def _decode_stream(path: str) -> _Stream:
@@ -286,13 +331,13 @@ def _decode_stream(path: str) -> _Stream:
     try:
         with open(path, "rb") as f:
             compression = compression_of(f.read(4))
-        head = _inner_head(path, compression)
+        data = _read_all(path, compression)
     except EOFError as e:
         raise Stream0Error(f"{path}: truncated {compression} data ({e})", "truncated") from e
     except (OSError, zlib.error, ValueError) as e:  # BadGzipFile is an OSError
         what = f"corrupt {compression} data" if compression else "cannot read file"
         raise Stream0Error(f"{path}: {what}: {e}", "unreadable") from e
-    parsed = _header_lines(head)
+    parsed = _header_lines(data[:4096])
     if parsed is None:
         what = f"{compression}-compressed file" if compression else "file"
         raise Stream0Error(
@@ -305,29 +350,16 @@ def _decode_stream(path: str) -> _Stream:
             f"{tuple(parsed[1])}; the THEMIS stream0 reader reads {_THEMIS_HEADER}",
             "unsupported format",
         )
-    try:
-        images, metadata, problems = _read_with_reader(path, compression)
-    except Exception as e:  # the reader catches most errors itself; anything else is a bad file
-        raise Stream0Error(f"{path}: THEMIS stream0 reader failed: {type(e).__name__}: {e}") from e
-    if problems:
-        message = str(problems[0].get("error_message", "unknown error"))
-        # gzip/bz2 "Compressed file ended before the end-of-stream marker"; a short last frame.
-        cut = "ended before the end-of-stream" in message or "cannot reshape" in message
-        raise Stream0Error(
-            f"{path}: THEMIS stream0 reader: {message}", "truncated" if cut else "unreadable"
-        )
-    if images.ndim != 3 or images.shape[2] == 0:
+    frames, times = _parse_frames(data, path)
+    if not any(t is not None for t in times):
         raise Stream0Error(
             f"{path}: no frame with a THEMIS stream0 metadata header"
             + (" (decompress a single plain PGM frame to read it)" if compression else ""),
             "unsupported format",
         )
-    frames = np.ascontiguousarray(np.moveaxis(images, 2, 0), dtype=np.uint16)
-    frames.setflags(write=False)
-    n = frames.shape[0]
-    # The reader splits metadata per frame; if counts differ the pairing is unknown.
-    times = [_header_time(m.get(_TIME_KEY)) for m in metadata] if len(metadata) == n else [None] * n
-    return _Stream(frames, times)
+    stack = np.stack(frames)
+    stack.setflags(write=False)
+    return _Stream(stack, times)
 
 
 _cache_lock = threading.Lock()
