@@ -19,8 +19,9 @@ Format
     Netpbm (PGM/PPM/PBM, incl. 16-bit THEMIS frames) and CDF (THEMIS L1 ``thg_asf_<site>``,
     one record per frame). THEMIS stream0 files (``20140310_0600_gill_themis19_full.pgm.gz``:
     a minute of 256 x 256 16-bit PGM frames, plain, gzip or bzip2) give one record per frame
-    with the frame's time from its header (parsed in :mod:`aurora.data.themis`). A PGM file is a stream0 file when it is compressed or
-    another frame follows its first; a single plain PGM frame is one ordinary image.
+    with the frame's time from its header (parsed in :mod:`aurora.data.themis`). A PGM file
+    is a stream0 file when it is compressed or another frame follows its first; a single
+    plain PGM frame is one ordinary image.
 
 Rejection reasons (:data:`REASONS`)
     - ``empty file``: zero bytes.
