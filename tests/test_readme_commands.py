@@ -224,6 +224,40 @@ def test_experiments_compose_with_a_real_folder(
     assert labelled + rejected == n_inputs
 
 
+WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenetv2_100.tf_quant_in1k_dequant.safetensors"
+
+
+@pytest.mark.skipif(not WEIGHTS.is_file(), reason="../shared/weights is absent")
+def test_first_real_run_with_converted_imagenet_weights(tmp_path: Path) -> None:
+    """README: ``python cluster.py experiment=real data=folder data.root=...`` with the
+    MobileNet-v2 weights given as a file, its timm model arguments and normalisation."""
+    before = snapshot(NIPR)
+    out = run(
+        [
+            str(ROOT / "cluster.py"),
+            "experiment=real",
+            "data=folder",
+            f"data.root={NIPR}",
+            f"extractors.mobilenet_v2.weights={WEIGHTS}",
+            "extractors.mobilenet_v2.model_kwargs={pad_type:same}",
+            "extractors.mobilenet_v2.pretrained_cfg_overlay={mean:[0.5,0.5,0.5],std:[0.5,0.5,0.5]}",
+            "extractors.mobilenet_v2.input_size=64",
+            "extract.num_workers=0",
+            "grid.stability_splits=2",
+            "logger=none",
+            "jobs=1",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        tmp_path,
+    )
+    assert snapshot(NIPR) == before
+    assert "RANDOM" not in out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["best_cell"].startswith("mobilenet_v2/")
+    labelled, rejected = accounting(tmp_path / "run")
+    assert labelled + rejected == 16
+
+
 @pytest.mark.parametrize(
     ("override", "key"),
     [
