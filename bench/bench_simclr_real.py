@@ -271,7 +271,7 @@ def bench(
     pix = grey_pixels(simclr.images).astype(np.float64)
     rows.append(
         diagnose(
-            f"pixels 32x32 ({simclr.store.config.size} px store)",
+            f"pixels 32x32 ({simclr.images.shape[1]} px store)",
             pix,
             truth,
             nuis,
@@ -285,7 +285,7 @@ def bench(
     known = known_mask(truth)
     header = (
         f"bench_simclr_real: {len(ctx.ids)} images ({int(known.sum())} labelled), "
-        f"store {simclr.store.config.size} px; Moon flagged on {nuis['moon'].mean():.1%}; "
+        f"store {simclr.images.shape[1]} px; Moon flagged on {nuis['moon'].mean():.1%}; "
         f"black share of the disc: median {np.median(black):.3f}; "
         f"majority class on odd hours {majority_accuracy(truth, train, test):.3f}\n"
         f"SimCLR: train+extract {features_s:.0f} s (0 on a cache hit), checkpoint kept: "
