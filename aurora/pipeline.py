@@ -365,15 +365,21 @@ def extract_all(
                 skipped[name] = reason
                 continue
         specs[name] = (meta, params, extractor)
-    checked = on_accepted is None
+    pending = on_accepted
+
+    def data_checks(store: PreprocessedStore) -> None:
+        """The settings checks against the data: once, before the first training/extraction."""
+        nonlocal pending
+        if pending is not None:
+            pending(len(store))
+            pending = None
+
     for name, (meta, params, extractor) in specs.items():
         variant = meta.get("preprocess", "full")
         if extractor is None:
             model_name = meta.get("train", name)
             store = stores.get(variant, int(cfg.train.image_size))
-            if not checked:
-                on_accepted(len(store))
-                checked = True
+            data_checks(store)
             with stage("train") as st:
                 ckpt = train_encoder_cached(
                     store.images,
@@ -390,9 +396,7 @@ def extract_all(
             params["ckpt_path"] = str(ckpt)
             extractor = build_extractor(params)
         store = stores.get(variant, int(extractor.input_size))
-        if not checked:
-            on_accepted(len(store))
-            checked = True
+        data_checks(store)
         with stage("extract") as st:
             fs = extract_features(
                 store,
