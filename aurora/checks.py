@@ -106,14 +106,14 @@ def check_training(loader: Mapping[str, Any], max_epochs: Any) -> None:
         check_number("trainer.max_epochs", max_epochs, 1, integer=True)
 
 
-def fit_to_data(key: str, values: Sequence[int], n: int, what: str) -> list[int]:
+def fit_to_data(key: str, values: Sequence[int], n: int, why: str) -> list[int]:
     """Lower the values above ``n`` to ``n`` (once each), with a warning naming them.
 
     Args:
         key: the setting, for the messages.
         values: the configured integers.
         n: the largest value the data allows.
-        what: what the bound is, for the messages (e.g. "accepted images").
+        why: where the bound comes from, for the messages (e.g. "15 accepted images").
 
     Returns:
         The values, each at most ``n``, duplicates removed, order kept.
@@ -122,7 +122,11 @@ def fit_to_data(key: str, values: Sequence[int], n: int, what: str) -> list[int]
     if not too_big:
         return list(values)
     out = list(dict.fromkeys(min(v, n) for v in values))
-    log.warning("%s=%s: %s above the %d %s; using %s", key, list(values), too_big, n, what, out)
+    shown = values[0] if len(values) == 1 else list(values)
+    used = out[0] if len(out) == 1 else out
+    log.warning(
+        "%s=%s: %s above %d, the most %s allow; using %s", key, shown, too_big, n, why, used
+    )
     return out
 
 
@@ -163,9 +167,9 @@ def check_against_data(n_accepted: int, grid: GridSettings, fusion: Mapping[str,
         raise SettingsError(
             "data.root", f"{n_accepted} accepted image(s)", "at least 2 accepted images to group"
         )
-    what = "accepted images"
+    what = f"{n_accepted} accepted images"
     # k below the number of points: silhouette, spectral and Ward need at least one shared group.
-    ks = fit_to_data("grid.n_clusters", grid.n_clusters, max(2, n_accepted - 1), what + " - 1")
+    ks = fit_to_data("grid.n_clusters", grid.n_clusters, max(2, n_accepted - 1), what)
     (mcs,) = fit_to_data(
         "fusion.min_cluster_size", [int(fusion["min_cluster_size"])], n_accepted, what
     )
