@@ -28,7 +28,7 @@ import argparse
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import cv2
 import numpy as np
@@ -141,8 +141,8 @@ class SkyCircle:
 
 
 @dataclass(frozen=True)
-class MoonInfo:
-    """Moon detection in original image pixels; ``x``, ``y``, ``r`` are NaN when absent."""
+class SpotInfo:
+    """A bright spot in original image pixels: centre and radius (NaN when absent)."""
 
     present: bool
     x: float = math.nan
@@ -150,25 +150,19 @@ class MoonInfo:
     r: float = math.nan
 
     @classmethod
-    def absent(cls) -> MoonInfo:
-        """The 'no Moon' result."""
+    def absent(cls) -> Self:
+        """The 'nothing found' result."""
         return cls(False)
 
 
 @dataclass(frozen=True)
-class GlareInfo:
-    """Edge glare in original image pixels: centroid and the radius of a disk of the same area
-    (NaN when absent)."""
+class MoonInfo(SpotInfo):
+    """Moon detection in original image pixels."""
 
-    present: bool
-    x: float = math.nan
-    y: float = math.nan
-    r: float = math.nan
 
-    @classmethod
-    def absent(cls) -> GlareInfo:
-        """The 'no glare' result."""
-        return cls(False)
+@dataclass(frozen=True)
+class GlareInfo(SpotInfo):
+    """Edge glare in original image pixels: centroid and the radius of a disk of the same area."""
 
 
 @dataclass
