@@ -57,7 +57,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PIXEL_SIDE = 32
 PCA_DIM = 20
 KNN_K = 10
-TIME_COLUMN = "time"
 
 
 class BenchError(AuroraError):
@@ -129,22 +128,6 @@ def clustering_scores(labels: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
         "unassigned": float((~assigned).mean()) if len(labels) else float("nan"),
         "groups": int(len(np.unique(labels[assigned]))),
     }
-
-
-def parse_times(values: Sequence[Any]) -> list[datetime | None]:
-    """ISO strings or datetimes -> datetimes (None for missing or unparsable)."""
-    out: list[datetime | None] = []
-    for v in values:
-        if isinstance(v, datetime):
-            out.append(v)
-        elif isinstance(v, str) and v.strip():
-            try:
-                out.append(datetime.fromisoformat(v.strip()))
-            except ValueError:
-                out.append(None)
-        else:
-            out.append(None)
-    return out
 
 
 def hour_split(times: Sequence[datetime | None]) -> tuple[np.ndarray, np.ndarray]:
@@ -405,16 +388,10 @@ def _read_labels_csv(path: Path) -> tuple[list[str], np.ndarray]:
 
 def frame_times(cfg: Any, ctx: Any) -> list[datetime | None]:
     """Per image: the truth table's ``time`` column where it has one, else the frame's time."""
-    from omegaconf import OmegaConf
+    from aurora.data.metadata import read_time_column
 
-    from aurora.pipeline import truth_columns
-
-    tcfg = cfg.copy()
-    OmegaConf.set_struct(tcfg, False)
-    tcfg.data.truth_column = TIME_COLUMN
-    column, _ = truth_columns(tcfg, ctx.ids)
-    from_table = parse_times(list(column)) if column is not None else [None] * len(ctx.ids)
-    return [t if t is not None else f for t, f in zip(from_table, ctx.timestamps, strict=True)]
+    table = read_time_column(Path(str(cfg.data.truth)), ctx.ids, missing_ok=True)
+    return [t if t is not None else f for t, f in zip(table, ctx.timestamps, strict=True)]
 
 
 def bench(

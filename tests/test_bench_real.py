@@ -41,13 +41,26 @@ def test_time_split_is_even_against_odd_hours() -> None:
     assert (train | test)[:70].all() and train.sum() + test.sum() == 71
     assert not train[70] and not test[70]  # no time: in neither side
     assert test[71]  # 05:59 at UTC+8 is 21:59 UTC: odd
-    assert br.parse_times(["2003-12-21T03:00:01", "", "noon", None]) == [
-        datetime(2003, 12, 21, 3, 0, 1),
-        None,
-        None,
-        None,
-    ]
     assert br.hour_split([datetime(2024, 1, 1, 4, tzinfo=UTC)])[0].all()
+
+
+def test_frame_times_prefer_the_truth_table_and_refuse_a_bad_time(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from aurora.data.metadata import MetadataError
+
+    truth = tmp_path / "truth.csv"
+    truth.write_text("path,morphology,time\na.bmp,arc,2003-12-21T03:00:01\nb.bmp,arc,\n")
+    named = datetime(2003, 12, 21, 9, tzinfo=UTC)
+    ctx = SimpleNamespace(ids=["a.bmp", "b.bmp", "c.bmp"], timestamps=[named, named, None])
+    cfg = OmegaConf.create({"data": {"truth": str(truth)}})
+    # a: the table wins over the name; b: empty cell, the name's time; c: nobody knows.
+    assert br.frame_times(cfg, ctx) == [datetime(2003, 12, 21, 3, 0, 1, tzinfo=UTC), named, None]
+    truth.write_text("path,morphology,time\na.bmp,arc,noon\n")
+    with pytest.raises(MetadataError, match="noon"):
+        br.frame_times(cfg, ctx)
 
 
 def test_supervised_reference_knows_what_the_features_encode() -> None:
