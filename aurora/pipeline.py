@@ -1085,7 +1085,7 @@ def run_cluster(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         fits.append(check_against_data(n, grid, _plain(cfg.fusion)))
 
     ctx = load_context(cfg, run_dir, sorted({c.extractor for c in cells}), on_accepted)
-    fit = fits[0] if fits else check_against_data(len(ctx.ids), grid, _plain(cfg.fusion))
+    (fit,) = fits  # load_context ran the checks before its first training or extraction
     cfg = cfg.copy()
     _apply_fit(cfg, fit)
     cells = [c for c in _grid_cells(cfg, fit.n_clusters) if c.extractor in ctx.features]
