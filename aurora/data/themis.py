@@ -27,6 +27,8 @@ from pathlib import Path
 import cdflib
 import numpy as np
 
+from aurora.data.metadata import parse_time
+
 _IMAGE_VAR = re.compile(r"^thg_as[fi]_([a-z0-9]{4})$")
 
 
@@ -218,20 +220,6 @@ def _header_lines(head: bytes) -> tuple[list[bytes], list[int]] | None:
     return comments, numbers[:3]
 
 
-def _header_time(value: str | None) -> datetime | None:
-    """UTC time of an ``Image request start`` value (``2014-03-10 06:00:00.063119 UTC``)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.endswith("UTC"):
-        value = value[:-3].strip()
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
 def stream0_header_time(head: bytes) -> datetime | None:
     """UTC time given by the first PGM header of ``head`` (``#"Image request start" ...``).
 
@@ -247,7 +235,7 @@ def stream0_header_time(head: bytes) -> datetime | None:
     for line in parsed[0]:
         text = line.decode("ascii", "replace")
         if text.startswith(f'#"{_TIME_KEY}"'):
-            return _header_time(text[len(_TIME_KEY) + 3 :])
+            return parse_time(text[len(_TIME_KEY) + 3 :])
     return None
 
 
@@ -289,7 +277,7 @@ def _parse_frames(data: bytes, path: str) -> tuple[list[np.ndarray], list[dateti
                 end = n if end < 0 else end
                 text = data[pos:end].decode("ascii", "replace").strip()
                 if text.startswith(f'#"{_TIME_KEY}"'):
-                    when = _header_time(text[len(_TIME_KEY) + 3 :])
+                    when = parse_time(text[len(_TIME_KEY) + 3 :])
                 pos = end + 1
                 continue
             end = pos
