@@ -18,6 +18,18 @@ One image goes through :func:`preprocess_image`:
 The star filter works at the output resolution, after resizing, so its kernel means the same
 thing for a 256 px THEMIS frame and a 2832 px KHO frame.
 
+Rejection reasons (``PreprocessResult.rejected``; ``detail`` says more where given):
+
+- ``too small``: a side below :data:`MIN_SEARCH_SIDE` px when the circle is searched (below
+  :data:`MIN_IMAGE_SIDE` px with a fixed circle); the detail gives the size and the minimum.
+- ``saturated``: at least :data:`SATURATED_FRACTION` of the frame (when no circle is found) or
+  of the sky circle is at the maximum value (V >= :data:`SATURATED` for 8-bit input, sensor
+  saturation for 16-bit input): nothing is left to see.
+- ``too dark``: the darkness test (``PreprocessConfig.dark_threshold``).
+- ``no sky circle: <why>``: no plausible sky circle in an image of usable size.
+- ``bad image: <why>`` (recorded by :mod:`aurora.preprocess_store`): an array the chain does
+  not understand.
+
 The on-disk store of a whole data set lives in :mod:`aurora.preprocess_store`; its names
 (:class:`PreprocessedStore`, :func:`build_preprocessed`) are re-exported here.
 """
@@ -41,6 +53,18 @@ CIRCLE_SEARCH_SIZE = 320
 SATURATED = 245
 #: Reason recorded for images rejected by the darkness test.
 TOO_DARK = "too dark"
+#: Reason recorded for frames (or sky circles) almost entirely at the maximum value.
+ALL_SATURATED = "saturated"
+#: Fraction of the frame (or of the sky circle) at the maximum value that makes it ``saturated``.
+SATURATED_FRACTION = 0.9
+#: Reason recorded for images too small for the chain.
+TOO_SMALL = "too small"
+#: Smallest side (px) the chain handles at all (with a fixed circle from the config).
+MIN_IMAGE_SIDE = 8
+#: Smallest side (px) in which the sky circle can be found: the circle is fitted to at least 20
+#: boundary points of a half-size thumbnail, and below about 24 px not even a flat disk well
+#: inside the frame gives them (a disk filling 95% of the frame needs about 56 px).
+MIN_SEARCH_SIDE = 32
 #: Sky floor (0.1-quantile of V over the inner sky) at or above which the sky itself is bright
 #: (twilight, daylight, a low Moon): half of full scale, far above any night sky's darkest tenth.
 BRIGHT_SKY = 128.0
@@ -171,11 +195,13 @@ class PreprocessResult:
 
     Attributes:
         image: (size, size, 3) uint8 RGB, black outside the circle; ``None`` when rejected.
-        rejected: the rejection reason, or ``None``.
+        rejected: the rejection reason (a short code, see the module docstring), or ``None``.
         circle: the sky circle used.
         moon: the Moon detection (original pixels).
         glare: saturated glare at the edge of the sky (original pixels).
         twilight: the sky itself is bright (see ``PreprocessConfig.twilight_level``).
+        detail: one line on why it was rejected (size and minimum, saturated fraction), or
+            ``None``.
     """
 
     image: np.ndarray | None
@@ -184,6 +210,7 @@ class PreprocessResult:
     moon: MoonInfo = field(default_factory=MoonInfo.absent)
     glare: GlareInfo = field(default_factory=GlareInfo.absent)
     twilight: bool = False
+    detail: str | None = None
 
 
 # --------------------------------------------------------------------------- conversion
@@ -208,7 +235,7 @@ def to_uint8(raw: np.ndarray, percentiles: tuple[float, float] = (0.5, 99.9)) ->
     """
     if raw.ndim == 3 and raw.shape[2] in (1, 3, 4):
         raw = raw[..., 0] if raw.shape[2] == 1 else raw[..., :3]
-    if raw.ndim not in (2, 3) or min(raw.shape[:2]) < 8:
+    if raw.ndim not in (2, 3) or min(raw.shape[:2]) < MIN_IMAGE_SIDE:
         raise ImageFormatError(f"expected an (H, W) or (H, W, 3) image, got shape {raw.shape}")
     if raw.dtype != np.uint8:
         if not (np.issubdtype(raw.dtype, np.integer) or np.issubdtype(raw.dtype, np.floating)):
@@ -1027,6 +1054,29 @@ def lab_contrast(
 # --------------------------------------------------------------------------- one image
 
 
+def _saturated_fraction(
+    raw: np.ndarray,
+    rgb: np.ndarray,
+    sat: np.ndarray | None = None,
+    inside: np.ndarray | None = None,
+) -> float:
+    """Fraction of pixels at the maximum value.
+
+    Args:
+        raw: the input as given (decides 8-bit or sensor saturation).
+        rgb: (h, w, 3) uint8 image the fraction is measured on (8-bit input).
+        sat: (h, w) bool sensor saturation matching ``rgb`` (wider input); computed from
+            ``raw`` when ``None``.
+        inside: (h, w) bool pixels that count (default: all).
+    """
+    if sat is None:
+        sat = _sensor_saturation(raw)
+    hit = _brightness(rgb) >= SATURATED if sat is None else sat
+    if inside is not None:
+        hit = hit[inside]
+    return float(np.count_nonzero(hit)) / max(1, hit.size)
+
+
 def preprocess_image(raw: np.ndarray, cfg: PreprocessConfig) -> PreprocessResult:
     """Run the whole chain on one image.
 
@@ -1042,15 +1092,25 @@ def preprocess_image(raw: np.ndarray, cfg: PreprocessConfig) -> PreprocessResult
     Raises:
         ImageFormatError: for arrays that are not images.
     """
+    nan = SkyCircle(math.nan, math.nan, math.nan)
+    need = MIN_IMAGE_SIDE if cfg.circle is not None else MIN_SEARCH_SIDE
+    if raw.ndim in (2, 3) and min(raw.shape[:2]) < need:
+        h, w = raw.shape[:2]
+        why = "" if cfg.circle is not None else " to find the sky circle"
+        return PreprocessResult(
+            None, TOO_SMALL, nan, detail=f"{w}x{h} px, at least {need} px per side needed{why}"
+        )
     rgb = to_uint8(raw, cfg.u16_percentiles)
-    h, w = rgb.shape[:2]
     if cfg.circle is not None:
         circle = SkyCircle(*cfg.circle)
     else:
         try:
             circle = find_sky_circle(rgb)
         except SkyCircleError as err:
-            nan = SkyCircle(math.nan, math.nan, math.nan)
+            frac = _saturated_fraction(raw, rgb)
+            if frac >= SATURATED_FRACTION:
+                detail = f"{frac:.0%} of the frame at the maximum value"
+                return PreprocessResult(None, ALL_SATURATED, nan, detail=detail)
             whole = value_quantile(_resize(rgb, WORK_SIZE), 0.9) if cfg.dark_threshold else 255
             reason = TOO_DARK if whole < cfg.dark_threshold else f"no sky circle: {err}"
             return PreprocessResult(None, reason, nan)
@@ -1060,6 +1120,10 @@ def preprocess_image(raw: np.ndarray, cfg: PreprocessConfig) -> PreprocessResult
     if sat is not None:
         sat_sq, _, _ = crop_square(sat.astype(np.uint8) * 255, circle)
         sat = _resize(sat_sq, WORK_SIZE) >= 128
+    frac = _saturated_fraction(raw, work, sat, _disk(WORK_SIZE))
+    if frac >= SATURATED_FRACTION:
+        detail = f"{frac:.0%} of the sky circle at the maximum value"
+        return PreprocessResult(None, ALL_SATURATED, circle, detail=detail)
     moon = _moon_from_work(work, circle, sat)
     glares = _detect_glare_square(work, sat)
     glare = _glare_info(glares[0] if glares else None, circle, WORK_SIZE)

@@ -5,13 +5,20 @@ An entry of the cache stage ``preprocess`` holds:
 - ``images.u8``: raw (N, size, size, 3) uint8 RGB, C order (read back with ``np.memmap``);
 - ``meta.npz``: ``moon`` (N,) bool, ``moon_xyr`` (N, 3) float32, ``circle`` (N, 3) float32,
   ``glare`` (N,) bool, ``glare_xyr`` (N, 3) float32, ``twilight`` (N,) bool;
-- ``index.json``: key, shape, ids, paths, timestamps, rejections, the configuration.
+- ``index.json``: key, shape, ids, paths, timestamps, rejections (``[id, reason, detail]``),
+  duplicates, the configuration.
 
 The entry is filled inside :meth:`aurora.cache.Cache.writing`, so it only becomes visible (and
 ``exists``) once complete; a killed run leaves nothing that a later run would read as valid.
 Images are decoded and preprocessed in worker processes over chunks of records and written
-to the array in manifest order. Every manifest input ends in exactly one of ``ids`` or
-``rejected``.
+to the array in manifest order. Every manifest input ends in exactly one of ``ids``,
+``duplicates`` (a duplicate of an image in ``ids``) or ``rejected`` (a duplicate of a rejected
+image is rejected for its original's reason, with the detail ``duplicate of <original>``).
+
+The entry's key is made from the manifest's records, not from its rejections and duplicates, so
+a new copy or a new broken file re-uses it; the store opened by :func:`build_preprocessed`
+therefore takes the scan rejections and the duplicates from the manifest it is given, and only
+the chain's own rejections from the entry.
 """
 
 from __future__ import annotations
@@ -29,20 +36,28 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from aurora.cache import Cache, atomic_save_npz, stable_hash
-from aurora.data.sources import ImageReadError, ImageRecord, Manifest, Rejection, read_image
+from aurora.data.sources import (
+    ImageReadError,
+    ImageRecord,
+    Manifest,
+    Rejection,
+    duplicate_detail,
+    read_image,
+)
 from aurora.preprocess import PreprocessConfig, PreprocessError, preprocess_image
 
 STAGE = "preprocess"
 #: Bumped whenever the chain's output changes for the same configuration.
-STORE_VERSION = "preprocess-v5"  # bump whenever the chain's code changes its output
+STORE_VERSION = "preprocess-v6"  # bump whenever the chain's code changes its output
 CHUNK = 16
 
-# (record index, image or None, rejection reason or None, moon (4,), circle (3,),
-#  glare (4,), twilight)
+# (record index, image or None, rejection reason or None, rejection detail, moon (4,),
+#  circle (3,), glare (4,), twilight)
 _Item = tuple[
     int,
     np.ndarray | None,
     str | None,
+    str,
     tuple[float, ...],
     tuple[float, ...],
     tuple[float, ...],
@@ -66,10 +81,19 @@ class PreprocessedStore:
         glare_xyr: (N, 3) float32 glare centroid and equal-area radius (NaN when absent).
         twilight: (N,) bool the sky itself is bright (twilight, daylight, low Moon).
         rejected: every rejected input: the manifest's scan rejections, then unreadable ones
-            and those rejected by the chain (e.g. ``"too dark"``), in manifest order.
+            and those rejected by the chain (e.g. ``"too dark"``), in manifest order, then
+            the duplicates of those.
+        duplicates: duplicate id -> original id (an id in ``ids``): inputs with the same
+            content as an accepted image, which take its results
+            (:func:`aurora.data.sources.expand_duplicates`).
+
+    Args:
+        path: the cache entry folder.
+        manifest: the manifest the store is used for: its scan rejections and duplicates
+            replace those recorded when the entry was built (the key does not cover them).
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, manifest: Manifest | None = None) -> None:
         self.path = Path(path)
         index = json.loads((self.path / "index.json").read_text())
         self.key: str = index["key"]
@@ -87,7 +111,16 @@ class PreprocessedStore:
         self.timestamps: list[datetime | None] = [
             None if t is None else datetime.fromisoformat(t) for t in index["timestamps"]
         ]
-        self.rejected: list[Rejection] = [Rejection(p, r) for p, r in index["rejected"]]
+        if manifest is None:
+            self.rejected: list[Rejection] = [Rejection(*r) for r in index["rejected"]]
+            self.duplicates: dict[str, str] = dict(index.get("duplicates", {}))
+        else:
+            if "chain_rejected" in index:
+                chain = [Rejection(*r) for r in index["chain_rejected"]]
+            else:  # an entry written before the chain's rejections were kept apart
+                scanned = {r.path for r in manifest.rejected}
+                chain = [Rejection(*r) for r in index["rejected"] if r[0] not in scanned]
+            self.rejected, self.duplicates = _account(manifest, self.ids, chain)
         with np.load(self.path / "meta.npz") as meta:
             self.moon: np.ndarray = meta["moon"]
             self.moon_xyr: np.ndarray = meta["moon_xyr"]
@@ -112,7 +145,49 @@ class PreprocessedStore:
         return np.asarray(self.images[idx], dtype=np.float32) * np.float32(1.0 / 255.0)
 
     def __repr__(self) -> str:
-        return f"PreprocessedStore(key={self.key!r}, n={len(self)}, rejected={len(self.rejected)})"
+        return (
+            f"PreprocessedStore(key={self.key!r}, n={len(self)}, "
+            f"duplicates={len(self.duplicates)}, rejected={len(self.rejected)})"
+        )
+
+
+def _account(
+    manifest: Manifest, ids: Sequence[str], chain: list[Rejection]
+) -> tuple[list[Rejection], dict[str, str]]:
+    """Rejections and duplicates of a store of ``manifest`` with images ``ids``.
+
+    Args:
+        manifest: the data set (records, scan rejections, duplicates).
+        ids: the ids of the accepted images.
+        chain: the records rejected while decoding or preprocessing.
+
+    Returns:
+        ``(rejected, duplicates)``: scan rejections, ``chain``, then the duplicates of
+        rejected originals (same reason, detail ``duplicate of <original>``); and the
+        duplicates of accepted images.
+
+    Raises:
+        RuntimeError: when the inputs do not add up (a bug, never bad data).
+    """
+    accepted = set(ids)
+    by_id = {r.path: r for r in chain}
+    rejected = [*manifest.rejected, *chain]
+    duplicates: dict[str, str] = {}
+    for dup, orig in sorted(manifest.duplicates.items()):
+        if orig in accepted:
+            duplicates[dup] = orig
+        elif orig in by_id:
+            why = by_id[orig]
+            detail = duplicate_detail(orig) + (f": {why.detail}" if why.detail else "")
+            rejected.append(Rejection(dup, why.reason, detail))
+        else:
+            raise RuntimeError(f"duplicate {dup} of {orig}, which is neither accepted nor rejected")
+    if len(ids) + len(duplicates) + len(rejected) != manifest.n_inputs:
+        raise RuntimeError(
+            f"preprocess accounting broken: {len(ids)} images + {len(duplicates)} duplicates + "
+            f"{len(rejected)} rejected != {manifest.n_inputs} inputs"
+        )
+    return rejected, duplicates
 
 
 def store_key(manifest: Manifest, cfg: PreprocessConfig) -> str:
@@ -138,16 +213,17 @@ def _process(index: int, record: ImageRecord, cfg: PreprocessConfig) -> _Item:
     try:
         raw = read_image(record)
     except ImageReadError as err:
-        return index, None, err.reason, nan4, nan3, nan4, False
+        return index, None, err.reason, str(err), nan4, nan3, nan4, False
     try:
         res = preprocess_image(raw, cfg)
     except PreprocessError as err:
-        return index, None, f"bad image: {err}", nan4, nan3, nan4, False
+        return index, None, f"bad image: {err}", "", nan4, nan3, nan4, False
     m, c, g = res.moon, res.circle, res.glare
     return (
         index,
         res.image,
         res.rejected,
+        res.detail or "",
         (float(m.present), m.x, m.y, m.r),
         (c.cx, c.cy, c.r),
         (float(g.present), g.x, g.y, g.r),
@@ -186,12 +262,13 @@ def build_preprocessed(
         progress: show a tqdm progress bar.
 
     Returns:
-        The store, memory-mapped from the cache entry.
+        The store, memory-mapped from the cache entry, with the scan rejections and the
+        duplicates of ``manifest``.
     """
     cache = Cache(cache_root)
     key = store_key(manifest, cfg)
     if cache.exists(STAGE, key):
-        return PreprocessedStore(cache.path(STAGE, key))
+        return PreprocessedStore(cache.path(STAGE, key), manifest)
     jobs = jobs or os.cpu_count() or 1
     records = list(manifest.records)
     size = cfg.size
@@ -203,14 +280,14 @@ def build_preprocessed(
         circle: list[tuple[float, ...]] = []
         glare: list[tuple[float, ...]] = []
         twilight: list[bool] = []
-        rejected = [(r.path, r.reason) for r in manifest.rejected]
+        chain: list[Rejection] = []
         bar = tqdm(total=len(records), desc="preprocess", unit="img", disable=not progress)
         with open(tmp / "images.u8", "wb") as f:
             for chunk in _results(records, cfg, jobs):
-                for i, image, reason, m, c, g, tw in chunk:
+                for i, image, reason, detail, m, c, g, tw in chunk:
                     rec = records[i]
                     if image is None:
-                        rejected.append((rec.id, reason or "rejected"))
+                        chain.append(Rejection(rec.id, reason or "rejected", detail))
                         continue
                     assert image.shape == (size, size, 3) and image.dtype == np.uint8
                     f.write(np.ascontiguousarray(image).tobytes())
@@ -223,11 +300,7 @@ def build_preprocessed(
                     twilight.append(tw)
                 bar.update(len(chunk))
         bar.close()
-        if len(ids) + len(rejected) != manifest.n_inputs:  # pragma: no cover - invariant
-            raise RuntimeError(
-                f"preprocess accounting broken: {len(ids)} images + {len(rejected)} rejected "
-                f"!= {manifest.n_inputs} inputs"
-            )
+        rejected, duplicates = _account(manifest, ids, chain)
         moon_arr = np.asarray(moon, np.float32).reshape(-1, 4)
         glare_arr = np.asarray(glare, np.float32).reshape(-1, 4)
         atomic_save_npz(
@@ -248,7 +321,9 @@ def build_preprocessed(
             "ids": ids,
             "paths": paths,
             "timestamps": stamps,
-            "rejected": rejected,
+            "rejected": [[r.path, r.reason, r.detail] for r in rejected],
+            "chain_rejected": [[r.path, r.reason, r.detail] for r in chain],
+            "duplicates": duplicates,
         }
         (tmp / "index.json").write_text(json.dumps(index))
-    return PreprocessedStore(cache.path(STAGE, key))
+    return PreprocessedStore(cache.path(STAGE, key), manifest)

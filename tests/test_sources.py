@@ -12,7 +12,9 @@ import pytest
 from PIL import Image
 
 from aurora.data.sources import (
+    DUPLICATE,
     EMPTY_FILE,
+    MISSING,
     REASONS,
     TRUNCATED,
     UNREADABLE,
@@ -65,6 +67,7 @@ def broken_folder(tmp_path: Path) -> tuple[Path, dict[str, str], dict[str, np.nd
     grey = rgb[:, :, 1].copy()
     grey16 = (np.arange(40 * 56, dtype=np.uint32).reshape(40, 56) * 29 % 65536).astype(np.uint16)
     jpg = _encode(rgb, ".jpg")
+    flipped_jpg = _encode(np.ascontiguousarray(rgb[::-1]), ".jpg")
     png16 = _encode(rgb16, ".png")
     corrupt_png = bytearray(_encode(rgb, ".png"))
     corrupt_png[60:90] = bytes(30)  # inside IDAT: zlib data and CRC no longer match
@@ -78,10 +81,10 @@ def broken_folder(tmp_path: Path) -> tuple[Path, dict[str, str], dict[str, np.nd
         "good.tif": (_encode(rgb16, ".tiff"), OK),
         "good.bmp": (_encode(rgb, ".bmp"), OK),
         "site20200101000000.pgm": (_pgm16(grey16), OK),
-        "jpeg_named.png": (jpg, OK),
+        "jpeg_named.png": (flipped_jpg, OK),
         "trailing_after_eoi.jpg": (jpg + b"camera-metadata-after-eoi" * 4, OK),
-        "no_extension_png": (_encode(grey, ".png"), OK),
-        "nested/deeper/deep.jpg": (jpg, OK),
+        "no_extension_png": (_encode(255 - grey, ".png"), OK),
+        "nested/deeper/deep.jpg": (jpg, DUPLICATE),  # same bytes as good.jpg
         "nested/empty.jpg": (b"", EMPTY_FILE),
         "truncated.jpg": (jpg[: len(jpg) // 2], TRUNCATED),
         "truncated.png": (png16[: len(png16) // 2], TRUNCATED),
@@ -116,7 +119,7 @@ def broken_folder(tmp_path: Path) -> tuple[Path, dict[str, str], dict[str, np.nd
         "good.tif": rgb16,
         "good.bmp": rgb,
         "site20200101000000.pgm": grey16,
-        "no_extension_png": grey,
+        "no_extension_png": 255 - grey,
     }
     return root, expected, exact
 
@@ -144,10 +147,11 @@ def test_accounting_over_broken_files(broken_folder) -> None:
     assert manifest.n_inputs == len(expected)
 
     accepted, rejected = _account(manifest)
-    assert set(accepted) | set(rejected) == set(expected)
+    assert manifest.duplicates == {"nested/deeper/deep.jpg": "good.jpg"}
+    assert set(accepted) | set(rejected) | set(manifest.duplicates) == set(expected)
     assert not set(accepted) & set(rejected)
-    assert len(accepted) + len(rejected) == manifest.n_inputs
-    got = {**{k: OK for k in accepted}, **rejected}
+    assert len(accepted) + len(manifest.duplicates) + len(rejected) == manifest.n_inputs
+    got = {**{k: OK for k in accepted}, **rejected, **dict.fromkeys(manifest.duplicates, DUPLICATE)}
     assert got == expected
     assert set(rejected.values()) <= set(REASONS)
 
@@ -161,7 +165,8 @@ def test_accounting_over_broken_files(broken_folder) -> None:
     assert jpeg_diff < 4
     assert accepted["good16.png"].dtype == np.uint16
     assert accepted["site20200101000000.pgm"].shape == (40, 56)
-    np.testing.assert_array_equal(accepted["jpeg_named.png"], accepted["good.jpg"])
+    flipped_diff = np.abs(accepted["jpeg_named.png"].astype(int) - _colour()[::-1]).mean()
+    assert flipped_diff < 4
     ts = {r.id: r.timestamp for r in manifest.records}
     assert ts["site20200101000000.pgm"] == datetime(2020, 1, 1, tzinfo=UTC)
     assert ts["good.jpg"] is None
@@ -181,7 +186,7 @@ def test_read_image_reasons_and_messages(tmp_path: Path) -> None:
     missing = ImageRecord("gone.jpg", str(tmp_path / "gone.jpg"), None, None, "x")
     with pytest.raises(ImageReadError) as info:
         read_image(missing)
-    assert info.value.reason == UNREADABLE and "gone.jpg" in str(info.value)
+    assert info.value.reason == MISSING and "gone.jpg" in str(info.value)
     (tmp_path / "e.png").write_bytes(b"")
     with pytest.raises(ImageReadError) as info:
         read_image(ImageRecord("e.png", str(tmp_path / "e.png"), None, None, "x"))
@@ -238,7 +243,7 @@ def test_list_file_input(tmp_path: Path) -> None:
     jpg = _encode(_colour(), ".jpg")
     (data / "a" / "one.jpg").write_bytes(jpg)
     (data / "two.png").write_bytes(_encode(_colour(), ".png"))
-    (other / "three.jpg").write_bytes(jpg)
+    (other / "three.jpg").write_bytes(_encode(np.ascontiguousarray(_colour()[::-1]), ".jpg"))
     (data / "bad.jpg").write_bytes(b"")
     lst = data / "list.txt"
     lst.write_text(
@@ -258,7 +263,7 @@ def test_list_file_input(tmp_path: Path) -> None:
     assert ids == ["elsewhere/three.jpg", "imgs/a/one.jpg", "imgs/two.png"]
     assert {r.path: r.reason for r in manifest.rejected} == {
         "imgs/bad.jpg": EMPTY_FILE,
-        "imgs/missing.jpg": UNREADABLE,
+        "imgs/missing.jpg": MISSING,
         "imgs/notes.md": UNSUPPORTED_FORMAT,
     }
     assert manifest.n_inputs == 6
@@ -320,7 +325,7 @@ def test_manifest_key_and_round_trip(broken_folder, tmp_path: Path) -> None:
     rej = tmp_path / "rejected.csv"
     write_rejected_csv(m1.rejected, rej)
     lines = rej.read_text().splitlines()
-    assert lines[0] == "path,reason"
+    assert lines[0] == "path,reason,detail"
     assert len(lines) == 1 + len(m1.rejected)
 
 
@@ -453,7 +458,16 @@ def test_real_colour_folders(shared_data: Path, folder: str, n: int, shapes: set
 
 
 def test_rejected_reason_names_are_the_documented_ones() -> None:
-    assert REASONS == ("unreadable", "empty file", "truncated", "unsupported format")
+    assert REASONS == (
+        "unreadable",
+        "empty file",
+        "truncated",
+        "unsupported format",
+        "missing",
+        "dangling link",
+        "symlink loop",
+        "not a file",
+    )
     e = ImageReadError(TRUNCATED, "x.jpg: truncated JPEG")
     assert e.reason == TRUNCATED and str(e) == "x.jpg: truncated JPEG"
 
@@ -515,10 +529,11 @@ def test_stream0_files_give_one_record_per_frame(tmp_path: Path) -> None:
     root.mkdir()
     files = {
         "plain_20140310_0600_test_themis99_full.pgm": raw,
-        "g.pgm.gz": gzip.compress(raw),
+        # Different header times (mtime): the same frames, not the same bytes (no duplicates).
+        "g.pgm.gz": gzip.compress(raw, mtime=1),
         "b.pgm.bz2": bz2.compress(raw),
-        "gzip_named_plain.pgm": gzip.compress(raw),  # content decides, not the name
-        "UPPER.PGM.GZ": gzip.compress(raw),
+        "gzip_named_plain.pgm": gzip.compress(raw, mtime=2),  # content decides, not the name
+        "UPPER.PGM.GZ": gzip.compress(raw, mtime=3),
     }
     for name, data in files.items():
         (root / name).write_bytes(data)

@@ -14,6 +14,15 @@ What counts as an input
     With a list file every listed line is an input, whatever its extension; repeated
     lines naming the same file count once.
 
+Duplicates
+    Files with the same content (SHA-256 of their bytes) are one image: the first in sorted
+    id order is the original, every later one is a duplicate, recorded in
+    :attr:`Manifest.duplicates` (duplicate id -> original id) instead of ``records``, so it is
+    decoded, preprocessed and clustered once and takes its original's label
+    (:func:`expand_duplicates`). A duplicate of a multi-frame file maps each frame id to the
+    original's frame id (``b.pgm.gz#0003`` -> ``a.pgm.gz#0003``). Duplicates are not
+    rejections; their detail text is ``duplicate of <original id>`` (:func:`duplicate_detail`).
+
 Format
     Decided by content (magic bytes), never by extension: JPEG, PNG, TIFF, BMP,
     Netpbm (PGM/PPM/PBM, incl. 16-bit THEMIS frames) and CDF (THEMIS L1 ``thg_asf_<site>``,
@@ -24,6 +33,15 @@ Format
     plain PGM frame is one ordinary image.
 
 Rejection reasons (:data:`REASONS`)
+    A rejection's ``reason`` is one of these short codes (counted in summaries); its
+    ``detail`` is the one-line message naming the file and what is wrong.
+
+    - ``missing``: the path does not exist (a list file entry naming nothing, or a file that
+      disappeared between scanning and decoding).
+    - ``dangling link``: a symbolic link whose target does not exist.
+    - ``symlink loop``: a symbolic link that leads back to itself (``a -> b -> a``).
+    - ``not a file``: the path exists but is no regular file (a folder, FIFO or device named
+      by a list file; a FIFO or device found in a folder under an image name).
     - ``empty file``: zero bytes.
     - ``unsupported format``: no supported signature (text, random bytes, GIF, FITS, a
       CDF without THEMIS images, pixels that are neither 8- nor 16-bit unsigned).
@@ -31,16 +49,17 @@ Rejection reasons (:data:`REASONS`)
       end-of-image marker, PNG without ``IEND``, BMP or binary Netpbm shorter than its
       header says, a compressed stream0 file without its end-of-stream marker, or a
       stream0 frame cut short.
-    - ``unreadable``: the file cannot be read (missing, permissions) or has a supported
+    - ``unreadable``: the file cannot be read (permissions, I/O error) or has a supported
       signature but the decoder fails on it (corrupt data; TIFF files and CDF frames,
       which have no end marker, also land here when cut short).
 
-    ``scan`` finds the first three from the bytes it reads anyway for the content hash
-    (and the CDF and stream0 files it cannot list); ``load_images`` decodes and reports
-    the rest. Every
-    input therefore ends as exactly one accepted record or one rejection
-    (``n_inputs == len(records) + len(rejected)`` before decoding; decoding moves
-    records to rejections, it never drops them).
+    ``scan`` finds the path problems and the next three from the bytes it reads anyway for
+    the content hash (and the CDF and stream0 files it cannot list); ``load_images`` decodes
+    and reports the rest. The preprocessing chain adds its own reasons (``too small``,
+    ``saturated``, ``too dark``, ``no sky circle: ...``; see :mod:`aurora.preprocess`). Every
+    input therefore ends as exactly one accepted record, one duplicate or one rejection
+    (``n_inputs == len(records) + len(duplicates) + len(rejected)`` before decoding;
+    decoding moves records to rejections, it never drops them).
 
 Ids
     A record's id is its path relative to the data root in POSIX form, plus ``#NNNN``
@@ -62,12 +81,14 @@ Pixels
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import io
 import os
+import stat
 import struct
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,10 +112,15 @@ from aurora.data.timestamps import parse_timestamp
 
 __all__ = [
     "COMPRESSED_EXTENSIONS",
+    "DANGLING_LINK",
+    "DUPLICATE",
     "EMPTY_FILE",
     "IGNORED_EXTENSIONS",
     "IMAGE_EXTENSIONS",
+    "MISSING",
+    "NOT_A_FILE",
     "REASONS",
+    "SYMLINK_LOOP",
     "TRUNCATED",
     "UNREADABLE",
     "UNSUPPORTED_FORMAT",
@@ -104,6 +130,8 @@ __all__ = [
     "Manifest",
     "Rejection",
     "detect_format",
+    "duplicate_detail",
+    "expand_duplicates",
     "load_images",
     "parse_timestamp",
     "read_image",
@@ -115,7 +143,22 @@ UNREADABLE = "unreadable"
 EMPTY_FILE = "empty file"
 TRUNCATED = "truncated"
 UNSUPPORTED_FORMAT = "unsupported format"
-REASONS: tuple[str, ...] = (UNREADABLE, EMPTY_FILE, TRUNCATED, UNSUPPORTED_FORMAT)
+MISSING = "missing"
+DANGLING_LINK = "dangling link"
+SYMLINK_LOOP = "symlink loop"
+NOT_A_FILE = "not a file"
+REASONS: tuple[str, ...] = (
+    UNREADABLE,
+    EMPTY_FILE,
+    TRUNCATED,
+    UNSUPPORTED_FORMAT,
+    MISSING,
+    DANGLING_LINK,
+    SYMLINK_LOOP,
+    NOT_A_FILE,
+)
+#: Code of an input whose content repeats an earlier one (not a rejection: see ``duplicates``).
+DUPLICATE = "duplicate"
 
 _SUPPORTED_EXTENSIONS = ".jpg .jpeg .jpe .jfif .png .tif .tiff .bmp .dib .pgm .ppm .pnm .pbm .cdf"
 # Image formats people point us at that we do not decode: inputs, rejected as unsupported.
@@ -162,37 +205,56 @@ class ImageRecord:
 
 @dataclass(frozen=True)
 class Rejection:
-    """One input that did not become an image: its id-like path and the reason."""
+    """One input that did not become an image.
+
+    Attributes:
+        path: its id (path relative to the data root, ``#NNNN`` for a frame).
+        reason: a short code (:data:`REASONS`, or a preprocessing reason).
+        detail: one line saying what exactly is wrong (not compared: two rejections of the
+            same input for the same reason are equal).
+    """
 
     path: str
     reason: str
+    detail: str = field(default="", compare=False)
 
 
 @dataclass
 class Manifest:
-    """The images of a data set and the inputs rejected while scanning it."""
+    """The images of a data set, their duplicates and the inputs rejected while scanning it.
+
+    Attributes:
+        root: the data root (ids are relative to it).
+        records: the accepted images, originals only, sorted by id.
+        rejected: the inputs rejected while scanning, sorted by path.
+        duplicates: duplicate id -> original id (an id in ``records``), for inputs whose
+            content repeats an earlier input's.
+    """
 
     root: Path
     records: list[ImageRecord]
     rejected: list[Rejection] = field(default_factory=list)
+    duplicates: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
         """Stable hash of the (id, content hash) pairs: identifies the data set for caching.
 
-        The root folder is not part of the key, so a moved data set keeps its cache.
+        The root folder is not part of the key, so a moved data set keeps its cache; nor are
+        the duplicates and rejections, so a new copy or a new broken file re-uses it.
         """
         return stable_hash("aurora-manifest-v1", [(r.id, r.content_hash) for r in self.records])
 
     @property
     def n_inputs(self) -> int:
-        """Number of inputs: accepted records plus rejections."""
-        return len(self.records) + len(self.rejected)
+        """Number of inputs: accepted records plus duplicates plus rejections."""
+        return len(self.records) + len(self.duplicates) + len(self.rejected)
 
     def write(self, path: str | Path) -> None:
         """Write the records as CSV (``id,path,frame,timestamp,content_hash``).
 
-        The rejections go to a sibling ``<stem>.rejected.csv`` (``path,reason``).
+        The rejections go to a sibling ``<stem>.rejected.csv`` (``path,reason,detail``), the
+        duplicates to ``<stem>.duplicates.csv`` (``id,original``).
         """
         path = Path(path)
         buf = io.StringIO()
@@ -209,7 +271,12 @@ class Manifest:
                 ]
             )
         atomic_write_text(path, buf.getvalue())
-        write_rejected_csv(self.rejected, _rejected_sibling(path))
+        write_rejected_csv(self.rejected, _sibling(path, "rejected"))
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["id", "original"])
+        writer.writerows(sorted(self.duplicates.items()))
+        atomic_write_text(_sibling(path, "duplicates"), buf.getvalue())
 
     @classmethod
     def read(cls, path: str | Path) -> Manifest:
@@ -241,16 +308,65 @@ class Manifest:
         except (KeyError, TypeError, ValueError) as e:
             raise DataSourceError(f"{path} is not a manifest CSV: {e}") from e
         rejected: list[Rejection] = []
-        sibling = _rejected_sibling(path)
-        if sibling.is_file():
-            with open(sibling, newline="", encoding="utf-8") as f:
-                rejected = [Rejection(r["path"], r["reason"]) for r in csv.DictReader(f)]
+        duplicates: dict[str, str] = {}
+        try:
+            sibling = _sibling(path, "rejected")
+            if sibling.is_file():
+                with open(sibling, newline="", encoding="utf-8") as f:
+                    rejected = [
+                        Rejection(r["path"], r["reason"], r.get("detail") or "")
+                        for r in csv.DictReader(f)
+                    ]
+            sibling = _sibling(path, "duplicates")
+            if sibling.is_file():
+                with open(sibling, newline="", encoding="utf-8") as f:
+                    duplicates = {r["id"]: r["original"] for r in csv.DictReader(f)}
+        except (OSError, UnicodeDecodeError, csv.Error, KeyError) as e:
+            raise DataSourceError(f"cannot read the sidecar files of manifest {path}: {e}") from e
         root = _root_from_record(records[0]) if records else path.parent
-        return cls(root=root, records=records, rejected=rejected)
+        return cls(root=root, records=records, rejected=rejected, duplicates=duplicates)
 
 
-def _rejected_sibling(path: Path) -> Path:
-    return path.with_name(f"{path.stem}.rejected.csv")
+def _sibling(path: Path, what: str) -> Path:
+    return path.with_name(f"{path.stem}.{what}.csv")
+
+
+def duplicate_detail(original: str) -> str:
+    """The detail text of a duplicate: ``duplicate of <original id>``."""
+    return f"{DUPLICATE} of {original}"
+
+
+def expand_duplicates(
+    ids: Sequence[str], duplicates: Mapping[str, str]
+) -> tuple[list[str], np.ndarray]:
+    """Every input id, originals and duplicates, with the row whose result each one takes.
+
+    Args:
+        ids: (N,) ids of the rows of a result (e.g. the accepted images, one label each).
+        duplicates: duplicate id -> original id (:attr:`Manifest.duplicates`).
+
+    Returns:
+        ``(all_ids, rows)``: the N + D ids sorted, and (N + D,) int64 indices into ``ids``:
+        the row itself for an original, its original's row for a duplicate.
+
+    Raises:
+        ValueError: a duplicate is also in ``ids``, or its original is not.
+    """
+    row = {rid: i for i, rid in enumerate(ids)}
+    if len(row) != len(ids):
+        raise ValueError("ids are not unique")
+    for dup, orig in duplicates.items():
+        if dup in row:
+            raise ValueError(f"{dup} is both a duplicate (of {orig}) and a row of its own")
+        if orig not in row:
+            raise ValueError(f"{dup} is a duplicate of {orig}, which has no row")
+    all_ids = sorted([*ids, *duplicates])
+    rows = np.fromiter(
+        (row[rid] if rid in row else row[duplicates[rid]] for rid in all_ids),
+        dtype=np.int64,
+        count=len(all_ids),
+    )
+    return all_ids, rows
 
 
 def _root_from_record(record: ImageRecord) -> Path:
@@ -264,12 +380,12 @@ def _root_from_record(record: ImageRecord) -> Path:
 
 
 def write_rejected_csv(rejections: Iterable[Rejection], path: str | Path) -> None:
-    """Write rejections as CSV with columns ``path,reason`` (atomically)."""
+    """Write rejections as CSV with columns ``path,reason,detail`` (atomically)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["path", "reason"])
+    writer.writerow(["path", "reason", "detail"])
     for r in rejections:
-        writer.writerow([r.path, r.reason])
+        writer.writerow([r.path, r.reason, " ".join(r.detail.split())])
     atomic_write_text(path, buf.getvalue())
 
 
@@ -374,6 +490,55 @@ def _structural_problem(
         if expected is not None and size < expected:
             return ImageReadError(TRUNCATED, f"{path}: truncated PNM ({size} of {expected} bytes)")
     return None
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def _path_problem(path: str) -> ImageReadError | None:
+    """Why ``path`` is not a regular file one can open (None when it is one).
+
+    Distinguishes a missing path, a dangling link, a link loop and something that exists
+    but is no regular file (folder, FIFO, device). Permissions are left to ``open``.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return ImageReadError(SYMLINK_LOOP, f"{path}: symbolic link loop")
+        if os.path.islink(path):
+            try:
+                target = os.readlink(path)
+            except OSError:  # removed in the meantime
+                target = "?"
+            return ImageReadError(DANGLING_LINK, f"{path}: dangling link to {target}")
+        if e.errno in (errno.ENOENT, errno.ENOTDIR) and not os.path.lexists(path):
+            return ImageReadError(MISSING, f"{path}: no such file")
+        return ImageReadError(UNREADABLE, f"{path}: cannot read file: {e.strerror or e}")
+    if not stat.S_ISREG(st.st_mode):
+        return ImageReadError(NOT_A_FILE, f"{path}: not a regular file ({_file_kind(st.st_mode)})")
+    return None
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _os_error(path: str, error: OSError) -> ImageReadError:
+    """The rejection for an OSError met while reading ``path``."""
+    problem = _path_problem(path)
+    if problem is not None:
+        return problem
+    return ImageReadError(UNREADABLE, f"{path}: cannot read file: {error.strerror or error}")
 
 
 # --------------------------------------------------------------------------- decoding
@@ -490,7 +655,7 @@ def read_image(record: ImageRecord) -> np.ndarray:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
-        raise ImageReadError(UNREADABLE, f"{path}: cannot read file: {e.strerror or e}") from e
+        raise _os_error(path, e) from e
     return _decode_bytes(data, path)
 
 
@@ -515,8 +680,8 @@ def load_images(
         jobs: number of decoding threads (default: number of CPUs).
 
     Yields:
-        ``(record, pixels)`` for a good image, ``(record, Rejection(record.id, reason))``
-        for a bad one, in the order of ``records``.
+        ``(record, pixels)`` for a good image, ``(record, Rejection(record.id, reason,
+        message))`` for a bad one, in the order of ``records``.
     """
     jobs = jobs or _default_jobs()
 
@@ -524,7 +689,7 @@ def load_images(
         try:
             return read_image(record)
         except ImageReadError as e:
-            return Rejection(record.id, e.reason)
+            return Rejection(record.id, e.reason, str(e))
 
     if jobs == 1:
         for record in records:
@@ -552,8 +717,8 @@ def _is_candidate(path: str, name: str) -> bool:
         return os.path.splitext(stem)[1] in IMAGE_EXTENSIONS
     if ext in IMAGE_EXTENSIONS:
         return True
-    if ext in IGNORED_EXTENSIONS:
-        return False
+    if ext in IGNORED_EXTENSIONS or not os.path.isfile(path):
+        return False  # (opening a FIFO would block)
     try:
         with open(path, "rb") as f:
             return detect_format(f.read(16)) is not None
@@ -622,10 +787,10 @@ def _inspect(path: str) -> tuple[str, list[tuple[int | None, datetime | None]]] 
     size = 0
     head = b""
     tail = b""
+    problem = _path_problem(path)
+    if problem is not None:
+        return problem
     try:
-        if not os.path.isfile(path):
-            what = "no such file" if not os.path.lexists(path) else "not a regular file"
-            return ImageReadError(UNREADABLE, f"{path}: {what}")
         with open(path, "rb") as f:
             while block := f.read(_CHUNK):
                 h.update(block)
@@ -634,7 +799,7 @@ def _inspect(path: str) -> tuple[str, list[tuple[int | None, datetime | None]]] 
                 tail = (tail + block)[-_TAIL:]
                 size += len(block)
     except OSError as e:
-        return ImageReadError(UNREADABLE, f"{path}: cannot read file: {e.strerror or e}")
+        return _os_error(path, e)
     if size == 0:
         return ImageReadError(EMPTY_FILE, f"{path}: empty file")
     fmt = detect_format(head)
@@ -700,7 +865,8 @@ def scan(root: str | Path, jobs: int | None = None, progress: bool = False) -> M
         progress: show a tqdm progress bar.
 
     Returns:
-        The manifest: accepted records sorted by id, and rejections sorted by path.
+        The manifest: accepted records (originals) sorted by id, duplicates (by content
+        hash; the first id in sorted order is the original) and rejections sorted by path.
 
     Raises:
         DataSourceError: the path is missing, the list file is unreadable, or there is
@@ -724,15 +890,25 @@ def scan(root: str | Path, jobs: int | None = None, progress: bool = False) -> M
 
     records: list[ImageRecord] = []
     rejected: list[Rejection] = []
-    for path, result in zip(files, results, strict=True):
-        rel = Path(os.path.relpath(path, data_root)).as_posix()
+    duplicates: dict[str, str] = {}
+    originals: dict[str, tuple[str, list[int | None]]] = {}  # digest -> (id, frames)
+    rels = [Path(os.path.relpath(path, data_root)).as_posix() for path in files]
+    for rel, path, result in sorted(zip(rels, files, results, strict=True), key=lambda t: t[0]):
         if isinstance(result, ImageReadError):
-            rejected.append(Rejection(rel, result.reason))
+            rejected.append(Rejection(rel, result.reason, str(result)))
             continue
         digest, frames = result
+        indices = [frame for frame, _ in frames]
+        if digest in originals and originals[digest][1] == indices:
+            orig = originals[digest][0]
+            for frame in indices:
+                suffix = "" if frame is None else f"#{frame:04d}"
+                duplicates[rel + suffix] = orig + suffix
+            continue
+        originals.setdefault(digest, (rel, indices))
         for frame, ts in frames:
             rid = rel if frame is None else f"{rel}#{frame:04d}"
             records.append(ImageRecord(rid, path, frame, ts, digest))
     records.sort(key=lambda r: r.id)
     rejected.sort(key=lambda r: r.path)
-    return Manifest(root=data_root, records=records, rejected=rejected)
+    return Manifest(root=data_root, records=records, rejected=rejected, duplicates=duplicates)
