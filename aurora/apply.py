@@ -2,11 +2,11 @@
 
 ``python cluster.py mode=apply solution=RUN/solution data=folder data.root=NEW_NIGHT`` scans the
 new folder, preprocesses it with the solution's chain, extracts features with the solution's
-extractor (its own checkpoint copy), places the images in the solution's embedding (the stored
-reducer, or nearest neighbours in feature space) and gives each the group of its nearest
-assigned reference image. ``distance`` is the distance, in feature space, to the nearest
-assigned reference image; an image farther than the reference set's own leave-one-out
-neighbour distances suggest (their 99th percentile) is flagged ``novel``.
+extractor (rebuilt from the folder's weights), places the images in the solution's embedding
+(the reducer's stored affine map, or nearest reference images in feature space) and gives each
+the group of its nearest assigned reference image. ``distance`` is the distance, in feature
+space, to the nearest assigned reference image; an image farther than the reference set's own
+leave-one-out neighbour distances suggest (their 99th percentile) is flagged ``novel``.
 
 Outputs in the run folder: ``labels.csv`` (``path,label,distance,novel``) and ``rejected.csv``
 (``path,reason``); every input is in exactly one of them.
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from aurora.cache import atomic_write_text, stable_hash
+from aurora.cache import atomic_write_text
 from aurora.data.sources import Rejection, scan, write_rejected_csv
 from aurora.pipeline import PipelineError
 from aurora.solution import Solution, SolutionError, load_solution
@@ -54,34 +54,6 @@ class ApplyResult:
     embedding: np.ndarray
     rejected: list[Rejection]
     n_inputs: int
-
-
-def _identity_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    keys = sorted(set(a) | set(b))
-    return [k for k in keys if stable_hash(a.get(k)) != stable_hash(b.get(k))]
-
-
-def build_solution_extractor(solution: Solution) -> Any:
-    """The solution's extractor, checked to reproduce the stored identity (weights hash).
-
-    Raises:
-        SolutionError: the rebuilt extractor differs from the one that made the reference.
-    """
-    from aurora.extractors import build_extractor
-
-    try:
-        extractor = build_extractor(solution.extractor_cfg)
-    except Exception as err:  # weights/checkpoint errors carry their own message
-        raise SolutionError(
-            f"cannot rebuild the extractor of solution {solution.path}: {err}"
-        ) from err
-    diff = _identity_diff(extractor.identity(), solution.extractor_identity)
-    if diff:
-        raise SolutionError(
-            f"the extractor rebuilt from solution {solution.path} differs from the one that made "
-            f"the reference features (fields {diff}); the weights are not the same"
-        )
-    return extractor
 
 
 def label_images(
@@ -133,10 +105,9 @@ def label_images(
             rejected,
             manifest.n_inputs,
         )
-    extractor = build_solution_extractor(solution)
     fs = extract_features(
         store,
-        extractor,
+        solution.extractor,
         cache_root,
         batch_size=batch_size,
         num_workers=num_workers,
@@ -152,9 +123,10 @@ def label_images(
         )
     emb = embed_new(
         feats,
-        reducer=solution.reducer,
+        linear=solution.linear,
         train_features=solution.features,
         train_embedding=solution.embedding,
+        n_neighbors=solution.placement_neighbours,
     ).astype(np.float32)
     labels, _ = solution.neighbours.predict(emb)
     # Distance and novelty in feature space: the embedding keeps only a few directions (an
@@ -256,7 +228,6 @@ def apply_solution(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 __all__: Sequence[str] = [
     "ApplyResult",
     "apply_solution",
-    "build_solution_extractor",
     "label_images",
     "write_apply_outputs",
 ]

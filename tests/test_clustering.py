@@ -20,11 +20,11 @@ from aurora.clustering import (
     check_quadratic_memory,
 )
 from aurora.reduce import (
-    ReducerIntegrityError,
+    LinearMap,
     cached_entry,
     embed_new,
     fit_transform_cached,
-    load_fitted_reducer,
+    load_linear_map,
 )
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -64,10 +64,13 @@ def test_reducer_yaml_runs(path: Path, blobs, tmp_path: Path) -> None:
     assert emb.shape[0] == X.shape[0] and emb.ndim == 2 and np.isfinite(emb).all()
     # Second call is a cache hit: identical array, nothing refitted.
     np.testing.assert_array_equal(fit_transform_cached(X, cfg, 0, Cache(tmp_path), "blobs"), emb)
-    reducer = load_fitted_reducer(Cache(tmp_path), "blobs", cfg, 0)
-    assert reducer is not None
-    new = embed_new(X[:5], reducer=reducer, train_features=X, train_embedding=emb)
+    linear = load_linear_map(Cache(tmp_path), "blobs", cfg, 0)
+    # PCA and the identity are stored as their affine map, the non-linear reducers are not.
+    assert (linear is not None) == (path.stem in {"pca", "none"})
+    new = embed_new(X[:5], linear=linear, train_features=X, train_embedding=emb)
     assert new.shape == (5, emb.shape[1])
+    if linear is not None:  # the map reproduces the reducer on its own training points
+        np.testing.assert_allclose(new, emb[:5], rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("path", CLUSTERERS, ids=lambda p: p.stem)
@@ -151,22 +154,37 @@ def test_spectral_and_ward_predict_training_points(blobs) -> None:
         np.testing.assert_array_equal(est.predict(X[:4] + 1e-6), est.labels_[:4])
 
 
-def test_stored_reducer_is_checked(blobs, tmp_path: Path) -> None:
+def test_linear_map_matches_whitened_pca(blobs, tmp_path: Path) -> None:
+    """The stored map of a whitened PCA is PCA's own transform on new points (no pickle)."""
+    from sklearn.decomposition import PCA
+
+    X, _ = blobs
+    cfg = {"_target_": "sklearn.decomposition.PCA", "n_components": 3, "whiten": True}
+    fit_transform_cached(X, cfg, 0, Cache(tmp_path), "blobs")
+    linear = load_linear_map(Cache(tmp_path), "blobs", cfg, 0)
+    assert linear is not None
+    new = X[:7] + 0.3
+    ref = PCA(n_components=3, whiten=True, random_state=0).fit(X).transform(new)
+    np.testing.assert_allclose(linear.transform(new), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_damaged_linear_map_is_refused(blobs, tmp_path: Path) -> None:
     X, _ = blobs
     cfg = OmegaConf.load(CONF / "reducer" / "pca.yaml")
     fit_transform_cached(X, cfg, 0, Cache(tmp_path), "blobs")
-    path = cached_entry(Cache(tmp_path), "blobs", cfg, 0) / "reducer.joblib"
-    path.write_bytes(path.read_bytes() + b"tampered")
-    with pytest.raises(ReducerIntegrityError, match="SHA-256"):
-        load_fitted_reducer(Cache(tmp_path), "blobs", cfg, 0)
+    path = cached_entry(Cache(tmp_path), "blobs", cfg, 0) / "linear.npz"
+    lin = LinearMap.load(path)
+    np.savez(path, mean=lin.mean[:-1], components=lin.components, scale=lin.scale)
+    with pytest.raises(ValueError, match="do not form"):
+        load_linear_map(Cache(tmp_path), "blobs", cfg, 0)
 
 
-def test_large_reducer_falls_back_to_neighbours(blobs, tmp_path: Path) -> None:
+def test_nonlinear_reducer_places_by_neighbours(blobs, tmp_path: Path) -> None:
     X, _ = blobs
     cfg = OmegaConf.load(CONF / "reducer" / "isomap.yaml")
-    emb = fit_transform_cached(X, cfg, 0, Cache(tmp_path), "blobs", max_reducer_bytes=0)
-    assert load_fitted_reducer(Cache(tmp_path), "blobs", cfg, 0) is None
-    new = embed_new(X[:3], reducer=None, train_features=X, train_embedding=emb)
+    emb = fit_transform_cached(X, cfg, 0, Cache(tmp_path), "blobs")
+    assert load_linear_map(Cache(tmp_path), "blobs", cfg, 0) is None
+    new = embed_new(X[:3], linear=None, train_features=X, train_embedding=emb)
     np.testing.assert_allclose(new, emb[:3], atol=1e-6)  # a training point maps onto itself
 
 
@@ -190,3 +208,22 @@ def test_components_for_variance_matches_cumulative_spectrum() -> None:
         n = next(k for k in range(1, 7) if ratios[:k].sum() >= v)
         assert components_for_variance(X, v) == n
     assert components_for_variance(X, 1.0) == 6
+
+
+def test_neighbour_placement_agrees_with_umap_transform() -> None:
+    """A solution places new images without UMAP's pickled model: the weighted mean of the
+    nearest reference images' embeddings, where UMAP's own ``transform`` starts. Both give a
+    held-out image the same group (1-NN label in the embedding)."""
+    import umap
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X, y = make_blobs(n_samples=260, centers=4, n_features=20, cluster_std=2.5, random_state=1)
+    train, new, y_train, y_new = X[:200], X[200:], y[:200], y[200:]
+    reducer = umap.UMAP(n_neighbors=15, n_components=2, random_state=0).fit(train)
+    emb = reducer.embedding_
+    knn = KNeighborsClassifier(n_neighbors=1).fit(emb, y_train)
+    by_umap = knn.predict(reducer.transform(new))
+    placed = embed_new(new, linear=None, train_features=train, train_embedding=emb)
+    by_neighbours = knn.predict(placed)
+    assert (by_neighbours == by_umap).mean() >= 0.95
+    assert (by_neighbours == y_new).mean() >= 0.95

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +20,13 @@ from torch import nn
 from aurora.apply import apply_solution, label_images
 from aurora.cache import Cache
 from aurora.data.sources import scan
+from aurora.errors import AuroraError
 from aurora.extractors import build_extractor, extract_features
 from aurora.pipeline import PipelineError, RunRecord
 from aurora.preprocess import PreprocessConfig, build_preprocessed
 from aurora.reduce import cached_entry, fit_transform_cached
 from aurora.solution import (
+    ALLOWED_EXTRACTORS,
     SolutionError,
     SolutionIntegrityError,
     SolutionVersionError,
@@ -50,6 +53,17 @@ class PixelExtractor(nn.Module):
 
     def identity(self) -> dict:
         return {"kind": "pixels", "cells": self.cells}
+
+    def export_params(self) -> dict:
+        return {"cells": self.cells}
+
+    @classmethod
+    def from_export(cls, params: dict) -> PixelExtractor:
+        return cls(**params)
+
+    @property
+    def num_features(self) -> int:
+        return 6 * self.cells**2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         texture = (x[..., 1:] - x[..., :-1]).abs()
@@ -108,6 +122,14 @@ def _make_record(root: Path, extractor_cfg: dict | None = None) -> RunRecord:
     )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _pixels_allowed() -> object:
+    """The test's extractor joins the allow-list of classes a solution may rebuild."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(ALLOWED_EXTRACTORS, "pixels", PixelExtractor)
+        yield
+
+
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[RunRecord, Path]:
     root = tmp_path_factory.mktemp("solution")
@@ -127,29 +149,38 @@ def test_round_trip(run: tuple[RunRecord, Path]) -> None:
     np.testing.assert_array_equal(sol.labels, record.labels)
     np.testing.assert_allclose(sol.embedding, record.embedding, rtol=1e-6, atol=1e-6)
     assert sol.ids == record.ids and sol.features.shape == record.features.shape
-    assert sol.reducer is not None and sol.reducer.n_components_ == 4
+    assert sol.linear is not None and sol.linear.components.shape == (4, 6 * 8**2)
+    # PCA as arrays reproduces the reference embedding from the reference features
+    np.testing.assert_allclose(
+        sol.linear.transform(sol.features), sol.embedding, rtol=1e-4, atol=1e-4
+    )
     assert sol.preprocess_cfg == record.preprocess_cfg
     assert sol.n_groups == 3 and sol.novelty_threshold is not None
+    assert sol.extractor.identity() == {"kind": "pixels", "cells": 8}
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["extractor"]["identity"] == {"kind": "pixels", "cells": 8}
-    assert manifest["reducer"]["sha256"] == manifest["files"]["reducer.joblib"]
-    assert manifest["versions"]["aurora"] and manifest["config"]["note"] == "test"
+    assert manifest["reducer"]["transform"] == "linear"
+    assert manifest["versions"]["aurora"]
+    assert json.loads((path / "run.json").read_text())["config"]["note"] == "test"
     # the FusedNeighbours model holds the assigned images only
     assert len(sol.neighbours.labels_) == N - 2
-    # everything but the reducer is readable without pickle
-    for name in ("reference.npz", "neighbours.npz"):
-        with np.load(path / name, allow_pickle=False) as z:
-            assert z.files
+    # nothing in the folder needs pickle: arrays, safetensors and JSON only
+    suffixes = {p.suffix for p in path.rglob("*") if p.is_file()}
+    assert suffixes == {".json", ".npz", ".safetensors"}
+    for npz in path.rglob("*.npz"):
+        with np.load(npz, allow_pickle=False) as z:
+            assert all(z[k].dtype != object for k in z.files)
 
 
-def test_tampered_reducer_is_refused(sol_copy: Path) -> None:
-    with open(sol_copy / "reducer.joblib", "ab") as f:
+def test_tampered_linear_map_is_refused(sol_copy: Path) -> None:
+    with open(sol_copy / "linear.npz", "ab") as f:
         f.write(b"\0")
-    with pytest.raises(SolutionIntegrityError, match="reducer.joblib.*SHA-256"):
+    with pytest.raises(SolutionIntegrityError, match=r"linear\.npz.*SHA-256"):
         load_solution(sol_copy)
 
 
-@pytest.mark.parametrize("name", ["reference.npz", "reducer.joblib", "manifest.json"])
+@pytest.mark.parametrize(
+    "name", ["reference.npz", "linear.npz", "extractor/weights.safetensors", "manifest.json"]
+)
 def test_missing_file_is_named(sol_copy: Path, name: str) -> None:
     (sol_copy / name).unlink()
     with pytest.raises(SolutionIntegrityError, match=name.replace(".", r"\.")):
@@ -158,7 +189,11 @@ def test_missing_file_is_named(sol_copy: Path, name: str) -> None:
 
 @pytest.mark.parametrize(
     ("key", "value", "match"),
-    [("format_version", 999, "format version 999"), ("aurora_version", "99.0.0", "aurora 99")],
+    [
+        ("format_version", 999, "format version 999"),
+        ("format_version", 1, "format 1.*python -m aurora.solution export"),
+        ("aurora_version", "99.0.0", "aurora 99"),
+    ],
 )
 def test_incompatible_version_is_refused(
     sol_copy: Path, key: str, value: object, match: str
@@ -168,7 +203,109 @@ def test_incompatible_version_is_refused(
     (sol_copy / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(SolutionVersionError, match=match):
         load_solution(sol_copy)
-    assert issubclass(SolutionVersionError, PipelineError)  # cluster.py prints one line
+    assert issubclass(SolutionVersionError, AuroraError)  # cluster.py prints one line
+
+
+def _rewrite(folder: Path, edit: Callable[[dict], None]) -> None:
+    """Edit the manifest as an adversary would: change it, and record fresh hashes."""
+    from aurora.cache import file_sha256
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    edit(manifest)
+    manifest["files"] = {
+        p.relative_to(folder).as_posix(): file_sha256(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+class _Marker:
+    """Unpickling this creates a file: proof that a pickle was loaded."""
+
+    path = ""
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (Path(self.path),))
+
+
+def _plant_pickle(path: Path, marker: Path) -> None:
+    import pickle
+
+    m = _Marker()
+    m.path = str(marker)
+    path.write_bytes(pickle.dumps(m))
+
+
+def test_planted_pickle_is_never_loaded(sol_copy: Path, tmp_path: Path) -> None:
+    """A pickle in place of the reducer map (with its hash recorded) is refused, not run."""
+    marker = tmp_path / "pwned"
+    # an .npz whose array is a pickled object: np.load(allow_pickle=False) refuses it
+    np.savez(sol_copy / "linear.npz", mean=np.array([_Marker()], dtype=object))
+    _plant_pickle(sol_copy / "reducer.joblib", marker)
+    _rewrite(sol_copy, lambda m: None)
+    with pytest.raises(SolutionError, match=r"linear\.npz"):
+        load_solution(sol_copy)
+
+    def old_reducer(m: dict) -> None:  # what format 1 did: a transform read from a pickle
+        m["reducer"]["transform"] = "reducer"
+
+    _rewrite(sol_copy, old_reducer)
+    with pytest.raises(SolutionError, match="reducer.transform"):
+        load_solution(sol_copy)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        lambda m: m["extractor"]["params"].update(_target_="pathlib.Path.touch"),
+        lambda m: m["extractor"].update(config={"_target_": "joblib.load"}),
+        lambda m: m["preprocess"].update(_target_="os.system"),
+    ],
+)
+def test_planted_target_is_refused(sol_copy: Path, tmp_path: Path, where: Callable) -> None:
+    marker = tmp_path / "pwned"
+    _rewrite(sol_copy, where)
+    with pytest.raises(SolutionError, match="_target_"):
+        load_solution(sol_copy)
+    assert not marker.exists()
+
+
+def test_extractor_outside_the_allow_list_is_refused(sol_copy: Path) -> None:
+    def other(m: dict) -> None:
+        m["extractor"]["kind"] = "builtins"
+
+    _rewrite(sol_copy, other)
+    with pytest.raises(SolutionError, match="kind 'builtins' is not one of"):
+        load_solution(sol_copy)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "match"),
+    [
+        ("threshold", -1.0, "novelty.threshold"),
+        ("threshold", 99.0, "novelty.threshold is 99"),  # in range, but not the reference's
+        ("quantile", 2.0, "novelty.quantile"),
+        ("space", "embedding", "novelty.space"),
+    ],
+)
+def test_manifest_value_out_of_range_is_refused(
+    sol_copy: Path, field: str, value: object, match: str
+) -> None:
+    _rewrite(sol_copy, lambda m: m["novelty"].update({field: value}))
+    with pytest.raises(SolutionError, match=match):
+        load_solution(sol_copy)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [("n_groups", 99, "n_groups"), ("n_groups", "3", "n_groups"), ("n_reference", 0, "n_ref")],
+)
+def test_manifest_counts_are_checked(sol_copy: Path, key: str, value: object, match: str) -> None:
+    _rewrite(sol_copy, lambda m: m.update({key: value}))
+    with pytest.raises(SolutionError, match=match):
+        load_solution(sol_copy)
 
 
 def test_apply_reproduces_reference_labels(run: tuple[RunRecord, Path], tmp_path: Path) -> None:
@@ -259,21 +396,19 @@ def test_checkpoint_extractor_is_copied(tmp_path: Path) -> None:
     sol_dir = save_solution(record, tmp_path / "solution")
     Path(res.last_ckpt).unlink()  # the solution must not need the original
     manifest = json.loads((sol_dir / "manifest.json").read_text())
-    rel = manifest["extractor"]["config"]["ckpt_path"]
-    assert rel.startswith("extractor/") and rel in manifest["files"]
+    assert manifest["extractor"]["kind"] == "checkpoint"
+    assert manifest["extractor"]["params"]["model_class"].endswith(".AutoEncoder")
+    assert not list(sol_dir.rglob("*.ckpt"))  # weights only, as safetensors
     sol = load_solution(sol_dir)
-    assert Path(sol.extractor_cfg["ckpt_path"]).parent == (sol_dir / "extractor").resolve()
     out = label_images(sol, tmp_path / "r" / "sky", tmp_path / "cache3", jobs=1, progress=False)
     assigned = record.labels >= 0
     np.testing.assert_array_equal(out.labels[assigned], record.labels[assigned])
 
 
-def test_other_extractor_weights_are_refused(
-    run: tuple[RunRecord, Path], sol_copy: Path, tmp_path: Path
-) -> None:
-    manifest = json.loads((sol_copy / "manifest.json").read_text())
-    manifest["extractor"]["config"]["cells"] = 4  # rebuilds a different extractor
-    (sol_copy / "manifest.json").write_text(json.dumps(manifest))
-    sol = load_solution(sol_copy)
+def test_other_extractor_is_refused(sol_copy: Path) -> None:
+    def edit(m: dict) -> None:
+        m["extractor"]["params"]["cells"] = 4  # rebuilds a different extractor
+
+    _rewrite(sol_copy, edit)
     with pytest.raises(SolutionError, match=r"differs .*\['cells'\]"):
-        label_images(sol, run[0].run_dir.parent / "sky", tmp_path / "c", jobs=1, progress=False)
+        load_solution(sol_copy)

@@ -36,11 +36,8 @@ class CheckpointExtractor(nn.Module):
         self, ckpt_path: str, meta: Mapping[str, Any] | None = None, dihedral: bool = False
     ) -> None:
         super().__init__()
-        self.dihedral = bool(dihedral)
         from aurora.models import CheckpointError, load_encoder
 
-        self.ckpt_path = ckpt_path
-        self.meta = dict(meta) if meta is not None else {}
         path = Path(ckpt_path).expanduser()
         if not path.is_file():
             raise CheckpointError(
@@ -49,11 +46,63 @@ class CheckpointExtractor(nn.Module):
                 f"extractor.ckpt_path to the written .ckpt file"
             )
         module, info = load_encoder(path)
+        self._attach(module, info, str(ckpt_path), file_sha256(path), dihedral, meta)
+
+    def _attach(
+        self,
+        module: nn.Module,
+        info: Mapping[str, Any],
+        ckpt_path: str | None,
+        ckpt_sha256: str | None,
+        dihedral: bool,
+        meta: Mapping[str, Any] | None,
+    ) -> None:
+        self.dihedral = bool(dihedral)
+        self.ckpt_path = ckpt_path
+        self.meta = dict(meta) if meta is not None else {}
         self.encoder = module.eval().requires_grad_(False)
         self.info = dict(info)
         self.input_size = int(info["image_size"])
         self.num_features = int(info["feature_dim"])
-        self.ckpt_sha256 = file_sha256(path)
+        self.ckpt_sha256 = ckpt_sha256
+
+    #: Identity fields that say where the weights came from, not what the network computes.
+    WEIGHT_SOURCE_KEYS: tuple[str, ...] = ("ckpt_sha256",)
+
+    def export_params(self) -> dict[str, Any]:
+        """Plain constructor arguments that rebuild this encoder without its weights.
+
+        :meth:`from_export` of these, then the weights of :meth:`state_dict`, is this
+        extractor again (how a saved solution carries it: JSON and safetensors, no code).
+        """
+        return {
+            "model_class": self.info.get("model_class"),
+            "hparams": self.info.get("hparams", {}),
+            "feature_dim": self.num_features,
+            "dihedral": self.dihedral,
+        }
+
+    @classmethod
+    def from_export(cls, params: Mapping[str, Any]) -> CheckpointExtractor:
+        """The encoder of :meth:`export_params`, untrained (load weights next).
+
+        Raises:
+            aurora.models.CheckpointError: the class is not one of aurora's feature modules.
+        """
+        from aurora.models import build_encoder
+
+        hparams = dict(params["hparams"])
+        module = build_encoder(str(params["model_class"]), hparams, source="solution")
+        info = {
+            "model_class": params["model_class"],
+            "hparams": hparams,
+            "image_size": int(hparams["image_size"]),
+            "feature_dim": int(params["feature_dim"]),
+        }
+        obj = cls.__new__(cls)
+        nn.Module.__init__(obj)
+        obj._attach(module, info, None, None, bool(params.get("dihedral", False)), None)
+        return obj
 
     def identity(self) -> dict[str, Any]:
         """Everything that defines the features: the checkpoint bytes and its architecture."""

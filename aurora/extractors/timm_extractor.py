@@ -228,7 +228,7 @@ def _hub_reachable(timeout: float = _PROBE_TIMEOUT_S) -> bool:
         return False
 
 
-def _state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:
+def state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:
     """Hash of a state dict's names, shapes, dtypes and values (for random initialisations)."""
     h = hashlib.sha256()
     for name in sorted(state):
@@ -424,7 +424,7 @@ class TimmExtractor(nn.Module):
                 self.weights_path, sha = str(local), file_sha256(local)
         cfg = dict(model.pretrained_cfg)
         if sha is None:
-            sha = _state_dict_sha256(model.state_dict())
+            sha = state_dict_sha256(model.state_dict())
 
         # The overlay is in model.pretrained_cfg, so this is the overlaid preprocessing.
         data_cfg = resolve_model_data_config(model)
@@ -444,6 +444,28 @@ class TimmExtractor(nn.Module):
         std = torch.tensor(data_cfg["std"], dtype=torch.float32).view(1, 3, 1, 1)
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
+
+    #: Identity fields that say where the weights came from, not what the network computes;
+    #: a network rebuilt from a solution's weights file differs from the original only in these.
+    WEIGHT_SOURCE_KEYS: tuple[str, ...] = ("pretrained", "weights_sha256")
+
+    def export_params(self) -> dict[str, Any]:
+        """Plain constructor arguments that rebuild this network without its weights.
+
+        :meth:`from_export` of these, then the weights of :meth:`state_dict`, is this
+        extractor again (how a saved solution carries it: JSON and safetensors, no code).
+        """
+        return {
+            "model_name": self.model_name,
+            "input_size": self.input_size,
+            "model_kwargs": self.model_kwargs_ or None,
+            "pretrained_cfg_overlay": self.pretrained_cfg_overlay_ or None,
+        }
+
+    @classmethod
+    def from_export(cls, params: Mapping[str, Any]) -> TimmExtractor:
+        """The network of :meth:`export_params`, randomly initialised (load weights next)."""
+        return cls(pretrained=False, weights=None, **params)
 
     def identity(self) -> dict[str, Any]:
         """Everything that defines the features (no runtime knobs).

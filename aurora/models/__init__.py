@@ -3,7 +3,7 @@
 from aurora.models.augment import AugmentConfig, SkyAugment, sky_mask
 from aurora.models.autoencoder import AutoEncoder
 from aurora.models.base import FeatureModule
-from aurora.models.checkpoint import CheckpointError, load_encoder
+from aurora.models.checkpoint import CheckpointError, build_encoder, load_encoder
 from aurora.models.losses import nt_xent, pair_similarities
 from aurora.models.simclr import BackboneError, SimCLR, create_backbone
 
@@ -15,6 +15,7 @@ __all__ = [
     "FeatureModule",
     "SimCLR",
     "SkyAugment",
+    "build_encoder",
     "create_backbone",
     "load_encoder",
     "nt_xent",

@@ -43,15 +43,8 @@ def load_encoder(ckpt_path: str | Path) -> tuple[FeatureModule, dict[str, Any]]:
     cls_path = ckpt.get("aurora_model_class") if isinstance(ckpt, dict) else None
     if not cls_path or "hyper_parameters" not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a checkpoint of an aurora feature model")
-    module_name, _, cls_name = cls_path.rpartition(".")
-    if not module_name.startswith("aurora.models"):
-        raise CheckpointError(f"{path} names a model class outside aurora.models: {cls_path}")
-    cls = getattr(importlib.import_module(module_name), cls_name)
     hparams = dict(ckpt["hyper_parameters"])
-    build = dict(hparams)
-    if "pretrained" in build:
-        build["pretrained"] = False
-    model = cls(**build)
+    model = build_encoder(cls_path, hparams, source=str(path))
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     info = {
@@ -63,3 +56,36 @@ def load_encoder(ckpt_path: str | Path) -> tuple[FeatureModule, dict[str, Any]]:
         "hparams": hparams,
     }
     return model, info
+
+
+def build_encoder(cls_path: str, hparams: dict[str, Any], source: str = "") -> FeatureModule:
+    """An untrained feature module of one of aurora's own classes (weights loaded by the caller).
+
+    Args:
+        cls_path: dotted class name; must be a :class:`FeatureModule` in ``aurora.models``.
+        hparams: constructor arguments (``pretrained`` is forced off: the caller's weights
+            replace any).
+        source: what named the class (for messages).
+
+    Raises:
+        CheckpointError: the class is not one of aurora's feature modules, or the arguments do
+            not fit it.
+    """
+    module_name, _, cls_name = str(cls_path).rpartition(".")
+    if module_name != "aurora.models" and not module_name.startswith("aurora.models."):
+        raise CheckpointError(f"{source} names a model class outside aurora.models: {cls_path}")
+    try:
+        cls = getattr(importlib.import_module(module_name), cls_name)
+    except (ImportError, AttributeError) as err:
+        raise CheckpointError(f"{source} names an unknown model class {cls_path}") from err
+    if not (isinstance(cls, type) and issubclass(cls, FeatureModule)):
+        raise CheckpointError(f"{source}: {cls_path} is not an aurora feature module")
+    build = dict(hparams)
+    if "pretrained" in build:
+        build["pretrained"] = False
+    try:
+        return cls(**build)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(
+            f"{source}: cannot build {cls_path} from its arguments: {err}"
+        ) from err
