@@ -15,10 +15,11 @@ Outputs in the run folder: ``labels.csv`` (``path,label,distance,novel``) and ``
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from aurora.cache import atomic_write_text
-from aurora.data.sources import Rejection, scan, write_rejected_csv
+from aurora.data.sources import Rejection, expand_duplicates, scan, write_rejected_csv
 from aurora.pipeline import PipelineError
 from aurora.solution import Solution, SolutionError, load_solution
 
@@ -44,7 +45,9 @@ class ApplyResult:
         novel: (M,) bool distance above the solution's novelty threshold.
         embedding: (M, d) float32 the images in the solution's embedding.
         rejected: inputs that did not become images, with reasons.
-        n_inputs: every input seen (``M + len(rejected)``).
+        n_inputs: every input seen (``M + len(duplicates) + len(rejected)``).
+        duplicates: duplicate id -> id of the image with the same content (in ``ids``); a
+            duplicate is labelled like its original.
     """
 
     ids: list[str]
@@ -54,6 +57,7 @@ class ApplyResult:
     embedding: np.ndarray
     rejected: list[Rejection]
     n_inputs: int
+    duplicates: dict[str, str] = field(default_factory=dict)
 
 
 def label_images(
@@ -137,20 +141,26 @@ def label_images(
     dist = fdist[:, 0].astype(np.float64)
     thr = solution.novelty_threshold
     novel = dist > thr if thr is not None else np.zeros(len(dist), bool)
-    return ApplyResult(list(fs.ids), labels, dist, novel, emb, rejected, manifest.n_inputs)
+    return ApplyResult(
+        list(fs.ids), labels, dist, novel, emb, rejected, manifest.n_inputs, dict(store.duplicates)
+    )
 
 
 def write_apply_outputs(result: ApplyResult, out_dir: str | Path) -> None:
-    """``labels.csv`` (``path,label,distance,novel``) and ``rejected.csv`` in ``out_dir``."""
+    """``labels.csv`` (``path,label,distance,novel``) and ``rejected.csv`` in ``out_dir``.
+
+    One line per input: a duplicate gets the line of its original, under its own path.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with open(out_dir / "labels.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "label", "distance", "novel"])
-        for i, lab, dist, nov in zip(
-            result.ids, result.labels, result.distances, result.novel, strict=True
-        ):
-            w.writerow([i, int(lab), f"{float(dist):.6g}", int(bool(nov))])
+    ids, rows = expand_duplicates(result.ids, result.duplicates)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["path", "label", "distance", "novel"])
+    for rid, r in zip(ids, rows, strict=True):
+        dist = f"{float(result.distances[r]):.6g}"
+        w.writerow([rid, int(result.labels[r]), dist, int(bool(result.novel[r]))])
+    atomic_write_text(out_dir / "labels.csv", buf.getvalue())
     write_rejected_csv(result.rejected, out_dir / "rejected.csv")
 
 
@@ -163,7 +173,8 @@ def _summary(result: ApplyResult, solution: Solution, data_root: str) -> dict[st
         "solution": str(solution.path),
         "data_root": data_root,
         "n_inputs": result.n_inputs,
-        "n_labelled": len(result.ids),
+        "n_labelled": len(result.ids) + len(result.duplicates),
+        "n_duplicates": len(result.duplicates),
         "n_rejected": len(result.rejected),
         "rejected_by_reason": counts,
         "n_novel": int(result.novel.sum()),

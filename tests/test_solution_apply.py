@@ -340,6 +340,8 @@ def test_apply_cli_accounting_and_novelty(run: tuple[RunRecord, Path], tmp_path:
     sky = record.run_dir.parent / "sky"
     for name in sorted(p.name for p in sky.glob("*.jpg"))[:4]:
         shutil.copy(sky / name, new / name)
+    first = sorted(p.name for p in new.iterdir())[0]
+    shutil.copy(new / first, new / "zz_copy.jpg")  # same content: labelled like its original
     _test_card(new / "card.png")
     (new / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(new / "black.png")
@@ -365,6 +367,10 @@ def test_apply_cli_accounting_and_novelty(run: tuple[RunRecord, Path], tmp_path:
     assert rows["card.png"]["novel"] == "1"
     assert all(rows[n]["novel"] == "0" for n in rows if n != "card.png")
     assert summary["n_inputs"] == len(inputs) and summary["n_novel"] == 1
+    assert rows["zz_copy.jpg"]["label"] == rows[first]["label"]
+    assert rows["zz_copy.jpg"]["distance"] == rows[first]["distance"]
+    assert summary["n_duplicates"] == 1
+    assert summary["n_labelled"] + summary["n_rejected"] == summary["n_inputs"]
 
 
 def test_apply_needs_solution_and_data(tmp_path: Path) -> None:
