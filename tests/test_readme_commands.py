@@ -141,6 +141,32 @@ def test_apply_a_solution_to_another_camera(tmp_path: Path) -> None:
     assert labelled + rejected == 3
 
 
+    # README "Sharing a solution": an old-format solution is refused in one line, and
+    # ``python -m aurora.solution export RUN`` rewrites it from the run's own command line.
+    manifest_path = tmp_path / "run" / "solution" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "format_version": 1}))
+    apply_args = [
+        str(ROOT / "cluster.py"),
+        "mode=apply",
+        f"solution={tmp_path / 'run' / 'solution'}",
+        "data=folder",
+        f"data.root={KHO}",
+        "jobs=1",
+        f"hydra.run.dir={tmp_path / 'applied2'}",
+    ]
+    env = {**os.environ, "AURORA_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [sys.executable, *apply_args], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stdout + proc.stderr
+    assert "error: solution" in proc.stdout and "python -m aurora.solution export" in proc.stdout
+    run(["-m", "aurora.solution", "export", str(tmp_path / "run")], tmp_path)
+    assert json.loads(manifest_path.read_text())["format_version"] == 2
+    run(apply_args, tmp_path)
+    assert read_csv(tmp_path / "applied2" / "labels.csv") == read_csv(out_dir / "labels.csv")
+
+
 def test_multirun_sweep_on_a_real_folder(tmp_path: Path) -> None:
     """README: ``python cluster.py -m data=folder data.root=... extractor=... reducer=...``."""
     sweep = tmp_path / "multirun"
