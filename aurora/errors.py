@@ -1,6 +1,22 @@
-"""The base of the errors a user can cause; the command line prints them in one line."""
+"""The base of the errors a user can cause; the command line prints them in one line.
+
+Also the two resource errors every stage can meet, a full disk and exhausted memory, and the
+helpers that recognise them in an exception chain raised from inside a library (Lightning,
+torch, numpy), so that :func:`aurora.cli.run_guarded` can say what ran out and what to change.
+"""
 
 from __future__ import annotations
+
+import errno
+import os
+import re
+import shutil
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+
+DISK_FULL_ERRNOS: frozenset[int] = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""``errno`` values of a write that failed for lack of space (device full, quota exceeded)."""
 
 
 class AuroraError(RuntimeError):
@@ -15,3 +31,186 @@ class SettingsError(AuroraError, ValueError):
         self.key = key
         self.value = value
         self.allowed = allowed
+
+
+def format_size(n_bytes: float) -> str:
+    """Human-readable size in binary units, e.g. ``'41.0 MiB'``."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+    size, i = float(n_bytes), 0
+    while abs(size) >= 1024 and i < len(units) - 1:
+        size /= 1024
+        i += 1
+    return f"{size:.0f} B" if i == 0 else f"{size:.1f} {units[i]}"
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """Free bytes (for this user) on the file system holding ``path``, or None if unknown.
+
+    ``path`` need not exist: its nearest existing parent is measured.
+    """
+    p = Path(path).absolute()
+    for candidate in (p, *p.parents):
+        if candidate.exists():
+            try:
+                return int(shutil.disk_usage(candidate).free)
+            except OSError:
+                return None
+    return None
+
+
+class DiskFullError(AuroraError):
+    """A write failed, or would fail, for lack of disk space (or of quota).
+
+    Attributes:
+        path: the file or folder being written.
+        free_bytes: free bytes on its file system when measured, else None.
+        needed_bytes: bytes the write needed when known, else None.
+        quota: True when the limit is the user's quota (EDQUOT), not the device.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        free_bytes: int | None = None,
+        needed_bytes: int | None = None,
+        *,
+        quota: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self.free_bytes = free_bytes
+        self.needed_bytes = needed_bytes
+        self.quota = quota
+        parts = []
+        if quota:
+            parts.append("disk quota exceeded")
+        if free_bytes is not None:
+            parts.append(f"{format_size(free_bytes)} free")
+        if needed_bytes is not None:
+            parts.append(f"{format_size(needed_bytes)} needed")
+        what = ", ".join(parts) or "no space left on device"
+        super().__init__(
+            f"disk full writing {self.path}: {what}; free space on that disk or point the "
+            "output (paths.cache_dir, hydra.run.dir) to another disk, then run again "
+            "(finished stages are reused)"
+        )
+
+
+class OutOfMemoryError(AuroraError, MemoryError):
+    """Memory (host or GPU) ran out; the message says where and which setting to lower.
+
+    Attributes:
+        device: ``"GPU"`` or ``"host"``.
+        stage: ``"training"``, ``"feature extraction"`` or ``""`` when unknown.
+        detail: what the failing allocation asked for, when the library said so.
+    """
+
+    def __init__(self, device: str, stage: str = "", detail: str = "") -> None:
+        self.device = device
+        self.stage = stage
+        self.detail = detail
+        if stage == "training":
+            hint = (
+                "lower the training batch size (train.loader.batch_size for cluster.py, "
+                "loader.batch_size for train.py) or the image size"
+            )
+        elif stage == "feature extraction":
+            hint = "lower extract.batch_size"
+        else:
+            hint = (
+                "use fewer images, or lower train.loader.batch_size / extract.batch_size if it "
+                "ran out while training or extracting features"
+            )
+        where = f" during {stage}" if stage else ""
+        said = f" ({detail})" if detail else ""
+        super().__init__(f"out of {device} memory{where}{said}: {hint}")
+
+
+def exception_chain(err: BaseException) -> Iterator[BaseException]:
+    """``err`` followed by its causes and contexts (``__cause__`` first), each once."""
+    seen: set[int] = set()
+    todo = [err]
+    while todo:
+        e = todo.pop(0)
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo.extend(x for x in (e.__cause__, e.__context__) if x is not None)
+
+
+def disk_full_error(err: BaseException, path: str | Path | None = None) -> DiskFullError | None:
+    """The :class:`DiskFullError` that ``err`` (or an exception in its chain) amounts to.
+
+    Args:
+        err: any exception, e.g. one raised from inside Lightning or ``torch.save``.
+        path: what the caller was writing; used when the ``OSError`` names no file.
+
+    Returns:
+        A :class:`DiskFullError` in the chain, one built from an ``ENOSPC`` / ``EDQUOT``
+        ``OSError`` in the chain, or None when the chain has neither.
+    """
+    chain = list(exception_chain(err))
+    for e in chain:
+        if isinstance(e, DiskFullError):
+            return e
+    for e in chain:
+        if isinstance(e, OSError) and e.errno in DISK_FULL_ERRNOS:
+            # A copy or rename names its destination second (shutil.copyfile names the source
+            # first even when the destination's disk is the full one).
+            target = e.filename2 or e.filename or path
+            if target is None:
+                return DiskFullError("an unnamed file", quota=e.errno == errno.EDQUOT)
+            target = Path(os.fsdecode(target))
+            return DiskFullError(target, free_bytes(target), quota=e.errno == errno.EDQUOT)
+    return None
+
+
+def _is_gpu_oom(e: BaseException) -> bool:
+    import sys
+
+    torch = sys.modules.get("torch")  # never import torch just to look
+    oom = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    if oom is not None and isinstance(e, oom):
+        return True
+    return isinstance(e, RuntimeError) and "CUDA out of memory" in str(e)
+
+
+def _stage_of(err: BaseException) -> str:
+    """``"training"`` / ``"feature extraction"`` from the frames the error passed through."""
+    stage = ""
+    for frame in traceback.extract_tb(err.__traceback__):
+        name = frame.filename.replace(os.sep, "/")
+        if frame.name == "fit_model" or "/lightning/pytorch/" in name:
+            return "training"
+        if "/aurora/" in name and ("extract" in frame.name or "/extractors/" in name):
+            stage = "feature extraction"
+    return stage
+
+
+def out_of_memory_error(err: BaseException) -> OutOfMemoryError | None:
+    """The :class:`OutOfMemoryError` that ``err`` (or an exception in its chain) amounts to.
+
+    Recognises ``MemoryError`` (numpy's "Unable to allocate ...") and torch's
+    ``OutOfMemoryError`` (CUDA). aurora's own memory errors other than
+    :class:`OutOfMemoryError` (e.g. the n² guard's ``MemoryLimitError``) carry their own advice
+    and are not rewritten.
+    """
+    for e in exception_chain(err):
+        if isinstance(e, OutOfMemoryError):
+            return e
+        if isinstance(e, AuroraError) or type(e).__module__.startswith("aurora."):
+            continue
+        gpu = _is_gpu_oom(e)
+        if not gpu and not isinstance(e, MemoryError):
+            continue
+        text = " ".join(str(e).split())
+        m = re.search(r"[Tt]ried to allocate [\d.]+ ?\w+", text) or re.search(
+            r"[Uu]nable to allocate [\d.]+ ?\w+", text
+        )
+        detail = m.group(0).replace("Unable", "tried").replace("unable", "tried") if m else ""
+        m = re.search(r"of which ([\d.]+ ?\w+) is free", text)
+        if m:
+            detail = f"{detail}, {m.group(1)} free" if detail else f"{m.group(1)} free"
+        stage = _stage_of(err) or _stage_of(e)
+        return OutOfMemoryError("GPU" if gpu else "host", stage, detail)
+    return None

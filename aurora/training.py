@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import os
+import time
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,12 +14,16 @@ from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
+import torch
 from hydra.utils import instantiate
+from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig, OmegaConf
 
+from aurora.cache import atomic_write_bytes, check_free_space, remove_stale_tmp
 from aurora.data.datamodule import LoaderConfig, SkyDataModule
-from aurora.errors import AuroraError
+from aurora.errors import AuroraError, disk_full_error
 from aurora.models.callbacks import ChannelsLast
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,30 @@ class TrainResult:
     model: pl.LightningModule | None = field(default=None, repr=False)
 
 
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, but atomic in place and clear when the disk is full.
+
+    Lightning's own writer stages a checkpoint in the system temporary folder and moves it
+    over; across file systems that move is a copy, which a full disk cuts short, leaving a
+    truncated ``.ckpt``. Here the checkpoint is serialised in memory (as Lightning does),
+    its size checked against the free space, written to a temporary sibling and renamed into
+    place: a checkpoint path holds a complete checkpoint or nothing, and a full disk raises
+    :class:`aurora.errors.DiskFullError` naming the checkpoint and the bytes it needed.
+    Remote paths (``s3://`` ...) go to Lightning's writer.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None
+    ) -> None:
+        """Write ``checkpoint`` to ``path`` (complete or not at all)."""
+        if storage_options is not None or not _is_local_file_protocol(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        atomic_write_bytes(path, buffer.getbuffer())
+        return None
+
+
 def make_trainer(
     out_dir: str | Path,
     logger: Any = False,
@@ -55,6 +87,11 @@ def make_trainer(
     **trainer_kwargs: Any,
 ) -> pl.Trainer:
     """A Lightning Trainer with best + last checkpoints under ``out_dir/checkpoints``.
+
+    ``last.ckpt`` is a symbolic link to the newest checkpoint written (Lightning's
+    ``save_last="link"``), not a second copy: with a monitored metric Lightning writes
+    ``last`` only in the steps it writes the best one, so the two were identical files.
+    Checkpoints are written through :class:`AtomicCheckpointIO`.
 
     The ``trainer`` config group instantiates this (``_target_: aurora.training.make_trainer``);
     every key other than the named ones goes to :class:`lightning.pytorch.Trainer` (accelerator,
@@ -76,15 +113,23 @@ def make_trainer(
         monitor=monitor,
         mode="min",
         save_top_k=1 if monitor else 0,
-        save_last=True,
+        save_last="link",
     )
     callbacks = [ckpt, *(callbacks or [])]
     if trainer_kwargs.get("enable_progress_bar", True):
         callbacks.append(TQDMProgressBar(refresh_rate=10))
     if channels_last:
         callbacks.append(ChannelsLast())
+    plugins = trainer_kwargs.pop("plugins", None) or []
+    plugins = list(plugins) if isinstance(plugins, list | tuple) else [plugins]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
     return pl.Trainer(
-        default_root_dir=str(out_dir), logger=logger, callbacks=callbacks, **trainer_kwargs
+        default_root_dir=str(out_dir),
+        logger=logger,
+        callbacks=callbacks,
+        plugins=plugins,
+        **trainer_kwargs,
     )
 
 
@@ -97,6 +142,58 @@ def _container(cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
     if isinstance(cfg, DictConfig):
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     return dict(cfg)
+
+
+def is_complete_checkpoint(path: str | Path) -> bool:
+    """True when ``path`` is a whole torch checkpoint (a zip archive whose directory reads).
+
+    A checkpoint cut short by a full disk or a kill lacks the zip's central directory at its
+    end, so this is cheap and does not load any tensor. A dangling link is not complete.
+    """
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return len(zf.namelist()) > 0
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def remove_incomplete_checkpoints(folder: str | Path, since: float = 0.0) -> list[Path]:
+    """Remove what a failed or killed training left half-written in a checkpoint folder.
+
+    Removes temporaries of dead writers and every ``*.ckpt`` modified at or after ``since``
+    that is not a complete checkpoint (including links whose target is gone). Complete
+    checkpoints are kept: they are what a rerun resumes from.
+
+    Args:
+        folder: checkpoint folder (``out_dir/checkpoints``); a missing folder is fine.
+        since: epoch seconds; older files are left alone.
+
+    Returns:
+        The paths removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = remove_stale_tmp(folder)
+    for path in sorted(folder.glob("*.ckpt")):
+        try:
+            mtime = path.lstat().st_mtime
+        except FileNotFoundError:
+            continue
+        if mtime >= since - 1 and not is_complete_checkpoint(path):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def latest_checkpoint(folder: str | Path) -> Path | None:
+    """The newest complete checkpoint in ``folder`` (``last.ckpt`` first), or None."""
+    folder = Path(folder)
+    last = folder / "last.ckpt"
+    if is_complete_checkpoint(last):
+        return last
+    found = [p for p in folder.glob("*.ckpt") if is_complete_checkpoint(p)]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
 def fit_model(
@@ -127,13 +224,24 @@ def fit_model(
 
     Returns:
         The run's :class:`TrainResult`.
+
+    Raises:
+        DiskFullError: before training when the checkpoint folder cannot hold the weights once,
+            or when a checkpoint or log does not fit; no partial checkpoint is left and
+            the complete ones are kept (a log line names the one to resume from).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_dir = out_dir / "checkpoints"
+    remove_stale_tmp(ckpt_dir)  # temporaries of a killed earlier run in this folder
     pl.seed_everything(seed, workers=True)
     dm = SkyDataModule(images, loader or LoaderConfig(), seed=seed)
     # _convert_="all": hyperparameters must be plain containers to load with weights_only=True.
     model = instantiate(_container(model_cfg), image_size=dm.image_size, seed=seed, _convert_="all")
+    # A checkpoint holds at least the weights (AdamW adds two moments): refuse now rather than
+    # after the first epoch when even that will not fit.
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    check_free_space(ckpt_dir, weights, ckpt_dir)
     logger = False
     if logger_cfg is not None:
         logger = instantiate(_container(logger_cfg), save_dir=str(out_dir))
@@ -151,7 +259,24 @@ def fit_model(
         monitor=monitor,
         callbacks=list(callbacks or []),
     )
-    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    started = time.time()
+    try:
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    except BaseException as err:
+        remove_incomplete_checkpoints(ckpt_dir, since=started)
+        resume = latest_checkpoint(ckpt_dir)
+        if resume is not None:
+            log.warning(
+                "training stopped; its last complete checkpoint is %s (train.py resumes from it "
+                "with ckpt_path=...)",
+                os.path.abspath(resume),
+            )
+        full = None
+        if isinstance(err, Exception) and not isinstance(err, AuroraError):
+            full = disk_full_error(err, ckpt_dir)
+        if full is not None:
+            raise full from err
+        raise
     ckpt_cb = trainer.checkpoint_callback
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
     log_dir = getattr(trainer.logger, "log_dir", None) if trainer.logger else None
