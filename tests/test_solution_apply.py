@@ -400,7 +400,7 @@ def test_checkpoint_extractor_is_copied(tmp_path: Path) -> None:
     }
     record = _make_record(tmp_path / "r", cfg)
     sol_dir = save_solution(record, tmp_path / "solution")
-    Path(res.last_ckpt).unlink()  # the solution must not need the original
+    shutil.rmtree(Path(res.last_ckpt).parent)  # the solution must not need the checkpoints
     manifest = json.loads((sol_dir / "manifest.json").read_text())
     assert manifest["extractor"]["kind"] == "checkpoint"
     assert manifest["extractor"]["params"]["model_class"].endswith(".AutoEncoder")
