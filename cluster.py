@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 
 
 @hydra.main(config_path="conf", config_name="cluster", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> int:
     """Hydra entry point; the work happens in :func:`aurora.pipeline.main`."""
     from hydra.core.hydra_config import HydraConfig
 
@@ -17,8 +17,13 @@ def main(cfg: DictConfig) -> None:
 
     hc = HydraConfig.get()
     code = run_main(cfg, hc.runtime.output_dir, dict(hc.runtime.choices), str(hc.mode))
+    if "MULTIRUN" in str(hc.mode):
+        # A job's SystemExit would end the whole sweep: its failure is recorded in its folder
+        # and aurora.sweep.FinalizeSweep sets the sweep's exit code at the end.
+        return code
     if code:
         sys.exit(code)
+    return code
 
 
 if __name__ == "__main__":

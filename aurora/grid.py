@@ -1,14 +1,20 @@
 """One grid cell (reduce -> cluster -> score) and the files a Hydra multirun leaves behind.
 
 A cell's job folder holds ``cell.json`` (its meta data, scores and timings) and
-``labels.npy`` (int64, (N,)). After the sweep, :func:`collect_cells` finds every
-``cell.json`` under the multirun folder, :func:`write_results` writes all scores to
-``results.csv`` and :func:`write_ranking` writes the Borda ranking to ``ranking.csv``.
+``labels.npy`` (int64, (N,)); a cell that failed leaves ``failed.json`` instead (its name,
+the error in one line, the exception type, and the traceback of a bug). After the sweep,
+:func:`collect_cells` finds every ``cell.json`` under the multirun folder and
+:func:`collect_failed` every ``failed.json`` (hidden folders such as ``.previous/`` are
+skipped), :func:`write_results` writes all scores to ``results.csv``, :func:`write_ranking`
+the Borda ranking to ``ranking.csv`` and :func:`write_failed_csv` the failures to
+``failed.csv``.
 """
 
 from __future__ import annotations
 
+import csv
 import inspect
+import io
 import json
 import math
 import os
@@ -26,6 +32,7 @@ from aurora.clustering import count_violations
 from aurora.clustering.memory import DEFAULT_MEMORY_BUDGET_BYTES, check_estimator_memory
 from aurora.ranking import borda_rank, write_csv, write_ranking_csv
 from aurora.reduce import fit_transform_cached, make_estimator
+from aurora.run_status import one_line
 from aurora.scoring import (
     DEFAULT_SILHOUETTE_SAMPLE,
     external_scores,
@@ -36,6 +43,8 @@ from aurora.scoring import (
 
 CELL_FILE = "cell.json"
 LABELS_FILE = "labels.npy"
+FAILED_FILE = "failed.json"
+EMBEDDING_FILE = "embedding.npy"
 META_KEYS = ("extractor", "reducer", "clusterer", "n_clusters", "seed")
 
 
@@ -194,24 +203,93 @@ def write_cell(
         "labels": LABELS_FILE,
     }
     if save_embedding:
-        np.save(out / "embedding.npy", result.embedding)
-        doc["embedding"] = "embedding.npy"
+        np.save(out / EMBEDDING_FILE, result.embedding)
+        doc["embedding"] = EMBEDDING_FILE
     # cell.json last: its presence marks a complete cell for collect_cells.
     atomic_write_text(out / CELL_FILE, json.dumps(_json_safe(doc), indent=2) + "\n")
     return out / CELL_FILE
+
+
+def clear_cell(out_dir: str | Path) -> None:
+    """Delete what an earlier computation of a cell left in ``out_dir`` (result or failure)."""
+    for name in (CELL_FILE, FAILED_FILE, LABELS_FILE, EMBEDDING_FILE):
+        (Path(out_dir) / name).unlink(missing_ok=True)
+
+
+def write_failed(
+    out_dir: str | Path, meta: Mapping[str, Any], err: BaseException, traceback: str | None = None
+) -> Path:
+    """Record a cell that failed: ``failed.json`` in ``out_dir``.
+
+    Args:
+        out_dir: the cell's (or sweep job's) folder.
+        meta: what is known of the cell (``extractor``, ``reducer``, ``clusterer``,
+            ``n_clusters``, ``seed``; any may be missing when the job failed early).
+        err: the exception.
+        traceback: the formatted traceback (kept for bugs, so they can be debugged).
+
+    Returns:
+        Path of ``failed.json``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = {
+        **dict(meta),
+        "cell": cell_name(meta),
+        "error": one_line(err),
+        "type": type(err).__name__,
+    }
+    if traceback:
+        doc["traceback"] = traceback
+    atomic_write_text(out / FAILED_FILE, json.dumps(_json_safe(doc), indent=2, default=str) + "\n")
+    return out / FAILED_FILE
+
+
+def _found(root: Path, name: str) -> list[Path]:
+    """``name`` anywhere under ``root``, outside hidden folders (``.previous/``, ``.hydra/``)."""
+    return sorted(
+        p
+        for p in root.rglob(name)
+        if not any(part.startswith(".") for part in p.relative_to(root).parts[:-1])
+    )
+
+
+def collect_failed(root: str | Path) -> list[dict[str, Any]]:
+    """Every failed cell under a folder: the ``failed.json`` docs plus ``cell_dir`` (absolute)."""
+    rows = []
+    for path in _found(Path(root), FAILED_FILE):
+        doc = json.loads(path.read_text())
+        rows.append({**doc, "cell_dir": str(path.parent.resolve())})
+    return rows
+
+
+def write_failed_csv(failed: Sequence[Mapping[str, Any]], path: str | Path) -> None:
+    """``failed.csv``: ``cell,error,folder`` (the cell's folder relative to the CSV's)."""
+    path = Path(path)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["cell", "error", "folder"])
+    base = path.parent.resolve()
+    for row in failed:
+        folder = (
+            Path(os.path.relpath(row["cell_dir"], base)).as_posix() if "cell_dir" in row else ""
+        )
+        writer.writerow([row["cell"], row["error"], folder])
+    atomic_write_text(path, buf.getvalue())
 
 
 def collect_cells(root: str | Path) -> list[dict[str, Any]]:
     """Every cell under a multirun folder, flattened: meta, scores, ``labels_path`` (absolute).
 
     Args:
-        root: the multirun folder (searched recursively for ``cell.json``).
+        root: the multirun folder (searched recursively for ``cell.json``, outside hidden
+            folders such as ``.previous/``).
 
     Returns:
         One dict per cell, sorted by folder; null scores are read back as NaN.
     """
     rows = []
-    for path in sorted(Path(root).rglob(CELL_FILE)):
+    for path in _found(Path(root), CELL_FILE):
         doc = json.loads(path.read_text())
         scores = {k: (math.nan if v is None else v) for k, v in doc.pop("scores", {}).items()}
         row = {**doc, **scores}

@@ -5,6 +5,12 @@ and :func:`run_sweep_cell` (one grid cell per job of a ``-m`` sweep, finalised b
 :class:`aurora.sweep.FinalizeSweep`). Every stage reads and writes the on-disk cache, so a
 second run, or a sweep over reducers and clusterers, never decodes an image or runs a network
 again.
+
+A grid cell that fails is recorded (``failed.json`` in its folder, ``failed.csv`` and the
+summary counts) and the other cells are still ranked, fused and reported; the exit code is
+then 1. A run folder's ``status.json`` says whether its results are current (running,
+finished, finished_with_failures, failed), and a run moves the earlier results aside before it
+starts (:mod:`aurora.run_status`).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import csv
 import dataclasses
 import logging
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +28,8 @@ from typing import Any
 
 import numpy as np
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from aurora.cache import Cache, stable_hash
 from aurora.checks import (
@@ -35,6 +43,7 @@ from aurora.checks import (
 from aurora.data.sources import Manifest, Rejection, scan, write_rejected_csv
 from aurora.errors import AuroraError, SettingsError
 from aurora.preprocess import PreprocessConfig, PreprocessedStore, build_preprocessed
+from aurora.run_status import begin_run, fail_run, finish_run, one_line
 
 log = logging.getLogger("aurora")
 
@@ -677,49 +686,121 @@ def truth_columns(
     return truth, nuisances
 
 
+def _is_user_error(err: BaseException) -> bool:
+    """An error aurora reports in one line (see :func:`aurora.cli.run_guarded`), not a bug."""
+    return isinstance(err, AuroraError | MissingMandatoryValue) or type(err).__module__.startswith(
+        "aurora."
+    )
+
+
+def _traceback_to_log_files(err: BaseException, what: str) -> None:
+    """Write the traceback of ``err`` to the log files only (the console keeps one line)."""
+    record = log.makeRecord(
+        log.name,
+        logging.ERROR,
+        __file__,
+        0,
+        "traceback of %s",
+        (what,),
+        (type(err), err, err.__traceback__),
+    )
+    handlers = {
+        h
+        for logger in (log, logging.getLogger())
+        for h in logger.handlers
+        if isinstance(h, logging.FileHandler)
+    }
+    for h in handlers:
+        if record.levelno >= h.level:
+            h.handle(record)
+
+
+def record_failure(out_dir: Path, meta: Mapping[str, Any], err: BaseException) -> Path:
+    """Record a failed cell (``failed.json``) and log it in one line naming the cell.
+
+    A bug (not an aurora error) keeps its traceback: in ``failed.json`` and in the log files.
+
+    Returns:
+        Path of ``failed.json``.
+    """
+    from aurora.grid import cell_name, write_failed
+
+    bug = not _is_user_error(err)
+    text = "".join(traceback.format_exception(err)) if bug else None
+    path = write_failed(out_dir, meta, err, text)
+    name = cell_name(meta)
+    if bug:
+        log.error("cell %s FAILED (traceback in %s): %s", name, path, one_line(err))
+        _traceback_to_log_files(err, f"the failed cell {name}")
+    else:
+        log.error("cell %s FAILED: %s", name, one_line(err))
+    return path
+
+
 def run_grid(
-    cfg: DictConfig, ctx: RunContext, cells: Sequence[CellSpec], cells_dir: Path
+    cfg: DictConfig,
+    ctx: RunContext,
+    cells: Sequence[CellSpec],
+    cells_dir: Path,
+    keep_going: bool = True,
 ) -> list[dict[str, Any]]:
     """Run the given grid cells and write each one's ``cell.json`` + ``labels.npy``.
 
+    A cell that raises is recorded (``failed.json`` in its folder, read back with
+    :func:`aurora.grid.collect_failed`; see :func:`record_failure`) and the grid goes on.
+
+    Args:
+        cfg: the composed ``cluster`` config.
+        ctx: data and features of the run.
+        cells: the cells to run.
+        cells_dir: each cell gets the folder ``cells_dir/<cell.name>``.
+        keep_going: false = a failing cell raises (a sweep job, which records itself).
+
     Returns:
-        The cells as rows (see :func:`aurora.grid.collect_cells`).
+        The finished cells as rows (see :func:`aurora.grid.collect_cells`).
     """
-    from aurora.grid import collect_cells, run_cell, write_cell
+    from aurora.grid import clear_cell, collect_cells, run_cell, write_cell
 
     truth, nuisances = truth_columns(cfg, ctx.ids)
+    moon = nuisances.get("moon", ctx.moon)
     for spec in cells:
         feats = ctx.features[spec.extractor]
-        moon = nuisances.get("moon", ctx.moon)
         clusterer = {**_plain(cfg.clusterers[spec.clusterer]), "n_clusters": spec.n_clusters}
-        with stage("cell") as st:
-            result = run_cell(
-                feats.features,
-                _plain(cfg.reducers[spec.reducer]),
-                clusterer,
-                seed=int(cfg.seed),
-                cache=Cache(cfg.paths.cache_dir),
-                features_key=feats.key,
-                stability_splits=int(cfg.grid.stability_splits),
-                must_link=ctx.must_link,
-                cannot_link=ctx.cannot_link,
-                truth=truth,
-                nuisance={**nuisances, "moon": moon},
-            )
-            meta = {
-                "extractor": spec.extractor,
-                "reducer": spec.reducer,
-                "clusterer": spec.clusterer,
-                "n_clusters": spec.n_clusters,
-                "seed": int(cfg.seed),
-                "random_init": feats.random_init,
-            }
-            write_cell(result, cells_dir / spec.name, meta)
-            s = result.scores
-            st["msg"] = (
-                f"{spec.name}: silhouette {s.get('silhouette', float('nan')):.3f}, "
-                f"stability ARI {s.get('stability_ari', float('nan')):.3f}"
-            )
+        meta = {
+            "extractor": spec.extractor,
+            "reducer": spec.reducer,
+            "clusterer": spec.clusterer,
+            "n_clusters": spec.n_clusters,
+            "seed": int(cfg.seed),
+            "random_init": feats.random_init,
+        }
+        out = cells_dir / spec.name
+        clear_cell(out)
+        try:
+            with stage("cell") as st:
+                result = run_cell(
+                    feats.features,
+                    _plain(cfg.reducers[spec.reducer]),
+                    clusterer,
+                    seed=int(cfg.seed),
+                    cache=Cache(cfg.paths.cache_dir),
+                    features_key=feats.key,
+                    stability_splits=int(cfg.grid.stability_splits),
+                    must_link=ctx.must_link,
+                    cannot_link=ctx.cannot_link,
+                    truth=truth,
+                    nuisance={**nuisances, "moon": moon},
+                )
+                write_cell(result, out, meta)
+                s = result.scores
+                st["msg"] = (
+                    f"{spec.name}: silhouette {s.get('silhouette', float('nan')):.3f}, "
+                    f"stability ARI {s.get('stability_ari', float('nan')):.3f}"
+                )
+        except Exception as err:
+            if not keep_going:
+                raise
+            record_failure(out, meta, err)
     return collect_cells(cells_dir)
 
 
@@ -877,23 +958,35 @@ def finalize(
     cells: Sequence[Mapping[str, Any]],
     out_dir: Path,
     extra: Mapping[str, Any] | None = None,
+    failed: Sequence[Mapping[str, Any]] = (),
 ) -> RunRecord:
     """Rank the cells, fuse, and write the run's outputs into ``out_dir``.
 
-    Writes ``ranking.csv``, ``results.csv``, fusion tables, ``labels.csv`` (``path,label``),
+    Writes ``failed.csv`` (``cell,error,folder``; only a header when no cell failed),
+    ``ranking.csv``, ``results.csv``, fusion tables, ``labels.csv`` (``path,label``),
     ``rejected.csv`` (``path,reason``), ``summary.json``, ``solution/`` and ``report/``.
 
+    Args:
+        cfg: the run's config.
+        ctx: data and features of the run.
+        cells: the finished cells (:func:`aurora.grid.collect_cells`).
+        out_dir: the run (or sweep) folder.
+        extra: more summary entries.
+        failed: the cells that failed (:func:`aurora.grid.collect_failed`).
+
     Returns:
-        The run record (its ``summary`` has counts, the chosen fusion and, when truth
-        exists, the external scores).
+        The run record (its ``summary`` has counts, failed cells, the chosen fusion and, when
+        truth exists, the external scores).
+
+    Raises:
+        PipelineError: no cell finished (after writing ``failed.csv``).
     """
     import json
 
     from aurora.grid import write_ranking, write_results
 
     ids, rejected = ctx.ids, ctx.rejected
-    if not cells:
-        raise PipelineError(f"no finished grid cells under {out_dir}")
+    _check_some_cells(cells, failed, out_dir)
     n = {int(c["n_samples"]) for c in cells}
     if n != {len(ids)}:
         raise PipelineError(f"cells have {sorted(n)} labels but the data set has {len(ids)} images")
@@ -927,6 +1020,9 @@ def finalize(
             "per_group": fusion.per_group,
         },
         "best_cell": ranked[0]["cell"],
+        "n_cells": len(cells) + len(failed),
+        "n_failed_cells": len(failed),
+        "failed_cells": [{"cell": f["cell"], "error": f["error"]} for f in failed],
         **(extra or {}),
     }
     if n_groups == 0:
@@ -947,6 +1043,24 @@ def finalize(
         rep = write_report(record, out_dir / "report")
         st["msg"] = str(rep)
     return record
+
+
+def _check_some_cells(
+    cells: Sequence[Mapping[str, Any]], failed: Sequence[Mapping[str, Any]], out_dir: Path
+) -> None:
+    """Write ``failed.csv``; raise when no cell finished (there is nothing to rank)."""
+    from aurora.grid import write_failed_csv
+
+    write_failed_csv(failed, out_dir / "failed.csv")
+    if cells:
+        return
+    if failed:
+        first = failed[0]
+        raise PipelineError(
+            f"all {len(failed)} grid cells failed (see {out_dir / 'failed.csv'}); "
+            f"the first, {first['cell']}: {first['error']}"
+        )
+    raise PipelineError(f"no finished grid cells under {out_dir}")
 
 
 def _run_record(
@@ -1063,18 +1177,68 @@ def _sweep_cell(cfg: DictConfig, choices: Mapping[str, str | None]) -> tuple[Dic
     return cfg, spec
 
 
+def config_paths(cfg: DictConfig) -> list[str]:
+    """Every string of the config (outside ``hydra``) that can be read: the paths a run reads.
+
+    :func:`aurora.run_status.begin_run` never moves an earlier output that is or holds one of
+    them (a cache, data or checkpoint someone put inside the run folder).
+    """
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, DictConfig | ListConfig):
+            keys = list(node.keys()) if isinstance(node, DictConfig) else range(len(node))
+            for k in keys:
+                if k == "hydra":
+                    continue
+                try:
+                    value = node[k]  # resolves interpolations; unset or broken ones are skipped
+                except Exception:
+                    continue
+                walk(value)
+        elif isinstance(node, str) and node not in ("", ".", "???"):
+            found.append(node)
+
+    walk(cfg)
+    return found
+
+
+def start_run(cfg: DictConfig, run_dir: Path, job_dirs: bool = False) -> None:
+    """Mark ``run_dir`` running, moving the earlier results aside (see :mod:`aurora.run_status`)."""
+    begin_run(run_dir, keep=config_paths(cfg), job_dirs=job_dirs)
+
+
 def run_cluster(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """The whole chain in one process: data -> features -> grid -> ranking -> fusion -> outputs.
+
+    The folder's earlier results are moved aside first and ``status.json`` follows the run
+    (running, finished, finished_with_failures, failed): see :mod:`aurora.run_status`.
+    A grid cell that fails is recorded in ``failed.csv`` and the others go on.
 
     Args:
         cfg: the composed ``cluster`` config.
         run_dir: output folder (the Hydra run directory).
 
     Returns:
-        The run summary (also in ``run_dir/summary.json``).
+        The run summary (also in ``run_dir/summary.json``); ``n_failed_cells`` > 0 when some
+        grid cells failed.
     """
-    t0 = time.perf_counter()
     run_dir = Path(run_dir)
+    start_run(cfg, run_dir)
+    try:
+        summary = _run_cluster(cfg, run_dir)
+    except BaseException as err:
+        fail_run(run_dir, err)
+        raise
+    finish_run(run_dir, summary["n_cells"], [f["cell"] for f in summary["failed_cells"]])
+    return summary
+
+
+def _run_cluster(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """:func:`run_cluster` in a folder already marked running."""
+    from aurora.grid import collect_failed
+
+    t0 = time.perf_counter()
     grid = check_grid(cfg.grid.n_clusters, cfg.grid.stability_splits)
     _check_settings(cfg)
     cells = _grid_cells(cfg, grid.n_clusters)
@@ -1091,13 +1255,14 @@ def run_cluster(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     cells = [c for c in _grid_cells(cfg, fit.n_clusters) if c.extractor in ctx.features]
     with stage("grid") as st:
         rows = run_grid(cfg, ctx, cells, run_dir / "cells")
-        st["msg"] = f"{len(rows)} cells"
+        failed = collect_failed(run_dir / "cells")
+        st["msg"] = f"{len(rows)} cells" + (f", {len(failed)} FAILED" if failed else "")
     extra = {
         "started": t0,
         "skipped_extractors": ctx.skipped,
         "random_init_extractors": [k for k, f in ctx.features.items() if f.random_init],
     }
-    record = finalize(cfg, ctx, rows, run_dir, extra)
+    record = finalize(cfg, ctx, rows, run_dir, extra, failed)
     _print_summary(record.summary, run_dir)
     return record.summary
 
@@ -1110,7 +1275,12 @@ def run_sweep_cell(
     The cell is the job's ``extractor``, ``reducer`` and ``clusterer`` group choices, with
     ``clusterer.n_clusters``; :class:`aurora.sweep.FinalizeSweep` ranks and fuses the sweep.
     """
+    from aurora.grid import clear_cell
+
     job_dir = Path(job_dir)
+    # What an earlier run of this job folder recorded (a failure, or another cell's result).
+    for earlier in {job_dir, *(p.parent for p in job_dir.glob("*/cell.json"))}:
+        clear_cell(earlier)
     cfg, cell = _sweep_cell(cfg, choices)
     grid = check_grid([cell.n_clusters], cfg.grid.stability_splits)
     _check_settings(cfg)
@@ -1123,17 +1293,86 @@ def run_sweep_cell(
         check_against_data(n, grid, _plain(cfg.fusion))
 
     ctx = load_context(cfg, job_dir, [cell.extractor], on_accepted, {cell.extractor: "extractor"})
-    rows = run_grid(cfg, ctx, [cell], job_dir)
+    rows = run_grid(cfg, ctx, [cell], job_dir, keep_going=False)
     return rows[0]
 
 
-def finalize_sweep(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any]:
-    """Rank and fuse every finished cell of a sweep; outputs go into ``sweep_dir``."""
-    from aurora.grid import collect_cells
+def _job_meta(cfg: DictConfig, choices: Mapping[str, str | None]) -> dict[str, Any]:
+    """What is known of a sweep job's cell, for its ``failed.json`` (even if it failed early)."""
+    meta: dict[str, Any] = {
+        g: choices[g] for g in ("extractor", "reducer", "clusterer") if choices.get(g)
+    }
+    for key, name in (("clusterer.n_clusters", "n_clusters"), ("seed", "seed")):
+        try:
+            value = OmegaConf.select(cfg, key, throw_on_missing=True)
+        except Exception:
+            continue
+        if value is not None:
+            meta[name] = value
+    return meta
+
+
+def run_sweep_job(cfg: DictConfig, job_dir: str | Path, choices: Mapping[str, str | None]) -> int:
+    """One job of a ``-m`` sweep, which never raises: a failure is recorded, not propagated.
+
+    A job that fails writes ``failed.json`` (cell, error in one line, exception type; a bug's
+    traceback) into its folder, so that the other jobs run and
+    :class:`aurora.sweep.FinalizeSweep` ranks, fuses and reports the rest and counts it.
+
+    Returns:
+        The job's exit code: 0, 2 for an aurora error (printed in one line), 1 for a bug.
+    """
+    from aurora.cli import run_guarded
+
+    job_dir = Path(job_dir)
+
+    def job() -> None:
+        try:
+            run_sweep_cell(cfg, job_dir, choices)
+        except Exception as err:
+            record_failure(job_dir, _job_meta(cfg, choices), err)
+            raise
+
+    try:
+        return run_guarded(job)
+    except Exception:  # a bug: recorded above with its traceback
+        return 1
+
+
+def finalize_sweep(cfg: DictConfig, sweep_dir: Path, begin: bool = True) -> dict[str, Any]:
+    """Rank and fuse every finished cell of a sweep; outputs go into ``sweep_dir``.
+
+    Failed jobs (their ``failed.json``) are listed in ``failed.csv`` and counted in the
+    summary; ``status.json`` follows the finalisation (see :mod:`aurora.run_status`).
+
+    Args:
+        cfg: the sweep's config (its ``hydra`` node is ignored).
+        sweep_dir: the multirun folder.
+        begin: move the folder's earlier results aside and mark it running first (false when
+            :class:`aurora.sweep.FinalizeSweep` did so at the start of the sweep).
+
+    Returns:
+        The summary (``n_failed_cells`` > 0 when some jobs failed).
+    """
+    sweep_dir = Path(sweep_dir)
+    if begin:
+        start_run(cfg, sweep_dir)
+    try:
+        summary = _finalize_sweep(cfg, sweep_dir)
+    except BaseException as err:
+        fail_run(sweep_dir, err)
+        raise
+    finish_run(sweep_dir, summary["n_cells"], [f["cell"] for f in summary["failed_cells"]])
+    return summary
+
+
+def _finalize_sweep(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any]:
+    """:func:`finalize_sweep` in a folder already marked running."""
+    from aurora.grid import collect_cells, collect_failed
 
     cells = collect_cells(sweep_dir)
-    if not cells:
-        raise PipelineError(f"no finished grid cells under {sweep_dir}")
+    failed = collect_failed(sweep_dir)
+    _check_some_cells(cells, failed, sweep_dir)
     names = sorted({str(c["extractor"]) for c in cells})
     # The sweep's config still holds Hydra's own node, whose per-job keys cannot resolve here.
     cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
@@ -1144,7 +1383,7 @@ def finalize_sweep(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any]:
     ks = sorted({int(c["n_clusters"]) for c in cells})
     grid = check_grid(ks, cfg.grid.stability_splits)
     _apply_fit(cfg, check_against_data(len(ctx.ids), grid, _plain(cfg.fusion)))
-    record = finalize(cfg, ctx, cells, sweep_dir)
+    record = finalize(cfg, ctx, cells, sweep_dir, failed=failed)
     _print_summary(record.summary, sweep_dir)
     return record.summary
 
@@ -1159,6 +1398,16 @@ def _print_summary(summary: Mapping[str, Any], out_dir: Path) -> None:
         f"  groups {summary['n_groups']}, unassigned {summary['n_unassigned']}",
         f"  best grid cell (internal ranking): {summary['best_cell']}",
     ]
+    n_failed = int(summary.get("n_failed_cells") or 0)
+    if n_failed:
+        lines.append(
+            f"  {n_failed} of {summary['n_cells']} grid cells FAILED "
+            f"(the others were ranked and fused; see {out_dir / 'failed.csv'}):"
+        )
+        shown = summary.get("failed_cells") or []
+        lines += [f"    {f['cell']}: {f['error']}" for f in shown[:5]]
+        if len(shown) > 5:
+            lines.append(f"    ... and {len(shown) - 5} more")
     if summary.get("notice"):
         lines.append(f"  NOTE: {summary['notice']}")
     if summary.get("skipped_extractors"):
@@ -1185,7 +1434,11 @@ def main(cfg: DictConfig, run_dir: str | Path, choices: Mapping[str, str | None]
     """What ``cluster.py`` runs; returns the process exit code.
 
     Known failures (bad data folder, missing weights, impossible settings) are reported in one
-    line instead of a traceback (:func:`aurora.cli.run_guarded`).
+    line instead of a traceback (:func:`aurora.cli.run_guarded`): exit code 2. A run whose
+    outputs were written but some of whose grid cells failed returns 1 (the cells are listed in
+    ``failed.csv`` and ``summary.json``). A sweep job never raises (:func:`run_sweep_job`): the
+    code it returns is its Hydra return value, and the sweep's exit code is set by
+    :class:`aurora.sweep.FinalizeSweep`.
     """
     from aurora.cli import run_guarded
 
@@ -1194,5 +1447,11 @@ def main(cfg: DictConfig, run_dir: str | Path, choices: Mapping[str, str | None]
 
         return run_guarded(apply_solution, cfg, Path(run_dir))
     if "MULTIRUN" in mode:
-        return run_guarded(run_sweep_cell, cfg, run_dir, choices)
-    return run_guarded(run_cluster, cfg, run_dir)
+        return run_sweep_job(cfg, run_dir, choices)
+    summary: dict[str, Any] = {}
+
+    def run() -> None:
+        summary.update(run_cluster(cfg, run_dir))
+
+    code = run_guarded(run)
+    return 1 if code == 0 and summary.get("n_failed_cells") else code

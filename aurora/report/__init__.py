@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 
 from aurora.report.build import Rendered, confusion_table, read_ranking, render  # noqa: E402
 from aurora.report.data import DATA_FILE, ReportData, ReportDataError, from_record  # noqa: E402
+from aurora.run_status import read_status  # noqa: E402
 
 if TYPE_CHECKING:
     from aurora.pipeline import RunRecord
@@ -106,6 +107,7 @@ def rebuild_report(run_dir: str | Path, out_dir: str | Path | None = None) -> Pa
         run_dir,
         out,
         solution_cell=meta.get("solution_cell"),
+        status=read_status(run_dir),
     )
     _close(rendered)
     return rendered.index

@@ -169,6 +169,32 @@ def _duration(seconds: Any) -> str | None:
     return f"{s / 3600:.2f} h"
 
 
+def status_line(status: Mapping[str, Any] | None, summary: Mapping[str, Any]) -> tuple[str, str]:
+    """The run's status in words, and its CSS class (the state).
+
+    Args:
+        status: the run folder's ``status.json`` (see :mod:`aurora.run_status`), or None while
+            the run writes its own report (it is then finishing: the summary says how).
+        summary: the run's ``summary.json`` (``n_cells``, ``n_failed_cells``).
+    """
+    st = status or {}
+    n_cells, n_failed = summary.get("n_cells"), int(summary.get("n_failed_cells") or 0)
+    state = str(st.get("state") or ("finished_with_failures" if n_failed else "finished"))
+    if state == "running":
+        return f"running since {st.get('started', '?')}: not a finished result", state
+    if state == "failed":
+        return f"failed: {st.get('error', 'see status.json')}", state
+    when = f" {st['ended']}" if st.get("ended") else ""
+    if n_failed:
+        return (
+            f"finished{when}, but {n_failed} of {n_cells} grid cells failed (failed.csv); "
+            "the others were ranked and fused",
+            "finished_with_failures",
+        )
+    cells = f": all {n_cells} grid cells finished" if n_cells is not None else ""
+    return f"finished{when}{cells}", "finished"
+
+
 def _external_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for key, title in (
@@ -188,6 +214,7 @@ def render(
     out_dir: Path,
     *,
     solution_cell: str | None = None,
+    status: Mapping[str, Any] | None = None,
 ) -> Rendered:
     """Write the PNGs and ``index.html`` of a report into ``out_dir``.
 
@@ -198,6 +225,7 @@ def render(
         run_dir: the run folder (fusion landscapes are copied from it).
         out_dir: the report folder (created).
         solution_cell: name of the cell whose embedding is mapped (highlighted).
+        status: the run folder's ``status.json`` (None: the run is writing its own report).
 
     Returns:
         The index path, and the figures / montage images (for TensorBoard).
@@ -283,6 +311,7 @@ def render(
     moon_rows = [{"name": k_, "ami": _fmt(moon_ami(labels, v))} for k_, v in moon_flags.items()]
 
     fusion = summary.get("fusion") or {}
+    status_text, status_class = status_line(status, summary)
     env = Environment(
         loader=FileSystemLoader(Path(__file__).parent / "templates"),
         autoescape=select_autoescape(["html", "j2"]),
@@ -296,6 +325,9 @@ def render(
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         run_dir=str(run_dir.resolve()),
         summary=summary,
+        status_text=status_text,
+        status_class=status_class,
+        failed_cells=summary.get("failed_cells") or [],
         duration=_duration(summary.get("seconds")),
         fusion=fusion,
         per_group=fusion.get("per_group") or {},

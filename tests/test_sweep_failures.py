@@ -1,0 +1,189 @@
+"""A grid cell that fails is recorded and the others are still ranked, fused and reported.
+
+Both ways of running a grid: one process (``run_cluster``) and a Hydra ``-m`` sweep (one cell
+per job, finalised by ``aurora.sweep.FinalizeSweep``). Tiny synthetic sky, tiny autoencoder;
+the cache is shared by the whole module so the encoder is trained once.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+import aurora.grid
+from aurora.data.synth import generate
+from aurora.grid import FAILED_FILE
+from aurora.pipeline import PipelineError, finalize_sweep, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = [
+    "train.image_size=32",
+    "preprocess.full.size=32",
+    "preprocess.minimal.size=32",
+    "trainer.max_epochs=1",
+    "+trainer.enable_progress_bar=false",
+    "models.autoencoder.depth=2",
+    "models.autoencoder.width=4",
+    "models.autoencoder.latent_dim=16",
+    "train.loader.batch_size=8",
+    "train.loader.num_workers=0",
+    "extract.num_workers=0",
+    "logger=none",
+    "grid.extractors=[autoencoder]",
+    "grid.reducers=[pca]",
+    "grid.clusterers=[kmeans,agglomerative]",
+    "grid.n_clusters=[3,4]",
+    "grid.stability_splits=2",
+    "fusion.n_partitions=2",
+    "fusion.min_cluster_size=2",
+    "jobs=1",
+]
+SWEEP_CELL = ["extractor=autoencoder", "reducer=pca", "clusterer=kmeans"]
+CHOICES = {"extractor": "autoencoder", "reducer": "pca", "clusterer": "kmeans"}
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Overrides of a 24-image synthetic sky with a cache shared by the module."""
+    sky = tmp_path_factory.mktemp("sky")
+    generate(sky, n=24, seed=5, size=64, jobs=1)
+    cache = tmp_path_factory.mktemp("cache")
+    return ["data=folder", f"data.root={sky}", f"paths.cache_dir={cache}", *TINY]
+
+
+def _compose(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("cluster", overrides=overrides)
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _fail_cells(monkeypatch: pytest.MonkeyPatch, when: Any, err: Exception) -> None:
+    """Make ``aurora.grid.run_cell`` raise ``err`` for the cells where ``when(clusterer)``."""
+    real = aurora.grid.run_cell
+
+    def run_cell(features: Any, reducer_cfg: Any, clusterer_cfg: Any, **kw: Any) -> Any:
+        if when(clusterer_cfg):
+            raise err
+        return real(features, reducer_cfg, clusterer_cfg, **kw)
+
+    monkeypatch.setattr(aurora.grid, "run_cell", run_cell)
+
+
+def test_one_process_grid_goes_on_past_a_failing_cell(
+    base: list[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    def agglomerative_k4(c: Any) -> bool:
+        return "Ward" in c["_target_"] and c["n_clusters"] == 4
+
+    _fail_cells(monkeypatch, agglomerative_k4, ValueError("planted\nbug"))
+    run = tmp_path / "run"
+    with caplog.at_level(logging.INFO, logger="aurora"):
+        code = main(_compose(base), run, {}, "RunMode.RUN")
+    assert code == 1  # outputs written, but not every cell finished
+
+    ranking = _read(run / "ranking.csv")
+    assert len(ranking) == 3 and all("agglomerative/k4" not in r["cell"] for r in ranking)
+    assert (run / "labels.csv").is_file() and (run / "report" / "index.html").is_file()
+    failed = _read(run / "failed.csv")
+    assert [r["cell"] for r in failed] == ["autoencoder/pca/agglomerative/k4/s0"]
+    assert failed[0]["error"] == "ValueError: planted bug"  # one line
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["n_cells"] == 4 and summary["n_failed_cells"] == 1
+    assert [f["cell"] for f in summary["failed_cells"]] == [failed[0]["cell"]]
+    # A bug keeps its traceback (in the cell's record and the log file), the console one line.
+    doc = json.loads(next((run / "cells").rglob(FAILED_FILE)).read_text())
+    assert doc["type"] == "ValueError" and "Traceback" in doc["traceback"]
+    lines = [r.getMessage() for r in caplog.records if "agglomerative/k4" in r.getMessage()]
+    assert any("planted bug" in line and "\n" not in line for line in lines)
+    out = capsys.readouterr().out
+    assert "1 of 4 grid cells FAILED" in out
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "finished_with_failures" and status["n_failed_cells"] == 1
+    assert "1 of 4 grid cells failed" in (run / "report" / "index.html").read_text()
+
+
+def test_sweep_job_records_its_failure_and_returns_a_code(
+    base: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An aurora error (impossible setting): one line, exit code 2, failed.json.
+    job = tmp_path / "0"
+    cfg = _compose([*base, *SWEEP_CELL, "clusterer.n_clusters=50"])
+    assert main(cfg, job, CHOICES, "RunMode.MULTIRUN") == 2
+    doc = json.loads((job / FAILED_FILE).read_text())
+    assert doc["cell"] == "autoencoder/pca/kmeans/k50/s0"
+    assert doc["type"] == "SettingsError" and "clusterer.n_clusters" in doc["error"]
+    assert not (job / "cell.json").exists()
+
+    # A bug: recorded with its traceback, the job returns 1 instead of raising.
+    _fail_cells(monkeypatch, lambda c: True, KeyError("planted"))
+    job = tmp_path / "1"
+    cfg = _compose([*base, *SWEEP_CELL, "clusterer.n_clusters=3"])
+    assert main(cfg, job, CHOICES, "RunMode.MULTIRUN") == 1
+    doc = json.loads((job / FAILED_FILE).read_text())
+    assert doc["type"] == "KeyError" and "Traceback" in doc["traceback"]
+
+
+def test_sweep_where_every_job_failed_is_a_clear_error(base: list[str], tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    for job, k in enumerate((40, 50)):
+        cfg = _compose([*base, *SWEEP_CELL, f"clusterer.n_clusters={k}"])
+        assert main(cfg, sweep / str(job), CHOICES, "RunMode.MULTIRUN") == 2
+    with pytest.raises(PipelineError, match="all 2 grid cells failed"):
+        finalize_sweep(_compose(base), sweep)
+    assert len(_read(sweep / "failed.csv")) == 2
+    assert not (sweep / "ranking.csv").exists() and not (sweep / "labels.csv").exists()
+    assert json.loads((sweep / "status.json").read_text())["state"] == "failed"
+
+
+def test_cli_sweep_with_a_failing_job_finishes_the_others(base: list[str], tmp_path: Path) -> None:
+    sweep = tmp_path / "multirun"
+    # A stale job folder of an earlier, larger sweep into the same folder must not be counted.
+    (sweep / "7" / "old_cell").mkdir(parents=True)
+    (sweep / "7" / "old_cell" / "cell.json").write_text("{}")
+    (sweep / "labels.csv").write_text("path,label\nold.jpg,0\n")
+    cmd = [
+        sys.executable,
+        str(ROOT / "cluster.py"),
+        "-m",
+        *base,
+        *SWEEP_CELL,
+        "clusterer.n_clusters=3,50,4",  # 50 > 24 images: that job fails its settings check
+        f"hydra.sweep.dir={sweep}",
+    ]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]
+    ranking = _read(sweep / "ranking.csv")
+    assert sorted(r["cell"] for r in ranking) == [
+        "autoencoder/pca/kmeans/k3/s0",
+        "autoencoder/pca/kmeans/k4/s0",
+    ]
+    assert (sweep / "report" / "index.html").is_file()
+    labels, rejected = _read(sweep / "labels.csv"), _read(sweep / "rejected.csv")
+    assert len(labels) + len(rejected) == 24 and "old.jpg" not in {r["path"] for r in labels}
+    failed = _read(sweep / "failed.csv")
+    assert [r["cell"] for r in failed] == ["autoencoder/pca/kmeans/k50/s0"]
+    assert "clusterer.n_clusters" in failed[0]["error"]
+    summary = json.loads((sweep / "summary.json").read_text())
+    assert (summary["n_cells"], summary["n_failed_cells"]) == (3, 1)
+    assert "1 of 3 grid cells FAILED" in proc.stdout
+    assert json.loads((sweep / "status.json").read_text())["state"] == "finished_with_failures"
+    assert not (sweep / "7").exists() and not (sweep / ".previous").exists()
