@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import dataclasses
+import io
 import logging
 import time
 import traceback
@@ -31,7 +32,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from aurora.cache import Cache, stable_hash
+from aurora.cache import Cache, atomic_write_text, link_or_copy, stable_hash
 from aurora.checks import (
     DataFit,
     check_against_data,
@@ -40,7 +41,13 @@ from aurora.checks import (
     check_number,
     check_training,
 )
-from aurora.data.sources import Manifest, Rejection, scan, write_rejected_csv
+from aurora.data.sources import (
+    Manifest,
+    Rejection,
+    expand_duplicates,
+    scan,
+    write_rejected_csv,
+)
 from aurora.errors import AuroraError, SettingsError
 from aurora.preprocess import PreprocessConfig, PreprocessedStore, build_preprocessed
 from aurora.run_status import begin_run, fail_run, finish_run, one_line
@@ -262,8 +269,6 @@ def train_encoder_cached(
     key = stable_hash(store_key, model_cfg, trainer_identity, loader_identity, seed)
     if cache.exists("train", key):
         return cache.path("train", key) / "model.ckpt"
-    import shutil
-
     from aurora.data.datamodule import LoaderConfig
     from aurora.training import fit_model
 
@@ -280,7 +285,7 @@ def train_encoder_cached(
         best = result.best_ckpt or result.last_ckpt
         if not best:
             raise PipelineError(f"training in {log_dir} wrote no checkpoint")
-        shutil.copyfile(best, tmp / "model.ckpt")
+        link_or_copy(best, tmp / "model.ckpt")  # one copy on disk: a hard link when it can
     return cache.path("train", key) / "model.ckpt"
 
 
@@ -299,6 +304,7 @@ class RunContext:
     reference_classes: list[str | None] = field(default_factory=list)  # (N,) None = ordinary
     must_link: np.ndarray | None = None  # (M, 2) row pairs from the reference classes
     cannot_link: np.ndarray | None = None  # (C, 2)
+    duplicates: dict[str, str] = field(default_factory=dict)  # copy id -> original id
 
 
 def _truth_table(truth_csv: str | Path | None, root: Path) -> dict[str, dict[str, str]] | None:
@@ -466,8 +472,9 @@ def load_context(
             "no extractor could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
         )
     ids, paths, rejected = _align(features, manifest)
-    ctx = RunContext(stores, features, ids, paths, rejected, skipped)
     first = next(iter(features.values())).store
+    duplicates = _duplicates(first, ids, rejected)
+    ctx = RunContext(stores, features, ids, paths, rejected, skipped, duplicates=duplicates)
     pos = {i: k for k, i in enumerate(first.ids)}
     rows = np.array([pos[i] for i in ids], dtype=np.int64)
     ctx.moon = np.asarray(first.moon)[rows]
@@ -531,7 +538,7 @@ def attach_references(cfg: DictConfig, ctx: RunContext, ref_dir: Path) -> None:
         manifest = scan(ref_dir, jobs=cfg.get("jobs"))
         refs = StoreSet(manifest, ctx.stores.variants, ctx.stores.cache_root, ctx.stores.jobs)
         for r in manifest.rejected:
-            ctx.rejected.append(Rejection(REFERENCE_PREFIX + r.path, r.reason))
+            ctx.rejected.append(Rejection(REFERENCE_PREFIX + r.path, r.reason, r.detail))
         flat = [r.id for r in manifest.records if "/" not in r.id]
         if flat:
             raise PipelineError(
@@ -556,7 +563,7 @@ def attach_references(cfg: DictConfig, ctx: RunContext, ref_dir: Path) -> None:
             for r in store.rejected:
                 rid = REFERENCE_PREFIX + r.path
                 if rid not in {x.path for x in ctx.rejected}:
-                    ctx.rejected.append(Rejection(rid, r.reason))
+                    ctx.rejected.append(Rejection(rid, r.reason, r.detail))
         ref_ids = [i for i in per_extractor[next(iter(per_extractor))][1].ids if i in accepted]
         if not ref_ids:
             raise PipelineError(f"no usable reference image under {ref_dir}")
@@ -602,7 +609,8 @@ def _align(
     for f in features.values():
         for r in f.store.rejected:
             if r.path not in seen:
-                rejected.append(Rejection(r.path, f"{r.reason} (in preprocessing for {f.name})"))
+                why = f"in preprocessing for {f.name}: {r.detail}" if r.detail else f.name
+                rejected.append(Rejection(r.path, r.reason, why))
                 seen.add(r.path)
     ids = [i for i in first.ids if i in common]
     for name, f in features.items():
@@ -616,15 +624,48 @@ def _align(
     return ids, paths, rejected
 
 
-def write_labels_csv(ids: Sequence[str], labels: np.ndarray, path: str | Path) -> None:
-    """``path,label`` for every accepted image (−1 = unassigned)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "label"])
-        for i, lab in zip(ids, labels, strict=True):
-            w.writerow([i, int(lab)])
+def _duplicates(
+    store: PreprocessedStore, ids: Sequence[str], rejected: list[Rejection]
+) -> dict[str, str]:
+    """The store's duplicates whose original is clustered; the others join ``rejected``.
+
+    A copy is labelled like its original; when the original was set aside after the store
+    (another extractor's preprocessing rejected it), the copy is rejected with it.
+    """
+    kept = set(ids)
+    why = {r.path: r for r in rejected}
+    out = {}
+    for dup, orig in sorted(store.duplicates.items()):
+        if orig in kept:
+            out[dup] = orig
+        elif dup not in why:
+            r = why.get(orig)
+            detail = f"duplicate of {orig}" + (f": {r.detail or r.reason}" if r else "")
+            rejected.append(Rejection(dup, r.reason if r else "duplicate", detail))
+    return out
+
+
+def write_labels_csv(
+    ids: Sequence[str],
+    labels: np.ndarray,
+    path: str | Path,
+    duplicates: Mapping[str, str] | None = None,
+) -> None:
+    """``path,label`` for every accepted image (−1 = unassigned), written atomically.
+
+    Args:
+        ids: (N,) accepted image ids.
+        labels: (N,) their labels.
+        path: the CSV file.
+        duplicates: copy id -> original id (in ``ids``); a copy gets its original's label.
+    """
+    all_ids, rows = expand_duplicates(ids, duplicates or {})
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["path", "label"])
+    for i, r in zip(all_ids, rows, strict=True):
+        w.writerow([i, int(labels[r])])
+    atomic_write_text(path, buf.getvalue())
 
 
 def write_rejected(rejected: Sequence[Rejection], path: str | Path) -> None:
@@ -688,9 +729,9 @@ def truth_columns(
 
 def _is_user_error(err: BaseException) -> bool:
     """An error aurora reports in one line (see :func:`aurora.cli.run_guarded`), not a bug."""
-    return isinstance(err, AuroraError | MissingMandatoryValue) or type(err).__module__.startswith(
-        "aurora."
-    )
+    from aurora.cli import error_line
+
+    return isinstance(err, MissingMandatoryValue) or error_line(err) is not None
 
 
 def _traceback_to_log_files(err: BaseException, what: str) -> None:
@@ -996,7 +1037,7 @@ def finalize(
         st["msg"] = f"{len(cells)} cells ranked; best {ranked[0]['cell']}"
     with stage("fuse") as st:
         fusion = fuse(cfg.fusion, out_dir / "ranking.csv", out_dir)
-        write_labels_csv(ids, fusion.labels, out_dir / "labels.csv")
+        write_labels_csv(ids, fusion.labels, out_dir / "labels.csv", ctx.duplicates)
         write_rejected(rejected, out_dir / "rejected.csv")
         n_groups = int(fusion.labels.max() + 1) if (fusion.labels >= 0).any() else 0
         st["msg"] = (
@@ -1005,7 +1046,8 @@ def finalize(
         )
     summary: dict[str, Any] = {
         "data_root": str(cfg.data.root),
-        "n_inputs": len(ids) + len(rejected),
+        "n_inputs": len(ids) + len(ctx.duplicates) + len(rejected),
+        "n_duplicates": len(ctx.duplicates),
         "n_accepted": len(ids),
         "n_rejected": len(rejected),
         "rejected_by_reason": _count_reasons(rejected),
@@ -1394,6 +1436,7 @@ def _print_summary(summary: Mapping[str, Any], out_dir: Path) -> None:
         "",
         "aurora summary",
         f"  inputs {summary['n_inputs']}: accepted {summary['n_accepted']}, "
+        f"duplicates {summary.get('n_duplicates', 0)} (labelled like their originals), "
         f"rejected {summary['n_rejected']} {summary['rejected_by_reason'] or ''}",
         f"  groups {summary['n_groups']}, unassigned {summary['n_unassigned']}",
         f"  best grid cell (internal ranking): {summary['best_cell']}",

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from aurora.cache import atomic_write_text
-from aurora.errors import AuroraError
 
 log = logging.getLogger("aurora")
 
@@ -54,10 +53,14 @@ def _now() -> str:
 
 
 def one_line(err: BaseException) -> str:
-    """The error on one line: aurora's own errors by their message, anything else with its type."""
+    """The error on one line: aurora's own (and disk/memory) errors by their message, a bug
+    with its type."""
+    from aurora.cli import error_line
+
+    own = error_line(err)
+    if own is not None:
+        return own
     text = " ".join(str(err).split())
-    if isinstance(err, AuroraError) or type(err).__module__.startswith("aurora."):
-        return text or type(err).__name__
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 

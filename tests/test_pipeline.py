@@ -60,6 +60,7 @@ def sky(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (root / "notes.jpg").write_text("not an image")
     good = next(root.glob("LYR-*.jpg")).read_bytes()
     (root / "cut.jpg").write_bytes(good[: len(good) // 2])
+    (root / "zz_copy.jpg").write_bytes(good)  # same content as an image: clustered once
     return root
 
 
@@ -94,7 +95,11 @@ def test_run_writes_the_contract_files_and_accounts_for_every_input(
     assert reasons["empty.jpg"] == "empty file"
     assert reasons["notes.jpg"] == "unsupported format"
     assert reasons["cut.jpg"] == "truncated"
-    assert summary["n_inputs"] == len(inputs) == summary["n_accepted"] + summary["n_rejected"]
+    n = summary["n_accepted"] + summary["n_duplicates"] + summary["n_rejected"]
+    assert summary["n_inputs"] == len(inputs) == n and summary["n_duplicates"] == 1
+    by_path = {r["path"]: r["label"] for r in labels}
+    original = next(sky.glob("LYR-*.jpg")).name
+    assert by_path["zz_copy.jpg"] == by_path[original]
 
     ranking = _read(run_dir / "ranking.csv")
     results = _read(run_dir / "results.csv")
@@ -104,8 +109,8 @@ def test_run_writes_the_contract_files_and_accounts_for_every_input(
     }
     assert len(ranking) == len(results) == 8  # 2 reducers x 2 clusterers x 2 k
     assert [int(r["rank"]) for r in ranking] == sorted(int(r["rank"]) for r in ranking)
-    for row in ranking:
-        assert (run_dir / row["labels_path"]).is_file()
+    for row in ranking:  # the grid clusters each content once
+        assert len(np.load(run_dir / row["labels_path"])) == summary["n_accepted"]
     fused = np.array([int(r["label"]) for r in labels])
     assert fused.min() >= -1
     assert (run_dir / "report" / "index.html").is_file()
@@ -138,8 +143,10 @@ def test_sweep_cells_then_finalize(sky: Path, tmp_path: Path) -> None:
         assert row["n_clusters"] == k
     summary = finalize_sweep(_compose(base), sweep)
     assert len(_read(sweep / "ranking.csv")) == 2
-    assert summary["n_accepted"] + summary["n_rejected"] == summary["n_inputs"]
-    assert (sweep / "labels.csv").is_file() and (sweep / "rejected.csv").is_file()
+    n = summary["n_accepted"] + summary["n_duplicates"] + summary["n_rejected"]
+    assert n == summary["n_inputs"] == len(_read(sweep / "labels.csv")) + len(
+        _read(sweep / "rejected.csv")
+    )
 
 
 def test_sweep_job_needs_its_cell_groups(sky: Path, tmp_path: Path) -> None:
