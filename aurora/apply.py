@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from aurora.cache import atomic_write_text
 from aurora.data.sources import Rejection, expand_duplicates, scan, write_rejected_csv
 from aurora.pipeline import PipelineError
+from aurora.run_status import begin_run, fail_run, finish_run
 from aurora.solution import Solution, SolutionError, load_solution
 
 log = logging.getLogger("aurora")
@@ -209,7 +210,8 @@ def apply_solution(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         run_dir: output folder (the Hydra run directory).
 
     Returns:
-        The summary (also written to ``run_dir/apply_summary.json``).
+        The summary (also written to ``run_dir/apply_summary.json``); ``status.json`` follows
+        the run as for ``cluster.py`` (:mod:`aurora.run_status`).
     """
     sol_dir = cfg.get("solution")
     if not sol_dir:
@@ -217,6 +219,19 @@ def apply_solution(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     if OmegaConf.is_missing(cfg.data, "root") or not cfg.data.get("root"):
         raise PipelineError("mode=apply needs data=folder data.root=NEW_IMAGES")
     run_dir = Path(run_dir)
+    keep = [str(sol_dir), str(cfg.data.root), OmegaConf.select(cfg, "paths.cache_dir")]
+    begin_run(run_dir, keep=[k for k in keep if k])
+    try:
+        summary = _apply(cfg, str(sol_dir), run_dir)
+    except BaseException as err:
+        fail_run(run_dir, err)
+        raise
+    finish_run(run_dir, 0, [])
+    return summary
+
+
+def _apply(cfg: DictConfig, sol_dir: str, run_dir: Path) -> dict[str, Any]:
+    """:func:`apply_solution` in a folder already marked running."""
     solution = load_solution(sol_dir)
     root = str(cfg.data.root)
     log.info("applying %s to %s", solution.path, root)

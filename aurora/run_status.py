@@ -33,6 +33,7 @@ OUTPUT_NAMES = (
     "labels.csv",
     "rejected.csv",
     "summary.json",
+    "apply_summary.json",
     "ranking.csv",
     "results.csv",
     "failed.csv",

@@ -371,6 +371,13 @@ def test_apply_cli_accounting_and_novelty(run: tuple[RunRecord, Path], tmp_path:
     assert rows["zz_copy.jpg"]["distance"] == rows[first]["distance"]
     assert summary["n_duplicates"] == 1
     assert summary["n_labelled"] + summary["n_rejected"] == summary["n_inputs"]
+    assert json.loads((out / "status.json").read_text())["state"] == "finished"
+    # a failing rerun into the same folder leaves nothing that looks current
+    cfg.solution = str(tmp_path / "gone")
+    with pytest.raises(SolutionError):
+        apply_solution(cfg, out)
+    assert not (out / "labels.csv").exists() and not (out / "apply_summary.json").exists()
+    assert json.loads((out / "status.json").read_text())["state"] == "failed"
 
 
 def test_apply_needs_solution_and_data(tmp_path: Path) -> None:
