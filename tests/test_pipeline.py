@@ -144,8 +144,10 @@ def test_sweep_cells_then_finalize(sky: Path, tmp_path: Path) -> None:
     summary = finalize_sweep(_compose(base), sweep)
     assert len(_read(sweep / "ranking.csv")) == 2
     n = summary["n_accepted"] + summary["n_duplicates"] + summary["n_rejected"]
-    assert n == summary["n_inputs"] == len(_read(sweep / "labels.csv")) + len(
-        _read(sweep / "rejected.csv")
+    assert (
+        n
+        == summary["n_inputs"]
+        == len(_read(sweep / "labels.csv")) + len(_read(sweep / "rejected.csv"))
     )
 
 

@@ -140,7 +140,6 @@ def test_apply_a_solution_to_another_camera(tmp_path: Path) -> None:
     labelled, rejected = accounting(out_dir)
     assert labelled + rejected == 3
 
-
     # README "Sharing a solution": an old-format solution is refused in one line, and
     # ``python -m aurora.solution export RUN`` rewrites it from the run's own command line.
     manifest_path = tmp_path / "run" / "solution" / "manifest.json"
