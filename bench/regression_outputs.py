@@ -54,8 +54,8 @@ RUNS: dict[str, list[str]] = {
     "synthetic": [
         "data=synth",
         f"data.root={WORK / 'sky'}",
-        "synthetic_sky.n=48",
-        "synthetic_sky.size=64",
+        "+synthetic_sky.n=48",
+        "+synthetic_sky.size=64",
     ],
     "nipr": ["data=folder", f"data.root={NIPR}"],
 }
