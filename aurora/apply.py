@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from aurora.cache import atomic_write_text
 from aurora.data.sources import Rejection, expand_duplicates, scan, write_rejected_csv
-from aurora.pipeline import PipelineError
+from aurora.errors import PipelineError
 from aurora.run_status import begin_run, fail_run, finish_run
 from aurora.solution import Solution, SolutionError, load_solution
 

@@ -23,6 +23,10 @@ class AuroraError(RuntimeError):
     """A run cannot go on; the message says why and what to change."""
 
 
+class PipelineError(AuroraError):
+    """A run cannot go on; the message says why and what to change."""
+
+
 class SettingsError(AuroraError, ValueError):
     """A setting that cannot work: the message names the key, the value and what is allowed."""
 

@@ -15,14 +15,13 @@ starts (:mod:`aurora.run_status`).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import dataclasses
 import io
 import logging
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,27 +47,11 @@ from aurora.data.sources import (
     scan,
     write_rejected_csv,
 )
-from aurora.errors import AuroraError, SettingsError
+from aurora.errors import PipelineError, SettingsError
+from aurora.logs import log, stage
 from aurora.preprocess import PreprocessConfig, PreprocessedStore, build_preprocessed
+from aurora.record import FusionOutcome, RunRecord
 from aurora.run_status import begin_run, fail_run, finish_run, one_line
-
-log = logging.getLogger("aurora")
-
-
-class PipelineError(AuroraError):
-    """A run cannot go on; the message says why and what to change."""
-
-
-@contextlib.contextmanager
-def stage(name: str) -> Iterator[dict[str, Any]]:
-    """Log one line per stage with its counts and wall time.
-
-    Yields a dict the caller fills with ``msg`` (counts) before the block ends.
-    """
-    info: dict[str, Any] = {"msg": ""}
-    t0 = time.perf_counter()
-    yield info
-    log.info("[%-10s] %s (%.1f s)", name, info["msg"], time.perf_counter() - t0)
 
 
 def ensure_dataset(root: str | Path, synth: Mapping[str, Any] | None, jobs: int | None) -> Path:
@@ -845,19 +828,6 @@ def run_grid(
     return collect_cells(cells_dir)
 
 
-@dataclass
-class FusionOutcome:
-    """The fused grouping chosen for ``labels.csv``."""
-
-    labels: np.ndarray  # (N,) int64, -1 = unassigned
-    group: str  # extractor name, or "all"
-    n_partitions: int
-    threshold: float
-    min_cluster_size: int
-    loss: float | None
-    per_group: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
 def fuse(fusion_cfg: DictConfig, ranking_csv: Path, out_dir: Path) -> FusionOutcome:
     """Fuse the best-ranked partitions (per extractor or overall) by co-association voting.
 
@@ -955,42 +925,6 @@ def external_summary(
     for name, values in nuisances.items():
         out[f"fused_ami_{name}"] = nuisance_dependence(fused[assigned], values[assigned])
     return out
-
-
-@dataclass
-class RunRecord:
-    """Everything the report and the saved solution need from a finished run.
-
-    The "solution cell" is the best-ranked grid cell of the extractor whose fused grouping was
-    chosen: its extractor and reducer define the embedding new images are placed in.
-    """
-
-    run_dir: Path
-    ids: list[str]  # (N,) accepted image ids (relative paths), in label order
-    paths: list[str]  # (N,) absolute image paths (CDF frames: the file)
-    timestamps: list[Any]  # (N,) UTC datetimes or None
-    labels: np.ndarray  # (N,) fused labels, -1 = unassigned
-    features: np.ndarray  # (N, D) features of the solution extractor
-    embedding: np.ndarray  # (N, d) reduced features of the solution cell
-    thumbnails: Any  # (N, S, S, 3) uint8 preprocessed images, indexable (ImageRows)
-    moon: np.ndarray  # (N,) bool, Moon detected by preprocessing
-    truth: np.ndarray | None  # (N,) true class or None per image; None without a truth table
-    nuisances: dict[str, np.ndarray]  # name -> (N,) nuisance values from the truth table
-    rejected: list[Rejection]
-    ranking: list[dict[str, Any]]  # ranked cells (rows of ranking.csv, absolute labels_path)
-    summary: dict[str, Any]
-    solution_cell: dict[str, Any]
-    extractor_name: str
-    extractor_cfg: dict[str, Any]  # resolved extractor node (ckpt_path filled in)
-    extractor_identity: dict[str, Any]
-    preprocess_cfg: PreprocessConfig
-    reducer_cfg: dict[str, Any]
-    reducer_entry: Path  # cache folder of the fitted reducer (meta.json, reducer.joblib + sha256)
-    features_key: str
-    seed: int
-    config: dict[str, Any]  # the whole resolved run config
-    tensorboard_dir: Path | None = None
-    reference_classes: list[str | None] = field(default_factory=list)  # (N,) None = ordinary
 
 
 def finalize(

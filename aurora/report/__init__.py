@@ -25,7 +25,7 @@ from aurora.report.data import DATA_FILE, ReportData, ReportDataError, from_reco
 from aurora.run_status import read_status  # noqa: E402
 
 if TYPE_CHECKING:
-    from aurora.pipeline import RunRecord
+    from aurora.record import RunRecord
 
 log = logging.getLogger("aurora")
 

@@ -17,7 +17,7 @@ import numpy as np
 from aurora.cache import atomic_save_npz
 
 if TYPE_CHECKING:
-    from aurora.pipeline import RunRecord
+    from aurora.record import RunRecord
 
 DATA_FILE = "report_data.npz"
 FORMAT = "aurora-report-data/1"

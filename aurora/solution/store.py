@@ -49,7 +49,7 @@ from aurora.solution.schema import FORMAT_VERSION, validate_manifest
 
 if TYPE_CHECKING:
     from aurora.fusion import FusedNeighbours
-    from aurora.pipeline import RunRecord
+    from aurora.record import RunRecord
 
 MANIFEST = "manifest.json"
 REFERENCE = "reference.npz"
