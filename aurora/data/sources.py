@@ -76,35 +76,63 @@ Pixels
     ``read_image`` returns the stored pixels: (H, W) or (H, W, 3) in RGB order, uint8 or
     uint16, alpha dropped, EXIF orientation not applied (an all-sky camera's geometry is
     fixed by its mounting, not by a tag).
+
+Modules
+    This module scans; the records, rejection reasons and :class:`Manifest` are in
+    :mod:`aurora.data.manifest`, format signatures and completeness checks in
+    :mod:`aurora.data.formats`, decoding (``read_image``, ``load_images``) in
+    :mod:`aurora.data.decode`. Every public name of those is importable from here.
 """
 
 from __future__ import annotations
 
-import csv
-import errno
 import hashlib
-import io
 import os
-import stat
-import struct
-from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-import cv2
-import numpy as np
-
-from aurora.cache import atomic_write_text, stable_hash
+from aurora.data.decode import (
+    default_jobs,
+    load_images,
+    os_error,
+    path_problem,
+    read_image,
+    stream0_reason,
+)
+from aurora.data.formats import (
+    HEAD_BYTES,
+    TAIL_BYTES,
+    detect_format,
+    pnm_expected_size,
+    structural_problem,
+)
+from aurora.data.manifest import (
+    DANGLING_LINK,
+    DUPLICATE,
+    EMPTY_FILE,
+    MISSING,
+    NOT_A_FILE,
+    REASONS,
+    SYMLINK_LOOP,
+    TRUNCATED,
+    UNREADABLE,
+    UNSUPPORTED_FORMAT,
+    DataSourceError,
+    ImageReadError,
+    ImageRecord,
+    Manifest,
+    Rejection,
+    duplicate_detail,
+    expand_duplicates,
+    write_rejected_csv,
+)
 from aurora.data.themis import (
     CdfError,
     Stream0Error,
     cdf_frames,
     compression_of,
-    read_cdf_frame,
-    read_stream0_frame,
     stream0_frames,
     stream0_header_time,
 )
@@ -139,27 +167,6 @@ __all__ = [
     "write_rejected_csv",
 ]
 
-UNREADABLE = "unreadable"
-EMPTY_FILE = "empty file"
-TRUNCATED = "truncated"
-UNSUPPORTED_FORMAT = "unsupported format"
-MISSING = "missing"
-DANGLING_LINK = "dangling link"
-SYMLINK_LOOP = "symlink loop"
-NOT_A_FILE = "not a file"
-REASONS: tuple[str, ...] = (
-    UNREADABLE,
-    EMPTY_FILE,
-    TRUNCATED,
-    UNSUPPORTED_FORMAT,
-    MISSING,
-    DANGLING_LINK,
-    SYMLINK_LOOP,
-    NOT_A_FILE,
-)
-#: Code of an input whose content repeats an earlier one (not a rejection: see ``duplicates``).
-DUPLICATE = "duplicate"
-
 _SUPPORTED_EXTENSIONS = ".jpg .jpeg .jpe .jfif .png .tif .tiff .bmp .dib .pgm .ppm .pnm .pbm .cdf"
 # Image formats people point us at that we do not decode: inputs, rejected as unsupported.
 _OTHER_IMAGE_EXTENSIONS = ".gif .webp .fits .fit .fts .jp2 .j2k .heic .heif .avif .dng .raw .exr"
@@ -170,544 +177,9 @@ IGNORED_EXTENSIONS = frozenset(f"{_TEXT_EXTENSIONS} {_OTHER_EXTENSIONS}".split()
 # An input when what the compression wraps has an image extension (``x.pgm.gz``).
 COMPRESSED_EXTENSIONS = frozenset({".gz", ".bz2"})
 
-_HEAD = 4096  # bytes kept from the start of a file for signature and header checks
-_TAIL = 4096  # bytes kept from the end for end-marker checks
-_CHUNK = 1 << 20
-
-
-class DataSourceError(Exception):
-    """A data source that cannot be used at all: missing path, no images, unreadable list."""
-
-
-class ImageReadError(Exception):
-    """One input that cannot become an image; ``reason`` is one of :data:`REASONS`.
-
-    Args:
-        reason: the rejection reason.
-        message: a clear one-line message naming the file.
-    """
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    """One image of a data set (a file, or one frame of a multi-frame file)."""
-
-    id: str
-    path: str
-    frame: int | None
-    timestamp: datetime | None
-    content_hash: str
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """One input that did not become an image.
-
-    Attributes:
-        path: its id (path relative to the data root, ``#NNNN`` for a frame).
-        reason: a short code (:data:`REASONS`, or a preprocessing reason).
-        detail: one line saying what exactly is wrong (not compared: two rejections of the
-            same input for the same reason are equal).
-    """
-
-    path: str
-    reason: str
-    detail: str = field(default="", compare=False)
-
-
-@dataclass
-class Manifest:
-    """The images of a data set, their duplicates and the inputs rejected while scanning it.
-
-    Attributes:
-        root: the data root (ids are relative to it).
-        records: the accepted images, originals only, sorted by id.
-        rejected: the inputs rejected while scanning, sorted by path.
-        duplicates: duplicate id -> original id (an id in ``records``), for inputs whose
-            content repeats an earlier input's.
-    """
-
-    root: Path
-    records: list[ImageRecord]
-    rejected: list[Rejection] = field(default_factory=list)
-    duplicates: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        """Stable hash of the (id, content hash) pairs: identifies the data set for caching.
-
-        The root folder is not part of the key, so a moved data set keeps its cache; nor are
-        the duplicates and rejections, so a new copy or a new broken file re-uses it.
-        """
-        return stable_hash("aurora-manifest-v1", [(r.id, r.content_hash) for r in self.records])
-
-    @property
-    def n_inputs(self) -> int:
-        """Number of inputs: accepted records plus duplicates plus rejections."""
-        return len(self.records) + len(self.duplicates) + len(self.rejected)
-
-    def write(self, path: str | Path) -> None:
-        """Write the records as CSV (``id,path,frame,timestamp,content_hash``).
-
-        The rejections go to a sibling ``<stem>.rejected.csv`` (``path,reason,detail``), the
-        duplicates to ``<stem>.duplicates.csv`` (``id,original``).
-        """
-        path = Path(path)
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["id", "path", "frame", "timestamp", "content_hash"])
-        for r in self.records:
-            writer.writerow(
-                [
-                    r.id,
-                    r.path,
-                    "" if r.frame is None else r.frame,
-                    "" if r.timestamp is None else r.timestamp.isoformat(),
-                    r.content_hash,
-                ]
-            )
-        atomic_write_text(path, buf.getvalue())
-        write_rejected_csv(self.rejected, _sibling(path, "rejected"))
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["id", "original"])
-        writer.writerows(sorted(self.duplicates.items()))
-        atomic_write_text(_sibling(path, "duplicates"), buf.getvalue())
-
-    @classmethod
-    def read(cls, path: str | Path) -> Manifest:
-        """Read a manifest written by :meth:`write`.
-
-        Raises:
-            DataSourceError: the file is missing or is not a manifest CSV.
-        """
-        path = Path(path)
-        try:
-            with open(path, newline="", encoding="utf-8") as f:
-                rows = list(csv.DictReader(f))
-        except (OSError, UnicodeDecodeError, csv.Error) as e:
-            raise DataSourceError(f"cannot read manifest {path}: {e}") from e
-        records: list[ImageRecord] = []
-        try:
-            for row in rows:
-                records.append(
-                    ImageRecord(
-                        id=row["id"],
-                        path=row["path"],
-                        frame=int(row["frame"]) if row["frame"] else None,
-                        timestamp=datetime.fromisoformat(row["timestamp"])
-                        if row["timestamp"]
-                        else None,
-                        content_hash=row["content_hash"],
-                    )
-                )
-        except (KeyError, TypeError, ValueError) as e:
-            raise DataSourceError(f"{path} is not a manifest CSV: {e}") from e
-        rejected: list[Rejection] = []
-        duplicates: dict[str, str] = {}
-        try:
-            sibling = _sibling(path, "rejected")
-            if sibling.is_file():
-                with open(sibling, newline="", encoding="utf-8") as f:
-                    rejected = [
-                        Rejection(r["path"], r["reason"], r.get("detail") or "")
-                        for r in csv.DictReader(f)
-                    ]
-            sibling = _sibling(path, "duplicates")
-            if sibling.is_file():
-                with open(sibling, newline="", encoding="utf-8") as f:
-                    duplicates = {r["id"]: r["original"] for r in csv.DictReader(f)}
-        except (OSError, UnicodeDecodeError, csv.Error, KeyError) as e:
-            raise DataSourceError(f"cannot read the sidecar files of manifest {path}: {e}") from e
-        root = _root_from_record(records[0]) if records else path.parent
-        return cls(root=root, records=records, rejected=rejected, duplicates=duplicates)
-
-
-def _sibling(path: Path, what: str) -> Path:
-    return path.with_name(f"{path.stem}.{what}.csv")
-
-
-def duplicate_detail(original: str) -> str:
-    """The detail text of a duplicate: ``duplicate of <original id>``."""
-    return f"{DUPLICATE} of {original}"
-
-
-def expand_duplicates(
-    ids: Sequence[str], duplicates: Mapping[str, str]
-) -> tuple[list[str], np.ndarray]:
-    """Every input id, originals and duplicates, with the row whose result each one takes.
-
-    Args:
-        ids: (N,) ids of the rows of a result (e.g. the accepted images, one label each).
-        duplicates: duplicate id -> original id (:attr:`Manifest.duplicates`).
-
-    Returns:
-        ``(all_ids, rows)``: the N + D ids sorted, and (N + D,) int64 indices into ``ids``:
-        the row itself for an original, its original's row for a duplicate.
-
-    Raises:
-        ValueError: a duplicate is also in ``ids``, or its original is not.
-    """
-    row = {rid: i for i, rid in enumerate(ids)}
-    if len(row) != len(ids):
-        raise ValueError("ids are not unique")
-    for dup, orig in duplicates.items():
-        if dup in row:
-            raise ValueError(f"{dup} is both a duplicate (of {orig}) and a row of its own")
-        if orig not in row:
-            raise ValueError(f"{dup} is a duplicate of {orig}, which has no row")
-    all_ids = sorted([*ids, *duplicates])
-    rows = np.fromiter(
-        (row[rid] if rid in row else row[duplicates[rid]] for rid in all_ids),
-        dtype=np.int64,
-        count=len(all_ids),
-    )
-    return all_ids, rows
-
-
-def _root_from_record(record: ImageRecord) -> Path:
-    """Recover the data root from ``path == root / id`` (frame suffix stripped)."""
-    rel = record.id.split("#", 1)[0] if record.frame is not None else record.id
-    parts = len(Path(rel).parts)
-    root = Path(record.path)
-    for _ in range(parts):
-        root = root.parent
-    return root
-
-
-def write_rejected_csv(rejections: Iterable[Rejection], path: str | Path) -> None:
-    """Write rejections as CSV with columns ``path,reason,detail`` (atomically)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["path", "reason", "detail"])
-    for r in rejections:
-        writer.writerow([r.path, r.reason, " ".join(r.detail.split())])
-    atomic_write_text(path, buf.getvalue())
-
-
-# --------------------------------------------------------------------------- formats
-
-
-def detect_format(head: bytes) -> str | None:
-    """Supported format from a file's first bytes.
-
-    Args:
-        head: the first bytes of a file (16 are enough).
-
-    Returns:
-        One of ``jpeg``, ``png``, ``tiff``, ``bmp``, ``pnm``, ``cdf``, or None.
-    """
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "png"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "tiff"
-    if head.startswith(b"BM") and len(head) >= 14:
-        return "bmp"
-    if len(head) >= 3 and head[0:1] == b"P" and head[1:2] in b"123456" and head[2:3].isspace():
-        return "pnm"
-    # CDF v3 / v2.6-2.7 / v2.5 magic numbers.
-    if head[:4] in (b"\xcd\xf3\x00\x01", b"\xcd\xf2\x60\x02", b"\x00\x00\xff\xff"):
-        return "cdf"
-    return None
-
-
-def _pnm_expected_size(head: bytes) -> int | None:
-    """Total file size a binary Netpbm (P4/P5/P6) header announces, or None if unknown."""
-    kind = head[1:2]
-    if kind not in (b"4", b"5", b"6"):
-        return None
-    fields: list[int] = []
-    i = 2
-    want = 2 if kind == b"4" else 3
-    n = len(head)
-    while len(fields) < want and i < n:
-        c = head[i : i + 1]
-        if c.isspace():
-            i += 1
-        elif c == b"#":
-            while i < n and head[i : i + 1] not in (b"\n", b"\r"):
-                i += 1
-        else:
-            j = i
-            while j < n and head[j : j + 1].isdigit():
-                j += 1
-            if j == i:
-                return None
-            fields.append(int(head[i:j]))
-            i = j
-    if len(fields) < want or i >= n:
-        return None
-    data_start = i + 1  # exactly one whitespace byte after the last header field
-    if kind == b"4":
-        w, h = fields
-        return data_start + h * ((w + 7) // 8)
-    w, h, maxval = fields
-    channels = 3 if kind == b"6" else 1
-    return data_start + w * h * channels * (2 if maxval > 255 else 1)
-
-
-def _jpeg_complete(path: str, data: bytes | None) -> bool:
-    """Ask Pillow to decode a JPEG whose tail lacks the EOI marker (rare: trailing data).
-
-    Pillow refuses truncated data (``LOAD_TRUNCATED_IMAGES`` is False), unlike libjpeg
-    in some OpenCV builds, which fills the missing rows with grey.
-    """
-    from PIL import Image
-
-    try:
-        if data is None:
-            data = Path(path).read_bytes()
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-        return True
-    except Exception:
-        return False
-
-
-def _structural_problem(
-    fmt: str, head: bytes, tail: bytes, size: int, path: str, data: bytes | None = None
-) -> ImageReadError | None:
-    """Cheap completeness checks from a file's head and tail bytes."""
-    if fmt == "jpeg":
-        # Writers may pad after EOI with NULs or newlines; anything else falls to Pillow.
-        if not tail.rstrip(b"\x00\r\n \t").endswith(b"\xff\xd9") and not _jpeg_complete(path, data):
-            return ImageReadError(TRUNCATED, f"{path}: truncated JPEG (no end-of-image marker)")
-    elif fmt == "png":
-        if b"IEND" not in tail[-64:]:
-            return ImageReadError(TRUNCATED, f"{path}: truncated PNG (no IEND chunk)")
-    elif fmt == "bmp":
-        (declared,) = struct.unpack("<I", head[2:6])
-        if declared and size < declared:
-            return ImageReadError(TRUNCATED, f"{path}: truncated BMP ({size} of {declared} bytes)")
-    elif fmt == "pnm":
-        expected = _pnm_expected_size(head)
-        if expected is not None and size < expected:
-            return ImageReadError(TRUNCATED, f"{path}: truncated PNM ({size} of {expected} bytes)")
-    return None
-
-
-# --------------------------------------------------------------------------- paths
-
-
-def _path_problem(path: str) -> ImageReadError | None:
-    """Why ``path`` is not a regular file one can open (None when it is one).
-
-    Distinguishes a missing path, a dangling link, a link loop and something that exists
-    but is no regular file (folder, FIFO, device). Permissions are left to ``open``.
-    """
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            return ImageReadError(SYMLINK_LOOP, f"{path}: symbolic link loop")
-        if os.path.islink(path):
-            try:
-                target = os.readlink(path)
-            except OSError:  # removed in the meantime
-                target = "?"
-            return ImageReadError(DANGLING_LINK, f"{path}: dangling link to {target}")
-        if e.errno in (errno.ENOENT, errno.ENOTDIR) and not os.path.lexists(path):
-            return ImageReadError(MISSING, f"{path}: no such file")
-        return ImageReadError(UNREADABLE, f"{path}: cannot read file: {e.strerror or e}")
-    if not stat.S_ISREG(st.st_mode):
-        return ImageReadError(NOT_A_FILE, f"{path}: not a regular file ({_file_kind(st.st_mode)})")
-    return None
-
-
-def _file_kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISDIR, "a folder"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def _os_error(path: str, error: OSError) -> ImageReadError:
-    """The rejection for an OSError met while reading ``path``."""
-    problem = _path_problem(path)
-    if problem is not None:
-        return problem
-    return ImageReadError(UNREADABLE, f"{path}: cannot read file: {error.strerror or error}")
-
-
-# --------------------------------------------------------------------------- decoding
-
-
-def _to_rgb_or_grey(arr: np.ndarray, path: str, bgr: bool) -> np.ndarray:
-    """Normalise a decoded array to (H, W) or (H, W, 3) RGB, uint8 or uint16."""
-    if arr.ndim == 3:
-        c = arr.shape[2]
-        if c in (1, 2):  # grey, or grey + alpha
-            arr = arr[:, :, 0]
-        elif c in (3, 4):
-            arr = arr[:, :, :3]
-            if bgr:
-                arr = arr[:, :, ::-1]
-        else:
-            raise ImageReadError(UNSUPPORTED_FORMAT, f"{path}: {c} channels not supported")
-    elif arr.ndim != 2:
-        raise ImageReadError(UNREADABLE, f"{path}: decoded to shape {arr.shape}")
-    if arr.size == 0:
-        raise ImageReadError(UNREADABLE, f"{path}: decoded to an empty image")
-    if arr.dtype == np.bool_:
-        arr = arr.astype(np.uint8) * 255
-    if arr.dtype not in (np.uint8, np.uint16):
-        raise ImageReadError(
-            UNSUPPORTED_FORMAT, f"{path}: pixel type {arr.dtype} (only 8/16-bit unsigned)"
-        )
-    return np.ascontiguousarray(arr)
-
-
-def _decode_pillow(data: bytes, path: str) -> np.ndarray | None:
-    """Fallback decoder for files OpenCV cannot read (unusual TIFF flavours)."""
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            mode = im.mode
-            if mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
-                im = im.convert("RGB")
-            elif mode == "1":
-                im = im.convert("L")
-            arr = np.asarray(im)
-    except Exception:
-        return None
-    if mode == "I" or mode.startswith("I;16"):
-        if arr.min() < 0 or arr.max() > 65535:
-            return None
-        arr = arr.astype(np.uint16)
-    return arr
-
-
-def _decode_bytes(data: bytes, path: str) -> np.ndarray:
-    """Decode an image file's bytes (not CDF) into raw pixels; raises ImageReadError."""
-    if not data:
-        raise ImageReadError(EMPTY_FILE, f"{path}: empty file")
-    fmt = detect_format(data[:16])
-    if compression_of(data[:4]) is not None:
-        raise ImageReadError(
-            UNSUPPORTED_FORMAT, f"{path}: compressed file: only its stream0 frames (#NNNN) are read"
-        )
-    if fmt is None or fmt == "cdf":
-        raise ImageReadError(UNSUPPORTED_FORMAT, f"{path}: not a supported image format")
-    problem = _structural_problem(fmt, data[:_HEAD], data[-_TAIL:], len(data), path, data)
-    if problem is not None:
-        raise problem
-    arr: np.ndarray | None
-    try:
-        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        arr = None
-    if arr is not None:
-        return _to_rgb_or_grey(arr, path, bgr=True)
-    arr = _decode_pillow(data, path)
-    if arr is None:
-        raise ImageReadError(UNREADABLE, f"{path}: corrupt {fmt.upper()} data (decoder failed)")
-    return _to_rgb_or_grey(arr, path, bgr=False)
-
-
-def read_image(record: ImageRecord) -> np.ndarray:
-    """Read the raw pixels of one record.
-
-    Args:
-        record: the image (file, or frame of a CDF or THEMIS stream0 file).
-
-    Returns:
-        (H, W) or (H, W, 3) RGB array, dtype uint8 or uint16.
-
-    Raises:
-        ImageReadError: the input cannot become an image; ``.reason`` says why.
-    """
-    path = record.path
-    try:
-        if record.frame is not None:
-            with open(path, "rb") as f:
-                head = f.read(16)
-            if not head:
-                raise ImageReadError(EMPTY_FILE, f"{path}: empty file")
-            fmt = detect_format(head)
-            if fmt == "cdf":
-                try:
-                    return read_cdf_frame(path, record.frame)
-                except CdfError as e:
-                    reason = UNSUPPORTED_FORMAT if e.unsupported else UNREADABLE
-                    raise ImageReadError(reason, str(e)) from e
-            if fmt == "pnm" or compression_of(head) is not None:
-                try:
-                    return read_stream0_frame(path, record.frame)
-                except Stream0Error as e:
-                    raise ImageReadError(_stream0_reason(e), str(e)) from e
-            raise ImageReadError(
-                UNSUPPORTED_FORMAT, f"{path}: frame given but not a CDF or THEMIS stream0 file"
-            )
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise _os_error(path, e) from e
-    return _decode_bytes(data, path)
-
-
-def _stream0_reason(error: Stream0Error) -> str:
-    return error.reason if error.reason in REASONS else UNREADABLE
-
-
-def _default_jobs() -> int:
-    return max(1, os.cpu_count() or 1)
-
-
-def load_images(
-    records: Iterable[ImageRecord], jobs: int | None = None
-) -> Iterator[tuple[ImageRecord, np.ndarray | Rejection]]:
-    """Decode images in parallel threads, in input order; bad ones become rejections.
-
-    At most ``4 * jobs`` images are in flight, so memory stays bounded for any number
-    of records.
-
-    Args:
-        records: the images to decode.
-        jobs: number of decoding threads (default: number of CPUs).
-
-    Yields:
-        ``(record, pixels)`` for a good image, ``(record, Rejection(record.id, reason,
-        message))`` for a bad one, in the order of ``records``.
-    """
-    jobs = jobs or _default_jobs()
-
-    def work(record: ImageRecord) -> np.ndarray | Rejection:
-        try:
-            return read_image(record)
-        except ImageReadError as e:
-            return Rejection(record.id, e.reason, str(e))
-
-    if jobs == 1:
-        for record in records:
-            yield record, work(record)
-        return
-    window: deque[tuple[ImageRecord, Future[np.ndarray | Rejection]]] = deque()
-    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="aurora-decode") as pool:
-        for record in records:
-            window.append((record, pool.submit(work, record)))
-            if len(window) >= 4 * jobs:
-                rec, fut = window.popleft()
-                yield rec, fut.result()
-        while window:
-            rec, fut = window.popleft()
-            yield rec, fut.result()
-
-
-# --------------------------------------------------------------------------- scanning
+_CHUNK = 1 << 20  # bytes read at a time while hashing
+# An input's (frame index or None, timestamp) pairs: one pair for a plain image.
+_Frames = list[tuple[int | None, datetime | None]]
 
 
 def _is_candidate(path: str, name: str) -> bool:
@@ -765,7 +237,7 @@ def _read_list(list_file: Path) -> list[str]:
 
 def _is_pnm_stream(path: str, head: bytes, size: int) -> bool:
     """Whether an uncompressed Netpbm file holds more frames after its first one."""
-    expected = _pnm_expected_size(head)
+    expected = pnm_expected_size(head)
     if expected is None or size <= expected:
         return False
     try:
@@ -776,7 +248,7 @@ def _is_pnm_stream(path: str, head: bytes, size: int) -> bool:
         return False
 
 
-def _inspect(path: str) -> tuple[str, list[tuple[int | None, datetime | None]]] | ImageReadError:
+def _inspect(path: str) -> tuple[str, _Frames] | ImageReadError:
     """Hash one input and check it cheaply.
 
     Returns:
@@ -787,19 +259,19 @@ def _inspect(path: str) -> tuple[str, list[tuple[int | None, datetime | None]]] 
     size = 0
     head = b""
     tail = b""
-    problem = _path_problem(path)
+    problem = path_problem(path)
     if problem is not None:
         return problem
     try:
         with open(path, "rb") as f:
             while block := f.read(_CHUNK):
                 h.update(block)
-                if size < _HEAD:
-                    head = (head + block)[:_HEAD]
-                tail = (tail + block)[-_TAIL:]
+                if size < HEAD_BYTES:
+                    head = (head + block)[:HEAD_BYTES]
+                tail = (tail + block)[-TAIL_BYTES:]
                 size += len(block)
     except OSError as e:
-        return _os_error(path, e)
+        return os_error(path, e)
     if size == 0:
         return ImageReadError(EMPTY_FILE, f"{path}: empty file")
     fmt = detect_format(head)
@@ -815,7 +287,7 @@ def _inspect(path: str) -> tuple[str, list[tuple[int | None, datetime | None]]] 
         if not times:
             return ImageReadError(UNREADABLE, f"{path}: CDF holds no frames")
         return h.hexdigest(), list(enumerate(times))
-    problem = _structural_problem(fmt, head, tail, size, path)
+    problem = structural_problem(fmt, head, tail, size, path)
     if problem is not None:
         return problem
     if fmt == "pnm":
@@ -827,14 +299,12 @@ def _inspect(path: str) -> tuple[str, list[tuple[int | None, datetime | None]]] 
     return h.hexdigest(), [(None, parse_timestamp(os.path.basename(path)))]
 
 
-def _inspect_stream0(
-    path: str, digest: str
-) -> tuple[str, list[tuple[int | None, datetime | None]]] | ImageReadError:
+def _inspect_stream0(path: str, digest: str) -> tuple[str, _Frames] | ImageReadError:
     """The frames of a THEMIS stream0 file (decoded once here, kept for ``read_image``)."""
     try:
         times = stream0_frames(path)
     except Stream0Error as e:
-        return ImageReadError(_stream0_reason(e), str(e))
+        return ImageReadError(stream0_reason(e), str(e))
     return digest, list(enumerate(times))
 
 
@@ -877,9 +347,9 @@ def scan(root: str | Path, jobs: int | None = None, progress: bool = False) -> M
     data_root, files = _resolve_inputs(root_path)
     if not files:
         raise DataSourceError(f"no image files found in {given}")
-    jobs = jobs or min(32, _default_jobs() + 4)
+    jobs = jobs or min(32, default_jobs() + 4)
 
-    results: Sequence[tuple[str, list[tuple[int | None, datetime | None]]] | ImageReadError]
+    results: Sequence[tuple[str, _Frames] | ImageReadError]
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="aurora-scan") as pool:
         it = pool.map(_inspect, files)
         if progress:
@@ -887,7 +357,16 @@ def scan(root: str | Path, jobs: int | None = None, progress: bool = False) -> M
 
             it = tqdm(it, total=len(files), desc=f"scan {given}", unit="file")
         results = list(it)
+    return _assemble(data_root, files, results)
 
+
+def _assemble(
+    data_root: Path, files: list[str], results: Sequence[tuple[str, _Frames] | ImageReadError]
+) -> Manifest:
+    """The manifest from each input file's inspection (``results[i]`` is ``files[i]``'s).
+
+    Inputs are taken in id order, so the first of equal contents is the original.
+    """
     records: list[ImageRecord] = []
     rejected: list[Rejection] = []
     duplicates: dict[str, str] = {}
