@@ -4,7 +4,7 @@ from aurora.models.augment import AugmentConfig, SkyAugment, sky_mask
 from aurora.models.autoencoder import AutoEncoder
 from aurora.models.base import FeatureModule
 from aurora.models.checkpoint import CheckpointError, build_encoder, load_encoder
-from aurora.models.losses import nt_xent, pair_similarities
+from aurora.models.losses import NTXentLoss, nt_xent, pair_similarities
 from aurora.models.simclr import BackboneError, SimCLR, create_backbone
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "BackboneError",
     "CheckpointError",
     "FeatureModule",
+    "NTXentLoss",
     "SimCLR",
     "SkyAugment",
     "build_encoder",

@@ -11,7 +11,7 @@ from torch import nn
 
 from aurora.models.augment import SkyAugment
 from aurora.models.base import FeatureModule
-from aurora.models.losses import nt_xent, pair_similarities
+from aurora.models.losses import NTXentLoss, pair_similarities
 
 
 class BackboneError(RuntimeError):
@@ -60,6 +60,9 @@ class SimCLR(FeatureModule):
         proj_hidden_dim: hidden width of the projection head.
         proj_dim: output size of the projection head.
         temperature: NT-Xent temperature.
+        gather_distributed: under DDP, contrast each rank's views against the projections of
+            all ranks (the objective of one process with the global batch); off, each rank
+            contrasts within its own batch only.
         lr: peak AdamW learning rate.
         weight_decay: AdamW weight decay (not applied to biases and norm scales).
         warmup_fraction: fraction of all steps spent in linear warm-up.
@@ -78,6 +81,7 @@ class SimCLR(FeatureModule):
         proj_hidden_dim: int = 512,
         proj_dim: int = 128,
         temperature: float = 0.1,
+        gather_distributed: bool = True,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         warmup_fraction: float = 0.05,
@@ -97,6 +101,7 @@ class SimCLR(FeatureModule):
                 "proj_hidden_dim": proj_hidden_dim,
                 "proj_dim": proj_dim,
                 "temperature": temperature,
+                "gather_distributed": gather_distributed,
                 "lr": lr,
                 "weight_decay": weight_decay,
                 "warmup_fraction": warmup_fraction,
@@ -114,6 +119,7 @@ class SimCLR(FeatureModule):
             nn.ReLU(inplace=True),
             nn.Linear(proj_hidden_dim, proj_dim),
         )
+        self.criterion = NTXentLoss(temperature, gather_distributed)
         self.augment = SkyAugment(**augment)
         data_cfg = timm.data.resolve_data_config({}, model=self.backbone)
         self.register_buffer(
@@ -145,7 +151,7 @@ class SimCLR(FeatureModule):
         v2 = self.augment(x, gen)
         z = self(torch.cat([v1, v2]))
         z1, z2 = z.chunk(2)
-        loss = nt_xent(z1, z2, float(self.hparams.temperature))
+        loss = self.criterion(z1, z2)
         pos, neg = pair_similarities(z1.detach(), z2.detach())
         on_step = stage == "train"
         kw = {"on_step": on_step, "on_epoch": not on_step, "batch_size": len(x)}
