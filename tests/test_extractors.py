@@ -671,7 +671,7 @@ def test_real_store_end_to_end(small: TimmExtractor, tmp_path: Path) -> None:
         pytest.skip("../shared/data is absent")
     sources = pytest.importorskip("aurora.data.sources")
     pre = pytest.importorskip("aurora.preprocess")
-    store_mod = pytest.importorskip("aurora.preprocess_store")
+    store_mod = pytest.importorskip("aurora.preprocess.store")
     cfg = pre.PreprocessConfig(size=32)
     store = store_mod.build_preprocessed(sources.scan(data), cfg, tmp_path, jobs=1, progress=False)
     fs = extract_features(store, small, tmp_path, batch_size=2, progress=False)

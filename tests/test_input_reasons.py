@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 import pytest
 
-from aurora import preprocess_store
 from aurora.data.sources import (
     DANGLING_LINK,
     MISSING,
@@ -33,6 +32,7 @@ from aurora.preprocess import (
     find_sky_circle,
     preprocess_image,
 )
+from aurora.preprocess import store as preprocess_store
 
 CFG = PreprocessConfig(size=32)
 GOOD = ("sky0.png", "sky1.png", "sky2.png")

@@ -10,7 +10,6 @@ import cv2
 import numpy as np
 import pytest
 
-from aurora import preprocess_store
 from aurora.cache import Cache
 from aurora.data.synth import render_sky
 from aurora.preprocess import (
@@ -25,6 +24,7 @@ from aurora.preprocess import (
     preprocess_image,
     to_uint8,
 )
+from aurora.preprocess import store as preprocess_store
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PLAIN = PreprocessConfig(size=64, lab_stretch=False, recenter_ab=False, star_kernel=0)

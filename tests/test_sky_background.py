@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from aurora.preprocess import _disk, stretch_residual, subtract_background, subtract_moonlight
+from aurora.preprocess import stretch_residual, subtract_background, subtract_moonlight
+from aurora.preprocess.pixels import disk as _disk
 
 S = 96
 

@@ -44,7 +44,8 @@ from aurora.data.sources import (
     duplicate_detail,
     read_image,
 )
-from aurora.preprocess import PreprocessConfig, PreprocessError, preprocess_image
+from aurora.preprocess.chain import preprocess_image
+from aurora.preprocess.config import PreprocessConfig, PreprocessError
 
 STAGE = "preprocess"
 #: Bumped whenever the chain's output changes for the same configuration.
