@@ -36,8 +36,7 @@ import numpy as np
 
 from aurora.data.sources import scan
 from aurora.data.synth import CLOUD_PROB, MORPHOLOGIES, render_sky
-from aurora.preprocess import PreprocessConfig, preprocess_image
-from aurora.preprocess_store import build_preprocessed
+from aurora.preprocess import PreprocessConfig, build_preprocessed, preprocess_image
 
 
 def make_dataset(root: Path, n: int, seed: int) -> list[dict[str, float | str]]:
