@@ -5,21 +5,20 @@ from __future__ import annotations
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
+
+from aurora.cli import main as run_main
 
 
 @hydra.main(config_path="conf", config_name="cluster", version_base="1.3")
 def main(cfg: DictConfig) -> int:
-    """Hydra entry point; the work happens in :func:`aurora.pipeline.main`."""
-    from hydra.core.hydra_config import HydraConfig
-
-    from aurora.pipeline import main as run_main
-
+    """Hydra entry point; the work happens in :func:`aurora.cli.main`."""
     hc = HydraConfig.get()
     code = run_main(cfg, hc.runtime.output_dir, dict(hc.runtime.choices), str(hc.mode))
     if "MULTIRUN" in str(hc.mode):
         # A job's SystemExit would end the whole sweep: its failure is recorded in its folder
-        # and aurora.sweep.FinalizeSweep sets the sweep's exit code at the end.
+        # and aurora.run.sweep.FinalizeSweep sets the sweep's exit code at the end.
         return code
     if code:
         sys.exit(code)

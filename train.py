@@ -5,13 +5,13 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from aurora.guard import run_guarded
+from aurora.training import train
+
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point; the work happens in :func:`aurora.training.train`."""
-    from aurora.cli import run_guarded
-    from aurora.training import train
-
     code = run_guarded(train, cfg)
     if code:
         sys.exit(code)

@@ -1,52 +1,45 @@
-"""What the command-line entry points share: known errors become one line, not a traceback."""
+"""What ``cluster.py`` runs: one of three modes, and the process exit code."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from omegaconf.errors import MissingMandatoryValue
+from omegaconf import DictConfig
 
-from aurora.errors import AuroraError, disk_full_error, out_of_memory_error
+from aurora.guard import run_guarded
+from aurora.run import run_apply, run_cluster, run_sweep_job
 
 
-def error_line(err: BaseException) -> str | None:
-    """The one-line message for ``err`` (without ``error:``), or None when it is a bug.
+def main(cfg: DictConfig, run_dir: str | Path, choices: Mapping[str, str | None], mode: str) -> int:
+    """Run ``cluster.py``'s mode; returns the process exit code.
 
-    Errors raised by aurora itself print their own message. Otherwise a full disk
-    (``ENOSPC`` / ``EDQUOT`` anywhere in the ``__cause__`` / ``__context__`` chain, also when
-    raised from inside Lightning or torch and wrapped) names the path and the free space, and
-    exhausted memory (``MemoryError``, torch's CUDA ``OutOfMemoryError``) says which batch size
-    to lower. Anything else returns None.
+    ``mode=apply`` labels new images with a saved solution (:func:`aurora.run.run_apply`); a
+    job of a ``-m`` sweep computes one grid cell (:func:`aurora.run.run_sweep_job`); otherwise
+    the whole chain runs in one process (:func:`aurora.run.run_cluster`).
+
+    Known failures (bad data folder, missing weights, impossible settings) are reported in one
+    line instead of a traceback (:func:`aurora.guard.run_guarded`): exit code 2. A run whose
+    outputs were written but some of whose grid cells failed returns 1 (the cells are listed in
+    ``failed.csv`` and ``summary.json``). A sweep job never raises: the code it returns is its
+    Hydra return value, and the sweep's exit code is set by
+    :class:`aurora.run.sweep.FinalizeSweep`.
+
+    Args:
+        cfg: the composed ``cluster`` config.
+        run_dir: the Hydra output folder (run directory, or the job's folder of a sweep).
+        choices: the config group choices (a sweep job's cell).
+        mode: Hydra's run mode (``RunMode.RUN`` or ``RunMode.MULTIRUN``).
     """
-    if not isinstance(err, Exception):
-        return None
-    if isinstance(err, AuroraError) or type(err).__module__.startswith("aurora."):
-        return " ".join(str(err).split()) or type(err).__name__
-    resource = disk_full_error(err) or out_of_memory_error(err)
-    return None if resource is None else str(resource)
+    if cfg.mode == "apply":
+        return run_guarded(run_apply, cfg, Path(run_dir))
+    if "MULTIRUN" in mode:
+        return run_sweep_job(cfg, run_dir, choices)
+    summary: dict[str, Any] = {}
 
+    def run() -> None:
+        summary.update(run_cluster(cfg, run_dir))
 
-def run_guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
-    """Call ``fn`` and return a process exit code.
-
-    Errors raised by aurora itself (their messages name the file, setting or model at fault),
-    unset required settings, a full disk and exhausted memory are printed as ``error: ...`` on
-    one line with exit code 2 (see :func:`error_line`); anything else is a bug and keeps its
-    traceback.
-    """
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        fn(*args, **kwargs)
-    except MissingMandatoryValue as err:
-        key = getattr(err, "full_key", None) or "a setting"
-        print(f"error: {key} is not set (add {key}=... to the command)", flush=True)
-        return 2
-    except Exception as err:
-        line = error_line(err)
-        if line is None:
-            raise
-        print(f"error: {line}", flush=True)
-        return 2
-    return 0
+    code = run_guarded(run)
+    return 1 if code == 0 and summary.get("n_failed_cells") else code

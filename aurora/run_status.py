@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from aurora.cache import atomic_write_text
+from aurora.guard import error_line
 
 log = logging.getLogger("aurora")
 
@@ -56,8 +57,6 @@ def _now() -> str:
 def one_line(err: BaseException) -> str:
     """The error on one line: aurora's own (and disk/memory) errors by their message, a bug
     with its type."""
-    from aurora.cli import error_line
-
     own = error_line(err)
     if own is not None:
         return own

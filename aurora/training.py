@@ -19,10 +19,12 @@ from hydra.utils import instantiate
 from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from aurora.cache import atomic_write_bytes, check_free_space, remove_stale_tmp
+from aurora.config import plain
 from aurora.data.datamodule import LoaderConfig, SkyDataModule
+from aurora.data.dataset import ensure_dataset, prepare_images
 from aurora.errors import AuroraError, disk_full_error
 from aurora.models.callbacks import ChannelsLast
 
@@ -138,12 +140,6 @@ def no_logger(**_: Any) -> bool:
     return False
 
 
-def _container(cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
-    if isinstance(cfg, DictConfig):
-        return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-    return dict(cfg)
-
-
 def is_complete_checkpoint(path: str | Path) -> bool:
     """True when ``path`` is a whole torch checkpoint (a zip archive whose directory reads).
 
@@ -237,14 +233,14 @@ def fit_model(
     pl.seed_everything(seed, workers=True)
     dm = SkyDataModule(images, loader or LoaderConfig(), seed=seed)
     # _convert_="all": hyperparameters must be plain containers to load with weights_only=True.
-    model = instantiate(_container(model_cfg), image_size=dm.image_size, seed=seed, _convert_="all")
+    model = instantiate(plain(model_cfg), image_size=dm.image_size, seed=seed, _convert_="all")
     # A checkpoint holds at least the weights (AdamW adds two moments): refuse now rather than
     # after the first epoch when even that will not fit.
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
     check_free_space(ckpt_dir, weights, ckpt_dir)
     logger = False
     if logger_cfg is not None:
-        logger = instantiate(_container(logger_cfg), save_dir=str(out_dir))
+        logger = instantiate(plain(logger_cfg), save_dir=str(out_dir))
     monitor = "val/loss" if len(dm.val_idx) > 0 else None
     if monitor is None and dm.loader.val_fraction > 0:
         log.warning(
@@ -253,7 +249,7 @@ def fit_model(
             len(dm.train_idx),
         )
     trainer = instantiate(
-        _container(trainer_cfg),
+        plain(trainer_cfg),
         out_dir=str(out_dir),
         logger=logger,
         monitor=monitor,
@@ -302,16 +298,13 @@ def train(cfg: DictConfig) -> TrainResult:
     Returns:
         The run's :class:`TrainResult`; checkpoints and TensorBoard logs are in the run dir.
     """
-    from aurora.pipeline import ensure_dataset, prepare_images
-
     out_dir = cfg.get("out_dir")
     if not out_dir:
         from hydra.core.hydra_config import HydraConfig
 
         out_dir = HydraConfig.get().runtime.output_dir
     preprocess_cfg = instantiate(cfg.preprocess)
-    synth = cfg.data.get("synth")
-    synth = _container(synth) if synth is not None else None
+    synth = plain(cfg.data.get("synth"))
     root = ensure_dataset(str(cfg.data.root), synth, int(cfg.jobs))
     store = prepare_images(root, preprocess_cfg, str(cfg.paths.cache_dir), int(cfg.jobs))
     if len(store.ids) < 2:
@@ -320,7 +313,7 @@ def train(cfg: DictConfig) -> TrainResult:
             "see the log); training needs at least 2"
         )
     log.info("training on %d preprocessed images from %s", len(store.ids), root)
-    loader = LoaderConfig(**_container(cfg.loader))
+    loader = LoaderConfig(**plain(cfg.loader))
     result = fit_model(
         store.images,
         cfg.model,

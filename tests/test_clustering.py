@@ -19,9 +19,11 @@ from aurora.clustering import (
     WardClustering,
     check_quadratic_memory,
 )
-from aurora.reduce import (
+from aurora.config import make_estimator
+from aurora.reduction import (
     LinearMap,
     cached_entry,
+    components_for_variance,
     embed_new,
     fit_transform_cached,
     load_linear_map,
@@ -191,15 +193,11 @@ def test_nonlinear_reducer_places_by_neighbours(blobs, tmp_path: Path) -> None:
 def test_seed_sets_random_state(tmp_path: Path, blobs) -> None:
     X, _ = blobs
     cfg = OmegaConf.load(CONF / "clusterer" / "cop_kmeans.yaml")
-    from aurora.reduce import make_estimator
-
     est = make_estimator(cfg, 123)
     assert isinstance(est, COPKMeans) and est.random_state == 123
 
 
 def test_components_for_variance_matches_cumulative_spectrum() -> None:
-    from aurora.reducers import components_for_variance
-
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 6)) * np.array([10.0, 5.0, 2.0, 1.0, 0.5, 0.1])
     ratios = PCA().fit(X).explained_variance_ratio_

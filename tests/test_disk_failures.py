@@ -25,9 +25,9 @@ from aurora.cache import (
     link_or_copy,
     remove_stale_tmp,
 )
-from aurora.cli import error_line, run_guarded
 from aurora.data.datamodule import LoaderConfig
 from aurora.errors import DiskFullError, OutOfMemoryError, disk_full_error
+from aurora.guard import error_line, run_guarded
 from aurora.training import fit_model, is_complete_checkpoint
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -223,7 +223,7 @@ def test_gpu_oom_in_training_names_the_training_batch_size(
 def test_disk_full_while_checkpointing_then_rerun(
     sky: np.ndarray, tmp_path: Path, monkeypatch, capsys
 ) -> None:
-    from aurora.pipeline import train_encoder_cached
+    from aurora.run import train_encoder_cached
 
     real_write = cache_mod._write_fully
     written: list[str] = []

@@ -352,7 +352,7 @@ def test_checkpoint_extractor(kind: str, tmp_path: Path) -> None:
     trainer = tiny_cpu_trainer()
     loader = LoaderConfig(batch_size=4, num_workers=0, val_fraction=0.25)
     res = training.fit_model(_sky(8), model, trainer, tmp_path / "run", loader=loader)
-    ex = CheckpointExtractor(res.last_ckpt, meta={"preprocess": "full"})
+    ex = CheckpointExtractor(res.last_ckpt, preprocess="full")
     dim = 8 if kind == "autoencoder" else 512
     assert ex.input_size == S and ex.num_features == dim
     assert ex.identity()["ckpt_sha256"] == file_sha256(res.last_ckpt)
@@ -361,7 +361,10 @@ def test_checkpoint_extractor(kind: str, tmp_path: Path) -> None:
     assert fs.features.shape == (5, dim) and fs.features.dtype == np.float32
     direct = ex(torch.from_numpy(_sky(5, 48, seed=2)).permute(0, 3, 1, 2).float() / 255)
     np.testing.assert_allclose(fs.features, direct.detach().numpy(), rtol=1e-5, atol=1e-5)
-    assert fs.provenance["random_init"] is False and fs.provenance["meta"]["preprocess"] == "full"
+    assert fs.provenance["random_init"] is False and fs.provenance["preprocess"] == "full"
+    # the preprocessing variant and the model to train are not part of what the features are
+    other = CheckpointExtractor(res.last_ckpt, preprocess="minimal", train="simclr")
+    assert other.identity() == ex.identity() and other.train_model == "simclr"
 
     # Dihedral averaging: the mean of the 8 views computed by hand, the same features for a
     # rotated or mirrored image, and a different cache identity from single-view features.
@@ -408,16 +411,19 @@ def test_hydra_config_stops_before_any_work(offline: Path) -> None:
 
     for name in ("resnet50", "inception_v3", "mobilenet_v2"):
         cfg = OmegaConf.load(CONF / "extractor" / f"{name}.yaml")
-        assert cfg.meta.preprocess == "minimal" and cfg.pretrained is True
+        assert cfg.preprocess == "minimal" and cfg.pretrained is True
         with pytest.raises(WeightsUnavailableError, match=f"'{cfg.model_name}'"):
             build_extractor(cfg)
     for name in ("autoencoder", "simclr"):
         cfg = OmegaConf.load(CONF / "extractor" / f"{name}.yaml")
-        assert cfg.meta.preprocess == "full"
+        assert cfg.preprocess == "full" and cfg.train is None
         assert cfg._target_ == "aurora.extractors.CheckpointExtractor"
     cfg = OmegaConf.load(CONF / "extractor" / "mobilenet_v2.yaml")
     ex = build_extractor(cfg, pretrained=False, input_size=32)
-    assert isinstance(ex, TimmExtractor) and ex.meta == {"preprocess": "minimal"}
+    assert isinstance(ex, TimmExtractor) and ex.preprocess == "minimal"
+    # not part of the identity, so the features' cache keys do not depend on it
+    full = build_extractor(cfg, pretrained=False, input_size=32, preprocess="full")
+    assert full.preprocess == "full" and full.identity() == ex.identity()
 
 
 def _full_state(src: TimmExtractor) -> dict[str, torch.Tensor]:

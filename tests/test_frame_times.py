@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aurora.pipeline import frame_times
+from aurora.data.dataset import frame_times
 
 
 def test_metadata_wins_and_truth_only_fills_gaps(tmp_path: Path) -> None:

@@ -13,12 +13,15 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from aurora.cli import main
+from aurora.data.dataset import read_truth
 from aurora.data.synth import generate
-from aurora.pipeline import (
-    PipelineError,
+from aurora.errors import PipelineError
+from aurora.run import (
+    ImageRows,
+    RunSettings,
     external_summary,
     finalize_sweep,
-    main,
     run_cluster,
     run_sweep_cell,
 )
@@ -225,8 +228,6 @@ def test_reference_images_constrain_cop_kmeans(sky: Path, tmp_path: Path) -> Non
 
 
 def test_image_rows_matches_direct_indexing() -> None:
-    from aurora.pipeline import ImageRows
-
     rng = np.random.default_rng(0)
     a = rng.integers(0, 255, (10, 4, 4, 3), dtype=np.uint8)
     b = rng.integers(0, 255, (5, 4, 4, 3), dtype=np.uint8)
@@ -249,7 +250,6 @@ def test_unset_data_root_is_one_line_error(tmp_path: Path, capsys: pytest.Captur
 
 
 def test_fused_scores_leave_the_unassigned_out_of_the_groups(tmp_path: Path) -> None:
-    from omegaconf import OmegaConf
     from sklearn.metrics import homogeneity_score
 
     ids = [f"im{i}.png" for i in range(8)]
@@ -262,11 +262,11 @@ def test_fused_scores_leave_the_unassigned_out_of_the_groups(tmp_path: Path) -> 
     )
     cells = tmp_path / "cell.npy"
     np.save(cells, np.array([0, 0, 0, 1, 1, 1, 0, 1]))
-    cfg = OmegaConf.create({"data": {"root": str(tmp_path), "truth": str(table)}})
+    truth = read_truth(table, ids)
     # Two pure groups and two unassigned images of different morphologies: scoring -1 as a
     # group would make the groups look impure.
     fused = np.array([0, 0, 0, 1, 1, 1, -1, -1])
-    out = external_summary(cfg, ids, [{"cell": "c", "labels_path": str(cells)}], fused)
+    out = external_summary(truth, [{"cell": "c", "labels_path": str(cells)}], fused)
     assert out["fused_external"]["homogeneity"] == pytest.approx(1.0)
     assert out["fused_unassigned_fraction"] == pytest.approx(0.25)
     assert homogeneity_score(morph, fused) < 0.9  # what counting -1 as a group would give
@@ -274,17 +274,75 @@ def test_fused_scores_leave_the_unassigned_out_of_the_groups(tmp_path: Path) -> 
 
 
 def test_detected_moon_is_the_nuisance_when_the_truth_has_no_moon_column(tmp_path: Path) -> None:
-    from omegaconf import OmegaConf
-
     ids = [f"im{i}.png" for i in range(6)]
     table = tmp_path / "truth.csv"
     table.write_text("path,morphology\n" + "".join(f"{i},arc\n" for i in ids))
     cells = tmp_path / "cell.npy"
     np.save(cells, np.array([0, 0, 0, 1, 1, 1]))
-    cfg = OmegaConf.create({"data": {"root": str(tmp_path), "truth": str(table)}})
+    truth = read_truth(table, ids)
     fused = np.array([0, 0, 0, 1, 1, 1])
     detected = np.array([False, False, False, True, True, True])
-    out = external_summary(cfg, ids, [{"cell": "c", "labels_path": str(cells)}], fused, detected)
+    out = external_summary(truth, [{"cell": "c", "labels_path": str(cells)}], fused, detected)
     assert out["fused_ami_moon"] == pytest.approx(1.0)  # the groups are the detected Moon
-    without = external_summary(cfg, ids, [{"cell": "c", "labels_path": str(cells)}], fused)
+    without = external_summary(truth, [{"cell": "c", "labels_path": str(cells)}], fused)
     assert "fused_ami_moon" not in without  # no all-None column from the truth table
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["fusion=search"], ["fusion.voting.min_cluster_size=9"]],
+    ids=["voting", "search", "voting-own-size"],
+)
+def test_fitted_settings_are_the_config_fitted_in_place(extra: list[str]) -> None:
+    """The data's fit reaches the fusion values that follow the fitted ones (and only those),
+    in the settings and in the recorded config, as writing it into the config would."""
+    from omegaconf import OmegaConf
+
+    from aurora.checks import DataFit
+
+    cfg = _compose(["data=folder", "data.root=/nowhere", *TINY, *extra])
+    search = cfg.fusion.get("search") is not None
+    fit = DataFit((3,), 5, (5, 7) if search else None, 4 if search else None)
+    settings = RunSettings.from_cfg(cfg)
+    fitted = settings.fitted(fit)
+    ref = cfg.copy()  # the obvious way: the values written into the config, then resolved
+    ref.fusion.min_cluster_size = fit.min_cluster_size
+    if search:
+        ref.fusion.search.min_sizes = list(fit.search_min_sizes)
+        ref.fusion.search.target_groups = fit.target_groups
+    assert fitted.fusion == OmegaConf.to_container(ref.fusion, resolve=True)
+    assert fitted.config == OmegaConf.to_container(ref, resolve=True)
+    assert fitted.fusion["voting"]["min_cluster_size"] == (9 if "9" in str(extra) else 5)
+    assert settings.fusion["min_cluster_size"] == 2  # the settings it came from are unchanged
+
+
+def test_read_truth_reads_the_class_and_the_nuisance_columns_the_table_has(
+    tmp_path: Path,
+) -> None:
+    table = tmp_path / "truth.csv"
+    table.write_text("path,morphology,moon,cloud\na,arc,1,0\nb,corona,0,1\n")
+    truth = read_truth(table, ["b", "zz", "a"], nuisance_columns=("moon", "glare"))
+    assert list(truth.classes) == ["corona", None, "arc"]  # an image not in the table: None
+    assert list(truth.nuisances) == ["moon"] and list(truth.nuisances["moon"]) == ["0", None, "1"]
+    assert list(read_truth(table, ["a"], column="cloud").classes) == ["0"]
+    assert read_truth(None, ["a"]) == (None, {})
+    with pytest.raises(PipelineError, match="does not exist"):
+        read_truth(tmp_path / "none.csv", ["a"])
+
+
+def test_aligned_features_get_their_own_cache_key() -> None:
+    """Features cut to the images every extractor kept are other rows than the cached entry's:
+    their reductions must not be cached under the entry's key."""
+    from types import SimpleNamespace
+
+    from aurora.run import ExtractedFeatures
+    from aurora.run.context import _rows
+
+    store = SimpleNamespace(ids=["a", "b", "c"], images=np.arange(12).reshape(3, 2, 2, 1))
+    feats = np.arange(6.0).reshape(3, 2)
+    f = ExtractedFeatures("x", feats, "k", ["a", "b", "c"], False, store, "full", {}, {}, None)
+    same, fewer = _rows(f, ["a", "b", "c"]), _rows(f, ["c", "a"])
+    assert same.key == "k" and same.features is feats
+    assert fewer.key != "k" and fewer.ids == ["c", "a"]
+    np.testing.assert_array_equal(fewer.features, feats[[2, 0]])
+    np.testing.assert_array_equal(np.asarray(fewer.images), store.images[[2, 0]])

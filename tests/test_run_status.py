@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from aurora.cli import main
 from aurora.data.synth import generate
-from aurora.pipeline import main
 from aurora.run_status import (
     PREVIOUS_DIR,
     STATUS_FILE,

@@ -17,19 +17,21 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch import nn
 
-from aurora.apply import apply_solution, label_images
 from aurora.cache import Cache
 from aurora.data.sources import scan
-from aurora.errors import AuroraError
+from aurora.errors import AuroraError, PipelineError
 from aurora.extractors import build_extractor, extract_features
-from aurora.pipeline import PipelineError, RunRecord
 from aurora.preprocess import PreprocessConfig, build_preprocessed
-from aurora.reduce import cached_entry, fit_transform_cached
+from aurora.record import RunRecord
+from aurora.reduction import cached_entry, fit_transform_cached
+from aurora.run import run_apply
 from aurora.solution import (
     ALLOWED_EXTRACTORS,
     SolutionError,
     SolutionIntegrityError,
     SolutionVersionError,
+    apply_solution,
+    label_images,
     load_solution,
     save_solution,
 )
@@ -45,10 +47,10 @@ class PixelExtractor(nn.Module):
     could not be tested with one.)
     """
 
-    def __init__(self, cells: int = 8, meta: dict | None = None) -> None:
+    def __init__(self, cells: int = 8, preprocess: str = "full") -> None:
         super().__init__()
         self.cells = cells
-        self.meta = dict(meta or {})
+        self.preprocess = preprocess
         self.input_size = 32
 
     def identity(self) -> dict:
@@ -72,7 +74,7 @@ class PixelExtractor(nn.Module):
         )
 
 
-EXTRACTOR = {"_target_": f"{__name__}.PixelExtractor", "cells": 8, "meta": {"preprocess": "full"}}
+EXTRACTOR = {"_target_": f"{__name__}.PixelExtractor", "cells": 8, "preprocess": "full"}
 REDUCER = {"_target_": "sklearn.decomposition.PCA", "n_components": 4}
 
 
@@ -88,7 +90,7 @@ def _make_record(root: Path, extractor_cfg: dict | None = None) -> RunRecord:
     prep = PreprocessConfig(size=32)
     store = build_preprocessed(scan(data), prep, cache_dir, jobs=1, progress=False)
     params = dict(extractor_cfg or EXTRACTOR)
-    extractor = build_extractor({k: v for k, v in params.items() if k != "meta"})
+    extractor = build_extractor(params)
     fs = extract_features(store, extractor, cache_dir, batch_size=8, progress=False)
     cache = Cache(cache_dir)
     emb = fit_transform_cached(fs.features, REDUCER, 0, cache, fs.key)
@@ -355,7 +357,7 @@ def test_apply_cli_accounting_and_novelty(run: tuple[RunRecord, Path], tmp_path:
         }
     )
     out = tmp_path / "out"
-    summary = apply_solution(cfg, out)
+    summary = run_apply(cfg, out)
     with open(out / "labels.csv", newline="") as f:
         rows = {r["path"]: r for r in csv.DictReader(f)}
     with open(out / "rejected.csv", newline="") as f:
@@ -375,7 +377,7 @@ def test_apply_cli_accounting_and_novelty(run: tuple[RunRecord, Path], tmp_path:
     # a failing rerun into the same folder leaves nothing that looks current
     cfg.solution = str(tmp_path / "gone")
     with pytest.raises(SolutionError):
-        apply_solution(cfg, out)
+        run_apply(cfg, out)
     assert not (out / "labels.csv").exists() and not (out / "apply_summary.json").exists()
     assert json.loads((out / "status.json").read_text())["state"] == "failed"
 
@@ -383,10 +385,12 @@ def test_apply_cli_accounting_and_novelty(run: tuple[RunRecord, Path], tmp_path:
 def test_apply_needs_solution_and_data(tmp_path: Path) -> None:
     cfg = OmegaConf.create({"solution": None, "data": {"root": "x"}})
     with pytest.raises(PipelineError, match="solution=DIR"):
-        apply_solution(cfg, tmp_path)
-    cfg = OmegaConf.create({"solution": str(tmp_path / "nope"), "data": {"root": "x"}})
+        run_apply(cfg, tmp_path)
+    cfg = OmegaConf.create({"solution": str(tmp_path / "nope"), "data": {"root": None}})
+    with pytest.raises(PipelineError, match="data.root=NEW_IMAGES"):
+        run_apply(cfg, tmp_path)
     with pytest.raises(SolutionError, match="does not exist"):
-        apply_solution(cfg, tmp_path)
+        apply_solution(tmp_path / "nope", "x", tmp_path, cache_dir=tmp_path / "cache")
 
 
 def test_checkpoint_extractor_is_copied(tmp_path: Path) -> None:
@@ -403,7 +407,7 @@ def test_checkpoint_extractor_is_copied(tmp_path: Path) -> None:
     cfg = {
         "_target_": "aurora.extractors.CheckpointExtractor",
         "ckpt_path": str(res.last_ckpt),
-        "meta": {"preprocess": "full"},
+        "preprocess": "full",
     }
     record = _make_record(tmp_path / "r", cfg)
     sol_dir = save_solution(record, tmp_path / "solution")

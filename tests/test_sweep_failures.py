@@ -1,7 +1,7 @@
 """A grid cell that fails is recorded and the others are still ranked, fused and reported.
 
 Both ways of running a grid: one process (``run_cluster``) and a Hydra ``-m`` sweep (one cell
-per job, finalised by ``aurora.sweep.FinalizeSweep``). Tiny synthetic sky, tiny autoencoder;
+per job, finalised by ``aurora.run.sweep.FinalizeSweep``). Tiny synthetic sky, tiny autoencoder;
 the cache is shared by the whole module so the encoder is trained once.
 """
 
@@ -19,10 +19,12 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-import aurora.grid
+import aurora.run.grid
+from aurora.cli import main
 from aurora.data.synth import generate
+from aurora.errors import PipelineError
 from aurora.grid import FAILED_FILE
-from aurora.pipeline import PipelineError, finalize_sweep, main
+from aurora.run import finalize_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,15 +74,15 @@ def _read(path: Path) -> list[dict[str, str]]:
 
 
 def _fail_cells(monkeypatch: pytest.MonkeyPatch, when: Any, err: Exception) -> None:
-    """Make ``aurora.grid.run_cell`` raise ``err`` for the cells where ``when(clusterer)``."""
-    real = aurora.grid.run_cell
+    """Make the grid's ``run_cell`` raise ``err`` for the cells where ``when(clusterer)``."""
+    real = aurora.run.grid.run_cell
 
     def run_cell(features: Any, reducer_cfg: Any, clusterer_cfg: Any, **kw: Any) -> Any:
         if when(clusterer_cfg):
             raise err
         return real(features, reducer_cfg, clusterer_cfg, **kw)
 
-    monkeypatch.setattr(aurora.grid, "run_cell", run_cell)
+    monkeypatch.setattr(aurora.run.grid, "run_cell", run_cell)
 
 
 def test_one_process_grid_goes_on_past_a_failing_cell(

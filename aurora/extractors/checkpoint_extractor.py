@@ -21,19 +21,27 @@ class CheckpointExtractor(nn.Module):
 
     Args:
         ckpt_path: the Lightning ``.ckpt`` file.
-        meta: pipeline metadata from the YAML (e.g. ``{"preprocess": "full"}``); stored, not
-            part of :meth:`identity`.
         dihedral: average the features of the 8 rotations by multiples of 90 degrees and their
             mirrors of each image (exact on the pixel grid, 8x the extraction work). Meant for
             encoders trained to be invariant to rotations and mirrors (our SimCLR): the average
             removes what is left of the orientation from the features.
+        preprocess: the preprocessing variant these features want (a key of the run's
+            ``preprocess``); stored, not part of :meth:`identity`.
+        train: the model (a key of the run's ``models``) trained for this extractor when
+            ``ckpt_path`` is unset; None = the model named like the extractor. Stored as
+            ``train_model`` (``train`` is :class:`torch.nn.Module`'s), not part of
+            :meth:`identity`.
 
     Raises:
         aurora.models.CheckpointError: missing, unreadable or foreign checkpoint.
     """
 
     def __init__(
-        self, ckpt_path: str, meta: Mapping[str, Any] | None = None, dihedral: bool = False
+        self,
+        ckpt_path: str,
+        dihedral: bool = False,
+        preprocess: str = "full",
+        train: str | None = None,
     ) -> None:
         super().__init__()
         from aurora.models import CheckpointError, load_encoder
@@ -46,7 +54,9 @@ class CheckpointExtractor(nn.Module):
                 f"extractor.ckpt_path to the written .ckpt file"
             )
         module, info = load_encoder(path)
-        self._attach(module, info, str(ckpt_path), file_sha256(path), dihedral, meta)
+        self._attach(module, info, str(ckpt_path), file_sha256(path), dihedral)
+        self.preprocess = preprocess
+        self.train_model = train
 
     def _attach(
         self,
@@ -55,11 +65,11 @@ class CheckpointExtractor(nn.Module):
         ckpt_path: str | None,
         ckpt_sha256: str | None,
         dihedral: bool,
-        meta: Mapping[str, Any] | None,
     ) -> None:
         self.dihedral = bool(dihedral)
         self.ckpt_path = ckpt_path
-        self.meta = dict(meta) if meta is not None else {}
+        self.preprocess = "full"
+        self.train_model: str | None = None
         self.encoder = module.eval().requires_grad_(False)
         self.info = dict(info)
         self.input_size = int(info["image_size"])
@@ -101,7 +111,7 @@ class CheckpointExtractor(nn.Module):
         }
         obj = cls.__new__(cls)
         nn.Module.__init__(obj)
-        obj._attach(module, info, None, None, bool(params.get("dihedral", False)), None)
+        obj._attach(module, info, None, None, bool(params.get("dihedral", False)))
         return obj
 
     def identity(self) -> dict[str, Any]:

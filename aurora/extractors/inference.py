@@ -37,9 +37,13 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from torch.utils.data import DataLoader, Dataset
 
 from aurora.cache import Cache, atomic_write_text, stable_hash
+from aurora.errors import AuroraError
+from aurora.extractors.timm_extractor import WeightsMismatchError, WeightsUnavailableError
 
 STAGE = "features"
 SHARD_STAGE = "features_shards"
@@ -326,7 +330,7 @@ def extract_features(
         "extractor": identity,
         "extractor_details": dict(getattr(extractor, "provenance", dict)()),
         "random_init": identity.get("pretrained") is False,
-        "meta": dict(getattr(extractor, "meta", {}) or {}),
+        "preprocess": getattr(extractor, "preprocess", None),
         "versions": _versions(),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "runtime": {
@@ -368,28 +372,22 @@ def build_extractor(cfg: Any, **overrides: Any) -> Any:
     bad-checkpoint error is re-raised as itself so the user sees its one message.
 
     Args:
-        cfg: the group config (``_target_`` and arguments, optional ``meta``).
+        cfg: the group config (``_target_`` and arguments, e.g. ``preprocess``).
         **overrides: constructor arguments to override (e.g. ``pretrained=False``).
 
     Returns:
-        The extractor (``meta`` is kept on it as ``.meta``).
+        The extractor.
     """
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
     try:
         return instantiate(cfg, **overrides)
     except InstantiationException as err:
         cause = err.__cause__
-        from aurora.errors import AuroraError
-        from aurora.extractors.timm_extractor import WeightsMismatchError, WeightsUnavailableError
-
         own: tuple[type[BaseException], ...] = (
             AuroraError,
             WeightsUnavailableError,
             WeightsMismatchError,
         )
-        try:
+        try:  # Lightning is loaded only when an extractor failed to build
             from aurora.models import CheckpointError
 
             own += (CheckpointError,)

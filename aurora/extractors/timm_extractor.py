@@ -310,7 +310,8 @@ class TimmExtractor(nn.Module):
             interpolation and normalisation are resolved from the overlaid config. Part of
             :meth:`identity` when not empty. Weight sources (``file``, ``url``, ...) are not
             accepted here: a local file is ``weights``.
-        meta: pipeline metadata from the YAML (e.g. ``{"preprocess": "minimal"}``); stored, not
+        preprocess: the preprocessing variant these features want (a key of the run's
+            ``preprocess``; ImageNet networks normalise themselves: ``minimal``); stored, not
             part of :meth:`identity`.
 
     Raises:
@@ -328,7 +329,7 @@ class TimmExtractor(nn.Module):
         seed: int = 0,
         model_kwargs: Mapping[str, Any] | None = None,
         pretrained_cfg_overlay: Mapping[str, Any] | None = None,
-        meta: Mapping[str, Any] | None = None,
+        preprocess: str = "full",
     ) -> None:
         super().__init__()
         import timm
@@ -341,7 +342,7 @@ class TimmExtractor(nn.Module):
         self.seed = seed
         self.model_kwargs = model_kwargs
         self.pretrained_cfg_overlay = pretrained_cfg_overlay
-        self.meta = dict(meta) if meta is not None else {}
+        self.preprocess = preprocess
 
         if not timm.is_model(model_name):
             raise UnknownModelError(f"timm has no model named '{model_name}'")

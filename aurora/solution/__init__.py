@@ -1,5 +1,6 @@
-"""Saved solutions: a run's groups as data that labels new images (see :mod:`.store`)."""
+"""Saved solutions: a run's groups as data (:mod:`.store`) that label new images (:mod:`.apply`)."""
 
+from aurora.solution.apply import ApplyResult, apply_solution, label_images, write_apply_outputs
 from aurora.solution.errors import (
     ManifestError,
     SolutionError,
@@ -27,6 +28,7 @@ from aurora.solution.store import (
 
 __all__ = [
     "ALLOWED_EXTRACTORS",
+    "ApplyResult",
     "FORMAT_VERSION",
     "MANIFEST",
     "MANIFEST_SCHEMA",
@@ -38,11 +40,14 @@ __all__ = [
     "SolutionExtractorError",
     "SolutionIntegrityError",
     "SolutionVersionError",
+    "apply_solution",
     "aurora_version",
     "export_extractor",
+    "label_images",
     "load_solution",
     "neighbour_distances",
     "novelty_threshold",
     "rebuild_extractor",
     "save_solution",
+    "write_apply_outputs",
 ]

@@ -98,7 +98,6 @@ class SolutionExtractor(nn.Module):
         self._identity = dict(identity)
         self.input_size = int(inner.input_size)
         self.num_features = int(inner.num_features)
-        self.meta: dict[str, Any] = {}
 
     def identity(self) -> dict[str, Any]:
         """The identity of the extractor that made the reference features."""

@@ -37,8 +37,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aurora.cache import atomic_save_npz, atomic_write_text, file_sha256
+from aurora.extractors import build_extractor
 from aurora.preprocess import PreprocessConfig
-from aurora.reduce import LINEAR_FILE, LinearMap
+from aurora.reduction import LINEAR_FILE, LinearMap
 from aurora.solution.errors import (
     SolutionError,
     SolutionIntegrityError,
@@ -176,10 +177,7 @@ def _preprocess_dict(cfg: PreprocessConfig | Mapping[str, Any]) -> dict[str, Any
 
 def _build_run_extractor(record: RunRecord) -> Any:
     """The run's extractor, rebuilt from its (trusted, local) config, checked against the run."""
-    from aurora.extractors import build_extractor
-
-    params = {k: v for k, v in record.extractor_cfg.items() if k != "meta"}
-    extractor = build_extractor(params)
+    extractor = build_extractor(record.extractor_cfg)
     if extractor.identity() != record.extractor_identity:
         raise SolutionError(
             f"cannot save the solution: extractor {record.extractor_name} rebuilt from its config "
@@ -203,7 +201,7 @@ def save_solution(record: RunRecord, out_dir: Path) -> Path:
     """Write the solution folder of a finished run (replacing an older one atomically).
 
     Args:
-        record: the run record (:class:`aurora.pipeline.RunRecord`).
+        record: the run record (:class:`aurora.record.RunRecord`).
         out_dir: destination folder, usually ``RUN/solution``.
 
     Returns:

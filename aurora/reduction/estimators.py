@@ -28,7 +28,7 @@ class VarianceMatchedUMAP(TransformerMixin, BaseEstimator):
         variance: fraction of PCA variance that sets the UMAP dimension.
         n_neighbors, min_dist, metric: passed to :class:`umap.UMAP`.
         max_components: upper bound on the dimension (None = no bound).
-        random_state: seed (None = the run seed, filled in by the pipeline).
+        random_state: seed (None = the run seed, filled in by :func:`aurora.config.make_estimator`).
 
     Attributes:
         n_components_: the chosen dimension.

@@ -18,19 +18,21 @@ import csv
 import io
 import json
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import DictConfig, OmegaConf
+from sklearn.neighbors import NearestNeighbors
 
 from aurora.cache import atomic_write_text
 from aurora.data.sources import Rejection, expand_duplicates, scan, write_rejected_csv
-from aurora.errors import PipelineError
+from aurora.extractors import extract_features
+from aurora.preprocess import build_preprocessed
+from aurora.reduction import embed_new
 from aurora.run_status import begin_run, fail_run, finish_run
-from aurora.solution import Solution, SolutionError, load_solution
+from aurora.solution.errors import SolutionError
+from aurora.solution.store import Solution, load_solution
 
 log = logging.getLogger("aurora")
 
@@ -87,12 +89,6 @@ def label_images(
     Returns:
         The :class:`ApplyResult`.
     """
-    from sklearn.neighbors import NearestNeighbors
-
-    from aurora.extractors import extract_features
-    from aurora.preprocess import build_preprocessed
-    from aurora.reduce import embed_new
-
     manifest = scan(data_root, jobs=jobs, progress=progress)
     store = build_preprocessed(
         manifest, solution.preprocess_cfg, cache_root, jobs=jobs, progress=progress
@@ -201,28 +197,56 @@ def _print_summary(summary: dict[str, Any], out_dir: Path) -> None:
     print("\n".join(lines), flush=True)
 
 
-def apply_solution(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    """What ``python cluster.py mode=apply solution=DIR data.root=NEW`` runs.
+def apply_solution(
+    solution_dir: str | Path,
+    data_root: str | Path,
+    run_dir: str | Path,
+    *,
+    cache_dir: str | Path,
+    jobs: int | None = None,
+    batch_size: int = 64,
+    num_workers: int = 0,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Label a folder of new images with a saved solution; outputs go into ``run_dir``.
+
+    What ``python cluster.py mode=apply solution=DIR data.root=NEW`` runs (through
+    :func:`aurora.run.run_apply`, which reads these from the config).
 
     Args:
-        cfg: the composed ``cluster`` config (uses ``solution``, ``data.root``,
-            ``paths.cache_dir``, ``jobs``, ``extract.*``).
-        run_dir: output folder (the Hydra run directory).
+        solution_dir: the ``solution/`` folder of an earlier run.
+        data_root: folder of new images (recursive), list file or single image.
+        run_dir: output folder.
+        cache_dir: cache folder (preprocessed images and features of the new data).
+        jobs: preprocessing processes (None = all cores).
+        batch_size: images per forward pass.
+        num_workers: DataLoader workers.
+        device: torch device or ``auto``.
 
     Returns:
         The summary (also written to ``run_dir/apply_summary.json``); ``status.json`` follows
         the run as for ``cluster.py`` (:mod:`aurora.run_status`).
     """
-    sol_dir = cfg.get("solution")
-    if not sol_dir:
-        raise PipelineError("mode=apply needs solution=DIR (the solution/ folder of a run)")
-    if OmegaConf.is_missing(cfg.data, "root") or not cfg.data.get("root"):
-        raise PipelineError("mode=apply needs data=folder data.root=NEW_IMAGES")
     run_dir = Path(run_dir)
-    keep = [str(sol_dir), str(cfg.data.root), OmegaConf.select(cfg, "paths.cache_dir")]
+    keep = [str(solution_dir), str(data_root), cache_dir]
     begin_run(run_dir, keep=[k for k in keep if k])
     try:
-        summary = _apply(cfg, str(sol_dir), run_dir)
+        solution = load_solution(solution_dir)
+        root = str(data_root)
+        log.info("applying %s to %s", solution.path, root)
+        result = label_images(
+            solution,
+            root,
+            cache_dir,
+            jobs=jobs,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=device,
+        )
+        write_apply_outputs(result, run_dir)
+        summary = _summary(result, solution, root)
+        atomic_write_text(run_dir / "apply_summary.json", json.dumps(summary, indent=2) + "\n")
+        _print_summary(summary, run_dir)
     except BaseException as err:
         fail_run(run_dir, err)
         raise
@@ -230,28 +254,7 @@ def apply_solution(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     return summary
 
 
-def _apply(cfg: DictConfig, sol_dir: str, run_dir: Path) -> dict[str, Any]:
-    """:func:`apply_solution` in a folder already marked running."""
-    solution = load_solution(sol_dir)
-    root = str(cfg.data.root)
-    log.info("applying %s to %s", solution.path, root)
-    result = label_images(
-        solution,
-        root,
-        cfg.paths.cache_dir,
-        jobs=cfg.get("jobs"),
-        batch_size=int(cfg.extract.batch_size),
-        num_workers=int(cfg.extract.num_workers),
-        device=str(cfg.extract.device),
-    )
-    write_apply_outputs(result, run_dir)
-    summary = _summary(result, solution, root)
-    atomic_write_text(run_dir / "apply_summary.json", json.dumps(summary, indent=2) + "\n")
-    _print_summary(summary, run_dir)
-    return summary
-
-
-__all__: Sequence[str] = [
+__all__ = [
     "ApplyResult",
     "apply_solution",
     "label_images",

@@ -1,0 +1,56 @@
+"""What every command-line entry point shares: known errors become one line, not a traceback.
+
+``cluster.py`` (through :func:`aurora.cli.main`), ``train.py``, a sweep job and the sweep's
+finalisation all run their work under :func:`run_guarded`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf.errors import MissingMandatoryValue
+
+from aurora.errors import AuroraError, disk_full_error, out_of_memory_error
+
+
+def error_line(err: BaseException) -> str | None:
+    """The one-line message for ``err`` (without ``error:``), or None when it is a bug.
+
+    Errors raised by aurora itself print their own message. Otherwise a full disk
+    (``ENOSPC`` / ``EDQUOT`` anywhere in the ``__cause__`` / ``__context__`` chain, also when
+    raised from inside Lightning or torch and wrapped) names the path and the free space, and
+    exhausted memory (``MemoryError``, torch's CUDA ``OutOfMemoryError``) says which batch size
+    to lower. Anything else returns None.
+    """
+    if not isinstance(err, Exception):
+        return None
+    if isinstance(err, AuroraError) or type(err).__module__.startswith("aurora."):
+        return " ".join(str(err).split()) or type(err).__name__
+    resource = disk_full_error(err) or out_of_memory_error(err)
+    return None if resource is None else str(resource)
+
+
+def run_guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
+    """Call ``fn`` and return a process exit code.
+
+    Errors raised by aurora itself (their messages name the file, setting or model at fault),
+    unset required settings, a full disk and exhausted memory are printed as ``error: ...`` on
+    one line with exit code 2 (see :func:`error_line`); anything else is a bug and keeps its
+    traceback.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        fn(*args, **kwargs)
+    except MissingMandatoryValue as err:
+        key = getattr(err, "full_key", None) or "a setting"
+        print(f"error: {key} is not set (add {key}=... to the command)", flush=True)
+        return 2
+    except Exception as err:
+        line = error_line(err)
+        if line is None:
+            raise
+        print(f"error: {line}", flush=True)
+        return 2
+    return 0

@@ -1,0 +1,50 @@
+"""The orchestrator: the one package that reads a composed ``cluster`` config.
+
+``cluster.py`` -> :func:`aurora.cli.main` -> :func:`run_cluster` (whole grid, one process),
+:func:`run_sweep_job` (one cell per job of a ``-m`` sweep, finalised by
+:class:`~aurora.run.sweep.FinalizeSweep`) or :func:`run_apply` (``mode=apply``).
+
+Modules, in the order a run goes through them: :mod:`.settings` (the config read once into
+frozen settings), :mod:`.stores` (preprocessed images per variant and size), :mod:`.features`
+(extraction, training our encoders first), :mod:`.context` (images, features, references and
+truth of a run, built once), :mod:`.grid` (the cells), :mod:`.finalize` (ranking, fusion,
+outputs, run record), :mod:`.main` and :mod:`.sweep` (the entry points). Every stage reads and
+writes the on-disk cache, so a second run, or a sweep over reducers and clusterers, never
+decodes an image or runs a network again.
+"""
+
+from aurora.run.context import RunContext, attach_references, load_context
+from aurora.run.features import ExtractedFeatures, extract_all, train_encoder_cached
+from aurora.run.finalize import external_summary, finalize, fuse, write_labels_csv
+from aurora.run.grid import CellSpec, grid_cells, record_failure, run_grid
+from aurora.run.main import run_apply, run_cluster, start_run
+from aurora.run.settings import RunSettings
+from aurora.run.stores import ImageRows, StoreSet
+from aurora.run.sweep import FinalizeSweep, finalize_sweep, run_sweep_cell, run_sweep_job
+
+__all__ = [
+    "CellSpec",
+    "ExtractedFeatures",
+    "FinalizeSweep",
+    "ImageRows",
+    "RunContext",
+    "RunSettings",
+    "StoreSet",
+    "attach_references",
+    "external_summary",
+    "extract_all",
+    "finalize",
+    "finalize_sweep",
+    "fuse",
+    "grid_cells",
+    "load_context",
+    "record_failure",
+    "run_apply",
+    "run_cluster",
+    "run_grid",
+    "run_sweep_cell",
+    "run_sweep_job",
+    "start_run",
+    "train_encoder_cached",
+    "write_labels_csv",
+]

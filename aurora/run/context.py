@@ -1,0 +1,336 @@
+"""Everything a run knows before its grid: images, features, references, truth (built once).
+
+:func:`load_context` scans the data, extracts the features of each extractor, keeps the
+images every extractor saw (any other is recorded as rejected, never dropped), appends the
+labelled reference images and reads the ground truth, and returns one :class:`RunContext`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from hydra.utils import instantiate
+
+from aurora.cache import stable_hash
+from aurora.clustering import constraints_from_reference
+from aurora.data.dataset import Truth, ensure_dataset, frame_times, read_truth
+from aurora.data.sources import Manifest, Rejection, scan
+from aurora.errors import PipelineError
+from aurora.extractors import extract_features
+from aurora.logs import log, stage
+from aurora.preprocess import PreprocessedStore
+from aurora.run.features import ExtractedFeatures, extract_all
+from aurora.run.settings import ExtractSettings, RunSettings
+from aurora.run.stores import ImageRows, StoreSet, store_rows
+
+REFERENCE_PREFIX = "reference/"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What the grid and the finalisation need from the data and feature stages.
+
+    Every per-image field has one entry per accepted image, in the order of ``ids``
+    (reference images last, ids ``reference/<class>/...``).
+    """
+
+    stores: StoreSet
+    features: dict[str, ExtractedFeatures]
+    ids: list[str]  # (N,)
+    paths: list[str]  # (N,)
+    rejected: list[Rejection]
+    skipped: dict[str, str] = field(default_factory=dict)  # extractor -> why it was left out
+    moon: np.ndarray | None = None  # (N,) bool, Moon detected by preprocessing
+    timestamps: list[Any] = field(default_factory=list)  # (N,) datetimes or None
+    reference_classes: list[str | None] = field(default_factory=list)  # (N,) None = ordinary
+    must_link: np.ndarray | None = None  # (M, 2) row pairs from the reference classes
+    cannot_link: np.ndarray | None = None  # (C, 2)
+    duplicates: dict[str, str] = field(default_factory=dict)  # copy id -> original id
+    truth: Truth = Truth(None, {})  # the truth table's classes and nuisances
+
+    def nuisances(self) -> dict[str, np.ndarray]:
+        """The nuisances every cell is scored against: the truth table's, and the Moon (the
+        table's ``moon`` column, else the Moon detected by preprocessing)."""
+        found = self.truth.nuisances
+        return {**found, "moon": found.get("moon", self.moon)}
+
+
+@dataclass(frozen=True)
+class References:
+    """Labelled reference images, extracted like the data, to append to a run's rows.
+
+    Attributes:
+        ids: (R,) ``reference/<class>/<file>``.
+        source_ids: (R,) ``<class>/<file>``, their ids in the reference folder.
+        paths: (R,) their files.
+        classes: (R,) their class (subfolder).
+        moon: (R,) bool, Moon detected by preprocessing.
+        timestamps: (R,) datetimes or None.
+        rejected: reference inputs that did not become images.
+        features: extractor name -> ((R, D) features, the cache key of their extraction).
+        images: extractor name -> (store images, (R,) rows) of the preprocessed images.
+        must_link: (M, 2) row pairs of the run (data rows first) inside a class.
+        cannot_link: (C, 2) row pairs across classes.
+    """
+
+    ids: list[str]
+    source_ids: list[str]
+    paths: list[str]
+    classes: list[str]
+    moon: np.ndarray
+    timestamps: list[Any]
+    rejected: list[Rejection]
+    features: dict[str, tuple[np.ndarray, str]]
+    images: dict[str, tuple[np.ndarray, np.ndarray]]
+    must_link: np.ndarray
+    cannot_link: np.ndarray
+
+
+def load_context(
+    settings: RunSettings,
+    run_dir: Path,
+    names: Sequence[str] | None = None,
+    on_accepted: Callable[[int], None] | None = None,
+    node_key: Mapping[str, str] | None = None,
+) -> RunContext:
+    """Data, preprocessing, features, references and truth of a run (everything before the grid).
+
+    Args:
+        settings: the run's settings.
+        run_dir: run directory.
+        names: extractors to compute (None = all configured).
+        on_accepted: called with the accepted count before any training or extraction.
+        node_key: extractor name -> its config key, for messages (see :func:`extract_all`).
+    """
+    data, jobs = settings.data, settings.jobs
+    with stage("data") as st:
+        root = ensure_dataset(data.root, data.synth, jobs)
+        manifest = scan(root, jobs=jobs, progress=True)
+        st["msg"] = (
+            f"{manifest.n_inputs} inputs in {root}: {len(manifest.records)} readable candidates,"
+            f" {len(manifest.rejected)} rejected while scanning"
+        )
+    variants = {k: instantiate(v) for k, v in settings.preprocess.items()}
+    stores = StoreSet(manifest, variants, settings.cache_dir, jobs)
+    names = list(names if names is not None else settings.extractors)
+    extracted, skipped = extract_all(settings, stores, run_dir, names, on_accepted, node_key)
+    if not extracted:
+        raise PipelineError(
+            "no extractor could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
+        )
+    ids, paths, rejected = _align(extracted, manifest)
+    first = next(iter(extracted.values())).store
+    duplicates = _duplicates(first, ids, rejected)
+    rows = store_rows(first, ids)
+    moon = np.asarray(first.moon)[rows]
+    timestamps = frame_times([first.timestamps[k] for k in rows], ids, data.metadata, data.truth)
+    features = {name: _rows(f, ids) for name, f in extracted.items()}
+    classes: list[str | None] = [None] * len(ids)
+    must = cannot = None
+    if data.reference_dir:
+        refs = attach_references(
+            Path(str(data.reference_dir)),
+            features,
+            stores,
+            settings.extract,
+            settings.cache_dir,
+            jobs,
+            rejected,
+        )
+        must, cannot = refs.must_link, refs.cannot_link
+        ids = [*ids, *refs.ids]
+        features = {name: _append(f, refs, ids) for name, f in features.items()}
+        paths = [*paths, *refs.paths]
+        rejected = [*rejected, *refs.rejected]
+        moon = np.concatenate([moon, refs.moon])
+        timestamps = [*timestamps, *refs.timestamps]
+        classes = [*classes, *refs.classes]
+    return RunContext(
+        stores,
+        features,
+        ids,
+        paths,
+        rejected,
+        skipped,
+        moon=moon,
+        timestamps=timestamps,
+        reference_classes=classes,
+        must_link=must,
+        cannot_link=cannot,
+        duplicates=duplicates,
+        truth=read_truth(data.truth, ids, data.truth_column, data.nuisance_columns),
+    )
+
+
+def _rows(f: ExtractedFeatures, ids: list[str]) -> ExtractedFeatures:
+    """``f`` restricted to ``ids`` (in that order), with its images."""
+    images = ImageRows([(f.store.images, store_rows(f.store, ids))])
+    if f.ids == ids:
+        return dataclasses.replace(f, ids=ids, images=images)
+    pos = {i: k for k, i in enumerate(f.ids)}
+    log.info("aligned %s to %d common images", f.name, len(ids))
+    return dataclasses.replace(
+        f,
+        features=f.features[[pos[i] for i in ids]],
+        key=stable_hash(f.key, ids),  # other rows than the cached entry's: another key
+        ids=ids,
+        images=images,
+    )
+
+
+def _append(f: ExtractedFeatures, refs: References, ids: list[str]) -> ExtractedFeatures:
+    """``f`` with the reference rows appended (``ids`` = the run's ids with the references)."""
+    feats, key = refs.features[f.name]
+    assert f.images is not None
+    return dataclasses.replace(
+        f,
+        features=np.concatenate([f.features, feats]),
+        key=stable_hash(f.key, key, refs.source_ids),
+        ids=ids,
+        images=ImageRows([*f.images.parts, refs.images[f.name]]),
+    )
+
+
+def attach_references(
+    ref_dir: Path,
+    features: Mapping[str, ExtractedFeatures],
+    stores: StoreSet,
+    extract: ExtractSettings,
+    cache_dir: str | Path,
+    jobs: int | None,
+    rejected: Sequence[Rejection] = (),
+) -> References:
+    """Labelled reference images (one subfolder per class), through the same preprocessing and
+    extractors as the data.
+
+    They join the data set at the end (ids ``reference/<class>/<file>``) and give must-link
+    inside a class and cannot-link across classes for the clusterers that take constraints
+    (COP-K-means).
+
+    Args:
+        ref_dir: the reference folder.
+        features: the run's features per extractor (its extractor and preprocessing are used).
+        stores: the run's stores (their variants and cache are used).
+        extract: batch size and device of the extraction.
+        cache_dir: cache folder.
+        jobs: worker processes.
+        rejected: the run's rejections so far (a reference rejected twice is recorded once).
+
+    Returns:
+        The :class:`References`; their constraints count the run's ``len(ids)`` data rows of
+        ``features`` first.
+    """
+    with stage("references") as st:
+        manifest = scan(ref_dir, jobs=jobs)
+        refs = StoreSet(manifest, stores.variants, stores.cache_root, stores.jobs)
+        dropped = [
+            Rejection(REFERENCE_PREFIX + r.path, r.reason, r.detail) for r in manifest.rejected
+        ]
+        flat = [r.id for r in manifest.records if "/" not in r.id]
+        if flat:
+            raise PipelineError(
+                f"reference images must sit in one subfolder per class under {ref_dir}; "
+                f"found {flat[0]} directly in it"
+            )
+        accepted: set[str] | None = None
+        per_extractor: dict[str, tuple[PreprocessedStore, Any]] = {}
+        for name, f in features.items():
+            store = refs.get(f.preprocess, int(f.extractor.input_size))
+            fs = extract_features(
+                store,
+                f.extractor,
+                cache_dir,
+                batch_size=extract.batch_size,
+                num_workers=0,
+                device=extract.device,
+            )
+            per_extractor[name] = (store, fs)
+            accepted = set(fs.ids) if accepted is None else accepted & set(fs.ids)
+            seen = {x.path for x in [*rejected, *dropped]}
+            for r in store.rejected:
+                rid = REFERENCE_PREFIX + r.path
+                if rid not in seen:
+                    dropped.append(Rejection(rid, r.reason, r.detail))
+                    seen.add(rid)
+        ref_ids = [i for i in per_extractor[next(iter(per_extractor))][1].ids if i in accepted]
+        if not ref_ids:
+            raise PipelineError(f"no usable reference image under {ref_dir}")
+        feats: dict[str, tuple[np.ndarray, str]] = {}
+        images: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for name, (store, fs) in per_extractor.items():
+            fpos = {i: k for k, i in enumerate(fs.ids)}
+            feats[name] = (fs.features[[fpos[i] for i in ref_ids]], fs.key)
+            images[name] = (store.images, store_rows(store, ref_ids))
+        store = next(iter(per_extractor.values()))[0]
+        rows = store_rows(store, ref_ids)
+        id_to_path = {r.id: r.path for r in manifest.records}
+        classes = [i.split("/", 1)[0] for i in ref_ids]
+        n_data = len(next(iter(features.values())).ids)
+        must, cannot = (
+            np.asarray(p) for p in constraints_from_reference([None] * n_data + classes)
+        )
+        st["msg"] = (
+            f"{len(ref_ids)} reference images in {len(set(classes))} classes: "
+            f"{len(must)} must-link, {len(cannot)} cannot-link"
+        )
+    return References(
+        ids=[REFERENCE_PREFIX + i for i in ref_ids],
+        source_ids=ref_ids,
+        paths=[id_to_path[i] for i in ref_ids],
+        classes=classes,
+        moon=np.asarray(store.moon)[rows],
+        timestamps=[store.timestamps[k] for k in rows],
+        rejected=dropped,
+        features=feats,
+        images=images,
+        must_link=must,
+        cannot_link=cannot,
+    )
+
+
+def _align(
+    features: Mapping[str, ExtractedFeatures], manifest: Manifest
+) -> tuple[list[str], list[str], list[Rejection]]:
+    """The images every extractor saw, their paths, and the rejections (any image some
+    extractor's preprocessing set aside is recorded, never dropped)."""
+    sets = [set(f.ids) for f in features.values()]
+    common = set.intersection(*sets)
+    first = next(iter(features.values()))
+    rejected = list(first.store.rejected)
+    seen = {r.path for r in rejected}
+    for f in features.values():
+        for r in f.store.rejected:
+            if r.path not in seen:
+                why = f"in preprocessing for {f.name}: {r.detail}" if r.detail else f.name
+                rejected.append(Rejection(r.path, r.reason, why))
+                seen.add(r.path)
+    ids = [i for i in first.ids if i in common]
+    id_to_path = {r.id: r.path for r in manifest.records}
+    paths = [id_to_path.get(i, i) for i in ids]
+    return ids, paths, rejected
+
+
+def _duplicates(
+    store: PreprocessedStore, ids: Sequence[str], rejected: list[Rejection]
+) -> dict[str, str]:
+    """The store's duplicates whose original is clustered; the others join ``rejected``.
+
+    A copy is labelled like its original; when the original was set aside after the store
+    (another extractor's preprocessing rejected it), the copy is rejected with it.
+    """
+    kept = set(ids)
+    why = {r.path: r for r in rejected}
+    out = {}
+    for dup, orig in sorted(store.duplicates.items()):
+        if orig in kept:
+            out[dup] = orig
+        elif dup not in why:
+            r = why.get(orig)
+            detail = f"duplicate of {orig}" + (f": {r.detail or r.reason}" if r else "")
+            rejected.append(Rejection(dup, r.reason if r else "duplicate", detail))
+    return out

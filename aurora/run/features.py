@@ -1,0 +1,236 @@
+"""Features of each configured extractor, training our own encoders first when they have no
+checkpoint (trained once per images, model, trainer, loader and seed; cached)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aurora.cache import Cache, link_or_copy, stable_hash
+from aurora.config import UNSET
+from aurora.errors import PipelineError
+from aurora.extractors import WeightsUnavailableError, build_extractor, extract_features
+from aurora.logs import log, stage
+from aurora.preprocess import PreprocessedStore
+from aurora.run.settings import RunSettings
+from aurora.run.stores import ImageRows, StoreSet
+
+#: Trainer and loader settings that change how fast training runs, not what it learns.
+_RUNTIME_TRAINER = {"devices", "num_nodes", "strategy", "log_every_n_steps", "accelerator"}
+_RUNTIME_LOADER = {"num_workers", "pin_memory"}
+
+
+@dataclass(frozen=True)
+class ExtractedFeatures:
+    """Features of one extractor, one row per image of the run.
+
+    Attributes:
+        name: the extractor's name (key of ``extractors``).
+        features: (N, D) float32.
+        key: cache key of ``features`` (names these rows: alignment and references change it).
+        ids: (N,) image ids of the rows.
+        random_init: the network has random weights (``pretrained=false``).
+        store: the preprocessed store the features were extracted from.
+        preprocess: the store's preprocessing variant (key of ``preprocess``).
+        extractor_cfg: the extractor's node, ``ckpt_path`` filled in after training.
+        identity: the extractor's identity (part of the features' cache key).
+        extractor: the extractor itself.
+        images: (N, S, S, 3) the preprocessed images behind the rows, or None before the
+            run's rows are chosen.
+    """
+
+    name: str
+    features: np.ndarray
+    key: str
+    ids: list[str]
+    random_init: bool
+    store: PreprocessedStore
+    preprocess: str
+    extractor_cfg: dict[str, Any]
+    identity: dict[str, Any]
+    extractor: Any
+    images: ImageRows | None = None
+
+
+def train_encoder_cached(
+    images: np.ndarray,
+    store_key: str,
+    model_cfg: Mapping[str, Any],
+    trainer_cfg: Mapping[str, Any],
+    loader_cfg: Mapping[str, Any],
+    *,
+    seed: int,
+    cache_root: str | Path,
+    log_dir: str | Path,
+    logger_cfg: Mapping[str, Any] | None = None,
+) -> Path:
+    """Train an encoder once per (images, model, trainer, loader, seed); return its checkpoint.
+
+    TensorBoard logs go to ``log_dir``; the best checkpoint is kept in the cache so later runs
+    (and every job of a sweep) reuse it.
+
+    Args:
+        images: (N, S, S, 3) uint8 training images.
+        store_key: cache key of ``images``.
+        model_cfg: ``model`` group node (``_target_``).
+        trainer_cfg: ``trainer`` group node.
+        loader_cfg: batching and split settings (``aurora.data.datamodule.LoaderConfig``).
+        seed: training seed.
+        cache_root: cache folder.
+        log_dir: where this run's logs and Lightning checkpoints go.
+        logger_cfg: ``logger`` group node or None.
+
+    Returns:
+        Path of the cached checkpoint.
+    """
+    cache = Cache(cache_root)
+    trainer_identity = {k: v for k, v in trainer_cfg.items() if k not in _RUNTIME_TRAINER}
+    loader_identity = {k: v for k, v in loader_cfg.items() if k not in _RUNTIME_LOADER}
+    key = stable_hash(store_key, model_cfg, trainer_identity, loader_identity, seed)
+    if cache.exists("train", key):
+        return cache.path("train", key) / "model.ckpt"
+    # Lightning is loaded only when an encoder is trained (a cached checkpoint needs none).
+    from aurora.data.datamodule import LoaderConfig
+    from aurora.training import fit_model
+
+    with cache.writing("train", key) as tmp:
+        result = fit_model(
+            images,
+            model_cfg,
+            trainer_cfg,
+            log_dir,
+            logger_cfg=logger_cfg,
+            loader=LoaderConfig(**loader_cfg),
+            seed=seed,
+        )
+        best = result.best_ckpt or result.last_ckpt
+        if not best:
+            raise PipelineError(f"training in {log_dir} wrote no checkpoint")
+        link_or_copy(best, tmp / "model.ckpt")  # one copy on disk: a hard link when it can
+    return cache.path("train", key) / "model.ckpt"
+
+
+def _needs_training(params: Mapping[str, Any]) -> bool:
+    """The extractor is one of ours with no checkpoint yet (``ckpt_path: ???``)."""
+    return params.get("ckpt_path") == UNSET
+
+
+def extract_all(
+    settings: RunSettings,
+    stores: StoreSet,
+    run_dir: Path,
+    names: Sequence[str],
+    on_accepted: Callable[[int], None] | None = None,
+    node_key: Mapping[str, str] | None = None,
+) -> tuple[dict[str, ExtractedFeatures], dict[str, str]]:
+    """Features for each named extractor (training our own encoders when needed).
+
+    Every extractor that needs no training is built first, so missing ImageNet weights stop
+    (or are skipped) before any image is preprocessed or any network trained.
+
+    Args:
+        settings: the run's settings (``extractors``, ``train``, ``extract``, ...).
+        stores: preprocessed stores of the data set.
+        run_dir: run directory (training logs go under ``run_dir/train/<name>``).
+        names: extractor names (keys of ``settings.extractors``) to compute.
+        on_accepted: called once with the number of accepted images of the first store,
+            before any training or extraction (the settings checks against the data).
+        node_key: extractor name -> the config key users set it under, for messages
+            (default ``extractors.<name>``; a sweep job's is ``extractor``).
+
+    Returns:
+        Features per extractor (each in its own store's order, ``images`` unset), and
+        extractors skipped (name -> one-line reason).
+    """
+    out: dict[str, ExtractedFeatures] = {}
+    skipped: dict[str, str] = {}
+    specs: dict[str, tuple[dict[str, Any], Any]] = {}
+    for name in names:
+        params = dict(settings.extractors[name])
+        key = (node_key or {}).get(name, f"extractors.{name}")
+        extractor = None
+        if _needs_training(params):
+            model_name = params.get("train") or name
+            if model_name not in settings.train.models:
+                raise PipelineError(
+                    f"extractor {name!r} needs a checkpoint: set extractors.{name}.ckpt_path=... "
+                    f"or extractors.{name}.train to one of {sorted(settings.train.models)}"
+                )
+        else:
+            try:
+                extractor = build_extractor(params)
+            except WeightsUnavailableError as err:
+                if not settings.skip_unavailable_extractors:
+                    raise PipelineError(
+                        f"{err} (in this run the key is {key}.weights; or leave the extractor "
+                        "out with grid.extractors, or set skip_unavailable_extractors=true)"
+                    ) from err
+                # One line: the first sentence names the model.
+                reason = str(err).split(". ")[0].rstrip(".") + f" (set {key}.weights=PATH)"
+                log.warning("skipping extractor %s: %s", name, reason)
+                skipped[name] = reason
+                continue
+        specs[name] = (params, extractor)
+    pending = on_accepted
+
+    def data_checks(store: PreprocessedStore) -> None:
+        """The settings checks against the data: once, before the first training/extraction."""
+        nonlocal pending
+        if pending is not None:
+            pending(len(store))
+            pending = None
+
+    train, extract = settings.train, settings.extract
+    for name, (params, extractor) in specs.items():
+        variant = params.get("preprocess", "full")
+        if extractor is None:
+            model_name = params.get("train") or name
+            store = stores.get(variant, train.image_size)
+            data_checks(store)
+            with stage("train") as st:
+                ckpt = train_encoder_cached(
+                    store.images,
+                    store.key,
+                    train.models[model_name],
+                    train.trainer,
+                    train.loader,
+                    seed=settings.seed,
+                    cache_root=settings.cache_dir,
+                    log_dir=run_dir / "train" / name,
+                    logger_cfg=train.logger,
+                )
+                st["msg"] = f"{name}: {len(store)} images -> {ckpt}"
+            params["ckpt_path"] = str(ckpt)
+            extractor = build_extractor(params)
+        store = stores.get(variant, int(extractor.input_size))
+        data_checks(store)
+        with stage("extract") as st:
+            fs = extract_features(
+                store,
+                extractor,
+                settings.cache_dir,
+                batch_size=extract.batch_size,
+                num_workers=extract.num_workers,
+                device=extract.device,
+            )
+            st["msg"] = f"{name}: {fs.features.shape[0]} x {fs.features.shape[1]} features"
+        random_init = bool(fs.provenance.get("random_init", False))
+        if random_init:
+            log.warning("extractor %s uses RANDOM weights (pretrained=false)", name)
+        out[name] = ExtractedFeatures(
+            name,
+            fs.features,
+            fs.key,
+            list(fs.ids),
+            random_init,
+            store,
+            variant,
+            params,
+            extractor.identity(),
+            extractor,
+        )
+    return out, skipped

@@ -1,0 +1,191 @@
+"""The grid: every (extractor, reducer, clusterer, k) cell run, written and, when it fails,
+recorded without stopping the others.
+
+:func:`run_grid` takes plain values (features, config nodes as dicts, arrays), so a benchmark
+runs the same loop as ``cluster.py`` (``bench/bench_grid.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from omegaconf.errors import MissingMandatoryValue
+
+from aurora.cache import Cache
+from aurora.grid import cell_name, clear_cell, collect_cells, run_cell, write_cell, write_failed
+from aurora.guard import error_line
+from aurora.logs import log, stage
+from aurora.run_status import one_line
+
+
+class GridFeatures(Protocol):
+    """What a grid cell needs of an extractor's features."""
+
+    features: np.ndarray  # (N, D)
+    key: str  # cache key of the features (the reductions are cached under it)
+    random_init: bool  # recorded with the cell
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One grid cell: which features, reducer, clusterer and number of clusters."""
+
+    extractor: str
+    reducer: str
+    clusterer: str
+    n_clusters: int
+
+    @property
+    def name(self) -> str:
+        """Folder-safe cell name, e.g. ``simclr__pca__kmeans__k12``."""
+        return f"{self.extractor}__{self.reducer}__{self.clusterer}__k{self.n_clusters}"
+
+
+def grid_cells(
+    extractors: Sequence[str],
+    reducers: Sequence[str],
+    clusterers: Sequence[str],
+    n_clusters: Sequence[int],
+) -> list[CellSpec]:
+    """The full product of the grid axes, in a fixed order."""
+    return [
+        CellSpec(e, r, c, int(k))
+        for e in extractors
+        for r in reducers
+        for c in clusterers
+        for k in n_clusters
+    ]
+
+
+def _is_user_error(err: BaseException) -> bool:
+    """An error aurora reports in one line (see :func:`aurora.guard.run_guarded`), not a bug."""
+    return isinstance(err, MissingMandatoryValue) or error_line(err) is not None
+
+
+def _traceback_to_log_files(err: BaseException, what: str) -> None:
+    """Write the traceback of ``err`` to the log files only (the console keeps one line)."""
+    record = log.makeRecord(
+        log.name,
+        logging.ERROR,
+        __file__,
+        0,
+        "traceback of %s",
+        (what,),
+        (type(err), err, err.__traceback__),
+    )
+    handlers = {
+        h
+        for logger in (log, logging.getLogger())
+        for h in logger.handlers
+        if isinstance(h, logging.FileHandler)
+    }
+    for h in handlers:
+        if record.levelno >= h.level:
+            h.handle(record)
+
+
+def record_failure(out_dir: Path, meta: Mapping[str, Any], err: BaseException) -> Path:
+    """Record a failed cell (``failed.json``) and log it in one line naming the cell.
+
+    A bug (not an aurora error) keeps its traceback: in ``failed.json`` and in the log files.
+
+    Returns:
+        Path of ``failed.json``.
+    """
+    bug = not _is_user_error(err)
+    text = "".join(traceback.format_exception(err)) if bug else None
+    path = write_failed(out_dir, meta, err, text)
+    name = cell_name(meta)
+    if bug:
+        log.error("cell %s FAILED (traceback in %s): %s", name, path, one_line(err))
+        _traceback_to_log_files(err, f"the failed cell {name}")
+    else:
+        log.error("cell %s FAILED: %s", name, one_line(err))
+    return path
+
+
+def run_grid(
+    cells: Sequence[CellSpec],
+    features: Mapping[str, GridFeatures],
+    reducers: Mapping[str, Mapping[str, Any]],
+    clusterers: Mapping[str, Mapping[str, Any]],
+    *,
+    seed: int,
+    cache_dir: str | Path,
+    stability_splits: int,
+    cells_dir: Path,
+    must_link: np.ndarray | None = None,
+    cannot_link: np.ndarray | None = None,
+    truth: np.ndarray | None = None,
+    nuisances: Mapping[str, Sequence[Any]] | None = None,
+    keep_going: bool = True,
+) -> list[dict[str, Any]]:
+    """Run the given grid cells and write each one's ``cell.json`` + ``labels.npy``.
+
+    A cell that raises is recorded (``failed.json`` in its folder, read back with
+    :func:`aurora.grid.collect_failed`; see :func:`record_failure`) and the grid goes on.
+
+    Args:
+        cells: the cells to run.
+        features: extractor name -> its features (N rows each, the same images).
+        reducers: reducer name -> its node (``_target_`` ...).
+        clusterers: clusterer name -> its node (``n_clusters`` is set per cell).
+        seed: run seed.
+        cache_dir: cache folder (reductions are cached there).
+        stability_splits: disjoint subsamples of the stability score.
+        cells_dir: each cell gets the folder ``cells_dir/<cell.name>``.
+        must_link: (M, 2) row pairs, for the clusterers that take constraints.
+        cannot_link: (C, 2) row pairs.
+        truth: (N,) true classes (None = unknown) for the external scores, or None.
+        nuisances: name -> (N,) values whose dependence with each partition is scored.
+        keep_going: false = a failing cell raises (a sweep job, which records itself).
+
+    Returns:
+        The finished cells under ``cells_dir`` as rows (see :func:`aurora.grid.collect_cells`).
+    """
+    cache = Cache(cache_dir)
+    for spec in cells:
+        feats = features[spec.extractor]
+        clusterer = {**clusterers[spec.clusterer], "n_clusters": spec.n_clusters}
+        meta = {
+            "extractor": spec.extractor,
+            "reducer": spec.reducer,
+            "clusterer": spec.clusterer,
+            "n_clusters": spec.n_clusters,
+            "seed": seed,
+            "random_init": feats.random_init,
+        }
+        out = cells_dir / spec.name
+        clear_cell(out)
+        try:
+            with stage("cell") as st:
+                result = run_cell(
+                    feats.features,
+                    dict(reducers[spec.reducer]),
+                    clusterer,
+                    seed=seed,
+                    cache=cache,
+                    features_key=feats.key,
+                    stability_splits=stability_splits,
+                    must_link=must_link,
+                    cannot_link=cannot_link,
+                    truth=truth,
+                    nuisance=nuisances,
+                )
+                write_cell(result, out, meta)
+                s = result.scores
+                st["msg"] = (
+                    f"{spec.name}: silhouette {s.get('silhouette', float('nan')):.3f}, "
+                    f"stability ARI {s.get('stability_ari', float('nan')):.3f}"
+                )
+        except Exception as err:
+            if not keep_going:
+                raise
+            record_failure(out, meta, err)
+    return collect_cells(cells_dir)

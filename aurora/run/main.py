@@ -1,0 +1,197 @@
+"""The entry points of ``cluster.py``: the whole chain in one process, and ``mode=apply``.
+
+A run folder's ``status.json`` says whether its results are current (running, finished,
+finished_with_failures, failed), and a run moves the earlier results aside before it starts
+(:mod:`aurora.run_status`). A grid cell that fails is recorded (``failed.json`` in its folder,
+``failed.csv`` and the summary counts) and the other cells are still ranked, fused and
+reported.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from aurora.checks import (
+    DataFit,
+    check_against_data,
+    check_fusion,
+    check_grid,
+    check_training,
+)
+from aurora.errors import PipelineError
+from aurora.grid import collect_failed
+from aurora.logs import stage
+from aurora.run.context import RunContext, load_context
+from aurora.run.finalize import finalize, print_summary
+from aurora.run.grid import CellSpec, grid_cells, run_grid
+from aurora.run.settings import RunSettings
+from aurora.run_status import begin_run, fail_run, finish_run
+from aurora.solution import apply_solution
+
+
+def config_paths(cfg: DictConfig) -> list[str]:
+    """Every string of the config (outside ``hydra``) that can be read: the paths a run reads.
+
+    :func:`aurora.run_status.begin_run` never moves an earlier output that is or holds one of
+    them (a cache, data or checkpoint someone put inside the run folder).
+    """
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, DictConfig | ListConfig):
+            keys = list(node.keys()) if isinstance(node, DictConfig) else range(len(node))
+            for k in keys:
+                if k == "hydra":
+                    continue
+                try:
+                    value = node[k]  # resolves interpolations; unset or broken ones are skipped
+                except Exception:
+                    continue
+                walk(value)
+        elif isinstance(node, str) and node not in ("", ".", "???"):
+            found.append(node)
+
+    walk(cfg)
+    return found
+
+
+def start_run(cfg: DictConfig, run_dir: Path, job_dirs: bool = False) -> None:
+    """Mark ``run_dir`` running, moving the earlier results aside (see :mod:`aurora.run_status`)."""
+    begin_run(run_dir, keep=config_paths(cfg), job_dirs=job_dirs)
+
+
+def check_settings(settings: RunSettings) -> None:
+    """The settings checks that need no data (names, types, ranges); before any work."""
+    check_fusion(settings.fusion)
+    check_training(settings.train.loader, settings.train.trainer.get("max_epochs"))
+
+
+def run_cluster(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """The whole chain in one process: data -> features -> grid -> ranking -> fusion -> outputs.
+
+    The folder's earlier results are moved aside first and ``status.json`` follows the run
+    (running, finished, finished_with_failures, failed): see :mod:`aurora.run_status`.
+    A grid cell that fails is recorded in ``failed.csv`` and the others go on.
+
+    Args:
+        cfg: the composed ``cluster`` config.
+        run_dir: output folder (the Hydra run directory).
+
+    Returns:
+        The run summary (also in ``run_dir/summary.json``); ``n_failed_cells`` > 0 when some
+        grid cells failed.
+    """
+    run_dir = Path(run_dir)
+    start_run(cfg, run_dir)
+    try:
+        summary = _run_cluster(RunSettings.from_cfg(cfg), run_dir)
+    except BaseException as err:
+        fail_run(run_dir, err)
+        raise
+    finish_run(run_dir, summary["n_cells"], [f["cell"] for f in summary["failed_cells"]])
+    return summary
+
+
+def _grid_cells(settings: RunSettings, n_clusters: tuple[int, ...]) -> list[CellSpec]:
+    """The cells of a single-process run: ``grid.*`` names (or all) x ``n_clusters``."""
+    configured = {
+        "extractors": settings.extractors,
+        "reducers": settings.reducers,
+        "clusterers": settings.clusterers,
+    }
+    axes = {a: settings.grid.axis(a, known) for a, known in configured.items()}
+    for axis, names in axes.items():
+        unknown = sorted(set(names) - set(configured[axis]))
+        if unknown:
+            raise PipelineError(
+                f"grid.{axis} names {unknown}; configured: {sorted(configured[axis])}"
+            )
+    return grid_cells(axes["extractors"], axes["reducers"], axes["clusterers"], list(n_clusters))
+
+
+def _run_cluster(settings: RunSettings, run_dir: Path) -> dict[str, Any]:
+    """:func:`run_cluster` in a folder already marked running."""
+    t0 = time.perf_counter()
+    grid = check_grid(settings.grid.n_clusters, settings.grid.stability_splits)
+    check_settings(settings)
+    cells = _grid_cells(settings, grid.n_clusters)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fits: list[DataFit] = []
+
+    def on_accepted(n: int) -> None:
+        fits.append(check_against_data(n, grid, settings.fusion))
+
+    ctx = load_context(settings, run_dir, sorted({c.extractor for c in cells}), on_accepted)
+    (fit,) = fits  # load_context ran the checks before its first training or extraction
+    settings = settings.fitted(fit)
+    cells = [c for c in _grid_cells(settings, fit.n_clusters) if c.extractor in ctx.features]
+    with stage("grid") as st:
+        rows = run_cells(settings, ctx, cells, run_dir / "cells", grid.stability_splits)
+        failed = collect_failed(run_dir / "cells")
+        st["msg"] = f"{len(rows)} cells" + (f", {len(failed)} FAILED" if failed else "")
+    extra = {
+        "started": t0,
+        "skipped_extractors": ctx.skipped,
+        "random_init_extractors": [k for k, f in ctx.features.items() if f.random_init],
+    }
+    record = finalize(settings, ctx, rows, run_dir, extra, failed)
+    print_summary(record.summary, run_dir)
+    return record.summary
+
+
+def run_cells(
+    settings: RunSettings,
+    ctx: RunContext,
+    cells: list[CellSpec],
+    cells_dir: Path,
+    stability_splits: int,
+    keep_going: bool = True,
+) -> list[dict[str, Any]]:
+    """:func:`aurora.run.grid.run_grid` on a run's context (features, constraints, truth)."""
+    return run_grid(
+        cells,
+        ctx.features,
+        settings.reducers,
+        settings.clusterers,
+        seed=settings.seed,
+        cache_dir=settings.cache_dir,
+        stability_splits=stability_splits,
+        cells_dir=cells_dir,
+        must_link=ctx.must_link,
+        cannot_link=ctx.cannot_link,
+        truth=ctx.truth.classes,
+        nuisances=ctx.nuisances(),
+        keep_going=keep_going,
+    )
+
+
+def run_apply(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """What ``python cluster.py mode=apply solution=DIR data.root=NEW`` runs.
+
+    Args:
+        cfg: the composed ``cluster`` config (uses ``solution``, ``data.root``,
+            ``paths.cache_dir``, ``jobs``, ``extract.*``).
+        run_dir: output folder (the Hydra run directory).
+
+    Returns:
+        The summary (see :func:`aurora.solution.apply_solution`).
+    """
+    sol_dir = cfg.get("solution")
+    if not sol_dir:
+        raise PipelineError("mode=apply needs solution=DIR (the solution/ folder of a run)")
+    if OmegaConf.is_missing(cfg.data, "root") or not cfg.data.get("root"):
+        raise PipelineError("mode=apply needs data=folder data.root=NEW_IMAGES")
+    return apply_solution(
+        str(sol_dir),
+        str(cfg.data.root),
+        run_dir,
+        cache_dir=str(cfg.paths.cache_dir),
+        jobs=cfg.get("jobs"),
+        batch_size=int(cfg.extract.batch_size),
+        num_workers=int(cfg.extract.num_workers),
+        device=str(cfg.extract.device),
+    )

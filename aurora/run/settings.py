@@ -1,0 +1,260 @@
+"""A run's settings, read from the composed Hydra config once.
+
+:meth:`RunSettings.from_cfg` is the one place that turns the ``cluster`` config into plain
+values: frozen dataclasses for what the orchestrator reads key by key, plain dicts for the
+nodes that are instantiated (``_target_``) or checked as a whole. Nothing below
+:mod:`aurora.run` sees the config. What the data decides later (k lowered to the accepted
+count, minimum group sizes; :class:`aurora.checks.DataFit`) gives new settings through
+:meth:`RunSettings.fitted`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from aurora.checks import DataFit
+from aurora.config import plain
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Where the images and their tables are (``data.*``, ``constraints.reference_dir``).
+
+    Attributes:
+        root: image folder, list file or single image.
+        synth: ``{n, seed, size, moon_prob}`` of the synthetic sky to generate there, or None.
+        metadata: CSV of frame times (``path,time``), or None.
+        truth: ground-truth CSV (``path`` plus the class column), or None.
+        truth_column: the truth table's class column.
+        nuisance_columns: truth table columns measured as nuisances.
+        reference_dir: folder of labelled reference images (one subfolder per class), or None.
+    """
+
+    root: str
+    synth: dict[str, Any] | None = None
+    metadata: str | None = None
+    truth: str | None = None
+    truth_column: str = "morphology"
+    nuisance_columns: tuple[str, ...] = ("moon",)
+    reference_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class ExtractSettings:
+    """Batched feature extraction (``extract.*``)."""
+
+    batch_size: int
+    num_workers: int
+    device: str
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Training of our own encoders when an extractor has no checkpoint.
+
+    Attributes:
+        image_size: side in px of the training images (``train.image_size``).
+        models: model name -> ``models.<name>`` node (``_target_`` ...).
+        trainer: the ``trainer`` node.
+        loader: ``train.loader`` (:class:`aurora.data.datamodule.LoaderConfig` fields).
+        logger: the ``logger`` node, or None.
+    """
+
+    image_size: int
+    models: dict[str, dict[str, Any]]
+    trainer: dict[str, Any]
+    loader: dict[str, Any]
+    logger: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class GridSettings:
+    """The grid of a single-process run (``grid.*``), as configured (checked by the run).
+
+    Attributes:
+        extractors: names to combine, or None = every configured one; idem ``reducers``,
+            ``clusterers``.
+        n_clusters: the k values as given (a list or one value; :func:`aurora.checks.check_grid`).
+        stability_splits: as given.
+    """
+
+    extractors: tuple[str, ...] | None
+    reducers: tuple[str, ...] | None
+    clusterers: tuple[str, ...] | None
+    n_clusters: Any
+    stability_splits: Any
+
+    def axis(self, name: str, configured: Mapping[str, Any]) -> list[str]:
+        """The names of grid axis ``name`` (``extractors``, ...): as given, or all configured."""
+        return list(getattr(self, name) or configured)
+
+
+#: Fusion values that the data can lower (:class:`aurora.checks.DataFit`), as paths in ``fusion``.
+_FITTED = (("min_cluster_size",), ("search", "min_sizes"), ("search", "target_groups"))
+_INTERPOLATION = re.compile(r"^\$\{(\.*)([A-Za-z_][\w.]*)\}$")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything a ``cluster.py`` run reads from its config.
+
+    Attributes:
+        seed: the run seed.
+        cache_dir: the cache folder (``paths.cache_dir``).
+        jobs: worker processes for decoding and preprocessing (None = all cores).
+        data: images and tables.
+        extract: feature extraction.
+        train: encoder training.
+        grid: the grid axes.
+        preprocess: variant name -> ``preprocess.<name>`` node.
+        extractors: name -> ``extractors.<name>`` node (an unset ``ckpt_path`` reads ``"???"``).
+        reducers: name -> ``reducers.<name>`` node.
+        clusterers: name -> ``clusterers.<name>`` node.
+        fusion: the ``fusion`` node.
+        skip_unavailable_extractors: leave out an ImageNet extractor whose weights are missing.
+        config: the whole resolved config (recorded with the solution).
+        fusion_links: (leaf, target) paths in ``fusion`` where a leaf interpolates a value
+            the data can lower (``voting.min_cluster_size: ${..min_cluster_size}``).
+    """
+
+    seed: int
+    cache_dir: str
+    jobs: int | None
+    data: DataSettings
+    extract: ExtractSettings
+    train: TrainSettings
+    grid: GridSettings
+    preprocess: dict[str, dict[str, Any]]
+    extractors: dict[str, dict[str, Any]]
+    reducers: dict[str, dict[str, Any]]
+    clusterers: dict[str, dict[str, Any]]
+    fusion: dict[str, Any]
+    skip_unavailable_extractors: bool
+    config: dict[str, Any]
+    fusion_links: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
+
+    @classmethod
+    def from_cfg(cls, cfg: DictConfig) -> RunSettings:
+        """Read the composed ``cluster`` config (without its ``hydra`` node).
+
+        Raises:
+            omegaconf.errors.MissingMandatoryValue: ``data.root`` (or another value read
+                here) is unset.
+        """
+        data = cfg.data
+        constraints = cfg.get("constraints") or {}
+        grid = cfg.grid
+
+        def names(key: str) -> tuple[str, ...] | None:
+            value = grid.get(key)
+            return tuple(str(v) for v in value) if value else None
+
+        return cls(
+            seed=int(cfg.seed),
+            cache_dir=str(cfg.paths.cache_dir),
+            jobs=cfg.get("jobs"),
+            data=DataSettings(
+                root=str(data.root),
+                synth=plain(data.get("synth")),
+                metadata=data.get("metadata"),
+                truth=data.get("truth"),
+                truth_column=str(data.get("truth_column") or DataSettings.truth_column),
+                nuisance_columns=tuple(
+                    str(c) for c in data.get("nuisance_columns") or DataSettings.nuisance_columns
+                ),
+                reference_dir=constraints.get("reference_dir") or None,
+            ),
+            extract=ExtractSettings(
+                int(cfg.extract.batch_size), int(cfg.extract.num_workers), str(cfg.extract.device)
+            ),
+            train=TrainSettings(
+                image_size=int(cfg.train.image_size),
+                models=plain(cfg.models),
+                trainer=plain(cfg.trainer),
+                loader=plain(cfg.train.loader),
+                logger=plain(cfg.logger) if cfg.get("logger") else None,
+            ),
+            grid=GridSettings(
+                names("extractors"),
+                names("reducers"),
+                names("clusterers"),
+                plain(grid.n_clusters),
+                grid.stability_splits,
+            ),
+            preprocess=plain(cfg.preprocess),
+            extractors=plain(cfg.extractors),
+            reducers=plain(cfg.reducers),
+            clusterers=plain(cfg.clusterers),
+            fusion=plain(cfg.fusion),
+            skip_unavailable_extractors=bool(cfg.skip_unavailable_extractors),
+            config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+            fusion_links=tuple(_links(OmegaConf.to_container(cfg.fusion, resolve=False))),
+        )
+
+    def with_nodes(self, **groups: dict[str, dict[str, Any]]) -> RunSettings:
+        """These settings with whole groups of named nodes replaced (``extractors=...``,
+        ``reducers=...``, ``clusterers=...``), in the recorded ``config`` too."""
+        config = {**self.config, **copy.deepcopy(groups)}
+        return dataclasses.replace(self, config=config, **groups)
+
+    def fitted(self, fit: DataFit) -> RunSettings:
+        """These settings with the fusion values fitted to the data.
+
+        ``fusion.min_cluster_size`` (and ``fusion.search.min_sizes`` / ``target_groups`` with a
+        search) take the fitted values, and so does every fusion value that interpolates one
+        of them, in ``fusion`` and in the recorded ``config``.
+        """
+        values = {_FITTED[0]: fit.min_cluster_size}
+        if fit.search_min_sizes is not None:
+            values[_FITTED[1]] = list(fit.search_min_sizes)
+            values[_FITTED[2]] = fit.target_groups
+        fusion = copy.deepcopy(self.fusion)
+        for path, value in values.items():
+            _set(fusion, path, value)
+        for leaf, target in self.fusion_links:
+            if target in values:
+                _set(fusion, leaf, values[target])
+        config = {**self.config, "fusion": copy.deepcopy(fusion)}
+        return dataclasses.replace(self, fusion=fusion, config=config)
+
+
+def _links(
+    node: dict[str, Any], path: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
+    """(leaf, target) paths inside the unresolved ``fusion`` node where a leaf is exactly an
+    interpolation of one of the values the data can lower (relative ``${..x}`` or absolute
+    ``${fusion.x}``)."""
+    out = []
+    for key, value in node.items():
+        leaf = (*path, str(key))
+        if isinstance(value, dict):
+            out += _links(value, leaf)
+            continue
+        m = _INTERPOLATION.match(value) if isinstance(value, str) else None
+        if m is None:
+            continue
+        dots, name = len(m.group(1)), tuple(m.group(2).split("."))
+        if dots == 0:
+            target = name[1:] if name[0] == "fusion" else None
+        else:
+            target = (*path[: len(path) - (dots - 1)], *name) if dots - 1 <= len(path) else None
+        if target in _FITTED:
+            out.append((leaf, target))
+    return out
+
+
+def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Set ``tree[path[0]][path[1]]... = value`` (a missing or null branch is left alone)."""
+    node: Any = tree
+    for key in path[:-1]:
+        node = node.get(key)
+        if not isinstance(node, dict):
+            return
+    node[path[-1]] = value
