@@ -30,8 +30,9 @@ from omegaconf import DictConfig
 from aurora.cache import Cache, atomic_write_text
 from aurora.clustering import count_violations
 from aurora.clustering.memory import DEFAULT_MEMORY_BUDGET_BYTES, check_estimator_memory
+from aurora.config import make_estimator
 from aurora.ranking import borda_rank, write_csv, write_ranking_csv
-from aurora.reduce import fit_transform_cached, make_estimator
+from aurora.reduction import fit_transform_cached
 from aurora.run_status import one_line
 from aurora.scoring import (
     DEFAULT_SILHOUETTE_SAMPLE,
