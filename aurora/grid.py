@@ -5,9 +5,8 @@ A cell's job folder holds ``cell.json`` (its meta data, scores and timings) and
 the error in one line, the exception type, and the traceback of a bug). After the sweep,
 :func:`collect_cells` finds every ``cell.json`` under the multirun folder and
 :func:`collect_failed` every ``failed.json`` (hidden folders such as ``.previous/`` are
-skipped), :func:`write_results` writes all scores to ``results.csv``, :func:`write_ranking`
-the Borda ranking to ``ranking.csv`` and :func:`write_failed_csv` the failures to
-``failed.csv``.
+skipped) and :func:`write_failed_csv` writes the failures to ``failed.csv``. The cells are
+ranked and written to ``ranking.csv`` / ``results.csv`` by :mod:`aurora.ranking`.
 """
 
 from __future__ import annotations
@@ -31,7 +30,11 @@ from aurora.cache import Cache, atomic_write_text
 from aurora.clustering import count_violations
 from aurora.clustering.memory import DEFAULT_MEMORY_BUDGET_BYTES, check_estimator_memory
 from aurora.config import make_estimator
-from aurora.ranking import borda_rank, write_csv, write_ranking_csv
+
+# TRANSITIONAL (issue 20): the writers moved to aurora.ranking; bench/bench_grid.py still
+# imports them from here.
+from aurora.ranking import write_ranking as write_ranking
+from aurora.ranking import write_results as write_results
 from aurora.reduction import fit_transform_cached
 from aurora.run_status import one_line
 from aurora.scoring import (
@@ -46,7 +49,6 @@ CELL_FILE = "cell.json"
 LABELS_FILE = "labels.npy"
 FAILED_FILE = "failed.json"
 EMBEDDING_FILE = "embedding.npy"
-META_KEYS = ("extractor", "reducer", "clusterer", "n_clusters", "seed")
 
 
 @dataclass
@@ -298,32 +300,3 @@ def collect_cells(root: str | Path) -> list[dict[str, Any]]:
         row["cell_dir"] = str(path.parent.resolve())
         rows.append(row)
     return rows
-
-
-def _relative_labels(rows: Sequence[Mapping[str, Any]], path: Path) -> list[dict[str, Any]]:
-    base = path.parent.resolve()
-    return [
-        {**r, "labels_path": Path(os.path.relpath(r["labels_path"], base)).as_posix()} for r in rows
-    ]
-
-
-def write_ranking(cells: Sequence[Mapping[str, Any]], path: str | Path) -> list[dict[str, Any]]:
-    """Borda-rank ``cells`` (from :func:`collect_cells`) and write ``ranking.csv``.
-
-    ``labels_path`` is written relative to the CSV's folder. Returns the ranked rows.
-    """
-    path = Path(path)
-    ranked = borda_rank(cells)
-    write_ranking_csv(_relative_labels(ranked, path), path)
-    return ranked
-
-
-def write_results(cells: Sequence[Mapping[str, Any]], path: str | Path) -> None:
-    """Write every cell with all its scalar fields to ``results.csv`` (one row per cell)."""
-    path = Path(path)
-    columns: list[str] = ["cell", *META_KEYS]
-    for row in cells:
-        for k, v in row.items():
-            if k not in columns and not isinstance(v, Mapping | list):
-                columns.append(k)
-    write_csv(_relative_labels(cells, path), path, columns)

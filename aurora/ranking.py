@@ -6,12 +6,18 @@ better). Tied values share the best rank of their tie ("1, 2, 2, 4"); NaN is wor
 number, and all NaN cells of a criterion share the rank after the last number. The Borda
 score is the sum of the four ranks; cells are ordered by Borda score (lowest first), ties
 broken by the cell name (string order), so the order is deterministic.
+
+Writers: :func:`write_ranking` ranks the grid's cells (as ``aurora.grid.collect_cells`` returns
+them) and writes ``ranking.csv`` (:data:`RANKING_COLUMNS`, read back by the fusion stage);
+:func:`write_results` writes every scalar field of every cell to ``results.csv``.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,14 +34,13 @@ CRITERIA: tuple[tuple[str, bool], ...] = (
 )
 """(score name, higher is better) for each Borda criterion."""
 
+CELL_COLUMNS: tuple[str, ...] = ("cell", "extractor", "reducer", "clusterer", "n_clusters", "seed")
+"""What names a grid cell: the first columns of ``results.csv`` (every other scalar field of the
+cells follows, in order of first appearance) and, after ``rank``, of ``ranking.csv``."""
+
 RANKING_COLUMNS: tuple[str, ...] = (
     "rank",
-    "cell",
-    "extractor",
-    "reducer",
-    "clusterer",
-    "n_clusters",
-    "seed",
+    *CELL_COLUMNS,
     "silhouette",
     "calinski_harabasz",
     "davies_bouldin",
@@ -106,8 +111,6 @@ def _fmt(value: Any) -> str:
 
 def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path, columns: Sequence[str]) -> None:
     """Write ``rows`` to a CSV file with exactly ``columns`` (atomic)."""
-    import io
-
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
@@ -116,6 +119,36 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: str | Path, columns: Sequ
     atomic_write_text(path, buf.getvalue())
 
 
-def write_ranking_csv(ranked: Sequence[Mapping[str, Any]], path: str | Path) -> None:
-    """Write already-ranked rows to ``ranking.csv`` with :data:`RANKING_COLUMNS`."""
-    write_csv(ranked, path, RANKING_COLUMNS)
+def _relative_labels(rows: Sequence[Mapping[str, Any]], path: Path) -> list[dict[str, Any]]:
+    """Copies of ``rows`` with ``labels_path`` relative to the folder of ``path``."""
+    base = path.parent.resolve()
+    return [
+        {**r, "labels_path": Path(os.path.relpath(r["labels_path"], base)).as_posix()} for r in rows
+    ]
+
+
+def write_ranking(cells: Sequence[Mapping[str, Any]], path: str | Path) -> list[dict[str, Any]]:
+    """Borda-rank ``cells`` and write ``ranking.csv``.
+
+    Args:
+        cells: one mapping per cell with its scores and an absolute ``labels_path``.
+        path: the CSV to write; ``labels_path`` is written relative to its folder.
+
+    Returns:
+        The ranked rows (see :func:`borda_rank`), ``labels_path`` as given.
+    """
+    path = Path(path)
+    ranked = borda_rank(cells)
+    write_csv(_relative_labels(ranked, path), path, RANKING_COLUMNS)
+    return ranked
+
+
+def write_results(cells: Sequence[Mapping[str, Any]], path: str | Path) -> None:
+    """Write every cell with all its scalar fields to ``results.csv`` (one row per cell)."""
+    path = Path(path)
+    columns: list[str] = list(CELL_COLUMNS)
+    for row in cells:
+        for k, v in row.items():
+            if k not in columns and not isinstance(v, Mapping | list):
+                columns.append(k)
+    write_csv(_relative_labels(cells, path), path, columns)

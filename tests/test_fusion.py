@@ -105,7 +105,7 @@ def test_matches_dense_definition_on_random_inputs() -> None:
         model = CoAssociationVoting(
             c["threshold"], c["min_size"], c["weights"], max_block_entries=c["block"]
         )
-        got = model.fit_predict(c["parts"])
+        got = model.fit_predict(c["parts"].T)
         expected = dense_voting(c["parts"], c["threshold"], c["min_size"], c["weights"])
         assert np.array_equal(got, expected), f"case {case}: {c}"
         assert model.n_groups_ == int(expected.max(initial=-1)) + 1
@@ -116,18 +116,18 @@ def test_float_weights_on_the_cut_are_decided_exactly() -> None:
     # 0.1 + 0.2 > 0.3 in floats but not in exact arithmetic: c = 0.3/3 is not > 0.1.
     parts = np.array([[0, 0], [0, 0], [1, 2]])
     w = [0.1, 0.2, 0.7]
-    got = CoAssociationVoting(0.1, 1, w).fit_predict(parts)
+    got = CoAssociationVoting(0.1, 1, w).fit_predict(parts.T)
     assert np.array_equal(got, dense_voting(parts, 0.1, 1, np.array(w)))
     assert np.array_equal(got, [0, 1])
     # Slightly below the exact sum they join.
-    assert np.array_equal(CoAssociationVoting(0.0999, 1, w).fit_predict(parts), [0, 0])
+    assert np.array_equal(CoAssociationVoting(0.0999, 1, w).fit_predict(parts.T), [0, 0])
 
 
 def test_identical_partitions_fuse_to_themselves() -> None:
     rng = np.random.default_rng(1)
     raw = rng.integers(0, 7, size=150) * 13 + 5  # arbitrary label values
     parts = np.tile(raw, (5, 1))
-    got = CoAssociationVoting(0.5, 1).fit_predict(parts)
+    got = CoAssociationVoting(0.5, 1).fit_predict(parts.T)
     _, first = np.unique(raw, return_index=True)
     order = np.argsort(first)
     expected = np.empty_like(raw)
@@ -136,7 +136,7 @@ def test_identical_partitions_fuse_to_themselves() -> None:
     assert np.array_equal(got, expected)
     # Images unassigned everywhere are never joined: singletons, dropped by min size 2.
     parts[:, :10] = -1
-    got = CoAssociationVoting(0.5, 2).fit_predict(parts)
+    got = CoAssociationVoting(0.5, 2).fit_predict(parts.T)
     assert np.all(got[:10] == -1) and np.all(got[10:] >= 0)
 
 
@@ -144,17 +144,17 @@ def test_threshold_zero_with_one_shared_label_joins_everything() -> None:
     rng = np.random.default_rng(2)
     parts = rng.integers(-1, 50, size=(8, 200))
     parts[3] = 0
-    assert np.array_equal(CoAssociationVoting(0.0, 1).fit_predict(parts), np.zeros(200))
+    assert np.array_equal(CoAssociationVoting(0.0, 1).fit_predict(parts.T), np.zeros(200))
 
 
 def test_negative_threshold_joins_even_unassigned_images() -> None:
     parts = np.array([[-1, -1, 0], [-1, 1, 2]])
-    assert np.array_equal(CoAssociationVoting(-0.01, 1).fit_predict(parts), [0, 0, 0])
+    assert np.array_equal(CoAssociationVoting(-0.01, 1).fit_predict(parts.T), [0, 0, 0])
 
 
 def test_min_size_larger_than_n_gives_all_unassigned() -> None:
     parts = np.zeros((3, 40), dtype=int)
-    model = CoAssociationVoting(0.5, 41).fit(parts)
+    model = CoAssociationVoting(0.5, 41).fit(parts.T)
     assert np.all(model.labels_ == -1) and model.n_groups_ == 0
     assert model.n_unassigned_ == 40
 
@@ -162,7 +162,7 @@ def test_min_size_larger_than_n_gives_all_unassigned() -> None:
 def test_signature_with_too_few_votes_splits_into_single_images() -> None:
     # Three identical images assigned in only 1 of 4 partitions: c = 0.25, not > 0.5.
     parts = np.array([[0, 0, 0, 1], [-1, -1, -1, 1], [-1, -1, -1, 1], [-1, -1, -1, 1]])
-    assert np.array_equal(CoAssociationVoting(0.5, 1).fit_predict(parts), [0, 1, 2, 3])
+    assert np.array_equal(CoAssociationVoting(0.5, 1).fit_predict(parts.T), [0, 1, 2, 3])
 
 
 def test_many_thresholds_in_one_pass_equal_single_runs() -> None:
@@ -173,7 +173,7 @@ def test_many_thresholds_in_one_pass_equal_single_runs() -> None:
     thresholds = [0.9, -0.1, 0.3, 0.5, 0.0, 2.0]
     results = components_for_thresholds(sigs, thresholds, w, max_block_entries=500)
     for t, res in zip(thresholds, results, strict=True):
-        single = CoAssociationVoting(t, 3, w).fit_predict(parts)
+        single = CoAssociationVoting(t, 3, w).fit_predict(parts.T)
         assert np.array_equal(finalize_labels(res, sigs.inverse, 3), single)
 
 
@@ -181,15 +181,15 @@ def test_bad_inputs_raise_fusion_error() -> None:
     with pytest.raises(FusionError, match="2-D"):
         CoAssociationVoting(0.5, 1).fit(np.zeros(5, int))
     with pytest.raises(FusionError, match="label -3"):
-        CoAssociationVoting(0.5, 1).fit(np.array([[0, -3]]))
+        CoAssociationVoting(0.5, 1).fit(np.array([[0], [-3]]))
     with pytest.raises(FusionError, match="non-negative"):
-        CoAssociationVoting(0.5, 1, weights=[1.0, -1.0]).fit(np.zeros((2, 3), int))
+        CoAssociationVoting(0.5, 1, weights=[1.0, -1.0]).fit(np.zeros((3, 2), int))
     with pytest.raises(FusionError, match="shape"):
-        CoAssociationVoting(0.5, 1, weights=[1.0]).fit(np.zeros((2, 3), int))
+        CoAssociationVoting(0.5, 1, weights=[1.0]).fit(np.zeros((3, 2), int))
     with pytest.raises(FusionError, match="finite"):
-        CoAssociationVoting(float("nan"), 1).fit(np.zeros((2, 3), int))
+        CoAssociationVoting(float("nan"), 1).fit(np.zeros((3, 2), int))
     with pytest.raises(FusionError, match="min_cluster_size"):
-        CoAssociationVoting(0.5, -1).fit(np.zeros((2, 3), int))
+        CoAssociationVoting(0.5, -1).fit(np.zeros((3, 2), int))
 
 
 def test_group_size_loss_hand_made() -> None:
@@ -252,7 +252,8 @@ def test_run_fusion_search_writes_outputs(tmp_path: Path) -> None:
     assert len(table) == 4 and float(table[0]["threshold"]) == 0.3
     assert (tmp_path / "fusion_landscape.png").stat().st_size > 1000
     model = FusedNeighbours.load(tmp_path / "neighbours.npz")
-    lab, dist = model.predict(emb[:10] + 0.01)
+    lab = model.predict(emb[:10] + 0.01)
+    dist = model.kneighbors(emb[:10] + 0.01)[0][:, 0]
     assert np.array_equal(lab, res.labels[:10]) and np.all(dist < 0.1)
 
 
@@ -260,15 +261,19 @@ def test_fused_neighbours_vote_and_round_trip(tmp_path: Path) -> None:
     x = np.array([[0.0, 0], [0.1, 0], [0.2, 0], [5, 5], [5.1, 5], [9, 9]])
     y = np.array([0, 0, 1, 1, 1, -1])  # the -1 image is never a reference
     model = FusedNeighbours(n_neighbors=3, max_distance=2.0).fit(x, y)
-    lab, dist = model.predict(np.array([[0.05, 0], [5, 5.05], [9, 9]]))
+    new = np.array([[0.05, 0], [5, 5.05], [9, 9]])
+    lab = model.predict(new)
     assert lab.tolist() == [0, 1, -1]
-    assert dist[2] == pytest.approx(np.hypot(3.9, 4))
+    dist, idx = model.kneighbors(new)
+    assert dist.shape == idx.shape == (3, 3)
+    assert dist[2, 0] == pytest.approx(np.hypot(3.9, 4))
+    assert np.all(np.diff(dist, axis=1) >= 0)  # nearest first
     model.save(tmp_path / "nn.npz")
     with np.load(tmp_path / "nn.npz", allow_pickle=False) as z:
         assert "embedding" in z
     again = FusedNeighbours.load(tmp_path / "nn.npz")
-    lab2, dist2 = again.predict(np.array([[0.05, 0], [5, 5.05], [9, 9]]))
-    assert np.array_equal(lab, lab2) and np.allclose(dist, dist2)
+    assert np.array_equal(again.predict(new), lab)
+    assert np.array_equal(again.kneighbors(new)[0], dist)
     with pytest.raises(FusionError, match="new points"):
         again.predict(np.zeros((1, 3)))
 

@@ -15,11 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.metrics import adjusted_mutual_info_score
 
-from aurora.pipeline import RunRecord
 from aurora.preprocess import PreprocessConfig
+from aurora.record import RunRecord
 from aurora.report import ReportDataError, confusion_table, rebuild_report, write_report
+from aurora.report.build import _moon_ami
 from aurora.report.data import MONTAGE_SIZE, montage_picks
+from aurora.scoring import nuisance_dependence
 
 N = 60
 K = 4
@@ -296,3 +299,29 @@ def test_headless_chromium_screenshot_is_not_blank(
     assert shot.is_file()
     img = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
     assert img.std() > 20  # not a blank page
+
+
+def test_moon_ami_is_the_scoring_nuisance_dependence() -> None:
+    def before(labels: np.ndarray, flag: np.ndarray) -> float:  # the report's own, until issue 20
+        m = labels >= 0
+        if m.sum() < 2 or len(np.unique(flag[m])) < 2:
+            return float("nan")
+        return float(adjusted_mutual_info_score(np.asarray(flag[m]).astype(str), labels[m]))
+
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        labels = rng.integers(-1, 4, 60)
+        moon = ((labels == 1) | (rng.random(60) < 0.3)).astype(str)
+        got, old = _moon_ami(labels, moon), before(labels, moon)
+        assert got == old  # the same float, bit for bit
+        m = labels >= 0
+        assert got == nuisance_dependence(labels[m], moon[m])
+    # Undefined when the flag does not vary (no Moon at all), or nothing is assigned.
+    assert np.isnan(_moon_ami(labels, np.full(60, "False")))
+    assert np.isnan(_moon_ami(np.full(60, -1), moon))
+    # A truth table's unknown flags ("") are left out, as everywhere in aurora.scoring.
+    flag = moon.copy()
+    flag[:10] = ""
+    m = labels >= 0
+    m[:10] = False
+    assert _moon_ami(labels, flag) == nuisance_dependence(labels[m], flag[m])

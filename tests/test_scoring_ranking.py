@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from sklearn.datasets import make_blobs
 
 from aurora.cache import Cache
 from aurora.clustering import COPKMeans, constraints_from_reference
-from aurora.grid import collect_cells, run_cell, write_cell, write_ranking, write_results
-from aurora.ranking import RANKING_COLUMNS, borda_rank, rank_values
+from aurora.fusion import select_partitions
+from aurora.grid import collect_cells, run_cell, write_cell
+from aurora.ranking import RANKING_COLUMNS, borda_rank, rank_values, write_ranking, write_results
 from aurora.scoring import (
     external_scores,
     internal_scores,
@@ -166,3 +168,57 @@ def test_grid_cells_written_collected_and_ranked(tmp_path: Path) -> None:
         assert not Path(r[-1]).is_absolute()
     with open(root / "results.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == 3
+
+
+def _fixed_cells(root: Path) -> list[dict]:
+    """Cells as collect_cells returns them: NaN, None, ties, extra scores, nested fields."""
+    nan = math.nan
+    rows = []
+    spec = [
+        ("cae/pca/kmeans/k3/s0", 0.41, 120.5, 0.8, 0.93, 0.9),
+        ("cae/pca/kmeans/k4/s0", 0.41, 99.0, 0.7, nan, 0.5),
+        ("resnet50/none/agglomerative/k3/s1", nan, nan, nan, nan, nan),
+        ("resnet50/umap/spectral/k5/s0", 0.2, 300.25, 1.25, 0.6, 0.61),
+        ("simclr/pca,x/kmeans/k3/s0", 0.55, 10.0, 0.8, 1.0, 1.0),
+    ]
+    for i, (cell, sil, ch, db, ari, ami) in enumerate(spec):
+        ext, red, clu, k, s = cell.split("/")
+        rows.append(
+            {
+                "extractor": ext, "reducer": red, "clusterer": clu, "n_clusters": int(k[1:]),
+                "seed": int(s[1:]), "cell": cell, "silhouette": sil, "calinski_harabasz": ch,
+                "davies_bouldin": db, "stability_ari": ari, "stability_ami": ami,
+                "n_clusters_found": float(k[1:]), "seconds": 1.5 + i, "n_samples": 120,
+                "timings": {"reduce": 0.1}, "extra": [1, 2], "ari": 0.1 * i if i != 2 else None,
+                **({"nuisance_ami_moon": 0.01 * i} if i % 2 else {}),
+                "labels_path": str(root / "cells" / str(i) / "labels.npy"),
+            }
+        )  # fmt: skip
+    return rows
+
+
+def test_ranking_writers_bytes_unchanged(tmp_path: Path) -> None:
+    # sha256 prefixes of the files written by aurora.grid's writers before they moved here.
+    root = tmp_path / "run"
+    cells = _fixed_cells(root)
+    ranked = write_ranking(cells, root / "ranking.csv")
+    write_results(cells, root / "results.csv")
+    digest = {
+        n: hashlib.sha256((root / n).read_bytes()).hexdigest()[:16]
+        for n in ("ranking.csv", "results.csv")
+    }
+    assert digest == {"ranking.csv": "1838e749e8419447", "results.csv": "e813309d9f48552d"}
+    assert [r["cell"] for r in ranked][:2] == ["cae/pca/kmeans/k3/s0", "simclr/pca,x/kmeans/k3/s0"]
+    assert ranked[0]["labels_path"] == cells[0]["labels_path"]  # returned rows keep it absolute
+
+
+def test_fusion_reads_the_ranking_it_is_given(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    cells = _fixed_cells(root)
+    for c in cells:
+        Path(c["labels_path"]).parent.mkdir(parents=True)
+        np.save(c["labels_path"], np.zeros(4, np.int64))
+    ranked = write_ranking(cells, root / "ranking.csv")
+    groups = select_partitions(root / "ranking.csv", 2, per_extractor=True)
+    assert list(groups) == ["cae", "simclr", "resnet50"]
+    assert groups["cae"] == [Path(r["labels_path"]) for r in ranked if r["extractor"] == "cae"]

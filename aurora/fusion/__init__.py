@@ -1,12 +1,24 @@
 """Fusion of many partitions into one grouping by co-association majority voting.
 
-- :class:`CoAssociationVoting`: the exact voting, scaled by signatures and sparse products.
-- :func:`select_partitions` / :func:`load_partitions`: candidates from ``ranking.csv``.
-- :func:`search_fusion` / :func:`run_fusion_search`: parameter choice by the thesis's loss.
-- :class:`FusedNeighbours`: labels new images by nearest neighbours in the embedding.
+- :class:`CoAssociationVoting` (``voting.py``): the exact voting as a scikit-learn clusterer,
+  ``X`` (n_samples, n_partitions); the work is in ``graph.py`` (signatures from
+  ``partitions.py``, blockwise sparse products, exact cut).
+- :func:`select_partitions` / :func:`load_partitions` (``selection.py``): candidates from
+  ``ranking.csv``, as (P, n) rows in rank order.
+- :func:`search_fusion` / :func:`run_fusion_search` (``search.py``): parameter choice by the
+  thesis's loss.
+- :class:`FusedNeighbours` (``neighbours.py``): labels new images by nearest neighbours in the
+  embedding (a scikit-learn classifier, saved as ``.npz``).
 """
 
+from aurora.fusion.graph import ThresholdComponents, components_for_thresholds, finalize_labels
 from aurora.fusion.neighbours import FusedNeighbours
+from aurora.fusion.partitions import (
+    FusionError,
+    Signatures,
+    compress_partitions,
+    validate_partitions,
+)
 from aurora.fusion.search import (
     FusionSearchResult,
     fusion_grid_labels,
@@ -16,24 +28,16 @@ from aurora.fusion.search import (
     search_fusion,
     write_labels_csv,
 )
-from aurora.fusion.selection import RANKING_COLUMNS, load_partitions, select_partitions
-from aurora.fusion.voting import (
-    CoAssociationVoting,
-    FusionError,
-    Signatures,
-    components_for_thresholds,
-    compress_partitions,
-    finalize_labels,
-    validate_partitions,
-)
+from aurora.fusion.selection import load_partitions, select_partitions
+from aurora.fusion.voting import CoAssociationVoting
 
 __all__ = [
-    "RANKING_COLUMNS",
     "CoAssociationVoting",
     "FusedNeighbours",
     "FusionError",
     "FusionSearchResult",
     "Signatures",
+    "ThresholdComponents",
     "compress_partitions",
     "components_for_thresholds",
     "finalize_labels",

@@ -26,15 +26,14 @@ from typing import Any
 import numpy as np
 
 from aurora.cache import atomic_write_text
+from aurora.fusion.graph import components_for_thresholds, finalize_labels
 from aurora.fusion.neighbours import FusedNeighbours
-from aurora.fusion.voting import (
+from aurora.fusion.partitions import (
     FusionError,
-    _validate_min_size,
-    _validate_weights,
-    components_for_thresholds,
     compress_partitions,
-    finalize_labels,
+    validate_min_size,
     validate_partitions,
+    validate_weights,
 )
 
 __all__ = [
@@ -139,7 +138,7 @@ def search_fusion(
     """
     parts = validate_partitions(partitions_ranked)
     n_total = parts.shape[0]
-    w_all = _validate_weights(weights, n_total)
+    w_all = validate_weights(weights, n_total)
     if not n_partitions or not thresholds or not min_sizes:
         raise FusionError("n_partitions, thresholds and min_sizes must each be non-empty")
     if parts.shape[1] == 0:
@@ -149,7 +148,7 @@ def search_fusion(
             raise FusionError(f"n_partitions values must be >= 1, got {k}")
     # Fewer candidates than asked (e.g. an extractor with few cells): use them all, once.
     counts = list(dict.fromkeys(min(int(k), n_total) for k in n_partitions))
-    sizes = [_validate_min_size(s) for s in min_sizes]
+    sizes = [validate_min_size(s) for s in min_sizes]
     group_size_loss(np.zeros(0, np.int64), target_groups)  # validates target_groups
 
     table: list[dict[str, Any]] = []

@@ -8,15 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
-from aurora.fusion.voting import FusionError
+from aurora.fusion.partitions import FusionError
+from aurora.ranking import RANKING_COLUMNS
 
-__all__ = ["RANKING_COLUMNS", "load_partitions", "select_partitions"]
-
-RANKING_COLUMNS: tuple[str, ...] = (
-    "rank", "cell", "extractor", "reducer", "clusterer", "n_clusters", "seed",
-    "silhouette", "calinski_harabasz", "davies_bouldin", "stability_ari", "stability_ami",
-    "borda", "labels_path",
-)  # fmt: skip
+__all__ = ["load_partitions", "select_partitions"]
 
 ALL_KEY = "all"
 

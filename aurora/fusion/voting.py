@@ -1,4 +1,4 @@
-"""Co-association majority voting over many partitions, without an n x n matrix.
+"""Co-association majority voting over many partitions, as a scikit-learn clusterer.
 
 Definition (exact, for any input). For partitions ``l_1..l_P`` of ``n`` images (label -1 =
 unassigned) and non-negative weights ``w_p`` (default 1)::
@@ -9,468 +9,51 @@ Images ``i != j`` are joined when ``c(i, j) > threshold`` (strictly), transitive
 fewer than ``min_cluster_size`` images get -1 and the others are numbered 0..K-1 in the order of
 their smallest image index.
 
-How it scales. Images with the same label vector ("signature") have the same co-association with
-everybody, so the graph is built between the ``m`` unique signatures: a sparse one-hot matrix
-``A`` (m, sum_p k_p) holding ``w_p`` is multiplied with its transpose in row blocks (only the
-upper triangle), entries above the cut are kept as edges and merged into connected components
-block by block, so memory is O(nP + block) and the work is proportional to the pairs of
-signatures that share at least one label. Two images with the same signature ``a`` have
-``c = S(a, a)/P`` where ``S(a, a)`` is the weight of the partitions that assign ``a``; since
-``S(a, b) <= S(a, a)`` for non-negative weights, a signature that is not joined with itself has
-no edge at all and each of its images is a group of its own.
-
-Exactness. ``c > t`` is decided as ``S > t * P`` in exact rational arithmetic (floats are dyadic
-rationals). When the weights are integers after scaling by a power of two (always the case for
-the default weights) the sparse products are exact integer sums and the cut is an exact integer.
-Otherwise sums are taken in float64 and every entry within a rigorous rounding bound of the cut is
-re-decided with :class:`fractions.Fraction` on its set of matching partitions.
+The estimator takes the partitions as the columns of ``X`` (n_samples, n_partitions). How the
+graph is built without an n x n matrix, and how ``c > t`` is decided exactly, is in
+:mod:`aurora.fusion.graph`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.csgraph import connected_components
-from tqdm.auto import tqdm
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.utils.validation import validate_data
 
-__all__ = [
-    "CoAssociationVoting",
-    "FusionError",
-    "Signatures",
-    "compress_partitions",
-    "components_for_thresholds",
-    "finalize_labels",
-    "validate_partitions",
-]
+from aurora.fusion.graph import components_for_thresholds, finalize_labels
+from aurora.fusion.partitions import (
+    FusionError,
+    compress_partitions,
+    validate_min_size,
+    validate_partitions,
+    validate_threshold,
+    validate_weights,
+)
 
-_U = 2.0**-53  # unit roundoff of float64
-
-
-class FusionError(ValueError):
-    """Invalid input to the fusion stage (partitions, weights, thresholds, rankings)."""
+__all__ = ["CoAssociationVoting", "FusionError"]
 
 
-def validate_partitions(partitions: Any) -> np.ndarray:
-    """Check and convert partitions to an int64 array.
-
-    Args:
-        partitions: array-like (P, n) of integer labels, -1 = unassigned.
-
-    Returns:
-        int64 array (P, n).
-
-    Raises:
-        FusionError: not 2-D, no partitions, non-integer values, or labels below -1.
-    """
-    arr = np.asarray(partitions)
-    if arr.ndim != 2:
-        raise FusionError(f"partitions must be a 2-D array (P, n), got shape {arr.shape}")
-    if arr.shape[0] == 0:
-        raise FusionError("partitions must contain at least one partition (P >= 1)")
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
-            raise FusionError("partitions must hold integer labels (found non-integer floats)")
-    elif arr.dtype.kind not in "iub":
-        raise FusionError(f"partitions must hold integer labels, got dtype {arr.dtype}")
-    arr = arr.astype(np.int64, copy=False)
-    if arr.size and arr.min() < -1:
-        p = int(np.argmax((arr < -1).any(axis=1)))
-        raise FusionError(
-            f"partition {p} has label {int(arr[p].min())}; labels must be >= 0, or -1 = unassigned"
-        )
-    return arr
-
-
-def _validate_weights(
-    weights: Sequence[float] | np.ndarray | None, n_partitions: int
-) -> np.ndarray:
-    if weights is None:
-        return np.ones(n_partitions, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (n_partitions,):
-        raise FusionError(f"weights must have shape ({n_partitions},), got {w.shape}")
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise FusionError(f"weights must be finite and non-negative, got {w.tolist()}")
-    return w
-
-
-def _validate_threshold(threshold: float) -> Fraction:
-    try:
-        t = float(threshold)
-    except (TypeError, ValueError) as exc:
-        raise FusionError(f"threshold must be a real number, got {threshold!r}") from exc
-    if not math.isfinite(t):
-        raise FusionError(f"threshold must be finite, got {threshold!r}")
-    return Fraction(t)
-
-
-def _validate_min_size(min_cluster_size: int) -> int:
-    if isinstance(min_cluster_size, bool) or int(min_cluster_size) != min_cluster_size:
-        raise FusionError(f"min_cluster_size must be an integer, got {min_cluster_size!r}")
-    if min_cluster_size < 0:
-        raise FusionError(f"min_cluster_size must be >= 0, got {min_cluster_size}")
-    return int(min_cluster_size)
-
-
-@dataclass(frozen=True)
-class Signatures:
-    """Unique label vectors of a set of partitions.
-
-    Attributes:
-        table: (m, P) int32 compact labels per partition (0..k_p-1), -1 = unassigned.
-        inverse: (n,) int64 signature index of each image.
-        counts: (m,) int64 number of images per signature.
-    """
-
-    table: np.ndarray
-    inverse: np.ndarray
-    counts: np.ndarray
-
-    @property
-    def n_labels(self) -> np.ndarray:
-        """(P,) number of distinct non-negative labels per partition."""
-        return (self.table.max(axis=0) + 1).astype(np.int64)
-
-
-def compress_partitions(partitions: np.ndarray) -> Signatures:
-    """Relabel each partition compactly and collapse identical label vectors.
-
-    Args:
-        partitions: validated int array (P, n).
-
-    Returns:
-        The unique signatures, with the image -> signature map and multiplicities.
-    """
-    n_part, n = partitions.shape
-    compact = np.empty((n, n_part), dtype=np.int32)
-    for p in range(n_part):
-        uniq, inv = np.unique(partitions[p], return_inverse=True)
-        inv = inv.astype(np.int32)
-        if uniq.size and uniq[0] == -1:
-            inv -= 1
-        compact[:, p] = inv
-    if n == 0:
-        return Signatures(compact, np.zeros(0, np.int64), np.zeros(0, np.int64))
-    kmax = int(compact.max()) + 1
-    small = compact.astype(np.int8 if kmax < 127 else np.int16 if kmax < 32767 else np.int32)
-    table, inverse, counts = np.unique(small, axis=0, return_inverse=True, return_counts=True)
-    return Signatures(table.astype(np.int32), inverse.reshape(-1).astype(np.int64), counts)
-
-
-class _Arithmetic:
-    """Exact decision of ``S > t * P`` for sums ``S`` of weights over matching partitions."""
-
-    def __init__(self, weights: np.ndarray, n_partitions: int) -> None:
-        self.w = weights
-        self.P = n_partitions
-        self.w_frac = [Fraction(float(x)) for x in weights]
-        self.scale: int | None = None
-        total = float(weights.sum())
-        for k in range(0, 64):  # weights * 2**k are exact; find the first all-integer scaling
-            s = weights * 2.0**k
-            if np.all(s == np.floor(s)):
-                if s.sum() < 2**31:
-                    self.scale = k
-                break
-        if self.scale is not None:
-            self.data = (weights * 2.0**self.scale).astype(np.int64)
-            self.dtype = np.int16 if self.data.sum() < 2**15 else np.int32
-        else:
-            self.data = weights
-            self.dtype = np.float64
-        # Rigorous bound on |float sum - exact sum| for <= P non-negative terms, any order.
-        self.sum_err = 2.0 * n_partitions * _U * total
-
-    def cut(self, threshold: Fraction) -> Fraction:
-        """Exact value that a sum (in data units) must exceed."""
-        t = threshold * self.P
-        return t * 2**self.scale if self.scale is not None else t
-
-    def lower_bound(self, cut: Fraction) -> float:
-        """A value such that computed sums at or below it are certainly not above ``cut``."""
-        if self.scale is not None:
-            return float(math.floor(cut))
-        cut_f = float(cut)
-        return cut_f - (self.sum_err + 2.0 * _U * abs(cut_f) + 5e-324)
-
-    def exceeds(self, sums: np.ndarray, cut: Fraction, masks: Any) -> np.ndarray:
-        """Decide ``sum > cut`` exactly.
-
-        Args:
-            sums: (k,) sums as computed (integers or float64).
-            cut: exact cut from :meth:`cut`.
-            masks: callable taking an index array and returning (len, P) bool match masks, used
-                only for float sums that fall within the rounding bound of the cut.
-
-        Returns:
-            (k,) bool.
-        """
-        if self.scale is not None:
-            # Integer sums: S > cut  <=>  S > floor(cut).
-            return sums > math.floor(cut)
-        cut_f = float(cut)
-        margin = self.sum_err + 2.0 * _U * abs(cut_f) + 5e-324
-        out = sums > cut_f + margin
-        amb = np.flatnonzero(np.abs(sums - cut_f) <= margin)
-        if amb.size:
-            mk = masks(amb)
-            packed = np.packbits(mk, axis=1)
-            uniq, inv = np.unique(packed, axis=0, return_inverse=True)
-            verdict = np.empty(len(uniq), dtype=bool)
-            for u_idx, row in enumerate(np.unpackbits(uniq, axis=1, count=self.P).astype(bool)):
-                exact = sum((self.w_frac[p] for p in np.flatnonzero(row)), Fraction(0))
-                verdict[u_idx] = exact > cut
-            out[amb] = verdict[inv.reshape(-1)]
-        return out
-
-
-class _Components:
-    """Connected components over ``n`` nodes, fed with edge batches, kept as a root array."""
-
-    def __init__(self, n: int, max_pending: int) -> None:
-        self.root = np.arange(n, dtype=np.int64)
-        self.pending: list[np.ndarray] = []
-        self.n_pending = 0
-        self.max_pending = max_pending
-
-    def add(self, rows: np.ndarray, cols: np.ndarray) -> None:
-        r = self.root[rows]
-        c = self.root[cols]
-        keep = r != c
-        if not keep.any():
-            return
-        self.pending.append(np.stack([r[keep], c[keep]]))
-        self.n_pending += int(keep.sum())
-        if self.n_pending > self.max_pending:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        n = self.root.size
-        edges = np.concatenate(self.pending, axis=1)
-        self.pending, self.n_pending = [], 0
-        rows = np.concatenate([edges[0], np.arange(n)])
-        cols = np.concatenate([edges[1], self.root])
-        graph = sp.coo_matrix((np.ones(rows.size, np.int8), (rows, cols)), shape=(n, n)).tocsr()
-        _, lab = connected_components(graph, directed=False)
-        rep = np.full(lab.max() + 1, n, dtype=np.int64)
-        np.minimum.at(rep, lab, np.arange(n))
-        self.root = rep[lab]
-
-    def labels(self) -> np.ndarray:
-        self.flush()
-        return self.root
-
-
-@dataclass(frozen=True)
-class ThresholdComponents:
-    """Signature-level result of one threshold.
-
-    Attributes:
-        threshold: the threshold ``t``.
-        self_joined: (m,) bool, whether two images of the signature are joined.
-        component: (m,) int64 component representative per signature (meaningful where
-            ``self_joined``); ``None`` when every image is joined with every other (t < 0).
-        n_edges: number of signature pairs (a < b) with ``c > t`` that were found.
-    """
-
-    threshold: float
-    self_joined: np.ndarray
-    component: np.ndarray | None
-    n_edges: int
-
-
-def components_for_thresholds(
-    sigs: Signatures,
-    thresholds: Sequence[float],
-    weights: np.ndarray | None = None,
-    *,
-    max_block_entries: int = 4_000_000,
-    progress: bool | None = None,
-) -> list[ThresholdComponents]:
-    """Connected components of the signature co-association graph at several thresholds.
-
-    One pass of blockwise sparse products serves every threshold: the graph at the smallest
-    threshold contains the edges of all the others.
-
-    Args:
-        sigs: output of :func:`compress_partitions`.
-        thresholds: thresholds ``t`` (any order).
-        weights: (P,) validated non-negative weights, default ones.
-        max_block_entries: bound on the multiply-adds (hence result entries) of one block.
-        progress: show a tqdm bar; ``None`` = only for large inputs.
-
-    Returns:
-        One :class:`ThresholdComponents` per threshold, in the given order.
-    """
-    m, n_part = sigs.table.shape
-    w = _validate_weights(weights, n_part)
-    arith = _Arithmetic(w, n_part)
-    fracs = [_validate_threshold(t) for t in thresholds]
-    cuts = [arith.cut(f) for f in fracs]
-    valid = sigs.table >= 0
-
-    # Weight of the partitions that assign each signature: decides the self pairs.
-    if arith.scale is not None:
-        self_sum = valid.astype(np.int64) @ arith.data
-    else:
-        self_sum = valid.astype(np.float64) @ w
-    self_ok = [arith.exceeds(self_sum, c, lambda idx: valid[idx]) for c in cuts]
-
-    results: list[ThresholdComponents | None] = [None] * len(fracs)
-    live = [j for j, f in enumerate(fracs) if f >= 0]
-    for j, f in enumerate(fracs):
-        if f < 0:  # c >= 0 > t for every pair: one group of everything
-            results[j] = ThresholdComponents(float(f), np.ones(m, bool), None, m * (m - 1) // 2)
-    if not live:
-        return results  # type: ignore[return-value]
-
-    # Signatures that can have edges at the smallest live threshold.
-    j_min = min(live, key=lambda j: fracs[j])
-    act = np.flatnonzero(self_ok[j_min])
-    comps = {j: _Components(act.size, max(4 * act.size, 2_000_000)) for j in live}
-    n_edges = dict.fromkeys(live, 0)
-    if act.size > 1:
-        _scan_blocks(sigs, act, arith, cuts, self_ok, live, comps, n_edges,
-                     max_block_entries, progress)  # fmt: skip
-
-    for j in live:
-        component = np.full(m, -1, dtype=np.int64)
-        component[act] = act[comps[j].labels()]
-        results[j] = ThresholdComponents(float(fracs[j]), self_ok[j], component, n_edges[j])
-    return results  # type: ignore[return-value]
-
-
-def _scan_blocks(
-    sigs: Signatures,
-    act: np.ndarray,
-    arith: _Arithmetic,
-    cuts: list[Fraction],
-    self_ok: list[np.ndarray],
-    live: list[int],
-    comps: dict[int, _Components],
-    n_edges: dict[int, int],
-    max_block_entries: int,
-    progress: bool | None,
-) -> None:
-    """Upper-triangular blockwise product of the one-hot matrix of the active signatures."""
-    tab = sigs.table[act]
-    ma, n_part = tab.shape
-    offsets = np.concatenate([[0], np.cumsum(np.maximum(sigs.n_labels, 0))])
-    use = (tab >= 0) & (arith.w > 0)[None, :]
-    rows, parts = np.nonzero(use)
-    cols = offsets[parts] + tab[rows, parts]
-    data = arith.data[parts].astype(arith.dtype)
-    a_mat = sp.csr_matrix((data, (rows, cols)), shape=(ma, int(offsets[-1])))
-    a_mat.sort_indices()
-    # The right factor is the 0/1 pattern, so each product entry is sum_p w_p [match_p].
-    ones = a_mat.copy()
-    ones.data = np.ones_like(ones.data)
-    # Multiply-adds of row i against all rows: sum over its columns of the column sizes.
-    col_size = np.bincount(cols, minlength=int(offsets[-1]))
-    row_work = np.bincount(rows, weights=col_size[cols], minlength=ma)
-    cum = np.cumsum(row_work)
-    total = float(cum[-1]) if ma else 0.0
-    show = progress if progress is not None else total > 5e7
-    bar = tqdm(total=ma, desc="co-association", unit="sig", disable=not show)
-
-    def masks_for(r_idx: np.ndarray, c_idx: np.ndarray):  # noqa: ANN202
-        def f(sel: np.ndarray) -> np.ndarray:
-            a, b = tab[r_idx[sel]], tab[c_idx[sel]]
-            return (a == b) & (a >= 0)
-
-        return f
-
-    j_order = sorted(live, key=lambda j: cuts[j])
-    floor_cut = arith.lower_bound(cuts[j_order[0]])
-    at_sub = None
-    j0 = 0
-    i0 = 0
-    while i0 < ma:
-        # Re-slice the transposed matrix when the block start has moved well past its origin.
-        if at_sub is None or (i0 - j0) > 0.1 * (ma - j0):
-            j0 = i0
-            at_sub = ones[j0:].T.tocsr()
-        base = cum[i0 - 1] if i0 else 0.0
-        i1 = int(np.searchsorted(cum, base + max_block_entries, side="right"))
-        i1 = min(max(i1, i0 + 1), ma)
-        prod = (a_mat[i0:i1] @ at_sub).tocsr()
-        # Drop entries that cannot pass the smallest cut before touching indices: most of them.
-        idx = np.flatnonzero(prod.data > floor_cut)
-        r = np.searchsorted(prod.indptr, idx, side="right") - 1 + i0
-        c = prod.indices[idx].astype(np.int64) + j0
-        s = prod.data[idx]
-        del prod, idx
-        upper = c > r
-        r, c, s = r[upper], c[upper], s[upper]
-        for j in j_order:  # increasing cut: each filter keeps a subset of the previous one
-            keep = arith.exceeds(s, cuts[j], masks_for(r, c))
-            r, c, s = r[keep], c[keep], s[keep]
-            if r.size == 0:
-                break
-            n_edges[j] += int(r.size)
-            comps[j].add(r, c)
-        bar.update(i1 - i0)
-        i0 = i1
-    bar.close()
-
-
-def finalize_labels(
-    result: ThresholdComponents, inverse: np.ndarray, min_cluster_size: int
-) -> np.ndarray:
-    """Expand signature components to images, drop small groups, number by first member.
-
-    Args:
-        result: one threshold's signature components.
-        inverse: (n,) image -> signature index.
-        min_cluster_size: groups with fewer images get -1.
-
-    Returns:
-        (n,) int64 labels, -1 = unassigned, others 0..K-1 ordered by smallest image index.
-    """
-    n = inverse.size
-    if n == 0:
-        return np.zeros(0, np.int64)
-    if result.component is None:
-        comp = np.zeros(n, np.int64)
-    else:
-        sig_comp = np.where(result.self_joined, result.component, -1)
-        comp = sig_comp[inverse]
-        lonely = comp < 0
-        # Images whose signature is not joined with itself are groups of their own.
-        comp[lonely] = int(sig_comp.max(initial=-1)) + 1 + np.arange(int(lonely.sum()))
-    _, first, inv, counts = np.unique(comp, return_index=True, return_inverse=True,
-                                      return_counts=True)  # fmt: skip
-    keep = counts >= min_cluster_size
-    order = np.argsort(first[keep], kind="stable")
-    new_id = np.full(first.size, -1, dtype=np.int64)
-    new_id[np.flatnonzero(keep)[order]] = np.arange(order.size)
-    return new_id[inv.reshape(-1)]
-
-
-class CoAssociationVoting:
+class CoAssociationVoting(ClusterMixin, BaseEstimator):
     """Fuse partitions by co-association majority voting (see module docstring).
 
     Args:
         threshold: join two images when c(i, j) > threshold (strict).
         min_cluster_size: groups with fewer images get label -1.
-        weights: optional (P,) non-negative partition weights (normalisation stays 1/P).
+        weights: optional (n_partitions,) non-negative partition weights (normalisation stays
+            1/P).
         max_block_entries: memory/speed knob: multiply-adds per sparse product block.
         progress: tqdm bar; ``None`` = only for large inputs.
 
     Attributes:
-        labels_: (n,) int64 fused labels, -1 = unassigned.
+        labels_: (n_samples,) int64 fused labels, -1 = unassigned.
+        n_features_in_: number P of partitions fused.
         n_groups_: number K of groups kept.
         group_sizes_: (K,) images per group.
         n_unassigned_: images labelled -1.
-        n_signatures_: number of unique label vectors.
+        n_signatures_: number of unique label vectors (rows of ``X``).
         n_signature_edges_: signature pairs with c > threshold.
     """
 
@@ -488,13 +71,32 @@ class CoAssociationVoting:
         self.max_block_entries = max_block_entries
         self.progress = progress
 
-    def fit(self, partitions: Any, y: Any = None) -> CoAssociationVoting:
-        """Fuse ``partitions`` (P, n) int, -1 = unassigned."""
-        arr = validate_partitions(partitions)
-        min_size = _validate_min_size(self.min_cluster_size)
-        w = _validate_weights(self.weights, arr.shape[0])
-        _validate_threshold(self.threshold)
-        sigs = compress_partitions(arr)
+    def fit(self, X: Any, y: Any = None) -> CoAssociationVoting:
+        """Fuse the partitions in the columns of ``X``.
+
+        Args:
+            X: (n_samples, n_partitions) integer labels, column p = partition p, -1 =
+                unassigned.
+            y: ignored.
+
+        Returns:
+            self, with ``labels_`` (n_samples,).
+
+        Raises:
+            FusionError: ``X`` not 2-D, no partition, non-integer labels or labels below -1;
+                bad ``threshold``, ``min_cluster_size`` or ``weights``.
+        """
+        try:
+            X = validate_data(self, X, dtype=None, ensure_all_finite=False, ensure_min_samples=0)
+        except ValueError as exc:
+            raise FusionError(
+                f"X must be a 2-D array (n_samples, n_partitions) of integer labels: {exc}"
+            ) from exc
+        parts = validate_partitions(X.T)
+        min_size = validate_min_size(self.min_cluster_size)
+        w = validate_weights(self.weights, parts.shape[0])
+        validate_threshold(self.threshold)
+        sigs = compress_partitions(parts)
         (res,) = components_for_thresholds(
             sigs, [self.threshold], w,
             max_block_entries=self.max_block_entries, progress=self.progress,
@@ -507,6 +109,16 @@ class CoAssociationVoting:
         self.n_signature_edges_ = int(res.n_edges)
         return self
 
-    def fit_predict(self, partitions: Any, y: Any = None) -> np.ndarray:
-        """Fit and return ``labels_`` (n,)."""
-        return self.fit(partitions).labels_
+
+class _PartitionRowsVoting(CoAssociationVoting):
+    """TRANSITIONAL (issue 20): :class:`CoAssociationVoting` fed partitions as rows, (P, n).
+
+    Only ``conf/fusion/default.yaml`` names it, so that ``aurora/pipeline.py``'s ``fuse()``,
+    which still calls ``voting.fit_predict(parts[:n])``, keeps working. Delete it when that call
+    becomes ``voting.fit_predict(parts[:n].T)`` and the YAML names ``CoAssociationVoting``.
+    """
+
+    def fit(self, X: Any, y: Any = None) -> _PartitionRowsVoting:
+        """Fuse ``X`` (n_partitions, n_samples)."""
+        super().fit(np.asarray(X).T, y)
+        return self

@@ -21,7 +21,13 @@ matplotlib.use("Agg")  # before anything imports pyplot; the report never opens 
 import numpy as np  # noqa: E402
 
 from aurora.report.build import Rendered, confusion_table, read_ranking, render  # noqa: E402
-from aurora.report.data import DATA_FILE, ReportData, ReportDataError, from_record  # noqa: E402
+from aurora.report.data import (  # noqa: E402
+    DATA_FILE,
+    ReportData,
+    ReportDataError,
+    from_record,
+    shrink,
+)
 from aurora.run_status import read_status  # noqa: E402
 
 if TYPE_CHECKING:
@@ -128,8 +134,7 @@ def log_tensorboard(rendered: Rendered, data: ReportData, record: RunRecord, tb_
     """
     from torch.utils.tensorboard import SummaryWriter
 
-    from aurora.extractors import export_projector
-    from aurora.report.data import shrink
+    from aurora.extractors import export_projector  # torch: loaded only when TensorBoard is on
 
     tb_dir.mkdir(parents=True, exist_ok=True)
     writer = SummaryWriter(log_dir=str(tb_dir))

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from aurora.report import plots
 from aurora.report.data import ReportData
+from aurora.scoring import nuisance_dependence
 
 TEMPLATE = "report.html.j2"
 RANKING_ROWS = 25
@@ -116,14 +117,22 @@ def _span(first: str, last: str) -> tuple[str, str]:
     return a, (b[11:] if a[:10] == b[:10] else b)
 
 
-def moon_ami(labels: np.ndarray, flag: np.ndarray) -> float:
-    """AMI between the assigned images' groups and a Moon flag (NaN when undefined)."""
-    from sklearn.metrics import adjusted_mutual_info_score
+def _moon_ami(labels: np.ndarray, flag: np.ndarray) -> float:
+    """:func:`~aurora.scoring.nuisance_dependence` of the assigned images' groups on a Moon flag.
 
+    Args:
+        labels: (N,) fused labels, -1 = unassigned (left out).
+        flag: (N,) str Moon flag, ``""`` = unknown (left out).
+
+    Returns:
+        The AMI, or NaN when the known flag takes fewer than two values among the assigned
+        images (a Moon that is never, or always, in the sky cannot have split the groups).
+    """
     m = labels >= 0
-    if m.sum() < 2 or len(np.unique(flag[m])) < 2:
+    f = np.asarray(flag)[m]
+    if np.unique(f[f != ""]).size < 2:
         return math.nan
-    return float(adjusted_mutual_info_score(np.asarray(flag[m]).astype(str), labels[m]))
+    return nuisance_dependence(labels[m], f)
 
 
 def read_ranking(path: Path) -> list[dict[str, Any]]:
@@ -308,7 +317,7 @@ def render(
     moon_flags = {"Moon detected by preprocessing": data.moon.astype(str)}
     if data.moon_truth is not None:
         moon_flags["Moon flag of the truth table"] = data.moon_truth
-    moon_rows = [{"name": k_, "ami": _fmt(moon_ami(labels, v))} for k_, v in moon_flags.items()]
+    moon_rows = [{"name": k_, "ami": _fmt(_moon_ami(labels, v))} for k_, v in moon_flags.items()]
 
     fusion = summary.get("fusion") or {}
     status_text, status_class = status_line(status, summary)
