@@ -31,11 +31,11 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 from sklearn.metrics import confusion_matrix, homogeneity_score
 
+from aurora.data.dataset import ensure_dataset, read_truth
 from aurora.data.sources import scan
-from aurora.pipeline import StoreSet, ensure_dataset, truth_columns
+from aurora.run import RunSettings, StoreSet
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -131,19 +131,18 @@ def main() -> None:
     ]
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("cluster", overrides=overrides)
-    synth = cfg.data.get("synth")
-    synth = OmegaConf.to_container(synth, resolve=True) if synth is not None else None
-    if not cfg.data.get("truth"):
+    settings = RunSettings.from_cfg(cfg)
+    data = settings.data
+    if not data.truth:
         raise SystemExit("no ground truth configured: set data.truth=CSV")
-    root = ensure_dataset(cfg.data.root, synth, cfg.get("jobs"))
-    manifest = scan(root, jobs=cfg.get("jobs"), progress=False)
-    stores = StoreSet(
-        manifest, {"full": instantiate(cfg.preprocess.full)}, cfg.paths.cache_dir, cfg.get("jobs")
-    )
+    root = ensure_dataset(data.root, data.synth, settings.jobs)
+    manifest = scan(root, jobs=settings.jobs, progress=False)
+    full = instantiate(settings.preprocess["full"])
+    stores = StoreSet(manifest, {"full": full}, settings.cache_dir, settings.jobs)
     results = []
     for size in args.sizes:
         store = stores.get("full", size)
-        truth, _ = truth_columns(cfg, store.ids)
+        truth = read_truth(data.truth, store.ids, data.truth_column, data.nuisance_columns).classes
         assert truth is not None  # data.truth checked above
         known = np.array([bool(t) for t in truth])
         names = sorted(set(truth[known]))

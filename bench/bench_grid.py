@@ -11,10 +11,11 @@ Part 2 (the grid): synthetic sky images (``aurora.data.synth``, 96 px), preproce
 64 px, features from timm networks with RANDOM weights (``pretrained=False``: no weights can be
 downloaded here; reduce/cluster/score timings depend on the feature shapes, not on which weights
 made them; quality is not measured), then every extractor x reducer x clusterer x k cell through
-the real cell function :func:`aurora.grid.run_cell` (reductions fitted once per feature set and
-reducer, cached in a fresh cache), :func:`~aurora.grid.write_cell`,
-:func:`~aurora.grid.collect_cells`, :func:`~aurora.grid.write_results` and
-:func:`~aurora.grid.write_ranking`. ``cop_kmeans`` gets must-link / cannot-link constraints from
+the orchestrator's own grid loop :func:`aurora.run.run_grid` (what ``cluster.py`` runs: the cell
+function :func:`aurora.grid.run_cell` with reductions fitted once per feature set and reducer,
+cached in a fresh cache, :func:`~aurora.grid.write_cell`, failures recorded, then
+:func:`~aurora.grid.collect_cells`), :func:`~aurora.ranking.write_results` and
+:func:`~aurora.ranking.write_ranking`. ``cop_kmeans`` gets must-link / cannot-link constraints from
 a few "reference" images per synthetic morphology (:func:`constraints_from_reference`); its
 violations are counted on the pairs given and on every pair of references they imply.
 
@@ -39,8 +40,8 @@ import multiprocessing as mp
 import os
 import tempfile
 import time
-import traceback
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ def _fit_worker(node: dict[str, Any], path: str, q: Any) -> None:
         from sklearn.metrics import adjusted_rand_score
 
         from aurora.clustering import check_estimator_memory
-        from aurora.reduce import make_estimator
+        from aurora.config import make_estimator
 
         x = np.load(path + ".x.npy")
         truth = np.load(path + ".y.npy")
@@ -236,6 +237,15 @@ def reference_constraints(
     return ml, cl, np.asarray(same, np.int64), np.asarray(cross, np.int64)
 
 
+@dataclass(frozen=True)
+class GridInput:
+    """One extractor's features as the grid takes them (:class:`aurora.run.grid.GridFeatures`)."""
+
+    features: np.ndarray  # (N, D)
+    key: str
+    random_init: bool
+
+
 def bench_grid(
     work: Path,
     n: int,
@@ -245,12 +255,13 @@ def bench_grid(
     keep: bool,
     threads: int | None = None,
 ) -> None:
-    """Part 2: features once, then every cell through run_cell; print stage times."""
+    """Part 2: features once, then every cell through run_grid; print stage times."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from aurora.cache import Cache
     from aurora.clustering import count_violations
-    from aurora.grid import collect_cells, run_cell, write_cell, write_ranking, write_results
+    from aurora.grid import collect_failed
+    from aurora.ranking import write_ranking, write_results
+    from aurora.run import grid_cells, run_grid
 
     print(f"== Part 2: grid on {n:,} synthetic images, {os.cpu_count()} CPU cores")
     pools = ", ".join(f"{p['internal_api']}={p['num_threads']}" for p in threadpool_info())
@@ -264,75 +275,69 @@ def bench_grid(
         f"{sum(REFS_PER_CLASS)} reference images (imply {len(all_same)} "
         f"same-class and {len(all_cross)} cross-class pairs)"
     )
-    reducers = {r: load_node("reducer", r) for r in REDUCERS}
-    clusterers = {c: load_node("clusterer", c) for c in CLUSTERERS}
+    features = {
+        ext: GridInput(fs.features, fs.key, bool(fs.provenance["random_init"]))
+        for ext, fs in inputs["features"].items()
+    }
+    cells = grid_cells(list(features), REDUCERS, CLUSTERERS, ks)
     run_dir = Path(tempfile.mkdtemp(prefix="grid_", dir=work))
-    cache = Cache(run_dir / "cache")  # fresh: every reduction is fitted in this run
     cells_dir = run_dir / "cells"
-    fits: dict[tuple[str, str], tuple[float, int]] = {}
-    reduce_reads: dict[str, float] = defaultdict(float)
-    clu_time: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    viol: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-    failures: list[str] = []
-    names: list[str] = []
     t_grid = time.perf_counter()
     # BLAS and OpenMP pools (threadpoolctl). UMAP's numba code runs single-threaded anyway:
     # random_state is set from the run seed.
     limit = threadpool_limits(limits=threads) if threads else contextlib.nullcontext()
     with limit:
-        for ext, fs in inputs["features"].items():
-            for red, clu, k in itertools.product(REDUCERS, CLUSTERERS, ks):
-                name = f"{ext}/{red}/{clu}/k{k}/s0"
-                try:
-                    res = run_cell(
-                        fs.features,
-                        reducers[red],
-                        {**clusterers[clu], "n_clusters": k},
-                        seed=0,
-                        cache=cache,
-                        features_key=fs.key,
-                        must_link=ml,
-                        cannot_link=cl,
-                        stability_splits=splits,
-                        truth=inputs["truth"],
-                        nuisance={"moon": inputs["moon"]},
-                    )
-                except Exception as err:
-                    failures.append(f"{name}: {type(err).__name__}: {err}")
-                    print(f"   {name:<44} FAILED {type(err).__name__}: {err}", flush=True)
-                    traceback.print_exc()
-                    continue
-                meta = {
-                    "extractor": ext,
-                    "reducer": red,
-                    "clusterer": clu,
-                    "n_clusters": k,
-                    "seed": 0,
-                }
-                write_cell(res, cells_dir / ext / red / clu / f"k{k}", meta)
-                names.append(name)
-                tm = res.timings
-                if (ext, red) not in fits:
-                    fits[ext, red] = (tm["reduce"], res.embedding.shape[1])
-                else:
-                    reduce_reads[red] += tm["reduce"]
-                clu_time[clu]["cluster"] += tm["cluster"]
-                clu_time[clu]["score"] += tm["score"]
-                clu_time[clu]["cells"] += 1
-                v = viol[clu]
-                v[0] += int(res.scores.get("must_link_violations", 0))
-                v[1] += int(res.scores.get("cannot_link_violations", 0))
-                all_ml, all_cl = count_violations(res.labels, all_same, all_cross)
-                v[2] += all_ml
-                v[3] += all_cl
-                print(
-                    f"   {name:<44} reduce {tm['reduce']:6.2f}  cluster {tm['cluster']:6.2f}  "
-                    f"score {tm['score']:6.2f}  ml/cl viol {all_ml}/{all_cl}",
-                    flush=True,
-                )
+        # The orchestrator's own grid loop: run_cell, write_cell, failures recorded, collected.
+        rows = run_grid(
+            cells,
+            features,
+            {r: load_node("reducer", r) for r in REDUCERS},
+            {c: load_node("clusterer", c) for c in CLUSTERERS},
+            seed=0,
+            cache_dir=run_dir / "cache",  # fresh: every reduction is fitted in this run
+            stability_splits=splits,
+            cells_dir=cells_dir,
+            must_link=ml,
+            cannot_link=cl,
+            truth=inputs["truth"],
+            nuisances={"moon": inputs["moon"]},
+        )
     t_cells = time.perf_counter() - t_grid
+    failed = {Path(f["cell_dir"]).name: f for f in collect_failed(cells_dir)}
+    failures = [f"{f['cell']}: {f['error']}" for f in failed.values()]
+    by_dir = {Path(r["cell_dir"]).name: r for r in rows}
+    fits: dict[tuple[str, str], tuple[float, int]] = {}
+    reduce_reads: dict[str, float] = defaultdict(float)
+    clu_time: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    viol: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    names: list[str] = []
+    for spec in cells:  # in run order: the first cell of an (extractor, reducer) fitted it
+        row = by_dir.get(spec.name)
+        if row is None:
+            f = failed.get(spec.name, {"cell": spec.name, "type": "no result"})
+            print(f"   {f['cell']:<44} FAILED ({f['type']})", flush=True)
+            continue
+        names.append(str(row["cell"]))
+        tm, ext, red, clu = row["timings"], spec.extractor, spec.reducer, spec.clusterer
+        if (ext, red) not in fits:
+            fits[ext, red] = (tm["reduce"], int(row["embedding_dim"]))
+        else:
+            reduce_reads[red] += tm["reduce"]
+        clu_time[clu]["cluster"] += tm["cluster"]
+        clu_time[clu]["score"] += tm["score"]
+        clu_time[clu]["cells"] += 1
+        v = viol[clu]
+        v[0] += int(row.get("must_link_violations", 0))
+        v[1] += int(row.get("cannot_link_violations", 0))
+        all_ml, all_cl = count_violations(np.load(row["labels_path"]), all_same, all_cross)
+        v[2] += all_ml
+        v[3] += all_cl
+        print(
+            f"   {row['cell']:<44} reduce {tm['reduce']:6.2f}  cluster {tm['cluster']:6.2f}  "
+            f"score {tm['score']:6.2f}  ml/cl viol {all_ml}/{all_cl}",
+            flush=True,
+        )
     t0 = time.perf_counter()
-    rows = collect_cells(cells_dir)
     write_results(rows, run_dir / "results.csv")
     write_ranking(rows, run_dir / "ranking.csv")
     t_rank = time.perf_counter() - t0
@@ -379,8 +384,8 @@ def bench_grid(
     print("   -- grid")
     print(f"   {'cells run / expected':<40}{len(names):>6} / {expected}")
     print(f"   {'failed cells':<40}{len(failures):>6}")
-    print(f"   {'cells (reduce+cluster+score) wall':<40}{t_cells:9.1f} s")
-    print(f"   {'collect + results.csv + ranking.csv':<40}{t_rank:9.1f} s")
+    print(f"   {'cells (reduce+cluster+score) + collect':<40}{t_cells:9.1f} s")
+    print(f"   {'results.csv + ranking.csv':<40}{t_rank:9.1f} s")
     print(f"   {'total grid time (from cached features)':<40}{t_grid:9.1f} s")
     t_all = t_grid + sum(inputs["times"].values())
     print(f"   {'total incl. images+preprocess+features':<40}{t_all:9.1f} s")

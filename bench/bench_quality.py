@@ -4,7 +4,7 @@ Usage:
     python bench/bench_quality.py [--n 1200] [--experiment quality] [--out outputs/bench_quality]
         [--cache .cache/aurora] [--threads 2] [OVERRIDE ...]
 
-Runs :func:`aurora.pipeline.run_cluster` twice on the built-in synthetic sky (``--n`` images,
+Runs :func:`aurora.run.run_cluster` twice on the built-in synthetic sky (``--n`` images,
 six morphologies, Moon in 30% of them), once with Moon masking on (``preprocess.full.moon=mask``)
 and once with it off (``moon=keep``), sharing one cache folder so the second run reuses the
 data set and everything that does not depend on the masking. Extra arguments are Hydra
@@ -42,7 +42,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from aurora.pipeline import run_cluster
+from aurora.run import run_cluster
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -15,7 +15,7 @@ e.g. on the Yellow River Station day of ``../shared/REAL_DATA.md``, with the Mob
         'extractors.mobilenet_v2.pretrained_cfg_overlay={mean:[0.5,0.5,0.5],std:[0.5,0.5,0.5]}'
 
 Composes the ``cluster`` config (``conf/``) with ``data=folder data.root=DIR data.truth=TRUTH``
-and the overrides, runs the whole chain (:func:`aurora.pipeline.run_cluster`) into OUT, then
+and the overrides, runs the whole chain (:func:`aurora.run.run_cluster`) into OUT, then
 prints one table, every figure from this one run:
 
 - the cell the internal (Borda) ranking chose and the fused groups (``labels.csv``): AMI, NMI,
@@ -24,7 +24,7 @@ prints one table, every figure from this one run:
   (``--pixels raw``: the decoded frames, no preprocessing; ``store``: the preprocessed images
   of the first extractor);
 - for every feature set of the run (features read back from the cache by
-  :func:`aurora.pipeline.load_context`, no recomputation) and for the pixels: K-means with
+  :func:`aurora.run.load_context`, no recomputation) and for the pixels: K-means with
   k = number of classes on PCA-20 (AMI), and a supervised reference: 10-NN and a linear probe
   (standardised features, logistic regression) trained on the frames of even UTC hours and
   tested on the frames of odd hours. Labels follow the time of day and neighbouring frames are
@@ -386,11 +386,11 @@ def _read_labels_csv(path: Path) -> tuple[list[str], np.ndarray]:
     return [r["path"] for r in rows], np.array([int(r["label"]) for r in rows], dtype=np.int64)
 
 
-def frame_times(cfg: Any, ctx: Any) -> list[datetime | None]:
+def frame_times(truth: str | Path, ctx: Any) -> list[datetime | None]:
     """Per image: the truth table's ``time`` column where it has one, else the frame's time."""
     from aurora.data.metadata import read_time_column
 
-    table = read_time_column(Path(str(cfg.data.truth)), ctx.ids, missing_ok=True)
+    table = read_time_column(Path(str(truth)), ctx.ids, missing_ok=True)
     return [t if t is not None else f for t, f in zip(table, ctx.timestamps, strict=True)]
 
 
@@ -408,7 +408,7 @@ def bench(
         BenchError: no truth for any image, no times, or a one-sided time split.
     """
     from aurora.grid import collect_cells
-    from aurora.pipeline import load_context, run_cluster, truth_columns
+    from aurora.run import RunSettings, load_context, run_cluster
 
     cfg = compose_config(data_dir, truth_csv, overrides)
     t0 = time.perf_counter()
@@ -420,12 +420,13 @@ def bench(
     with open(out / "ranking.csv", newline="") as f:
         ranking = list(csv.DictReader(f))
     names = list(dict.fromkeys(str(r["extractor"]) for r in ranking))
-    ctx = load_context(cfg, out, names)  # cache hits: nothing is recomputed
-    truth, _ = truth_columns(cfg, ctx.ids)
+    settings = RunSettings.from_cfg(cfg)
+    ctx = load_context(settings, out, names)  # cache hits: nothing is recomputed
+    truth = ctx.truth.classes
     if truth is None or not known_mask(truth).any():
         raise BenchError(f"no image of {data_dir} has a class in {truth_csv}")
     known = known_mask(truth)
-    times = frame_times(cfg, ctx)
+    times = frame_times(truth_csv, ctx)
     train, test = hour_split(times)
 
     ids, fused = _read_labels_csv(out / "labels.csv")
@@ -457,7 +458,7 @@ def bench(
 
     first = next(iter(ctx.features.values()))
     if pixels == "raw":
-        pix = grey_pixels(raw_images(ctx.stores.manifest, ctx.ids, cfg.get("jobs")))
+        pix = grey_pixels(raw_images(ctx.stores.manifest, ctx.ids, settings.jobs))
         pix_name = f"pixels {PIXEL_SIDE}x{PIXEL_SIDE} grey (decoded frames)"
     else:
         pix = grey_pixels(first.images)
@@ -511,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_intermixed_args(argv)
     out = args.out or ROOT / "outputs" / "bench_real" / time.strftime("%Y-%m-%d_%H-%M-%S")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from aurora.cli import run_guarded
+    from aurora.guard import run_guarded
 
     return run_guarded(
         bench, args.data_dir, args.truth, args.overrides, Path(out), args.pixels, args.seed

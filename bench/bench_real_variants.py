@@ -4,7 +4,7 @@ Usage:
     python bench/bench_real_variants.py DIR TRUTH [--extractor mobilenet_v2] [OVERRIDE ...]
 
 Composes the ``cluster`` config as ``bench/bench_real.py`` does, reads the extractor's features
-from the cache (:func:`aurora.pipeline.load_context`; computed once if absent) and prints, for
+from the cache (:func:`aurora.run.load_context`; computed once if absent) and prints, for
 each variant, AMI / homogeneity of K-means (k = number of classes) on PCA-20 of:
 
 - the features as they are, L2-normalised, square-rooted then L2-normalised, PCA-50, whitened;
@@ -94,15 +94,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, overrides = ap.parse_known_args(argv)
     from sklearn.decomposition import PCA
 
-    from aurora.pipeline import load_context, truth_columns
+    from aurora.run import RunSettings, load_context
 
     cfg = br.compose_config(args.data_dir, args.truth, [*overrides, "logger=none"])
     out = Path("/tmp") / "aurora_bench_real_variants"
-    ctx = load_context(cfg, out, [args.extractor])
+    ctx = load_context(RunSettings.from_cfg(cfg), out, [args.extractor])
     feats = ctx.features[args.extractor]
-    truth, _ = truth_columns(cfg, ctx.ids)
+    truth = ctx.truth.classes
     known = br.known_mask(truth)
-    times = br.frame_times(cfg, ctx)
+    times = br.frame_times(args.truth, ctx)
     if not known.all() or any(t is None for t in times):
         raise br.BenchError("every frame needs a class and a time for this bench")
     y = np.array([str(t) for t in truth])

@@ -11,8 +11,8 @@ e.g. on the Yellow River Station day of ``../shared/REAL_DATA.md``::
 
 Composes the ``cluster`` config (``conf/``) with ``data=folder data.root=DIR data.truth=TRUTH``
 and the overrides (last wins), then runs the project's own feature stage
-(:func:`aurora.pipeline.load_context`: the preprocessed store of ``preprocess.full`` at
-``train.image_size``, SimCLR trained by :func:`aurora.pipeline.train_encoder_cached`, features
+(:func:`aurora.run.load_context`: the preprocessed store of ``preprocess.full`` at
+``train.image_size``, SimCLR trained by :func:`aurora.run.train_encoder_cached`, features
 extracted through the ``simclr`` extractor). Everything is cached, so a second call with the
 same settings trains nothing and extracts nothing. With MobileNet-v2 weights (default: the
 dequantised file of ``../shared/weights`` when it exists) its features are computed (cached)
@@ -240,19 +240,19 @@ def bench(
     Raises:
         BenchError: no truth, no times, or a one-sided time split.
     """
-    from aurora.pipeline import load_context, truth_columns
+    from aurora.run import RunSettings, load_context
 
     extra = mobilenet_overrides(mobilenet) if mobilenet is not None else []
     cfg = compose_config(data_dir, truth_csv, [*extra, *overrides])
     names = ["simclr"] + (["mobilenet_v2"] if mobilenet is not None else [])
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    ctx = load_context(cfg, out, names)
+    ctx = load_context(RunSettings.from_cfg(cfg), out, names)
     features_s = time.perf_counter() - t0
-    truth, _ = truth_columns(cfg, ctx.ids)
+    truth = ctx.truth.classes
     if truth is None or not known_mask(truth).any():
         raise BenchError(f"no image of {data_dir} has a class in {truth_csv}")
-    times = frame_times(cfg, ctx)
+    times = frame_times(truth_csv, ctx)
     if any(t is None for t in times):
         raise BenchError(f"{sum(t is None for t in times)} images have no time (truth 'time')")
     train, test = hour_split(times)
@@ -331,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_mobilenet:
         mobilenet = args.mobilenet_weights or (MOBILENET_FILE if MOBILENET_FILE.is_file() else None)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from aurora.cli import run_guarded
+    from aurora.guard import run_guarded
 
     return run_guarded(
         bench, args.data_dir, args.truth, args.overrides, Path(out), mobilenet, args.seed
