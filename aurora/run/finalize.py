@@ -68,7 +68,7 @@ def fuse(fusion: Mapping[str, Any], ranking_csv: Path, out_dir: Path) -> FusionO
         else:
             n = min(int(fusion["n_partitions"]), parts.shape[0])
             voting = instantiate(fusion["voting"])
-            labels = voting.fit_predict(parts[:n])
+            labels = voting.fit_predict(parts[:n].T)  # (n_images, n_partitions)
             outcomes.append(
                 FusionOutcome(
                     np.asarray(labels, dtype=np.int64),

@@ -129,7 +129,7 @@ def label_images(
         train_embedding=solution.embedding,
         n_neighbors=solution.placement_neighbours,
     ).astype(np.float32)
-    labels, _ = solution.neighbours.predict(emb)
+    labels = np.asarray(solution.neighbours.predict(emb), dtype=np.int64)
     # Distance and novelty in feature space: the embedding keeps only a few directions (an
     # image unlike any sky may differ in the others), and a fitted UMAP/Isomap places its
     # own training points differently from transformed new ones.
