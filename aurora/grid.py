@@ -30,11 +30,6 @@ from aurora.cache import Cache, atomic_write_text
 from aurora.clustering import count_violations
 from aurora.clustering.memory import DEFAULT_MEMORY_BUDGET_BYTES, check_estimator_memory
 from aurora.config import make_estimator
-
-# TRANSITIONAL (issue 20): the writers moved to aurora.ranking; bench/bench_grid.py still
-# imports them from here.
-from aurora.ranking import write_ranking as write_ranking
-from aurora.ranking import write_results as write_results
 from aurora.reduction import fit_transform_cached
 from aurora.run_status import one_line
 from aurora.scoring import (

@@ -108,17 +108,3 @@ class CoAssociationVoting(ClusterMixin, BaseEstimator):
         self.n_signatures_ = int(sigs.table.shape[0])
         self.n_signature_edges_ = int(res.n_edges)
         return self
-
-
-class _PartitionRowsVoting(CoAssociationVoting):
-    """TRANSITIONAL (issue 20): :class:`CoAssociationVoting` fed partitions as rows, (P, n).
-
-    Only ``conf/fusion/default.yaml`` names it, so that ``aurora/pipeline.py``'s ``fuse()``,
-    which still calls ``voting.fit_predict(parts[:n])``, keeps working. Delete it when that call
-    becomes ``voting.fit_predict(parts[:n].T)`` and the YAML names ``CoAssociationVoting``.
-    """
-
-    def fit(self, X: Any, y: Any = None) -> _PartitionRowsVoting:
-        """Fuse ``X`` (n_partitions, n_samples)."""
-        super().fit(np.asarray(X).T, y)
-        return self
