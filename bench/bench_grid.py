@@ -48,6 +48,8 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
+from aurora.config import plain
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
 REDUCERS = ("pca", "kernel_pca", "isomap", "umap")
 CLUSTERERS = ("kmeans", "spectral", "agglomerative", "cop_kmeans")
@@ -67,7 +69,7 @@ REFS_PER_CLASS = (10, 10, 9, 9, 9, 9)
 
 def load_node(group: str, name: str) -> dict[str, Any]:
     """A ``conf/<group>/<name>.yaml`` node as a plain dict."""
-    node = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{name}.yaml"), resolve=True)
+    node = plain(OmegaConf.load(CONF / group / f"{name}.yaml"))
     assert isinstance(node, dict)
     return node  # type: ignore[return-value]
 

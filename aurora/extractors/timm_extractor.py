@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aurora.cache import file_sha256
+from aurora.config import plain
 from aurora.errors import AuroraError
 
 #: Files a timm model repository on the hub may hold, in timm's order of preference.
@@ -83,13 +84,7 @@ def _json_native(value: Any) -> Any:
 
     Accepts OmegaConf nodes too (Hydra passes ``DictConfig``/``ListConfig`` to the target).
     """
-    try:
-        from omegaconf import OmegaConf
-
-        if OmegaConf.is_config(value):
-            value = OmegaConf.to_container(value, resolve=True)
-    except ImportError:  # pragma: no cover
-        pass
+    value = plain(value)
     if isinstance(value, Mapping):
         return {str(k): _json_native(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

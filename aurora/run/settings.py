@@ -194,7 +194,7 @@ class RunSettings:
             clusterers=plain(cfg.clusterers),
             fusion=plain(cfg.fusion),
             skip_unavailable_extractors=bool(cfg.skip_unavailable_extractors),
-            config=OmegaConf.to_container(cfg, resolve=True),  # type: ignore[arg-type]
+            config=plain(cfg),
             fusion_links=tuple(_links(OmegaConf.to_container(cfg.fusion, resolve=False))),
         )
 
