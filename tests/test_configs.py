@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from aurora.run import RunSettings
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
@@ -19,8 +21,10 @@ def test_experiment_composes_with_a_consistent_grid(name: str) -> None:
         chosen = cfg.grid.get(axis) or list(cfg[axis])
         assert set(chosen) <= set(cfg[axis]), (name, axis)
     assert all(int(k) >= 2 for k in cfg.grid.n_clusters)
-    for ext in cfg.extractors.values():
-        assert ext.meta.preprocess in cfg.preprocess
+    settings = RunSettings.from_cfg(cfg)  # what a run reads of it, read once
+    for name, ext in settings.extractors.items():
+        assert ext["preprocess"] in settings.preprocess, name
+        assert ext.get("train") in (None, *settings.train.models), name
 
 
 def test_train_config_composes_for_each_model_and_trainer() -> None:
