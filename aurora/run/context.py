@@ -21,7 +21,6 @@ from aurora.clustering import constraints_from_reference
 from aurora.data.dataset import Truth, ensure_dataset, frame_times, read_truth
 from aurora.data.sources import Manifest, Rejection, scan
 from aurora.errors import PipelineError
-from aurora.extractors import extract_features
 from aurora.logs import log, stage
 from aurora.preprocess import PreprocessedStore
 from aurora.run.features import ExtractedFeatures, extract_all
@@ -225,6 +224,8 @@ def attach_references(
         The :class:`References`; their constraints count the run's ``len(ids)`` data rows of
         ``features`` first.
     """
+    from aurora.extractors import extract_features  # torch: loaded with the first extraction
+
     with stage("references") as st:
         manifest = scan(ref_dir, jobs=jobs)
         refs = StoreSet(manifest, stores.variants, stores.cache_root, stores.jobs)

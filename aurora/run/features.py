@@ -13,7 +13,6 @@ import numpy as np
 from aurora.cache import Cache, link_or_copy, stable_hash
 from aurora.config import UNSET
 from aurora.errors import PipelineError
-from aurora.extractors import WeightsUnavailableError, build_extractor, extract_features
 from aurora.logs import log, stage
 from aurora.preprocess import PreprocessedStore
 from aurora.run.settings import RunSettings
@@ -146,6 +145,10 @@ def extract_all(
         Features per extractor (each in its own store's order, ``images`` unset), and
         extractors skipped (name -> one-line reason).
     """
+    # torch is loaded when features are extracted, not when cluster.py starts (a settings
+    # error is reported in one line without it).
+    from aurora.extractors import WeightsUnavailableError, build_extractor, extract_features
+
     out: dict[str, ExtractedFeatures] = {}
     skipped: dict[str, str] = {}
     specs: dict[str, tuple[dict[str, Any], Any]] = {}

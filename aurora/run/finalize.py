@@ -28,7 +28,6 @@ from aurora.report import write_report
 from aurora.run.context import RunContext
 from aurora.run.settings import RunSettings
 from aurora.scoring import external_scores, nuisance_dependence
-from aurora.solution import save_solution
 
 
 def fuse(fusion: Mapping[str, Any], ranking_csv: Path, out_dir: Path) -> FusionOutcome:
@@ -189,6 +188,8 @@ def finalize(
     Raises:
         PipelineError: no cell finished (after writing ``failed.csv``).
     """
+    from aurora.solution import save_solution  # torch, for the extractor's weights
+
     ids, rejected = ctx.ids, ctx.rejected
     check_some_cells(cells, failed, out_dir)
     n = {int(c["n_samples"]) for c in cells}

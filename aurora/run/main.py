@@ -30,7 +30,6 @@ from aurora.run.finalize import finalize, print_summary
 from aurora.run.grid import CellSpec, grid_cells, run_grid
 from aurora.run.settings import RunSettings
 from aurora.run_status import begin_run, fail_run, finish_run
-from aurora.solution import apply_solution
 
 
 def config_paths(cfg: DictConfig) -> list[str]:
@@ -185,6 +184,8 @@ def run_apply(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         raise PipelineError("mode=apply needs solution=DIR (the solution/ folder of a run)")
     if OmegaConf.is_missing(cfg.data, "root") or not cfg.data.get("root"):
         raise PipelineError("mode=apply needs data=folder data.root=NEW_IMAGES")
+    from aurora.solution import apply_solution  # torch: loaded only when there is work
+
     return apply_solution(
         str(sol_dir),
         str(cfg.data.root),
