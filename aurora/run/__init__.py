@@ -13,7 +13,7 @@ writes the on-disk cache, so a second run, or a sweep over reducers and clustere
 decodes an image or runs a network again.
 """
 
-from aurora.run.context import RunContext, attach_references, load_context
+from aurora.run.context import RunContext, extract_references, load_context
 from aurora.run.features import ExtractedFeatures, extract_all, train_encoder_cached
 from aurora.run.finalize import external_summary, finalize, fuse, write_labels_csv
 from aurora.run.grid import CellSpec, grid_cells, record_failure, run_grid
@@ -30,9 +30,9 @@ __all__ = [
     "RunContext",
     "RunSettings",
     "StoreSet",
-    "attach_references",
     "external_summary",
     "extract_all",
+    "extract_references",
     "finalize",
     "finalize_sweep",
     "fuse",

@@ -132,7 +132,7 @@ def load_context(
     classes: list[str | None] = [None] * len(ids)
     must = cannot = None
     if data.reference_dir:
-        refs = attach_references(
+        refs = extract_references(
             Path(str(data.reference_dir)),
             features,
             stores,
@@ -195,7 +195,7 @@ def _append(f: ExtractedFeatures, refs: References, ids: list[str]) -> Extracted
     )
 
 
-def attach_references(
+def extract_references(
     ref_dir: Path,
     features: Mapping[str, ExtractedFeatures],
     stores: StoreSet,
