@@ -20,10 +20,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 import aurora.run.grid
+from aurora.cell import FAILED_FILE
 from aurora.cli import main
 from aurora.data.synth import generate
 from aurora.errors import PipelineError
-from aurora.grid import FAILED_FILE
 from aurora.run import finalize_sweep
 
 ROOT = Path(__file__).resolve().parents[1]

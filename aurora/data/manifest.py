@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -250,4 +251,37 @@ def write_rejected_csv(rejections: Iterable[Rejection], path: str | Path) -> Non
     writer.writerow(["path", "reason", "detail"])
     for r in rejections:
         writer.writerow([r.path, r.reason, " ".join(r.detail.split())])
+    atomic_write_text(path, buf.getvalue())
+
+
+def write_labels_csv(
+    path: str | Path,
+    ids: Sequence[str],
+    columns: Mapping[str, Sequence[Any]],
+    duplicates: Mapping[str, str] | None = None,
+) -> None:
+    """The ``labels.csv`` of a run or of an apply, atomically: ``path`` and then ``columns``.
+
+    One line per input: a duplicate (same content as an image in ``ids``) gets its original's
+    values under its own path, so the accounting stays one line per input.
+
+    Args:
+        path: the CSV file.
+        ids: (N,) image ids, one per row of every column.
+        columns: name -> (N,) values (written with ``str``; format floats before).
+        duplicates: copy id -> original id (in ``ids``).
+
+    Raises:
+        ValueError: a column's length differs from ``ids``.
+    """
+    for name, values in columns.items():
+        if len(values) != len(ids):
+            raise ValueError(f"labels.csv column {name!r} has {len(values)} values, {len(ids)} ids")
+    all_ids, rows = expand_duplicates(ids, duplicates or {})
+    cols = list(columns.values())
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["path", *columns])
+    for rid, r in zip(all_ids, rows, strict=True):
+        w.writerow([rid, *(c[r] for c in cols)])
     atomic_write_text(path, buf.getvalue())

@@ -126,6 +126,7 @@ from aurora.data.manifest import (
     Rejection,
     duplicate_detail,
     expand_duplicates,
+    write_labels_csv,
     write_rejected_csv,
 )
 from aurora.data.themis import (
@@ -164,6 +165,7 @@ __all__ = [
     "parse_timestamp",
     "read_image",
     "scan",
+    "write_labels_csv",
     "write_rejected_csv",
 ]
 

@@ -26,7 +26,6 @@ from aurora.fusion.search import (
     plot_search_landscape,
     run_fusion_search,
     search_fusion,
-    write_labels_csv,
 )
 from aurora.fusion.selection import load_partitions, select_partitions
 from aurora.fusion.voting import CoAssociationVoting
@@ -49,5 +48,4 @@ __all__ = [
     "search_fusion",
     "select_partitions",
     "validate_partitions",
-    "write_labels_csv",
 ]

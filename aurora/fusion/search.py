@@ -17,7 +17,6 @@ i.e. when the number of groups differs from ``G`` the shorter sorted list is pad
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from aurora.cache import atomic_write_text
+from aurora.data.manifest import write_labels_csv
 from aurora.fusion.graph import components_for_thresholds, finalize_labels
 from aurora.fusion.neighbours import FusedNeighbours
 from aurora.fusion.partitions import (
@@ -43,7 +43,6 @@ __all__ = [
     "plot_search_landscape",
     "run_fusion_search",
     "search_fusion",
-    "write_labels_csv",
 ]
 
 TABLE_COLUMNS = (
@@ -252,21 +251,6 @@ def plot_search_landscape(result: FusionSearchResult, path: str | Path) -> None:
     plt.close(fig)
 
 
-def write_labels_csv(ids: Sequence[str], labels: np.ndarray, path: str | Path) -> None:
-    """Write ``path,label`` rows (-1 = unassigned), one per image, in the given order."""
-    y = np.asarray(labels)
-    if len(ids) != y.size:
-        raise FusionError(f"{len(ids)} image ids but {y.size} labels")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["path", "label"])
-        writer.writerows(zip(map(str, ids), y.tolist(), strict=True))
-    tmp.replace(path)
-
-
 def run_fusion_search(
     partitions_ranked: np.ndarray,
     ids: Sequence[str],
@@ -290,7 +274,9 @@ def run_fusion_search(
     )  # fmt: skip
     res.write_table(out / "fusion_search.csv")
     plot_search_landscape(res, out / "fusion_landscape.png")
-    write_labels_csv(ids, res.labels, out / "labels.csv")
+    if len(ids) != res.labels.size:
+        raise FusionError(f"{len(ids)} image ids but {res.labels.size} labels")
+    write_labels_csv(out / "labels.csv", ids, {"label": [int(v) for v in res.labels]})
     if embedding is not None and (res.labels >= 0).any():
         FusedNeighbours(n_neighbors).fit(embedding, res.labels).save(out / "neighbours.npz")
     return res

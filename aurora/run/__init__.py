@@ -13,10 +13,11 @@ writes the on-disk cache, so a second run, or a sweep over reducers and clustere
 decodes an image or runs a network again.
 """
 
+from aurora.cell import CellSpec, grid_cells
 from aurora.run.context import RunContext, extract_references, load_context
 from aurora.run.features import ExtractedFeatures, extract_all, train_encoder_cached
-from aurora.run.finalize import external_summary, finalize, fuse, write_labels_csv
-from aurora.run.grid import CellSpec, grid_cells, record_failure, run_grid
+from aurora.run.finalize import external_summary, finalize, fuse
+from aurora.run.grid import record_failure, run_grid
 from aurora.run.main import run_apply, run_cluster, start_run
 from aurora.run.settings import RunSettings
 from aurora.run.stores import ImageRows, StoreSet
@@ -46,5 +47,4 @@ __all__ = [
     "run_sweep_job",
     "start_run",
     "train_encoder_cached",
-    "write_labels_csv",
 ]

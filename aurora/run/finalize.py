@@ -3,8 +3,6 @@ run record (solution and report) and the summary."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -14,12 +12,12 @@ from typing import Any
 import numpy as np
 from hydra.utils import instantiate
 
-from aurora.cache import Cache, atomic_write_text
+from aurora.cache import Cache
+from aurora.cell import write_failed_csv
 from aurora.data.dataset import Truth
-from aurora.data.sources import Rejection, expand_duplicates, write_rejected_csv
+from aurora.data.sources import Rejection, write_labels_csv, write_rejected_csv
 from aurora.errors import PipelineError
 from aurora.fusion import load_partitions, plot_search_landscape, select_partitions
-from aurora.grid import write_failed_csv
 from aurora.logs import log, stage
 from aurora.ranking import write_ranking, write_results
 from aurora.record import FusionOutcome, RunRecord
@@ -136,29 +134,6 @@ def external_summary(
     return out
 
 
-def write_labels_csv(
-    ids: Sequence[str],
-    labels: np.ndarray,
-    path: str | Path,
-    duplicates: Mapping[str, str] | None = None,
-) -> None:
-    """``path,label`` for every accepted image (−1 = unassigned), written atomically.
-
-    Args:
-        ids: (N,) accepted image ids.
-        labels: (N,) their labels.
-        path: the CSV file.
-        duplicates: copy id -> original id (in ``ids``); a copy gets its original's label.
-    """
-    all_ids, rows = expand_duplicates(ids, duplicates or {})
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "label"])
-    for i, r in zip(all_ids, rows, strict=True):
-        w.writerow([i, int(labels[r])])
-    atomic_write_text(path, buf.getvalue())
-
-
 def finalize(
     settings: RunSettings,
     ctx: RunContext,
@@ -176,10 +151,10 @@ def finalize(
     Args:
         settings: the run's settings (fitted to the data).
         ctx: data and features of the run.
-        cells: the finished cells (:func:`aurora.grid.collect_cells`).
+        cells: the finished cells (:func:`aurora.cell.collect_cells`).
         out_dir: the run (or sweep) folder.
         extra: more summary entries.
-        failed: the cells that failed (:func:`aurora.grid.collect_failed`).
+        failed: the cells that failed (:func:`aurora.cell.collect_failed`).
 
     Returns:
         The run record (its ``summary`` has counts, failed cells, the chosen fusion and, when
@@ -201,7 +176,8 @@ def finalize(
         st["msg"] = f"{len(cells)} cells ranked; best {ranked[0]['cell']}"
     with stage("fuse") as st:
         fusion = fuse(settings.fusion, out_dir / "ranking.csv", out_dir)
-        write_labels_csv(ids, fusion.labels, out_dir / "labels.csv", ctx.duplicates)
+        labels = [int(v) for v in fusion.labels]
+        write_labels_csv(out_dir / "labels.csv", ids, {"label": labels}, ctx.duplicates)
         write_rejected_csv(rejected, out_dir / "rejected.csv")
         n_groups = _n_groups(fusion.labels)
         st["msg"] = (

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -18,7 +17,15 @@ import numpy as np
 from omegaconf.errors import MissingMandatoryValue
 
 from aurora.cache import Cache
-from aurora.grid import cell_name, clear_cell, collect_cells, run_cell, write_cell, write_failed
+from aurora.cell import (
+    CellSpec,
+    cell_name,
+    clear_cell,
+    collect_cells,
+    run_cell,
+    write_cell,
+    write_failed,
+)
 from aurora.guard import error_line
 from aurora.logs import log, stage
 from aurora.run_status import one_line
@@ -30,37 +37,6 @@ class GridFeatures(Protocol):
     features: np.ndarray  # (N, D)
     key: str  # cache key of the features (the reductions are cached under it)
     random_init: bool  # recorded with the cell
-
-
-@dataclass(frozen=True)
-class CellSpec:
-    """One grid cell: which features, reducer, clusterer and number of clusters."""
-
-    extractor: str
-    reducer: str
-    clusterer: str
-    n_clusters: int
-
-    @property
-    def name(self) -> str:
-        """Folder-safe cell name, e.g. ``simclr__pca__kmeans__k12``."""
-        return f"{self.extractor}__{self.reducer}__{self.clusterer}__k{self.n_clusters}"
-
-
-def grid_cells(
-    extractors: Sequence[str],
-    reducers: Sequence[str],
-    clusterers: Sequence[str],
-    n_clusters: Sequence[int],
-) -> list[CellSpec]:
-    """The full product of the grid axes, in a fixed order."""
-    return [
-        CellSpec(e, r, c, int(k))
-        for e in extractors
-        for r in reducers
-        for c in clusterers
-        for k in n_clusters
-    ]
 
 
 def _is_user_error(err: BaseException) -> bool:
@@ -129,7 +105,7 @@ def run_grid(
     """Run the given grid cells and write each one's ``cell.json`` + ``labels.npy``.
 
     A cell that raises is recorded (``failed.json`` in its folder, read back with
-    :func:`aurora.grid.collect_failed`; see :func:`record_failure`) and the grid goes on.
+    :func:`aurora.cell.collect_failed`; see :func:`record_failure`) and the grid goes on.
 
     Args:
         cells: the cells to run.
@@ -147,7 +123,7 @@ def run_grid(
         keep_going: false = a failing cell raises (a sweep job, which records itself).
 
     Returns:
-        The finished cells under ``cells_dir`` as rows (see :func:`aurora.grid.collect_cells`).
+        The finished cells under ``cells_dir`` as rows (see :func:`aurora.cell.collect_cells`).
     """
     cache = Cache(cache_dir)
     for spec in cells:

@@ -15,6 +15,7 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from aurora.cell import CellSpec, collect_failed, grid_cells
 from aurora.checks import (
     DataFit,
     check_against_data,
@@ -23,11 +24,10 @@ from aurora.checks import (
     check_training,
 )
 from aurora.errors import PipelineError
-from aurora.grid import collect_failed
 from aurora.logs import stage
 from aurora.run.context import RunContext, load_context
 from aurora.run.finalize import finalize, print_summary
-from aurora.run.grid import CellSpec, grid_cells, run_grid
+from aurora.run.grid import run_grid
 from aurora.run.settings import RunSettings
 from aurora.run_status import begin_run, fail_run, finish_run
 

@@ -21,15 +21,15 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from aurora.cell import CellSpec, clear_cell, collect_cells, collect_failed
 from aurora.checks import check_against_data, check_grid, check_number
 from aurora.config import plain
 from aurora.errors import PipelineError, SettingsError
-from aurora.grid import clear_cell, collect_cells, collect_failed
 from aurora.guard import run_guarded
 from aurora.logs import log
 from aurora.run.context import load_context
 from aurora.run.finalize import check_some_cells, finalize, print_summary
-from aurora.run.grid import CellSpec, record_failure
+from aurora.run.grid import record_failure
 from aurora.run.main import check_settings, run_cells, start_run
 from aurora.run.settings import RunSettings
 from aurora.run_status import fail_run, finish_run

@@ -14,8 +14,6 @@ Outputs in the run folder: ``labels.csv`` (``path,label,distance,novel``) and ``
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 from dataclasses import dataclass, field
@@ -26,7 +24,7 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from aurora.cache import atomic_write_text
-from aurora.data.sources import Rejection, expand_duplicates, scan, write_rejected_csv
+from aurora.data.sources import Rejection, scan, write_labels_csv, write_rejected_csv
 from aurora.extractors import extract_features
 from aurora.preprocess import build_preprocessed
 from aurora.reduction import embed_new
@@ -150,14 +148,12 @@ def write_apply_outputs(result: ApplyResult, out_dir: str | Path) -> None:
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ids, rows = expand_duplicates(result.ids, result.duplicates)
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "label", "distance", "novel"])
-    for rid, r in zip(ids, rows, strict=True):
-        dist = f"{float(result.distances[r]):.6g}"
-        w.writerow([rid, int(result.labels[r]), dist, int(bool(result.novel[r]))])
-    atomic_write_text(out_dir / "labels.csv", buf.getvalue())
+    columns = {
+        "label": [int(v) for v in result.labels],
+        "distance": [f"{float(d):.6g}" for d in result.distances],
+        "novel": [int(bool(v)) for v in result.novel],
+    }
+    write_labels_csv(out_dir / "labels.csv", result.ids, columns, result.duplicates)
     write_rejected_csv(result.rejected, out_dir / "rejected.csv")
 
 

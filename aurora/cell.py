@@ -1,4 +1,4 @@
-"""One grid cell (reduce -> cluster -> score) and the files a Hydra multirun leaves behind.
+"""One grid cell: its spec and name, running it (reduce -> cluster -> score), and its files.
 
 A cell's job folder holds ``cell.json`` (its meta data, scores and timings) and
 ``labels.npy`` (int64, (N,)); a cell that failed leaves ``failed.json`` instead (its name,
@@ -12,6 +12,7 @@ ranked and written to ``ranking.csv`` / ``results.csv`` by :mod:`aurora.ranking`
 from __future__ import annotations
 
 import csv
+import dataclasses
 import inspect
 import io
 import json
@@ -160,8 +161,13 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def cell_name(meta: Mapping[str, Any]) -> str:
-    """Readable cell name from meta data, e.g. ``resnet50/pca/kmeans/k30/s0``."""
+def cell_name(meta: Mapping[str, Any], sep: str = "/") -> str:
+    """The one spelling of a cell's name, from what is known of it.
+
+    ``extractor``, ``reducer``, ``clusterer``, ``k<n_clusters>`` and ``s<seed>``, those present,
+    joined by ``sep``: ``resnet50/pca/kmeans/k30/s0`` in tables and logs; with ``sep="__"`` and
+    no seed, ``resnet50__pca__kmeans__k30``, the cell's folder.
+    """
     if meta.get("cell"):
         return str(meta["cell"])
     parts = [str(meta[k]) for k in ("extractor", "reducer", "clusterer") if k in meta]
@@ -169,7 +175,38 @@ def cell_name(meta: Mapping[str, Any]) -> str:
         parts.append(f"k{meta['n_clusters']}")
     if "seed" in meta:
         parts.append(f"s{meta['seed']}")
-    return "/".join(parts)
+    return sep.join(parts)
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """One grid cell: which features, reducer, clusterer and number of clusters."""
+
+    extractor: str
+    reducer: str
+    clusterer: str
+    n_clusters: int
+
+    @property
+    def name(self) -> str:
+        """Folder name: :func:`cell_name` joined by ``__``, e.g. ``simclr__pca__kmeans__k12``."""
+        return cell_name(dataclasses.asdict(self), sep="__")
+
+
+def grid_cells(
+    extractors: Sequence[str],
+    reducers: Sequence[str],
+    clusterers: Sequence[str],
+    n_clusters: Sequence[int],
+) -> list[CellSpec]:
+    """The full product of the grid axes, in a fixed order."""
+    return [
+        CellSpec(e, r, c, int(k))
+        for e in extractors
+        for r in reducers
+        for c in clusterers
+        for k in n_clusters
+    ]
 
 
 def write_cell(
