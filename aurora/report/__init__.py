@@ -57,7 +57,7 @@ def write_report(record: RunRecord, out_dir: Path) -> Path:
     """Write ``out_dir/index.html`` with its figures and ``report_data.npz``.
 
     Args:
-        record: the finished run (:class:`aurora.pipeline.RunRecord`).
+        record: the finished run (:class:`aurora.record.RunRecord`).
         out_dir: the report folder, usually ``RUN/report``.
 
     Returns:
