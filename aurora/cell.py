@@ -66,6 +66,69 @@ class CellResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def fit_sample_rows(
+    n: int,
+    fit_sample: int | None,
+    *,
+    times: Sequence[Any] | None = None,
+    seed: int = 0,
+    keep: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """The rows a grid cell fits its reducer and clusterer on, or None for all of them.
+
+    Above ``fit_sample`` rows, ``fit_sample`` rows evenly spaced in time (in the order of
+    ``times``; a seeded random order where there are none), so that no night is missed, plus
+    the rows in ``keep`` (those named by constraints). At or below it: None, and nothing changes.
+
+    Args:
+        n: number of rows.
+        fit_sample: the most rows to fit on (None = no limit).
+        times: (n,) datetimes or None per row.
+        seed: seed of the offset and of the order of rows without a time.
+        keep: row indices that must be in the sample.
+
+    Returns:
+        Sorted (m,) int64 row indices, or None.
+    """
+    if fit_sample is None or n <= int(fit_sample):
+        return None
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    if times is not None:
+        stamp = np.array([t.timestamp() if t is not None else np.inf for t in times])
+        order = order[np.argsort(stamp[order], kind="stable")]  # untimed rows: random, last
+    pos = np.floor((np.arange(int(fit_sample)) + rng.random()) * n / int(fit_sample))
+    rows = order[np.minimum(pos.astype(np.int64), n - 1)]
+    if keep is not None and len(keep):
+        rows = np.concatenate([rows, np.asarray(keep, dtype=np.int64).ravel()])
+    return np.unique(rows)
+
+
+def _fit_on_rows(est: Any, emb: np.ndarray, fit_rows: np.ndarray, constraints: dict) -> np.ndarray:
+    """Fit ``est`` on the sampled rows; labels for every row (``predict``, else the nearest
+    sampled row's label)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    est.fit(emb[fit_rows], **constraints)
+    fitted = np.asarray(est.labels_, dtype=np.int64)
+    if hasattr(est, "predict"):
+        labels = np.asarray(est.predict(emb), dtype=np.int64)
+    else:
+        knn = KNeighborsClassifier(n_neighbors=1).fit(emb[fit_rows], fitted)
+        labels = np.asarray(knn.predict(emb), dtype=np.int64)
+    labels[fit_rows] = fitted
+    return labels
+
+
+def _rows_of(pairs: Any, fit_rows: np.ndarray) -> Any:
+    """Constraint pairs (row indices of all rows) as indices into the sampled rows."""
+    if pairs is None:
+        return None
+    pos = np.full(int(fit_rows.max()) + 1, -1, dtype=np.int64)
+    pos[fit_rows] = np.arange(len(fit_rows))
+    return pos[np.asarray(pairs, dtype=np.int64)]
+
+
 def run_cell(
     features: np.ndarray,
     reducer_cfg: Mapping[str, Any] | DictConfig,
@@ -81,8 +144,14 @@ def run_cell(
     truth: Sequence[Any] | None = None,
     nuisance: Mapping[str, Sequence[Any]] | None = None,
     memory_budget_bytes: int | None = DEFAULT_MEMORY_BUDGET_BYTES,
+    fit_rows: np.ndarray | None = None,
 ) -> CellResult:
     """Reduce (cached), cluster and score one cell.
+
+    With ``fit_rows`` (:func:`fit_sample_rows`), the reducer and the clusterer are fitted on
+    those rows and every row is assigned (``transform``/``predict``, nearest neighbours where
+    the method has none); stability is computed on subsamples of the fitted rows, and the
+    scores record ``fit_sample`` (the silhouette is sampled as always).
 
     Args:
         features: (N, D) features.
@@ -99,31 +168,45 @@ def run_cell(
         nuisance: optional name -> (N,) nuisance values (e.g. ``{"moon": flags}``); gives
             ``nuisance_ami_<name>``.
         memory_budget_bytes: n² memory budget for reducers and clusterers.
+        fit_rows: (m,) sorted rows to fit on (constraint rows among them), or None = all.
 
     Returns:
         The :class:`CellResult`.
     """
     t0 = time.perf_counter()
     emb = fit_transform_cached(
-        features, reducer_cfg, seed, cache, features_key, memory_budget_bytes=memory_budget_bytes
+        features,
+        reducer_cfg,
+        seed,
+        cache,
+        features_key,
+        memory_budget_bytes=memory_budget_bytes,
+        fit_rows=fit_rows,
     )
     t1 = time.perf_counter()
     est = make_estimator(clusterer_cfg, seed)
-    check_estimator_memory(est, emb.shape[0], memory_budget_bytes)
+    fit_emb = emb if fit_rows is None else emb[fit_rows]
+    check_estimator_memory(est, fit_emb.shape[0], memory_budget_bytes)
     uses_constraints = "must_link" in inspect.signature(est.fit).parameters and (
         must_link is not None or cannot_link is not None
     )
     constraints = {"must_link": must_link, "cannot_link": cannot_link} if uses_constraints else {}
-    est.fit(emb, **constraints)
-    labels = np.asarray(est.labels_, dtype=np.int64)
+    if fit_rows is None:
+        est.fit(emb, **constraints)
+        labels = np.asarray(est.labels_, dtype=np.int64)
+    else:
+        constraints = {k: _rows_of(v, fit_rows) for k, v in constraints.items()}
+        labels = _fit_on_rows(est, emb, fit_rows, constraints)
     t2 = time.perf_counter()
     scores: dict[str, float] = dict(
         internal_scores(emb, labels, sample_size=silhouette_sample, seed=seed)
     )
     scores["n_clusters_found"] = float(np.unique(labels[labels >= 0]).size)
+    if fit_rows is not None:
+        scores["fit_sample"] = float(len(fit_rows))
     if stability_splits >= 2:
         scores.update(
-            stability_scores(est, emb, n_splits=stability_splits, seed=seed, **constraints)
+            stability_scores(est, fit_emb, n_splits=stability_splits, seed=seed, **constraints)
         )
     else:
         scores.update(stability_ari=math.nan, stability_ami=math.nan)

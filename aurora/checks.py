@@ -57,6 +57,17 @@ def check_number(
     return value
 
 
+def check_fit_sample(value: Any) -> int | None:
+    """``grid.fit_sample``: None (fit on every row) or an integer of at least 100.
+
+    Raises:
+        SettingsError: anything else (a sample that small could not stand for the data).
+    """
+    if value is None:
+        return None
+    return int(check_number("grid.fit_sample", value, 100, integer=True))
+
+
 @dataclass(frozen=True)
 class GridSettings:
     """The grid axes after the checks on their own.

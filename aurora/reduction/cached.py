@@ -28,14 +28,22 @@ import numpy as np
 from aurora.cache import Cache, stable_hash
 from aurora.clustering.memory import DEFAULT_MEMORY_BUDGET_BYTES, check_estimator_memory
 from aurora.config import make_estimator, plain
-from aurora.reduction.linear import LINEAR_FILE, LinearMap, linear_map
+from aurora.reduction.linear import LINEAR_FILE, LinearMap, embed_new, linear_map
 
 STAGE = "reduce"
 
 
-def reducer_key(features_key: str, reducer_cfg: Mapping[str, Any], seed: int) -> str:
-    """Cache key of a reduction (features key, reducer config, seed)."""
-    return stable_hash("reduce-v2", features_key, plain(reducer_cfg), int(seed))
+def reducer_key(
+    features_key: str,
+    reducer_cfg: Mapping[str, Any],
+    seed: int,
+    fit_rows: np.ndarray | None = None,
+) -> str:
+    """Cache key of a reduction (features key, reducer config, seed, rows it was fitted on)."""
+    key = stable_hash("reduce-v2", features_key, plain(reducer_cfg), int(seed))
+    if fit_rows is None:  # fitted on every row: the key reductions always had
+        return key
+    return stable_hash(key, "fit_rows", np.asarray(fit_rows, dtype=np.int64))
 
 
 def fit_transform_cached(
@@ -46,8 +54,14 @@ def fit_transform_cached(
     features_key: str,
     *,
     memory_budget_bytes: int | None = DEFAULT_MEMORY_BUDGET_BYTES,
+    fit_rows: np.ndarray | None = None,
 ) -> np.ndarray:
     """Reduce ``features`` with the configured reducer, reading/writing the cache.
+
+    With ``fit_rows``, the reducer is fitted on those rows only and every other row is placed
+    as a new image would be (:func:`aurora.reduction.linear.embed_new`: the affine map, or the
+    weighted mean embedding of its nearest fitted rows); the fitted rows keep their own
+    embedding.
 
     Args:
         features: (N, D) feature matrix.
@@ -56,6 +70,7 @@ def fit_transform_cached(
         cache: the shared cache.
         features_key: cache key of ``features`` (identifies them without hashing N×D).
         memory_budget_bytes: budget for n×n matrices (Kernel PCA, Isomap); ``None`` = no guard.
+        fit_rows: (n,) sorted row indices to fit on, or None = all rows.
 
     Returns:
         (N, d) embedding, float.
@@ -67,16 +82,19 @@ def fit_transform_cached(
     features = np.asarray(features)
     if features.ndim != 2:
         raise ValueError(f"features must be a 2-D (N, D) array; got shape {features.shape}")
-    key = reducer_key(features_key, reducer_cfg, seed)
+    key = reducer_key(features_key, reducer_cfg, seed, fit_rows)
     entry = cache.path(STAGE, key)
     if cache.exists(STAGE, key):
         return np.load(entry / "embedding.npy")
+    fit = features if fit_rows is None else np.asarray(features[fit_rows])
     est = make_estimator(reducer_cfg, seed)
-    check_estimator_memory(est, features.shape[0], memory_budget_bytes)
-    emb = np.asarray(est.fit_transform(features))
-    if emb.ndim != 2 or emb.shape[0] != features.shape[0]:
+    check_estimator_memory(est, fit.shape[0], memory_budget_bytes)
+    emb = np.asarray(est.fit_transform(fit))
+    if emb.ndim != 2 or emb.shape[0] != fit.shape[0]:
         raise RuntimeError(f"{type(est).__name__} returned shape {emb.shape}")
-    lin = linear_map(est, features, emb)
+    lin = linear_map(est, fit, emb)
+    if fit_rows is not None:
+        emb = _place_all(features, fit_rows, emb, lin)
     with cache.writing(STAGE, key) as tmp:
         np.save(tmp / "embedding.npy", emb)
         if lin is not None:
@@ -90,19 +108,44 @@ def fit_transform_cached(
             "n_components": int(emb.shape[1]),
             "transform": "linear" if lin is not None else "neighbours",
         }
+        if fit_rows is not None:
+            meta["fit_rows"] = int(len(fit_rows))
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
     return emb
 
 
+def _place_all(
+    features: np.ndarray,
+    fit_rows: np.ndarray,
+    fitted: np.ndarray,
+    lin: LinearMap | None,
+    chunk: int = 16384,
+) -> np.ndarray:
+    """(N, d) embedding of every row from the (n, d) embedding of the fitted rows."""
+    out = np.empty((features.shape[0], fitted.shape[1]), dtype=fitted.dtype)
+    train = np.asarray(features[fit_rows]) if lin is None else features[:0]
+    for a in range(0, features.shape[0], chunk):
+        block = np.asarray(features[a : a + chunk])
+        out[a : a + chunk] = embed_new(
+            block, linear=lin, train_features=train, train_embedding=fitted
+        )
+    out[fit_rows] = fitted
+    return out
+
+
 def load_linear_map(
-    cache: Cache, features_key: str, reducer_cfg: Mapping[str, Any], seed: int
+    cache: Cache,
+    features_key: str,
+    reducer_cfg: Mapping[str, Any],
+    seed: int,
+    fit_rows: np.ndarray | None = None,
 ) -> LinearMap | None:
     """The cached reduction's affine map, or None when the reducer is not affine.
 
     Raises:
         FileNotFoundError: no cache entry for this reduction.
     """
-    key = reducer_key(features_key, reducer_cfg, seed)
+    key = reducer_key(features_key, reducer_cfg, seed, fit_rows)
     if not cache.exists(STAGE, key):
         raise FileNotFoundError(f"no cached reduction {key} under {cache.path(STAGE, key)}")
     path = cache.path(STAGE, key) / LINEAR_FILE
@@ -110,7 +153,11 @@ def load_linear_map(
 
 
 def cached_entry(
-    cache: Cache, features_key: str, reducer_cfg: Mapping[str, Any], seed: int
+    cache: Cache,
+    features_key: str,
+    reducer_cfg: Mapping[str, Any],
+    seed: int,
+    fit_rows: np.ndarray | None = None,
 ) -> Path:
     """Folder of the cache entry of a reduction (may not exist)."""
-    return cache.path(STAGE, reducer_key(features_key, reducer_cfg, seed))
+    return cache.path(STAGE, reducer_key(features_key, reducer_cfg, seed, fit_rows))

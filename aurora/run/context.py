@@ -17,6 +17,7 @@ import numpy as np
 from hydra.utils import instantiate
 
 from aurora.cache import stable_hash
+from aurora.cell import fit_sample_rows
 from aurora.clustering import constraints_from_reference
 from aurora.data.dataset import Truth, ensure_dataset, frame_times, read_truth
 from aurora.data.sources import Manifest, Rejection, scan
@@ -51,6 +52,15 @@ class RunContext:
     cannot_link: np.ndarray | None = None  # (C, 2)
     duplicates: dict[str, str] = field(default_factory=dict)  # copy id -> original id
     truth: Truth = Truth(None, {})  # the truth table's classes and nuisances
+
+    def fit_rows(self, fit_sample: int | None, seed: int) -> np.ndarray | None:
+        """The rows every grid cell fits on (:func:`aurora.cell.fit_sample_rows`): at most
+        ``fit_sample``, evenly spaced in time, plus every row a constraint names; None when
+        there are no more rows than that."""
+        pairs = [np.asarray(p).ravel() for p in (self.must_link, self.cannot_link) if p is not None]
+        keep = np.concatenate(pairs).astype(np.int64) if pairs else None
+        times = self.timestamps or None
+        return fit_sample_rows(len(self.ids), fit_sample, times=times, seed=seed, keep=keep)
 
     def nuisances(self) -> dict[str, np.ndarray]:
         """The nuisances every cell is scored against: the truth table's, and the Moon (the

@@ -256,7 +256,10 @@ def _run_record(
     reducer_cfg = dict(settings.reducers[str(cell["reducer"])])
     cache = Cache(settings.cache_dir)
     seed = settings.seed
-    embedding = fit_transform_cached(feats.features, reducer_cfg, seed, cache, feats.key)
+    fit_rows = ctx.fit_rows(settings.grid.fit_sample, seed)
+    embedding = fit_transform_cached(
+        feats.features, reducer_cfg, seed, cache, feats.key, fit_rows=fit_rows
+    )
     logger_target = str((settings.train.logger or {}).get("_target_", ""))
     tb = out_dir / "tb" if "TensorBoard" in logger_target else None
     return RunRecord(
@@ -281,7 +284,7 @@ def _run_record(
         extractor_identity=feats.identity,
         preprocess_cfg=feats.store.config,
         reducer_cfg=reducer_cfg,
-        reducer_entry=cached_entry(cache, feats.key, reducer_cfg, seed),
+        reducer_entry=cached_entry(cache, feats.key, reducer_cfg, seed, fit_rows),
         features_key=feats.key,
         seed=seed,
         config=settings.config,

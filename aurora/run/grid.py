@@ -101,6 +101,7 @@ def run_grid(
     truth: np.ndarray | None = None,
     nuisances: Mapping[str, Sequence[Any]] | None = None,
     keep_going: bool = True,
+    fit_rows: np.ndarray | None = None,
 ) -> list[dict[str, Any]]:
     """Run the given grid cells and write each one's ``cell.json`` + ``labels.npy``.
 
@@ -121,6 +122,7 @@ def run_grid(
         truth: (N,) true classes (None = unknown) for the external scores, or None.
         nuisances: name -> (N,) values whose dependence with each partition is scored.
         keep_going: false = a failing cell raises (a sweep job, which records itself).
+        fit_rows: the rows every cell fits on (``grid.fit_sample``), or None = all.
 
     Returns:
         The finished cells under ``cells_dir`` as rows (see :func:`aurora.cell.collect_cells`).
@@ -153,6 +155,7 @@ def run_grid(
                     cannot_link=cannot_link,
                     truth=truth,
                     nuisance=nuisances,
+                    fit_rows=fit_rows,
                 )
                 write_cell(result, out, meta)
                 s = result.scores

@@ -165,6 +165,7 @@ def run_cells(
         truth=ctx.truth.classes,
         nuisances=ctx.nuisances(),
         keep_going=keep_going,
+        fit_rows=ctx.fit_rows(settings.grid.fit_sample, settings.seed),
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from aurora.checks import DataFit
+from aurora.checks import DataFit, check_fit_sample
 from aurora.config import plain
 
 
@@ -83,6 +83,7 @@ class GridSettings:
             ``clusterers``.
         n_clusters: the k values as given (a list or one value; :func:`aurora.checks.check_grid`).
         stability_splits: as given.
+        fit_sample: the most rows a cell fits its reducer and clusterer on (None = all).
     """
 
     extractors: tuple[str, ...] | None
@@ -90,6 +91,7 @@ class GridSettings:
     clusterers: tuple[str, ...] | None
     n_clusters: Any
     stability_splits: Any
+    fit_sample: int | None = None
 
     def axis(self, name: str, configured: Mapping[str, Any]) -> list[str]:
         """The names of grid axis ``name`` (``extractors``, ...): as given, or all configured."""
@@ -187,6 +189,7 @@ class RunSettings:
                 names("clusterers"),
                 plain(grid.n_clusters),
                 grid.stability_splits,
+                check_fit_sample(grid.get("fit_sample")),
             ),
             preprocess=plain(cfg.preprocess),
             extractors=plain(cfg.extractors),
