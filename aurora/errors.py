@@ -2,7 +2,7 @@
 
 Also the two resource errors every stage can meet, a full disk and exhausted memory, and the
 helpers that recognise them in an exception chain raised from inside a library (Lightning,
-torch, numpy), so that :func:`aurora.cli.run_guarded` can say what ran out and what to change.
+torch, numpy), so that :func:`aurora.guard.run_guarded` can say what ran out and what to change.
 """
 
 from __future__ import annotations
@@ -20,7 +20,14 @@ DISK_FULL_ERRNOS: frozenset[int] = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 class AuroraError(RuntimeError):
-    """A run cannot go on; the message says why and what to change."""
+    """A run cannot go on; the message says why and what to change.
+
+    Every error a user can cause (a setting, an input file, a missing model or weights, a
+    resource) derives from it, keeping its other bases (``class CheckpointError(AuroraError,
+    ValueError)``) so that ``except ValueError`` still catches it. The command line prints
+    these in one line (:func:`aurora.guard.run_guarded`); any other exception is a bug and
+    keeps its traceback.
+    """
 
 
 class PipelineError(AuroraError):
@@ -202,7 +209,7 @@ def out_of_memory_error(err: BaseException) -> OutOfMemoryError | None:
     for e in exception_chain(err):
         if isinstance(e, OutOfMemoryError):
             return e
-        if isinstance(e, AuroraError) or type(e).__module__.startswith("aurora."):
+        if isinstance(e, AuroraError):
             continue
         gpu = _is_gpu_oom(e)
         if not gpu and not isinstance(e, MemoryError):

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from hydra.errors import InstantiationException
 from omegaconf.errors import MissingMandatoryValue
 
 from aurora.errors import AuroraError, disk_full_error, out_of_memory_error
@@ -18,15 +19,20 @@ from aurora.errors import AuroraError, disk_full_error, out_of_memory_error
 def error_line(err: BaseException) -> str | None:
     """The one-line message for ``err`` (without ``error:``), or None when it is a bug.
 
-    Errors raised by aurora itself print their own message. Otherwise a full disk
-    (``ENOSPC`` / ``EDQUOT`` anywhere in the ``__cause__`` / ``__context__`` chain, also when
-    raised from inside Lightning or torch and wrapped) names the path and the free space, and
-    exhausted memory (``MemoryError``, torch's CUDA ``OutOfMemoryError``) says which batch size
-    to lower. Anything else returns None.
+    The policy is by type: an :class:`aurora.errors.AuroraError` (every error a user can
+    cause derives from it) prints its own message, also when Hydra's ``instantiate`` wrapped
+    it (a constructor refusing a setting of the YAML). Otherwise a full disk (``ENOSPC`` /
+    ``EDQUOT`` anywhere in the ``__cause__`` / ``__context__`` chain, also when raised from
+    inside Lightning or torch and wrapped) names the path and the free space, and exhausted
+    memory (``MemoryError``, torch's CUDA ``OutOfMemoryError``) says which batch size to
+    lower. Anything else, a ``ValueError`` raised by aurora's own code included, is a bug:
+    None.
     """
     if not isinstance(err, Exception):
         return None
-    if isinstance(err, AuroraError) or type(err).__module__.startswith("aurora."):
+    if isinstance(err, InstantiationException) and isinstance(err.__cause__, AuroraError):
+        err = err.__cause__
+    if isinstance(err, AuroraError):
         return " ".join(str(err).split()) or type(err).__name__
     resource = disk_full_error(err) or out_of_memory_error(err)
     return None if resource is None else str(resource)
@@ -35,7 +41,7 @@ def error_line(err: BaseException) -> str | None:
 def run_guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
     """Call ``fn`` and return a process exit code.
 
-    Errors raised by aurora itself (their messages name the file, setting or model at fault),
+    :class:`aurora.errors.AuroraError` (the messages name the file, setting or model at fault),
     unset required settings, a full disk and exhausted memory are printed as ``error: ...`` on
     one line with exit code 2 (see :func:`error_line`); anything else is a bug and keeps its
     traceback.

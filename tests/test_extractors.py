@@ -486,6 +486,46 @@ def test_hf_cache_is_used_offline(offline: Path) -> None:
         assert torch.equal(ex(x), src(x))
 
 
+def _hf_cache_entry(home: Path, repo: str, payload: bytes = b"w") -> Path:
+    """A Hugging Face cache entry of ``repo`` holding ``model.safetensors``; returns the file."""
+    folder = home / "hub" / f"models--{repo.replace('/', '--')}"
+    snap = folder / "snapshots" / "0123abcd"
+    snap.mkdir(parents=True)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text("0123abcd")
+    (snap / "model.safetensors").write_bytes(payload)
+    return snap / "model.safetensors"
+
+
+def test_resolve_weights_decides_the_source(
+    offline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One decision, in timm's order: file, Hugging Face cache, hub, else a clear refusal."""
+    from aurora.extractors import weights as w
+
+    local = tmp_path / "w.safetensors"
+    local.write_bytes(b"w")
+    repo = "timm/resnet18.a1_in1k"
+    assert w.resolve_weights("resnet18", True, local, repo) == w.WeightsSource("file", local)
+    # An explicit file wins over pretrained=False too (it implies pretrained weights).
+    assert w.resolve_weights("resnet18", False, str(local), None).kind == "file"
+    assert w.resolve_weights("resnet18", False, None, repo) == w.WeightsSource("random")
+    with pytest.raises(w.WeightsUnavailableError, match="nope.pth is not a file"):
+        w.resolve_weights("resnet18", False, tmp_path / "nope.pth", repo)
+    with pytest.raises(w.WeightsUnavailableError, match="HF_HUB_OFFLINE is set"):
+        w.resolve_weights("resnet18", True, None, repo)
+    with pytest.raises(w.WeightsUnavailableError, match="timm has no pretrained weights"):
+        w.resolve_weights("resnet18", True, None, None, url=None)
+    monkeypatch.setattr(w, "hub_reachable", lambda: True)
+    assert w.resolve_weights("resnet18", True, None, repo) == w.WeightsSource("hub")
+    assert w.resolve_weights("resnet18", True, None, None, url="https://x/w.pth").kind == "hub"
+    cached = _hf_cache_entry(offline, repo)
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert w.resolve_weights("resnet18", True, None, repo) == w.WeightsSource("hf_cache", cached)
+    # Nothing is downloaded, built or written: it only looks.
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
 # --- extraction and cache -------------------------------------------------------------------
 
 

@@ -33,9 +33,10 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from aurora.clustering.constraints import PairsLike, lift_cannot_links, must_link_groups
+from aurora.errors import AuroraError
 
 
-class InfeasibleConstraintsError(RuntimeError):
+class InfeasibleConstraintsError(AuroraError):
     """No centre satisfies the cannot-links of some must-link group, even after restarts."""
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from aurora.errors import AuroraError
+
 DEFAULT_MEMORY_BUDGET_BYTES: int = 4 * 1024**3
 """Default budget for one dense n×n float64 matrix (4 GiB)."""
 
 
-class MemoryLimitError(MemoryError):
+class MemoryLimitError(AuroraError, MemoryError):
     """A method would need a dense n×n matrix larger than the configured memory budget."""
 
 

@@ -10,8 +10,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from aurora.errors import AuroraError
 
-class DataError(ValueError):
+
+class DataError(AuroraError, ValueError):
     """Images that cannot be used for training (wrong shape or dtype, too few)."""
 
 

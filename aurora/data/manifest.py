@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from aurora.cache import atomic_write_text, stable_hash
+from aurora.errors import AuroraError
 
 UNREADABLE = "unreadable"
 EMPTY_FILE = "empty file"
@@ -40,11 +41,11 @@ REASONS: tuple[str, ...] = (
 DUPLICATE = "duplicate"
 
 
-class DataSourceError(Exception):
+class DataSourceError(AuroraError):
     """A data source that cannot be used at all: missing path, no images, unreadable list."""
 
 
-class ImageReadError(Exception):
+class ImageReadError(AuroraError):
     """One input that cannot become an image; ``reason`` is one of :data:`REASONS`.
 
     Args:

@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from aurora.errors import AuroraError
+
 __all__ = ["MetadataError", "parse_time", "read_time_column"]
 
 
-class MetadataError(Exception):
+class MetadataError(AuroraError):
     """A metadata table that cannot be used; the message names the file, line and value."""
 
 

@@ -28,11 +28,12 @@ import cdflib
 import numpy as np
 
 from aurora.data.metadata import parse_time
+from aurora.errors import AuroraError
 
 _IMAGE_VAR = re.compile(r"^thg_as[fi]_([a-z0-9]{4})$")
 
 
-class CdfError(Exception):
+class CdfError(AuroraError):
     """A CDF that cannot be read (``unreadable``) or holds no THEMIS image (``unsupported``)."""
 
     def __init__(self, message: str, unsupported: bool = False) -> None:
@@ -172,7 +173,7 @@ _THEMIS_HEADER = (256, 256, 65535)  # what the reader decodes: 256 x 256, 16-bit
 _CACHE_FILES = 8  # decoded files kept (about 2.6 MB each)
 
 
-class Stream0Error(Exception):
+class Stream0Error(AuroraError):
     """A THEMIS stream0 file that cannot become frames.
 
     Args:

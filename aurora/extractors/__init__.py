@@ -1,5 +1,5 @@
-"""Feature extractors (timm ImageNet networks, our trained encoders), batched cached extraction
-and TensorBoard projector export."""
+"""Feature extractors (timm ImageNet networks, our trained encoders), where their weights come
+from (:mod:`.weights`), batched cached extraction and TensorBoard projector export."""
 
 from aurora.extractors.checkpoint_extractor import CheckpointExtractor
 from aurora.extractors.inference import (
@@ -17,13 +17,13 @@ from aurora.extractors.projector import (
     export_projector,
     read_metadata,
 )
-from aurora.extractors.timm_extractor import (
-    ExtractorConfigError,
-    TimmExtractor,
-    UnknownModelError,
+from aurora.extractors.timm_extractor import ExtractorConfigError, TimmExtractor, UnknownModelError
+from aurora.extractors.weights import (
     WeightsMismatchError,
+    WeightsSource,
     WeightsUnavailableError,
     load_timm_weights,
+    resolve_weights,
     weights_unavailable_message,
 )
 
@@ -36,6 +36,7 @@ __all__ = [
     "TimmExtractor",
     "UnknownModelError",
     "WeightsMismatchError",
+    "WeightsSource",
     "WeightsUnavailableError",
     "add_projector_labels",
     "build_extractor",
@@ -46,5 +47,6 @@ __all__ = [
     "load_feature_set",
     "load_timm_weights",
     "read_metadata",
+    "resolve_weights",
     "weights_unavailable_message",
 ]

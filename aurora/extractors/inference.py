@@ -43,7 +43,6 @@ from torch.utils.data import DataLoader, Dataset
 
 from aurora.cache import Cache, atomic_write_text, stable_hash
 from aurora.errors import AuroraError
-from aurora.extractors.timm_extractor import WeightsMismatchError, WeightsUnavailableError
 
 STAGE = "features"
 SHARD_STAGE = "features_shards"
@@ -368,8 +367,9 @@ def extract_features(
 def build_extractor(cfg: Any, **overrides: Any) -> Any:
     """Instantiate an ``extractor/`` group config, surfacing our own errors unwrapped.
 
-    Hydra wraps every constructor error in ``InstantiationException``; a missing-weights or
-    bad-checkpoint error is re-raised as itself so the user sees its one message.
+    Hydra wraps every constructor error in ``InstantiationException``; an
+    :class:`aurora.errors.AuroraError` (missing weights, a bad checkpoint, a setting) is
+    re-raised as itself so that callers can catch it by type and the user sees its one message.
 
     Args:
         cfg: the group config (``_target_`` and arguments, e.g. ``preprocess``).
@@ -381,18 +381,6 @@ def build_extractor(cfg: Any, **overrides: Any) -> Any:
     try:
         return instantiate(cfg, **overrides)
     except InstantiationException as err:
-        cause = err.__cause__
-        own: tuple[type[BaseException], ...] = (
-            AuroraError,
-            WeightsUnavailableError,
-            WeightsMismatchError,
-        )
-        try:  # Lightning is loaded only when an extractor failed to build
-            from aurora.models import CheckpointError
-
-            own += (CheckpointError,)
-        except ImportError:  # pragma: no cover
-            pass
-        if isinstance(cause, own):
-            raise cause from None
+        if isinstance(err.__cause__, AuroraError):
+            raise err.__cause__ from None
         raise

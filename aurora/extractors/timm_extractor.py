@@ -1,16 +1,10 @@
 """ImageNet networks from timm as feature extractors (ResNet-50, Inception-v3, MobileNet-v2).
 
-Weights are resolved once, in the constructor, before any image is touched:
-
-1. ``weights=PATH``: a local timm checkpoint, ``.safetensors`` or ``.pth`` state dict (wrappers
-   such as ``{"state_dict": ...}`` / ``{"model": ...}`` and DDP/compile prefixes are unwrapped
-   by timm's own loader; classifier keys, which ``num_classes=0`` drops, are ignored; any other
-   mismatch is a :class:`WeightsMismatchError` naming the keys).
-2. ``pretrained=True``: the Hugging Face cache (``timm/<model>.<tag>``) if it holds the file,
-   otherwise the normal timm download from the hub, tried only when the hub answers within a
-   few seconds (so an offline machine fails at once instead of retrying for a minute).
-3. Neither works: :class:`WeightsUnavailableError` with the one message that says how to supply
-   the weights. Random weights only with an explicit ``pretrained=False``.
+Weights are resolved once, in the constructor, before any image is touched, by
+:func:`aurora.extractors.weights.resolve_weights`: a local ``weights=PATH`` file, else with
+``pretrained=True`` the Hugging Face cache or timm's download, else
+:class:`~aurora.extractors.weights.WeightsUnavailableError` saying how to supply them; random
+weights only with an explicit ``pretrained=False``.
 
 Weights that need another architecture variant or another normalisation than timm's default
 tag are described the timm way: ``model_kwargs`` go to ``timm.create_model`` (e.g.
@@ -25,12 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
-import socket
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import torch
 import torch.nn.functional as F
@@ -39,22 +29,17 @@ from torch import nn
 from aurora.cache import file_sha256
 from aurora.config import plain
 from aurora.errors import AuroraError
+from aurora.extractors.weights import (
+    WeightsUnavailableError,
+    cached_hub_file,
+    load_timm_weights,
+    resolve_weights,
+    weights_unavailable_message,
+)
 
-#: Files a timm model repository on the hub may hold, in timm's order of preference.
-_HUB_FILES = ("model.safetensors", "open_clip_pytorch_model.bin", "pytorch_model.bin")
-_PROBE_TIMEOUT_S = 3.0
 
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights were asked for and cannot be obtained (offline, no local file)."""
-
-
-class UnknownModelError(ValueError):
+class UnknownModelError(AuroraError, ValueError):
     """The configured model name is not a timm model."""
-
-
-class WeightsMismatchError(ValueError):
-    """A local weights file does not fit the model architecture."""
 
 
 class ExtractorConfigError(AuroraError, ValueError):
@@ -164,65 +149,6 @@ def check_pretrained_cfg_overlay(model_name: str, overlay: Mapping[str, Any]) ->
     return out
 
 
-def weights_unavailable_message(model_name: str, hub_id: str | None, reason: str) -> str:
-    """The one message shown when pretrained weights cannot be found.
-
-    Args:
-        model_name: timm model name as configured (e.g. ``resnet50``).
-        hub_id: Hugging Face repository of the default pretrained tag (``timm/resnet50.a1_in1k``).
-        reason: what was tried and failed, one short sentence.
-    """
-    repo = hub_id or f"timm/{model_name}"
-    return (
-        f"Pretrained weights for timm model '{model_name}' are not available: {reason} "
-        f"Supply them in one of two ways: "
-        f"(1) download them on a machine with internet (e.g. `hf download {repo}` or "
-        f"timm.create_model('{model_name}', pretrained=True)), copy the weights file here "
-        f"and set extractor.weights=PATH (a timm checkpoint, .safetensors or .pth state dict); "
-        f"or (2) populate the Hugging Face cache (HF_HOME, default ~/.cache/huggingface) with "
-        f"'{repo}' and run with HF_HUB_OFFLINE=1. "
-        f"Random weights are used only with an explicit extractor.pretrained=false."
-    )
-
-
-def _hf_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def _hf_cache_dir() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "huggingface"
-    )
-    return Path(home) / "hub"
-
-
-def _cached_hub_file(hub_id: str) -> Path | None:
-    """A weights file of ``hub_id`` already in the local Hugging Face cache, if any."""
-    from huggingface_hub import try_to_load_from_cache
-
-    for name in _HUB_FILES:
-        hit = try_to_load_from_cache(hub_id, name, cache_dir=_hf_cache_dir())
-        if isinstance(hit, str) and os.path.isfile(hit):
-            return Path(hit)
-    return None
-
-
-def _hub_reachable(timeout: float = _PROBE_TIMEOUT_S) -> bool:
-    """True when the hub endpoint accepts a TCP connection within ``timeout`` seconds."""
-    if _hf_offline():
-        return False
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    url = urlparse(endpoint)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        with socket.create_connection((url.hostname or "", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:
     """Hash of a state dict's names, shapes, dtypes and values (for random initialisations)."""
     h = hashlib.sha256()
@@ -231,60 +157,6 @@ def state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
-
-
-def _classifier_names(pretrained_cfg: Mapping[str, Any]) -> tuple[str, ...]:
-    cls = pretrained_cfg.get("classifier") or ()
-    return (cls,) if isinstance(cls, str) else tuple(cls)
-
-
-def load_timm_weights(model: nn.Module, path: str | Path, model_name: str) -> None:
-    """Load a local weights file into a ``num_classes=0`` timm model, strictly.
-
-    Args:
-        model: the timm model built with ``num_classes=0``.
-        path: ``.safetensors``, ``.pth``/``.pt``/``.bin`` state dict or timm training checkpoint.
-        model_name: used in error messages.
-
-    Raises:
-        WeightsMismatchError: keys missing from the file, unexpected keys or wrong shapes.
-    """
-    from timm.models import load_state_dict
-
-    try:
-        state = load_state_dict(str(path), use_ema=False, weights_only=True)
-    except Exception as err:  # unreadable / not a state dict
-        raise WeightsMismatchError(
-            f"cannot read weights file {path} for timm model '{model_name}': {err}"
-        ) from err
-    if not isinstance(state, Mapping) or not all(torch.is_tensor(v) for v in state.values()):
-        raise WeightsMismatchError(
-            f"weights file {path} for timm model '{model_name}' does not hold a state dict of "
-            f"tensors"
-        )
-    own = model.state_dict()
-    # num_classes=0 removes the classifier; a full ImageNet checkpoint still carries it.
-    head = tuple(f"{c}." for c in _classifier_names(getattr(model, "pretrained_cfg", {})))
-    state = {k: v for k, v in state.items() if k in own or not k.startswith(head)}
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = sorted(
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if tuple(state[k].shape) != tuple(own[k].shape)
-    )
-    if missing or unexpected or shapes:
-
-        def show(keys: list[str]) -> str:
-            more = f" ... (+{len(keys) - 8} more)" if len(keys) > 8 else ""
-            return ", ".join(keys[:8]) + more
-
-        raise WeightsMismatchError(
-            f"weights file {path} does not match timm model '{model_name}': "
-            f"missing keys [{show(missing)}]; unexpected keys [{show(unexpected)}]; "
-            f"shape mismatches [{show(shapes)}]"
-        )
-    model.load_state_dict(state, strict=True)
 
 
 class TimmExtractor(nn.Module):
@@ -365,46 +237,19 @@ class TimmExtractor(nn.Module):
         # its weights stops here, before any work.
         default_cfg = get_pretrained_cfg(model_name)
         hub_id = default_cfg.hf_hub_id if default_cfg is not None else None
-        self.weights_source = "random"
+        url = default_cfg.url if default_cfg is not None else None
+        source = resolve_weights(model_name, pretrained, weights, hub_id, url)
+        self.weights_source = source.kind
         self.weights_path: str | None = None
-        local: Path | None = None
-        if weights is not None:
-            local = Path(weights).expanduser()
-            if not local.is_file():
-                raise WeightsUnavailableError(
-                    weights_unavailable_message(
-                        model_name, hub_id, f"extractor.weights={weights} is not a file."
-                    )
-                )
-            self.weights_source = "file"
-        elif pretrained:
-            local = _cached_hub_file(hub_id) if hub_id else None
-            if local is not None:
-                self.weights_source = "hf_cache"
-            elif default_cfg is None or (hub_id is None and not default_cfg.url):
-                raise WeightsUnavailableError(
-                    weights_unavailable_message(
-                        model_name, hub_id, "timm has no pretrained weights for it."
-                    )
-                )
-            elif not _hub_reachable():
-                why = "HF_HUB_OFFLINE is set" if _hf_offline() else "the hub cannot be reached"
-                raise WeightsUnavailableError(
-                    weights_unavailable_message(
-                        model_name, hub_id, f"{why} and the local cache has no copy."
-                    )
-                )
-            else:
-                self.weights_source = "hub"
 
         sha: str | None = None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # reproducible random initialisation
             model = create(False)
-        if local is not None:
-            load_timm_weights(model, local, model_name)
-            self.weights_path, sha = str(local), file_sha256(local)
-        elif self.weights_source == "hub":
+        if source.path is not None:
+            load_timm_weights(model, source.path, model_name)
+            self.weights_path, sha = str(source.path), file_sha256(source.path)
+        elif source.kind == "hub":
             try:
                 model = create(True)
             except ExtractorConfigError:
@@ -415,7 +260,7 @@ class TimmExtractor(nn.Module):
                         model_name, hub_id, f"the download failed ({type(err).__name__})."
                     )
                 ) from err
-            local = _cached_hub_file(hub_id) if hub_id else None
+            local = cached_hub_file(hub_id) if hub_id else None
             if local is not None:
                 self.weights_path, sha = str(local), file_sha256(local)
         cfg = dict(model.pretrained_cfg)

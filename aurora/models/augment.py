@@ -11,12 +11,14 @@ Every view is re-masked to the inscribed sky circle, so nothing outside the circ
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from aurora.errors import SettingsError
 
 
 @dataclass(frozen=True)
@@ -75,19 +77,19 @@ class AugmentConfig:
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
             if name.endswith("_p") and not 0.0 <= value <= 1.0:
-                raise ValueError(f"augment.{name} must be a probability in [0, 1], got {value}")
+                raise SettingsError(f"augment.{name}", value, "a probability in [0, 1]")
         for name in ("crop_scale", "crop_ratio", "blur_sigma"):
             lo, hi = getattr(self, name)
             if not 0.0 < lo <= hi:
-                raise ValueError(f"augment.{name} must be (lo, hi) with 0 < lo <= hi, got {lo, hi}")
+                raise SettingsError(f"augment.{name}", (lo, hi), "(lo, hi) with 0 < lo <= hi")
         if self.crop_scale[1] > 1.0:
-            raise ValueError(f"augment.crop_scale upper bound must be <= 1, got {self.crop_scale}")
+            raise SettingsError("augment.crop_scale", self.crop_scale, "an upper bound <= 1")
         for name in ("brightness", "contrast", "channel"):
             if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"augment.{name} must be in [0, 1), got {getattr(self, name)}")
+                raise SettingsError(f"augment.{name}", getattr(self, name), "a value in [0, 1)")
         for name in ("glow", "noise"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"augment.{name} must be in [0, 1], got {getattr(self, name)}")
+                raise SettingsError(f"augment.{name}", getattr(self, name), "a value in [0, 1]")
 
 
 def sky_mask(height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -118,10 +120,15 @@ class SkyAugment(nn.Module):
         for key in ("crop_scale", "crop_ratio", "blur_sigma"):
             if key in params:
                 params[key] = tuple(params[key])
-        try:
-            self.cfg = AugmentConfig(**params)
-        except TypeError as err:
-            raise ValueError(f"unknown augmentation setting: {err}") from err
+        known = {f.name for f in fields(AugmentConfig)}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise SettingsError(
+                f"augment.{unknown[0]}",
+                params[unknown[0]],
+                f"unknown augmentation setting (the settings are {', '.join(sorted(known))})",
+            )
+        self.cfg = AugmentConfig(**params)
 
     def _affine(self, n: int, gen: torch.Generator) -> torch.Tensor:
         """Per-image affine maps from output to input normalised coordinates, shape (n, 2, 3)."""

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from aurora.errors import SettingsError
 from aurora.models.augment import SkyAugment, sky_mask
 from aurora.models.base import FeatureModule
 
@@ -52,8 +53,10 @@ class AutoEncoder(FeatureModule):
     ) -> None:
         super().__init__()
         if depth < 1 or image_size % (2**depth) != 0:
-            raise ValueError(
-                f"autoencoder image_size={image_size} must be divisible by 2**depth={2**depth}"
+            raise SettingsError(
+                "depth",
+                depth,
+                f"at least 1, with the image size {image_size} divisible by 2**depth",
             )
         augment = dict(augment) if augment is not None else None
         self.save_hyperparameters(

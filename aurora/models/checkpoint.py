@@ -8,10 +8,11 @@ from typing import Any
 
 import torch
 
+from aurora.errors import AuroraError
 from aurora.models.base import FeatureModule
 
 
-class CheckpointError(ValueError):
+class CheckpointError(AuroraError, ValueError):
     """A checkpoint that is missing, unreadable or not written by an aurora feature module."""
 
 

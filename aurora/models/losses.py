@@ -7,6 +7,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from aurora.errors import SettingsError
+
 
 def _check_pairs(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> None:
     if z1.shape != z2.shape or z1.ndim != 2:
@@ -14,7 +16,7 @@ def _check_pairs(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> None
             f"nt_xent needs two (B, D) batches of equal shape, got {z1.shape}, {z2.shape}"
         )
     if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+        raise SettingsError("temperature", temperature, "a number > 0")
 
 
 def _unit_rows(z: torch.Tensor) -> torch.Tensor:
@@ -115,7 +117,7 @@ class NTXentLoss(nn.Module):
     def __init__(self, temperature: float = 0.1, gather_distributed: bool = True) -> None:
         super().__init__()
         if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise SettingsError("temperature", temperature, "a number > 0")
         self.temperature = float(temperature)
         self.gather_distributed = bool(gather_distributed)
 

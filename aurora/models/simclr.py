@@ -9,12 +9,13 @@ import timm
 import torch
 from torch import nn
 
+from aurora.errors import AuroraError
 from aurora.models.augment import SkyAugment
 from aurora.models.base import FeatureModule
 from aurora.models.losses import NTXentLoss, pair_similarities
 
 
-class BackboneError(RuntimeError):
+class BackboneError(AuroraError):
     """A timm backbone could not be built (unknown name or unavailable pretrained weights)."""
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aurora.errors import AuroraError, SettingsError
+
 #: Side of the square the darkness and Moon decisions are made on (independent of ``size``).
 WORK_SIZE = 256
 #: Long side of the thumbnail the sky circle is searched on.
@@ -42,7 +44,7 @@ MIN_SEARCH_SIDE = 32
 BRIGHT_SKY = 128.0
 
 
-class PreprocessError(ValueError):
+class PreprocessError(AuroraError, ValueError):
     """Base class of the errors raised by the preprocessing chain."""
 
 
@@ -111,15 +113,15 @@ class PreprocessConfig:
             if value is not None:
                 object.__setattr__(self, name, tuple(float(v) for v in value))
         if self.size < 8:
-            raise ValueError(f"preprocess.size must be at least 8, got {self.size}")
+            raise SettingsError("preprocess.size", self.size, "at least 8")
         lo, hi = self.l_percentiles
         if not 0.0 <= lo < hi <= 100.0:
-            raise ValueError(f"preprocess.l_percentiles must be 0 <= lo < hi <= 100: {lo, hi}")
+            raise SettingsError("preprocess.l_percentiles", (lo, hi), "0 <= lo < hi <= 100")
         if self.star_kernel > 1 and self.star_kernel % 2 == 0:
-            raise ValueError(f"preprocess.star_kernel must be odd (or 0/1), got {self.star_kernel}")
+            raise SettingsError("preprocess.star_kernel", self.star_kernel, "an odd size (or 0/1)")
         if self.max_gain is not None and self.max_gain < 1:
-            raise ValueError(f"preprocess.max_gain must be at least 1 (or null): {self.max_gain}")
+            raise SettingsError("preprocess.max_gain", self.max_gain, "at least 1 (or null)")
         if self.moon not in ("mask", "keep"):
-            raise ValueError(f"preprocess.moon must be 'mask' or 'keep', got {self.moon!r}")
+            raise SettingsError("preprocess.moon", self.moon, "'mask' or 'keep'")
         if self.circle is not None and (len(self.circle) != 3 or self.circle[2] <= 0):
-            raise ValueError(f"preprocess.circle must be (cx, cy, r) with r > 0: {self.circle}")
+            raise SettingsError("preprocess.circle", self.circle, "(cx, cy, r) with r > 0")

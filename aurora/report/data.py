@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aurora.cache import atomic_save_npz
+from aurora.errors import AuroraError
 
 if TYPE_CHECKING:
     from aurora.record import RunRecord
@@ -26,7 +27,7 @@ MONTAGE_SIZE = 16
 THUMB_PX = 64
 
 
-class ReportDataError(RuntimeError):
+class ReportDataError(AuroraError):
     """``report_data.npz`` is missing or unreadable."""
 
 

@@ -20,7 +20,6 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from aurora.cache import stable_hash
-from aurora.errors import AuroraError
 from aurora.extractors.checkpoint_extractor import CheckpointExtractor
 from aurora.extractors.timm_extractor import TimmExtractor, state_dict_sha256
 from aurora.solution.errors import SolutionExtractorError
@@ -134,8 +133,6 @@ def rebuild_extractor(entry: Mapping[str, Any], folder: Path) -> SolutionExtract
         )
     try:
         inner = cls.from_export(dict(entry["params"]))
-    except AuroraError:
-        raise
     except Exception as err:  # the arguments came from a file: any failure is the file's
         raise SolutionExtractorError(
             f"solution {folder}: cannot build the {kind} extractor from its parameters: {err}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aurora.errors import AuroraError
+
 MORPHOLOGIES: tuple[str, ...] = (
     "single_arc",
     "multiple_arcs",
@@ -27,7 +29,7 @@ CSV_COLUMNS: tuple[str, ...] = (
 )
 
 
-class SynthError(ValueError):
+class SynthError(AuroraError, ValueError):
     """Raised for invalid generator arguments (unknown morphology, bad size, ...)."""
 
 
