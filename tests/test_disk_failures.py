@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-import aurora.cache as cache_mod
+import aurora.atomic as atomic_mod
 from aurora.cache import (
     Cache,
     atomic_write_bytes,
@@ -101,7 +101,7 @@ def test_killed_writer_tmp_is_removed_by_next_write_live_one_kept(tmp_path: Path
     (killed,) = stage.iterdir()
     assert killed.name.startswith(f".killed.tmp-{proc.pid}@")
 
-    host = cache_mod._HOST
+    host = atomic_mod._HOST
     live = stage / f".live.tmp-{os.getpid()}@{host}~abcd1234"  # this process: still writing
     live.mkdir()
     dead = stage / f".dead.tmp-{_dead_pid()}@{host}~abcd1234"
@@ -140,7 +140,7 @@ def test_atomic_write_leaves_no_partial_file_on_enospc(tmp_path: Path, monkeypat
         f.flush()
         raise ENOSPC
 
-    monkeypatch.setattr(cache_mod, "_write_fully", half_then_full)
+    monkeypatch.setattr(atomic_mod, "_write_fully", half_then_full)
     target = tmp_path / "sub" / "blob.bin"
     with pytest.raises(DiskFullError) as info:
         atomic_write_bytes(target, b"x" * 10_000)
@@ -225,7 +225,7 @@ def test_disk_full_while_checkpointing_then_rerun(
 ) -> None:
     from aurora.run import train_encoder_cached
 
-    real_write = cache_mod._write_fully
+    real_write = atomic_mod._write_fully
     written: list[str] = []
 
     def full_disk(f, data, chunk=64 << 20):
@@ -249,7 +249,7 @@ def test_disk_full_while_checkpointing_then_rerun(
             log_dir=log_dir,
         )
 
-    monkeypatch.setattr(cache_mod, "_write_fully", full_disk)
+    monkeypatch.setattr(atomic_mod, "_write_fully", full_disk)
     assert train(tmp_path / "run1") == 2
     out = capsys.readouterr()
     (line,) = _error_lines(out.out)
@@ -261,7 +261,7 @@ def test_disk_full_while_checkpointing_then_rerun(
     assert _files(ckpts) == []  # no partial checkpoint, no temporary file
     assert _files(tmp_path / "cache" / "train") == []  # no temporary entry in the cache
 
-    monkeypatch.setattr(cache_mod, "_write_fully", real_write)
+    monkeypatch.setattr(atomic_mod, "_write_fully", real_write)
     assert train(tmp_path / "run2") == 0
     (entry,) = (tmp_path / "cache" / "train").iterdir()
     assert is_complete_checkpoint(entry / "model.ckpt")
@@ -293,7 +293,7 @@ def test_training_is_refused_before_it_starts_when_the_weights_cannot_fit(
 
     fits: list[int] = []
     monkeypatch.setattr(pl.Trainer, "fit", lambda *a, **k: fits.append(1))
-    monkeypatch.setattr(cache_mod, "free_bytes", lambda path: 1000)
+    monkeypatch.setattr(atomic_mod, "free_bytes", lambda path: 1000)
     assert run_guarded(fit_model, sky, SIMCLR, TRAINER, tmp_path, loader=LoaderConfig(**LOADER))
     (line,) = _error_lines(capsys.readouterr().out)
     assert line.startswith(f"error: disk full writing {tmp_path / 'checkpoints'}: 1000 B free, ")

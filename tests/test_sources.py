@@ -623,16 +623,16 @@ def test_stream0_broken_files_are_rejections(tmp_path: Path) -> None:
 def test_stream0_file_is_decoded_once(tmp_path: Path, monkeypatch) -> None:
     import gzip
 
-    from aurora.data import themis
+    from aurora.data.themis import stream0
 
     calls: list[str] = []
-    real = themis._read_all
+    real = stream0._read_all
 
     def counting(path, compression):
         calls.append(path)
         return real(path, compression)
 
-    monkeypatch.setattr(themis, "_read_all", counting)
+    monkeypatch.setattr(stream0, "_read_all", counting)
     for i in range(3):
         raw = _stream0(_s0_frames(seed=10 + i), _S0_TIMES)
         (tmp_path / f"f{i}.pgm.gz").write_bytes(gzip.compress(raw, compresslevel=1))
@@ -700,13 +700,13 @@ def test_stream0_frames_read_in_a_forked_worker(tmp_path: Path) -> None:
     import gzip
     import multiprocessing as mp
 
-    from aurora.data import themis
+    from aurora.data.themis import stream0
 
     frames = _s0_frames()
     path = tmp_path / "f.pgm.gz"
     path.write_bytes(gzip.compress(_stream0(frames, _S0_TIMES), compresslevel=1))
     record = ImageRecord("f.pgm.gz#0001", str(path), 1, None, "x")
     # As if another thread of the parent were inside the cache when the pool forks.
-    with themis._cache_lock, mp.get_context("fork").Pool(1) as pool:
+    with stream0._cache_lock, mp.get_context("fork").Pool(1) as pool:
         arr = pool.apply_async(read_image, (record,)).get(timeout=60)
     np.testing.assert_array_equal(arr, frames[1])

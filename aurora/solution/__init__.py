@@ -1,4 +1,5 @@
-"""Saved solutions: a run's groups as data (:mod:`.store`) that label new images (:mod:`.apply`)."""
+"""Saved solutions: a run's groups as data (layout and loading :mod:`.store`, writing
+:mod:`.save`) that label new images (:mod:`.apply`)."""
 
 from aurora.solution.apply import ApplyResult, apply_solution, label_images, write_apply_outputs
 from aurora.solution.errors import (
@@ -14,6 +15,7 @@ from aurora.solution.extractor import (
     export_extractor,
     rebuild_extractor,
 )
+from aurora.solution.save import save_solution
 from aurora.solution.schema import FORMAT_VERSION, MANIFEST_SCHEMA
 from aurora.solution.store import (
     MANIFEST,
@@ -23,7 +25,6 @@ from aurora.solution.store import (
     load_solution,
     neighbour_distances,
     novelty_threshold,
-    save_solution,
 )
 
 __all__ = [

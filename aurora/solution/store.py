@@ -1,5 +1,8 @@
 """A saved solution: everything needed to label new images with the groups of a finished run.
 
+This module holds the folder's layout, the :class:`Solution` it loads into and the reading
+(:func:`load_solution`); :mod:`aurora.solution.save` writes it.
+
 Layout of ``RUN/solution/`` (format 2; nothing in it is code or pickle)::
 
     manifest.json     format, versions, counts, preprocessing, extractor and reducer
@@ -21,23 +24,16 @@ A format-1 folder (pickled reducer, extractor built from a ``_target_``) is refu
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
-import platform
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aurora.cache import atomic_save_npz, atomic_write_text, file_sha256
-from aurora.extractors import build_extractor
+from aurora.cache import file_sha256
 from aurora.preprocess import PreprocessConfig
 from aurora.reduction import LINEAR_FILE, LinearMap
 from aurora.solution.errors import (
@@ -45,12 +41,11 @@ from aurora.solution.errors import (
     SolutionIntegrityError,
     SolutionVersionError,
 )
-from aurora.solution.extractor import SolutionExtractor, export_extractor, rebuild_extractor
+from aurora.solution.extractor import SolutionExtractor, rebuild_extractor
 from aurora.solution.schema import FORMAT_VERSION, validate_manifest
 
 if TYPE_CHECKING:
     from aurora.fusion import FusedNeighbours
-    from aurora.record import RunRecord
 
 MANIFEST = "manifest.json"
 REFERENCE = "reference.npz"
@@ -64,7 +59,6 @@ PLACEMENT_NEIGHBOURS = 5
 #: 0.99 quantile flags about 1 % of images from the same population; a reducer such as UMAP
 #: pulls its training points together, which new (transformed) points do not share.
 NOVELTY_QUANTILE = 0.99
-_PACKAGES = ("numpy", "scikit-learn", "torch", "timm", "umap-learn", "safetensors")
 
 
 def aurora_version() -> str:
@@ -73,16 +67,6 @@ def aurora_version() -> str:
         return metadata.version("aurora")
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
         return "0+unknown"
-
-
-def _package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version(), "aurora": aurora_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
 
 
 def _major(version: str) -> str:
@@ -167,131 +151,6 @@ def novelty_threshold(distances: np.ndarray, quantile: float = NOVELTY_QUANTILE)
     d = np.asarray(distances, dtype=np.float64)
     d = d[np.isfinite(d)]
     return float(np.quantile(d, quantile)) if len(d) >= 2 else None
-
-
-def _preprocess_dict(cfg: PreprocessConfig | Mapping[str, Any]) -> dict[str, Any]:
-    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        return dataclasses.asdict(cfg)
-    return dict(cfg)
-
-
-def _build_run_extractor(record: RunRecord) -> Any:
-    """The run's extractor, rebuilt from its (trusted, local) config, checked against the run."""
-    extractor = build_extractor(record.extractor_cfg)
-    if extractor.identity() != record.extractor_identity:
-        raise SolutionError(
-            f"cannot save the solution: extractor {record.extractor_name} rebuilt from its config "
-            "is not the one that made the features (its weights changed during the run?)"
-        )
-    return extractor
-
-
-def _copy_linear_map(entry: Path, tmp: Path) -> str:
-    """Copy the reducer's affine map from its cache entry when it has one; returns the kind."""
-    src = entry / LINEAR_FILE
-    if not (entry / "meta.json").is_file():
-        raise SolutionError(f"cannot save the solution: reducer cache entry {entry} is missing")
-    if not src.is_file():
-        return "neighbours"
-    LinearMap.load(src).save(tmp / LINEAR_FILE)
-    return "linear"
-
-
-def save_solution(record: RunRecord, out_dir: Path) -> Path:
-    """Write the solution folder of a finished run (replacing an older one atomically).
-
-    Args:
-        record: the run record (:class:`aurora.record.RunRecord`).
-        out_dir: destination folder, usually ``RUN/solution``.
-
-    Returns:
-        ``out_dir``.
-    """
-    from aurora.fusion import FusedNeighbours
-
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    labels = np.asarray(record.labels, dtype=np.int64)
-    embedding = np.asarray(record.embedding, dtype=np.float32)
-    features = np.asarray(record.features, dtype=np.float32)
-    n = len(record.ids)
-    if labels.shape != (n,) or embedding.shape[0] != n or features.shape[0] != n:
-        raise SolutionError(
-            f"run record is inconsistent: {n} ids, labels {labels.shape}, "
-            f"embedding {embedding.shape}, features {features.shape}"
-        )
-    extractor = _build_run_extractor(record)
-    distances = neighbour_distances(features, labels)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        ext_entry = export_extractor(extractor, tmp)
-        transform = _copy_linear_map(Path(record.reducer_entry), tmp)
-        atomic_save_npz(
-            tmp / REFERENCE,
-            ids=np.asarray([str(i) for i in record.ids], dtype=str),
-            features=features,
-            embedding=embedding,
-            labels=labels,
-            moon=np.asarray(record.moon, dtype=bool),
-            neighbour_distance=distances,
-        )
-        assigned = labels >= 0
-        if assigned.any():
-            FusedNeighbours(n_neighbors=1).fit(embedding, labels).save(tmp / NEIGHBOURS)
-        run_info = {
-            "run_dir": str(record.run_dir),
-            "solution_cell": {k: v for k, v in record.solution_cell.items() if k != "cell_dir"},
-            "reducer": record.reducer_cfg,
-            "extractor": record.extractor_cfg,
-            "fusion": record.summary.get("fusion"),
-            "config": record.config,
-        }
-        atomic_write_text(tmp / RUN_INFO, json.dumps(run_info, indent=2, default=str) + "\n")
-        files = {
-            p.relative_to(tmp).as_posix(): file_sha256(p)
-            for p in sorted(tmp.rglob("*"))
-            if p.is_file()
-        }
-        manifest = {
-            "format": "aurora-solution",
-            "format_version": FORMAT_VERSION,
-            "aurora_version": aurora_version(),
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "versions": _package_versions(),
-            "seed": int(record.seed),
-            "n_reference": n,
-            "n_groups": int(labels.max() + 1) if assigned.any() else 0,
-            "n_unassigned": int((~assigned).sum()),
-            "solution_cell": str(record.solution_cell.get("cell", "")),
-            "features_key": str(record.features_key),
-            "preprocess": _preprocess_dict(record.preprocess_cfg),
-            "extractor": {"name": record.extractor_name, **ext_entry},
-            "reducer": {
-                "name": str(record.solution_cell.get("reducer", "")),
-                "transform": transform,
-                "n_neighbors": PLACEMENT_NEIGHBOURS,
-            },
-            "novelty": {
-                "space": "features",
-                "quantile": NOVELTY_QUANTILE,
-                "threshold": novelty_threshold(distances),
-            },
-            "files": files,
-        }
-        text = json.dumps(manifest, indent=2) + "\n"
-        validate_manifest(json.loads(text), tmp / MANIFEST)  # what load_solution will demand
-        (tmp / MANIFEST).write_text(text)
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            os.rename(out_dir, old)
-            os.rename(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
