@@ -25,6 +25,7 @@ import numpy as np
 
 from aurora.cache import atomic_save_npz, atomic_write_text, file_sha256
 from aurora.extractors import build_extractor
+from aurora.fusion import FusedNeighbours
 from aurora.preprocess import PreprocessConfig
 from aurora.reduction import LINEAR_FILE, LinearMap
 from aurora.solution.errors import SolutionError
@@ -97,8 +98,6 @@ def save_solution(record: RunRecord, out_dir: Path) -> Path:
     Returns:
         ``out_dir``.
     """
-    from aurora.fusion import FusedNeighbours
-
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     labels = np.asarray(record.labels, dtype=np.int64)

@@ -29,11 +29,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from sklearn.neighbors import NearestNeighbors
 
 from aurora.cache import file_sha256
+from aurora.fusion import FusedNeighbours, FusionError
 from aurora.preprocess import PreprocessConfig
 from aurora.reduction import LINEAR_FILE, LinearMap
 from aurora.solution.errors import (
@@ -43,9 +45,6 @@ from aurora.solution.errors import (
 )
 from aurora.solution.extractor import SolutionExtractor, rebuild_extractor
 from aurora.solution.schema import FORMAT_VERSION, validate_manifest
-
-if TYPE_CHECKING:
-    from aurora.fusion import FusedNeighbours
 
 MANIFEST = "manifest.json"
 REFERENCE = "reference.npz"
@@ -127,8 +126,6 @@ def neighbour_distances(features: np.ndarray, labels: np.ndarray) -> np.ndarray:
         (N,) float32 distances, NaN for unassigned images (all NaN when fewer than two are
         assigned).
     """
-    from sklearn.neighbors import NearestNeighbors
-
     assigned = np.asarray(labels) >= 0
     out = np.full(len(assigned), np.nan, dtype=np.float32)
     x = np.asarray(features, dtype=np.float32)[assigned]
@@ -290,9 +287,6 @@ def load_solution(path: str | Path) -> Solution:
         SolutionError: anything else that makes the folder unusable (a manifest value out of
             its range, an extractor outside the allow-list, ...).
     """
-    from aurora.fusion import FusedNeighbours
-    from aurora.fusion.voting import FusionError
-
     path = Path(path).expanduser()
     manifest = _read_manifest(path)
     _check_versions(manifest, path)
