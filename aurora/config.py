@@ -13,6 +13,8 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import MISSING, OmegaConf
 
+from aurora.errors import SettingsError
+
 #: How an unset required value (``???`` in YAML) reads in a plain container.
 UNSET: str = MISSING
 
@@ -46,7 +48,7 @@ def make_estimator(cfg: Mapping[str, Any], seed: int) -> Any:
     """
     node = plain(cfg)
     if "_target_" not in node:
-        raise ValueError(f"estimator config has no _target_: {node}")
+        raise SettingsError("_target_", None, f"an estimator class to build; the node is {node}")
     est = instantiate(node, _convert_="all")
     params = est.get_params(deep=False) if hasattr(est, "get_params") else {}
     if "random_state" in params and node.get("random_state") is None:

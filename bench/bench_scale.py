@@ -63,9 +63,10 @@ def chain(n: int, fit_sample: int | None, stability_splits: int = 3) -> dict[str
     from sklearn.metrics import adjusted_rand_score
 
     from aurora.cache import Cache
-    from aurora.cell import collect_cells, fit_sample_rows, run_cell, write_cell
+    from aurora.cell import collect_cells, run_cell, write_cell
     from aurora.fusion import CoAssociationVoting
     from aurora.ranking import write_ranking
+    from aurora.sampling import fit_sample_rows
 
     out: dict[str, Any] = {"n": n}
     t = time.perf_counter()
@@ -108,7 +109,8 @@ def sampled_vs_full(n: int, fit_sample: int) -> float:
     from sklearn.metrics import adjusted_rand_score
 
     from aurora.cache import Cache
-    from aurora.cell import fit_sample_rows, run_cell
+    from aurora.cell import run_cell
+    from aurora.sampling import fit_sample_rows
 
     x, _, times = season(n, seed=1)
     rows = fit_sample_rows(n, fit_sample, times=times, seed=0)

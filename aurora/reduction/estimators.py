@@ -7,11 +7,13 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
+from aurora.errors import SettingsError
+
 
 def components_for_variance(X: np.ndarray, variance: float) -> int:
     """Fewest principal components of ``X`` (N, D) whose explained variance reaches ``variance``."""
     if not 0.0 < variance <= 1.0:
-        raise ValueError(f"variance must be in (0, 1], got {variance}")
+        raise SettingsError("variance", variance, "a fraction of the variance in (0, 1]")
     Xc = np.asarray(X, dtype=np.float64) - np.mean(X, axis=0)
     ev = np.linalg.svd(Xc, compute_uv=False) ** 2
     cum = np.cumsum(ev) / ev.sum()

@@ -17,7 +17,6 @@ import numpy as np
 from hydra.utils import instantiate
 
 from aurora.cache import stable_hash
-from aurora.cell import fit_sample_rows
 from aurora.clustering import constraints_from_reference
 from aurora.data.dataset import Truth, ensure_dataset, frame_times, read_truth
 from aurora.data.sources import Manifest, Rejection, scan
@@ -27,6 +26,7 @@ from aurora.preprocess import PreprocessedStore
 from aurora.run.features import ExtractedFeatures, extract_all
 from aurora.run.settings import ExtractSettings, RunSettings
 from aurora.run.stores import ImageRows, StoreSet, store_rows
+from aurora.sampling import fit_sample_rows
 
 REFERENCE_PREFIX = "reference/"
 
