@@ -21,7 +21,15 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from aurora.cell import CellSpec, clear_cell, collect_cells, collect_failed
+from aurora.cell import (
+    CELL_FILE,
+    FAILED_FILE,
+    CellSpec,
+    clear_cell,
+    collect_cells,
+    collect_failed,
+    write_failed,
+)
 from aurora.checks import check_against_data, check_grid, check_number
 from aurora.config import plain
 from aurora.errors import PipelineError, SettingsError
@@ -169,6 +177,38 @@ def _finalize_sweep(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any]:
     record = finalize(settings, ctx, cells, sweep_dir, failed=failed)
     print_summary(record.summary, sweep_dir)
     return record.summary
+
+
+def record_unfinished_jobs(sweep_dir: Path) -> list[Path]:
+    """Record every job folder of a sweep that holds no result as failed.
+
+    A job folder (it holds ``.hydra/overrides.yaml``) with neither a ``cell.json`` nor a
+    ``failed.json`` belongs to a job that was killed (time or memory limit, node failure) or
+    never ran; it gets a ``failed.json`` naming its cell from its overrides.
+
+    Returns:
+        The job folders recorded.
+    """
+    recorded = []
+    for overrides in sorted(Path(sweep_dir).glob("*/.hydra/overrides.yaml")):
+        job = overrides.parent.parent
+        if (
+            any(job.glob(CELL_FILE))
+            or any(job.glob(f"*/{CELL_FILE}"))
+            or any(job.glob(FAILED_FILE))
+        ):
+            continue
+        meta: dict[str, Any] = {}
+        for line in OmegaConf.load(overrides):
+            key, _, value = str(line).partition("=")
+            if key in ("extractor", "reducer", "clusterer", "seed"):
+                meta[key] = value
+            elif key == "clusterer.n_clusters":
+                meta["n_clusters"] = value
+        err = PipelineError("no result: the job was killed (time or memory limit) or never ran")
+        write_failed(job, meta, err)
+        recorded.append(job)
+    return recorded
 
 
 class FinalizeSweep(Callback):
