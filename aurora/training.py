@@ -15,6 +15,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
@@ -25,7 +26,7 @@ from aurora.cache import atomic_write_bytes, check_free_space, remove_stale_tmp
 from aurora.config import plain
 from aurora.data.datamodule import LoaderConfig, SkyDataModule
 from aurora.data.dataset import ensure_dataset, prepare_images
-from aurora.errors import AuroraError, disk_full_error
+from aurora.errors import AuroraError, SettingsError, disk_full_error
 from aurora.models.callbacks import ChannelsLast
 
 log = logging.getLogger(__name__)
@@ -135,6 +136,38 @@ def make_trainer(
     )
 
 
+def instantiate_callbacks(nodes: Mapping[str, Any] | DictConfig | None) -> list[pl.Callback]:
+    """The Lightning callbacks of a ``callbacks`` group node (``conf/callbacks/``), in order.
+
+    Args:
+        nodes: name -> node with a ``_target_`` (a :class:`lightning.pytorch.Callback` class)
+            and its arguments; a null node is switched off (``callbacks.early_stopping=null``).
+
+    Returns:
+        New callbacks, one per node (a callback keeps state: one list per training).
+
+    Raises:
+        SettingsError: a node that is not a callback class with arguments it takes.
+    """
+    callbacks: list[pl.Callback] = []
+    for name, node in (plain(nodes) or {}).items():
+        if node is None:
+            continue
+        key = f"callbacks.{name}"
+        if not isinstance(node, dict) or "_target_" not in node:
+            raise SettingsError(key, node, "a callback is a node with a _target_ and its arguments")
+        try:
+            callback = instantiate(node, _convert_="all")
+        except InstantiationException as err:
+            raise SettingsError(key, node, " ".join(str(err).split())) from err
+        if not isinstance(callback, pl.Callback):
+            raise SettingsError(
+                f"{key}._target_", node["_target_"], "it is not a Lightning callback class"
+            )
+        callbacks.append(callback)
+    return callbacks
+
+
 def no_logger(**_: Any) -> bool:
     """Target of ``logger=none``: Lightning's "no logger" value."""
     return False
@@ -216,12 +249,14 @@ def fit_model(
         loader: batching and split settings (defaults of LoaderConfig when None).
         seed: seeds weights, split, shuffling and augmentations.
         ckpt_path: resume from this checkpoint (optimizer, schedule, step count and all).
-        callbacks: extra Lightning callbacks.
+        callbacks: extra Lightning callbacks (:func:`instantiate_callbacks` of a ``callbacks``
+            node).
 
     Returns:
         The run's :class:`TrainResult`.
 
     Raises:
+        SettingsError: a callback watches a validation metric and no image is held out.
         DiskFullError: before training when the checkpoint folder cannot hold the weights once,
             or when a checkpoint or log does not fit; no partial checkpoint is left and
             the complete ones are kept (a log line names the one to resume from).
@@ -248,12 +283,22 @@ def fit_model(
             "checkpoint is kept",
             len(dm.train_idx),
         )
+    callbacks = list(callbacks or [])
+    watching = [c for c in callbacks if str(getattr(c, "monitor", "")).startswith("val/")]
+    if monitor is None and watching:
+        raise SettingsError(
+            "loader.val_fraction",
+            dm.loader.val_fraction,
+            f"{type(watching[0]).__name__} watches {watching[0].monitor}, and "
+            f"{len(dm.train_idx)} images at this fraction leave none for validation: raise it "
+            "or leave the callback out",
+        )
     trainer = instantiate(
         plain(trainer_cfg),
         out_dir=str(out_dir),
         logger=logger,
         monitor=monitor,
-        callbacks=list(callbacks or []),
+        callbacks=callbacks,
     )
     started = time.time()
     try:
@@ -293,7 +338,7 @@ def train(cfg: DictConfig) -> TrainResult:
 
     Args:
         cfg: the composed ``train`` config (groups data, preprocess, model, trainer, logger,
-            paths; keys ``seed``, ``loader``, ``ckpt_path``, ``out_dir``, ``jobs``).
+            callbacks, paths; keys ``seed``, ``loader``, ``ckpt_path``, ``out_dir``, ``jobs``).
 
     Returns:
         The run's :class:`TrainResult`; checkpoints and TensorBoard logs are in the run dir.
@@ -303,6 +348,7 @@ def train(cfg: DictConfig) -> TrainResult:
         from hydra.core.hydra_config import HydraConfig
 
         out_dir = HydraConfig.get().runtime.output_dir
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))  # a bad node stops before any work
     preprocess_cfg = instantiate(cfg.preprocess)
     synth = plain(cfg.data.get("synth"))
     root = ensure_dataset(str(cfg.data.root), synth, int(cfg.jobs))
@@ -323,6 +369,7 @@ def train(cfg: DictConfig) -> TrainResult:
         loader=loader,
         seed=int(cfg.seed),
         ckpt_path=cfg.get("ckpt_path"),
+        callbacks=callbacks,
     )
     log.info("best checkpoint: %s", result.best_ckpt)
     log.info("last checkpoint: %s", result.last_ckpt)

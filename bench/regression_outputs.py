@@ -27,35 +27,21 @@ WORK = Path("/tmp/aurora-regression")
 FILES = ("labels.csv", "rejected.csv", "ranking.csv")
 VOLATILE_COLUMNS = {"seconds"}
 
+# debug=tiny (conf/debug/tiny.yaml: 32 px, one epoch of a tiny autoencoder, CPU) and a grid.
 TINY = [
-    "train.image_size=32",
-    "preprocess.full.size=32",
-    "preprocess.minimal.size=32",
-    "trainer=cpu",
-    "trainer.max_epochs=1",
-    "+trainer.enable_progress_bar=false",
-    "models.autoencoder.depth=2",
-    "models.autoencoder.width=4",
-    "models.autoencoder.latent_dim=16",
-    "train.loader.batch_size=8",
-    "train.loader.num_workers=0",
-    "extract.num_workers=0",
-    "logger=none",
-    "grid.extractors=[autoencoder]",
+    "debug=tiny",
     "grid.reducers=[pca,none]",
     "grid.clusterers=[kmeans,agglomerative]",
     "grid.n_clusters=[3,4]",
-    "grid.stability_splits=2",
     "fusion.min_cluster_size=2",
-    "jobs=1",
     "seed=7",
 ]
 RUNS: dict[str, list[str]] = {
     "synthetic": [
         "data=synth",
         f"data.root={WORK / 'sky'}",
-        "+synthetic_sky.n=48",
-        "+synthetic_sky.size=64",
+        "synthetic_sky.n=48",
+        "synthetic_sky.size=64",
     ],
     "nipr": ["data=folder", f"data.root={NIPR}"],
 }

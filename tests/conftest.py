@@ -1,13 +1,33 @@
-"""Suite-wide settings: tiny networks run fastest (and most repeatably) on one thread."""
+"""Suite-wide settings and the shared fixtures of the end-to-end tests.
+
+Torch runs on one thread (tiny networks run fastest and most repeatably so) and no test may
+reach for a model hub. The end-to-end tests share one tiny synthetic sky and one cache per
+session, so the tiny autoencoder is trained once, not once per test:
+
+- :func:`tiny_sky`: 24 synthetic frames (64 px, seed 3) and their ``labels.csv``; read only
+  (a test that damages data copies it first).
+- :func:`tiny_cache`: the session's cache folder (preprocessed stores, trained encoder,
+  features); a test that needs a cold cache uses its own ``tmp_path``.
+- :func:`tiny_overrides`: ``debug=tiny`` (conf/debug/tiny.yaml) on that sky and cache.
+- :func:`cfg_cluster`, :func:`cfg_train`: those compositions of ``cluster`` and ``train``,
+  a fresh copy for each test; :func:`compose_cfg` composes with other overrides (groups).
+"""
 
 from __future__ import annotations
 
+import copy
 import os
+from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 # No test may reach for a model hub: offline is the environment these tests promise to pass in.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -27,3 +47,72 @@ def tiny_cpu_trainer() -> dict:
         "enable_progress_bar": False,
         "enable_model_summary": False,
     }
+
+
+def compose_cfg(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """The ``config_name`` config (``cluster`` or ``train``) as its script composes it."""
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose(config_name, overrides=list(overrides))
+
+
+@pytest.fixture(scope="session")
+def tiny_sky(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 synthetic frames of 64 px (seed 3) with their ``labels.csv``, shared by the session."""
+    from aurora.data.synth import generate
+
+    root = tmp_path_factory.mktemp("tiny_sky")
+    generate(root, n=24, seed=3, size=64, jobs=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's cache folder: what one test preprocesses or trains, the next reuses."""
+    return tmp_path_factory.mktemp("tiny_cache")
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides(tiny_sky: Path, tiny_cache: Path) -> list[str]:
+    """``cluster.py`` overrides of a tiny run on the session's sky and cache."""
+    return ["debug=tiny", "data=folder", f"data.root={tiny_sky}", f"paths.cache_dir={tiny_cache}"]
+
+
+@pytest.fixture(scope="session")
+def tiny_train_overrides(tiny_sky: Path, tiny_cache: Path) -> list[str]:
+    """``train.py`` overrides of a tiny autoencoder on the session's sky and cache (the model
+    of ``debug=tiny``)."""
+    return [
+        "debug=tiny_train",
+        "data=folder",
+        f"data.root={tiny_sky}",
+        f"paths.cache_dir={tiny_cache}",
+        "model=autoencoder",
+        "model.depth=2",
+        "model.width=4",
+        "model.latent_dim=16",
+    ]
+
+
+@pytest.fixture(scope="session")
+def _cfg_cluster(tiny_overrides: list[str]) -> DictConfig:
+    return compose_cfg("cluster", tiny_overrides)
+
+
+@pytest.fixture(scope="session")
+def _cfg_train(tiny_train_overrides: list[str]) -> DictConfig:
+    return compose_cfg("train", tiny_train_overrides)
+
+
+@pytest.fixture
+def cfg_cluster(_cfg_cluster: DictConfig) -> DictConfig:
+    """The ``cluster`` config of ``tiny_overrides`` (this test's own copy)."""
+    return copy.deepcopy(_cfg_cluster)
+
+
+@pytest.fixture
+def cfg_train(_cfg_train: DictConfig, tmp_path: Path) -> DictConfig:
+    """The ``train`` config of ``tiny_train_overrides``, writing into ``tmp_path / "train"``
+    (this test's own copy)."""
+    cfg = copy.deepcopy(_cfg_train)
+    cfg.out_dir = str(tmp_path / "train")
+    return cfg

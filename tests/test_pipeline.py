@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose_cfg
 from omegaconf import DictConfig
 
 from aurora.cli import main
 from aurora.data.dataset import read_truth
-from aurora.data.synth import generate
 from aurora.errors import PipelineError
 from aurora.run import (
     ImageRows,
@@ -28,37 +28,27 @@ from aurora.run import (
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The grid of these tests on top of debug=tiny (conf/debug/tiny.yaml).
 TINY = [
-    "train.image_size=32",
-    "trainer.max_epochs=1",
-    "models.autoencoder.depth=2",
-    "models.autoencoder.width=4",
-    "models.autoencoder.latent_dim=16",
-    "train.loader.batch_size=16",
-    "train.loader.num_workers=0",
-    "extract.num_workers=0",
-    "logger=none",
-    "grid.extractors=[autoencoder]",
+    "debug=tiny",
     "grid.reducers=[pca,none]",
     "grid.clusterers=[kmeans,agglomerative]",
     "grid.n_clusters=[3,4]",
-    "grid.stability_splits=2",
     "fusion.n_partitions=3",
     "fusion.min_cluster_size=2",
-    "jobs=1",
 ]
 
 
 def _compose(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose("cluster", overrides=overrides)
+    return compose_cfg("cluster", overrides)
 
 
 @pytest.fixture(scope="module")
-def sky(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """24 synthetic images plus deliberately broken files."""
+def sky(tiny_sky: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's 24 synthetic images plus deliberately broken files (a copy of its images:
+    the session's cache serves it)."""
     root = tmp_path_factory.mktemp("sky")
-    generate(root, n=24, seed=3, size=96, jobs=1)
+    shutil.copytree(tiny_sky, root, dirs_exist_ok=True)
     (root / "empty.jpg").write_bytes(b"")
     (root / "notes.jpg").write_text("not an image")
     good = next(root.glob("LYR-*.jpg")).read_bytes()
@@ -67,12 +57,12 @@ def sky(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _overrides(sky: Path, tmp: Path) -> list[str]:
+def _overrides(sky: Path, cache: Path) -> list[str]:
     return [
         "data=folder",
         f"data.root={sky}",
         f"data.truth={sky / 'labels.csv'}",
-        f"paths.cache_dir={tmp / 'cache'}",
+        f"paths.cache_dir={cache}",
         *TINY,
     ]
 
@@ -83,9 +73,9 @@ def _read(path: Path) -> list[dict[str, str]]:
 
 
 def test_run_writes_the_contract_files_and_accounts_for_every_input(
-    sky: Path, tmp_path: Path
+    sky: Path, tiny_cache: Path, tmp_path: Path
 ) -> None:
-    cfg = _compose(_overrides(sky, tmp_path))
+    cfg = _compose(_overrides(sky, tiny_cache))
     run_dir = tmp_path / "run"
     summary = run_cluster(cfg, run_dir)
 
@@ -124,7 +114,7 @@ def test_run_writes_the_contract_files_and_accounts_for_every_input(
 
 
 def test_second_run_reuses_the_cache(sky: Path, tmp_path: Path) -> None:
-    cfg = _compose(_overrides(sky, tmp_path))
+    cfg = _compose(_overrides(sky, tmp_path / "cache"))  # a cold cache of its own
     run_cluster(cfg, tmp_path / "a")
     ckpts = sorted((tmp_path / "cache" / "train").iterdir())
     feats = sorted((tmp_path / "cache" / "features").iterdir())
@@ -135,9 +125,9 @@ def test_second_run_reuses_the_cache(sky: Path, tmp_path: Path) -> None:
     assert a == (tmp_path / "b" / "labels.csv").read_text()
 
 
-def test_sweep_cells_then_finalize(sky: Path, tmp_path: Path) -> None:
+def test_sweep_cells_then_finalize(sky: Path, tiny_cache: Path, tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    base = _overrides(sky, tmp_path)
+    base = _overrides(sky, tiny_cache)
     for job, k in enumerate((3, 4)):
         cell = ["extractor=autoencoder", "reducer=pca", "clusterer=kmeans"]
         cfg = _compose([*base, *cell, f"clusterer.n_clusters={k}"])
@@ -154,14 +144,14 @@ def test_sweep_cells_then_finalize(sky: Path, tmp_path: Path) -> None:
     )
 
 
-def test_sweep_job_needs_its_cell_groups(sky: Path, tmp_path: Path) -> None:
-    cfg = _compose(_overrides(sky, tmp_path))
+def test_sweep_job_needs_its_cell_groups(sky: Path, tiny_cache: Path, tmp_path: Path) -> None:
+    cfg = _compose(_overrides(sky, tiny_cache))
     with pytest.raises(PipelineError, match="reducer"):
         run_sweep_cell(cfg, tmp_path / "job", {"extractor": "autoencoder", "clusterer": "kmeans"})
 
 
-def test_unknown_grid_name_is_a_clear_error(sky: Path, tmp_path: Path) -> None:
-    cfg = _compose([*_overrides(sky, tmp_path), "grid.reducers=[pcaa]"])
+def test_unknown_grid_name_is_a_clear_error(sky: Path, tiny_cache: Path, tmp_path: Path) -> None:
+    cfg = _compose([*_overrides(sky, tiny_cache), "grid.reducers=[pcaa]"])
     with pytest.raises(PipelineError, match="pcaa"):
         run_cluster(cfg, tmp_path / "run")
 
@@ -174,13 +164,15 @@ def test_missing_folder_is_one_line_error(tmp_path: Path, capsys: pytest.Capture
     assert len(out) == 1 and str(missing) in out[0] and out[0].startswith("error:")
 
 
-def test_cli_multirun_ranks_and_fuses_at_the_end(sky: Path, tmp_path: Path) -> None:
+def test_cli_multirun_ranks_and_fuses_at_the_end(
+    sky: Path, tiny_cache: Path, tmp_path: Path
+) -> None:
     sweep = tmp_path / "multirun"
     cmd = [
         sys.executable,
         str(ROOT / "cluster.py"),
         "-m",
-        *_overrides(sky, tmp_path),
+        *_overrides(sky, tiny_cache),
         "extractor=autoencoder",
         "reducer=pca",
         "clusterer=kmeans,agglomerative",
@@ -193,7 +185,7 @@ def test_cli_multirun_ranks_and_fuses_at_the_end(sky: Path, tmp_path: Path) -> N
     assert (sweep / "report" / "index.html").is_file()
 
 
-def test_reference_images_constrain_cop_kmeans(sky: Path, tmp_path: Path) -> None:
+def test_reference_images_constrain_cop_kmeans(sky: Path, tiny_cache: Path, tmp_path: Path) -> None:
     import shutil
 
     from aurora.data.synth import read_labels
@@ -206,7 +198,7 @@ def test_reference_images_constrain_cop_kmeans(sky: Path, tmp_path: Path) -> Non
             shutil.copy(sky / r["path"], refs / cls / r["path"])
     (refs / "corona" / "broken.jpg").write_bytes(b"")
     over = [
-        *_overrides(sky, tmp_path),
+        *_overrides(sky, tiny_cache),
         f"constraints.reference_dir={refs}",
         "grid.clusterers=[cop_kmeans]",
         "grid.n_clusters=[3]",

@@ -1,4 +1,4 @@
-"""Every command of the README, run as written (plus tiny-size overrides) on real camera folders.
+"""Every command of the README, run as written (plus ``debug=tiny``) on real camera folders.
 
 The real sample folders are in ``../shared/data``; these tests skip when it is absent. Each run
 checks the contract files and that the data folder is byte-for-byte what it was before.
@@ -24,27 +24,9 @@ THEMIS = SHARED / "themis_asi_samples"
 
 pytestmark = pytest.mark.skipif(not NIPR.is_dir(), reason="../shared/data is absent")
 
-# Tiny networks and images; everything else as the README writes it.
-TINY = [
-    "train.image_size=32",
-    "preprocess.full.size=32",
-    "preprocess.minimal.size=32",
-    "trainer=cpu",
-    "trainer.max_epochs=1",
-    "+trainer.enable_progress_bar=false",
-    "models.autoencoder.depth=2",
-    "models.autoencoder.width=4",
-    "models.autoencoder.latent_dim=16",
-    "train.loader.batch_size=8",
-    "train.loader.num_workers=0",
-    "extract.num_workers=0",
-    "logger=none",
-    "grid.extractors=[autoencoder]",
-    "grid.reducers=[pca]",
-    "grid.clusterers=[kmeans]",
-    "grid.stability_splits=2",
-    "jobs=1",
-]
+# Tiny networks, images and grid (conf/debug/tiny.yaml, a documented option); everything else
+# as the README writes it.
+TINY = ["debug=tiny"]
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -78,7 +60,14 @@ def accounting(run_dir: Path) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def nipr_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment of the runs that may share one cache (the same tiny encoder is trained once
+    for all of them); a test that checks what a run put in its cache keeps its own."""
+    return {"AURORA_CACHE_DIR": str(tmp_path_factory.mktemp("readme_cache"))}
+
+
+@pytest.fixture(scope="module")
+def nipr_run(tmp_path_factory: pytest.TempPathFactory, shared_cache: dict[str, str]) -> Path:
     """README: ``python cluster.py data=folder data.root=/path/to/season`` on 16 NIPR frames."""
     tmp = tmp_path_factory.mktemp("nipr")
     before = snapshot(NIPR)
@@ -91,6 +80,7 @@ def nipr_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
             f"hydra.run.dir={tmp / 'run'}",
         ],
         tmp,
+        shared_cache,
     )
     assert snapshot(NIPR) == before, "the run wrote inside the data folder"
     assert "aurora summary" in out
@@ -107,7 +97,7 @@ def test_cluster_on_a_small_real_folder(nipr_run: Path) -> None:
     assert (nipr_run / "solution").is_dir()
 
 
-def test_apply_a_solution_to_another_camera(tmp_path: Path) -> None:
+def test_apply_a_solution_to_another_camera(tmp_path: Path, shared_cache: dict[str, str]) -> None:
     """README: ``python cluster.py mode=apply solution=RUN/solution data=folder data.root=NEW``."""
     run(
         [
@@ -120,6 +110,7 @@ def test_apply_a_solution_to_another_camera(tmp_path: Path) -> None:
             f"hydra.run.dir={tmp_path / 'run'}",
         ],
         tmp_path,
+        shared_cache,
     )
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["n_groups"] > 0
     before = snapshot(KHO)
@@ -166,7 +157,7 @@ def test_apply_a_solution_to_another_camera(tmp_path: Path) -> None:
     assert read_csv(tmp_path / "applied2" / "labels.csv") == read_csv(out_dir / "labels.csv")
 
 
-def test_multirun_sweep_on_a_real_folder(tmp_path: Path) -> None:
+def test_multirun_sweep_on_a_real_folder(tmp_path: Path, shared_cache: dict[str, str]) -> None:
     """README: ``python cluster.py -m data=folder data.root=... extractor=... reducer=...``."""
     sweep = tmp_path / "multirun"
     before = snapshot(NIPR)
@@ -180,11 +171,12 @@ def test_multirun_sweep_on_a_real_folder(tmp_path: Path) -> None:
             "reducer=pca,none",
             "clusterer=kmeans",
             "clusterer.n_clusters=3,4",
-            *[o for o in TINY if not o.startswith("grid.")],
+            *TINY,
             "fusion.min_cluster_size=2",
             f"hydra.sweep.dir={sweep}",
         ],
         tmp_path,
+        shared_cache,
     )
     assert snapshot(NIPR) == before
     assert len(read_csv(sweep / "ranking.csv")) == 4
@@ -205,13 +197,7 @@ def test_train_simclr_on_a_real_folder(tmp_path: Path) -> None:
             "data=folder",
             f"data.root={NIPR}",
             "trainer=cpu",
-            "trainer.max_epochs=1",
-            "+trainer.enable_progress_bar=false",
-            "preprocess.size=32",
-            "loader.batch_size=8",
-            "loader.num_workers=0",
-            "logger=none",
-            "jobs=1",
+            "debug=tiny_train",
             f"out_dir={tmp_path / 'run'}",
         ],
         tmp_path,
@@ -323,7 +309,7 @@ def test_missing_weights_stop_names_the_key(tmp_path: Path) -> None:
             str(ROOT / "cluster.py"),
             "data=folder",
             f"data.root={NIPR}",
-            *[o for o in TINY if not o.startswith("grid.extractors")],
+            *TINY,
             "grid.extractors=[autoencoder,resnet50]",
             f"paths.cache_dir={tmp_path / 'cache'}",
             f"hydra.run.dir={tmp_path / 'run'}",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
 
 from aurora.cli import main
-from aurora.data.synth import generate
 from aurora.run_status import (
     PREVIOUS_DIR,
     STATUS_FILE,
@@ -19,8 +19,6 @@ from aurora.run_status import (
     one_line,
     read_status,
 )
-
-ROOT = Path(__file__).resolve().parents[1]
 
 OUTPUTS = [
     "labels.csv",
@@ -109,35 +107,16 @@ def test_one_line_names_bugs_by_type() -> None:
     assert one_line(KeyError("k")) == "KeyError: 'k'"
 
 
-def test_failed_rerun_leaves_no_result_that_looks_current(tmp_path: Path) -> None:
-    sky = tmp_path / "sky"
-    generate(sky, n=16, seed=2, size=64, jobs=1)
-    tiny = [
-        f"paths.cache_dir={tmp_path / 'cache'}",
-        "train.image_size=32",
-        "preprocess.full.size=32",
-        "trainer.max_epochs=1",
-        "+trainer.enable_progress_bar=false",
-        "models.autoencoder.depth=2",
-        "models.autoencoder.width=4",
-        "models.autoencoder.latent_dim=16",
-        "train.loader.batch_size=8",
-        "train.loader.num_workers=0",
-        "extract.num_workers=0",
-        "logger=none",
-        "grid.extractors=[autoencoder]",
-        "grid.reducers=[pca]",
-        "grid.clusterers=[kmeans]",
-        "grid.n_clusters=[3]",
-        "grid.stability_splits=2",
-        "fusion.n_partitions=1",
-        "fusion.min_cluster_size=2",
-        "jobs=1",
-    ]
+def test_failed_rerun_leaves_no_result_that_looks_current(
+    cfg_cluster: DictConfig, tmp_path: Path
+) -> None:
+    good = cfg_cluster  # debug=tiny on the session's sky and cache
+    good.grid.n_clusters = [3]
+    good.fusion.n_partitions = 1
+    good.fusion.min_cluster_size = 2
+    bad = copy.deepcopy(good)
+    bad.data.root = f"{good.data.root}_gone"
     run = tmp_path / "run"
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        good = compose("cluster", overrides=["data=folder", f"data.root={sky}", *tiny])
-        bad = compose("cluster", overrides=["data=folder", f"data.root={sky}_gone", *tiny])
     assert main(good, run, {}, "RunMode.RUN") == 0
     assert read_status(run)["state"] == "finished"
     assert 'class="status finished"' in (run / "report" / "index.html").read_text()

@@ -19,29 +19,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from aurora.data.synth import generate
-
 ROOT = Path(__file__).resolve().parents[1]
 
-# Tiny networks and images (as tests/test_pipeline.py); the cell comes from the sweep overrides.
-TINY = [
-    "train.image_size=32",
-    "preprocess.full.size=32",
-    "preprocess.minimal.size=32",
-    "trainer.max_epochs=1",
-    "+trainer.enable_progress_bar=false",
-    "models.autoencoder.depth=2",
-    "models.autoencoder.width=4",
-    "models.autoencoder.latent_dim=16",
-    "train.loader.batch_size=16",
-    "train.loader.num_workers=0",
-    "extract.num_workers=0",
-    "logger=none",
-    "grid.stability_splits=2",
-    "fusion.n_partitions=3",
-    "fusion.min_cluster_size=2",
-    "jobs=1",
-]
+# Tiny networks and images (conf/debug/tiny.yaml); the cell comes from the sweep overrides.
+TINY = ["debug=tiny", "fusion.n_partitions=3", "fusion.min_cluster_size=2"]
 
 
 def _read(path: Path) -> list[dict[str, str]]:
@@ -49,10 +30,11 @@ def _read(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _sweep(tmp_path: Path, ks: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
-    """``cluster.py -m hydra/launcher=submitit_local ... clusterer.n_clusters=KS`` on 24 frames."""
-    sky = tmp_path / "sky"
-    generate(sky, n=24, seed=3, size=64, jobs=1)
+def _sweep(
+    tmp_path: Path, ks: str, sky: Path, cache: Path
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """``cluster.py -m hydra/launcher=submitit_local ... clusterer.n_clusters=KS`` on the 24
+    frames of ``sky`` (the session's; its encoder is in ``cache``)."""
     sweep = tmp_path / "multirun"
     cmd = [
         sys.executable,
@@ -62,7 +44,7 @@ def _sweep(tmp_path: Path, ks: str) -> tuple[Path, subprocess.CompletedProcess[s
         "hydra.launcher.timeout_min=10",
         "data=folder",
         f"data.root={sky}",
-        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"paths.cache_dir={cache}",
         *TINY,
         "extractor=autoencoder",
         "reducer=pca",
@@ -89,8 +71,10 @@ def _job_logs(sweep: Path) -> dict[str, str]:
     return logs
 
 
-def test_submitit_local_sweep_runs_each_cell_as_a_job_and_finalises_once(tmp_path: Path) -> None:
-    sweep, proc = _sweep(tmp_path, "3,4")
+def test_submitit_local_sweep_runs_each_cell_as_a_job_and_finalises_once(
+    tiny_sky: Path, tiny_cache: Path, tmp_path: Path
+) -> None:
+    sweep, proc = _sweep(tmp_path, "3,4", tiny_sky, tiny_cache)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "Submitit 'local' sweep output dir" in out
@@ -114,9 +98,11 @@ def test_submitit_local_sweep_runs_each_cell_as_a_job_and_finalises_once(tmp_pat
 
 
 @pytest.mark.slow
-def test_submitit_local_sweep_with_a_failing_job_finalises_the_others(tmp_path: Path) -> None:
+def test_submitit_local_sweep_with_a_failing_job_finalises_the_others(
+    tiny_sky: Path, tiny_cache: Path, tmp_path: Path
+) -> None:
     """k = 50 > 24 images fails in its job, which records it and returns: the rest is ranked."""
-    sweep, proc = _sweep(tmp_path, "3,4,50")
+    sweep, proc = _sweep(tmp_path, "3,4,50", tiny_sky, tiny_cache)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out[-3000:]  # the failed cell is counted in the exit code
     assert "1 of 3 grid cells FAILED" in out, out[-3000:]

@@ -1,8 +1,8 @@
 """A grid cell that fails is recorded and the others are still ranked, fused and reported.
 
 Both ways of running a grid: one process (``run_cluster``) and a Hydra ``-m`` sweep (one cell
-per job, finalised by ``aurora.run.sweep.FinalizeSweep``). Tiny synthetic sky, tiny autoencoder;
-the cache is shared by the whole module so the encoder is trained once.
+per job, finalised by ``aurora.run.sweep.FinalizeSweep``). The session's tiny synthetic sky and
+tiny autoencoder (tests/conftest.py): the encoder is trained once for the whole session.
 """
 
 from __future__ import annotations
@@ -16,56 +16,36 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import compose_cfg
 from omegaconf import DictConfig
 
 import aurora.run.grid
 from aurora.cell import FAILED_FILE
 from aurora.cli import main
-from aurora.data.synth import generate
 from aurora.errors import PipelineError
 from aurora.run import finalize_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
-TINY = [
-    "train.image_size=32",
-    "preprocess.full.size=32",
-    "preprocess.minimal.size=32",
-    "trainer.max_epochs=1",
-    "+trainer.enable_progress_bar=false",
-    "models.autoencoder.depth=2",
-    "models.autoencoder.width=4",
-    "models.autoencoder.latent_dim=16",
-    "train.loader.batch_size=8",
-    "train.loader.num_workers=0",
-    "extract.num_workers=0",
-    "logger=none",
-    "grid.extractors=[autoencoder]",
-    "grid.reducers=[pca]",
+# The grid of these tests on top of debug=tiny (conf/debug/tiny.yaml).
+GRID = [
     "grid.clusterers=[kmeans,agglomerative]",
     "grid.n_clusters=[3,4]",
-    "grid.stability_splits=2",
     "fusion.n_partitions=2",
     "fusion.min_cluster_size=2",
-    "jobs=1",
 ]
 SWEEP_CELL = ["extractor=autoencoder", "reducer=pca", "clusterer=kmeans"]
 CHOICES = {"extractor": "autoencoder", "reducer": "pca", "clusterer": "kmeans"}
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    """Overrides of a 24-image synthetic sky with a cache shared by the module."""
-    sky = tmp_path_factory.mktemp("sky")
-    generate(sky, n=24, seed=5, size=64, jobs=1)
-    cache = tmp_path_factory.mktemp("cache")
-    return ["data=folder", f"data.root={sky}", f"paths.cache_dir={cache}", *TINY]
+def base(tiny_overrides: list[str]) -> list[str]:
+    """Overrides of the session's 24-image synthetic sky and cache (debug=tiny) and the grid."""
+    return [*tiny_overrides, *GRID]
 
 
 def _compose(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return compose("cluster", overrides=overrides)
+    return compose_cfg("cluster", overrides)
 
 
 def _read(path: Path) -> list[dict[str, str]]:

@@ -1,5 +1,6 @@
 """Features of each configured extractor, training our own encoders first when they have no
-checkpoint (trained once per images, model, trainer, loader and seed; cached)."""
+checkpoint (trained once per images, model, trainer, loader, seed and the callbacks that change
+training; cached)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,19 @@ from aurora.run.stores import ImageRows, StoreSet
 #: Trainer and loader settings that change how fast training runs, not what it learns.
 _RUNTIME_TRAINER = {"devices", "num_nodes", "strategy", "log_every_n_steps", "accelerator"}
 _RUNTIME_LOADER = {"num_workers", "pin_memory"}
+#: Callbacks that watch training without changing what it learns (an unknown one is assumed to
+#: change it: early stopping does).
+_WATCHING_CALLBACKS = {
+    f"lightning.pytorch.callbacks.{name}"
+    for name in (
+        "LearningRateMonitor",
+        "DeviceStatsMonitor",
+        "ModelSummary",
+        "RichModelSummary",
+        "TQDMProgressBar",
+        "RichProgressBar",
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,34 @@ class ExtractedFeatures:
     images: ImageRows | None = None
 
 
+def training_key(
+    store_key: str,
+    model_cfg: Mapping[str, Any],
+    trainer_cfg: Mapping[str, Any],
+    loader_cfg: Mapping[str, Any],
+    seed: int,
+    callbacks_cfg: Mapping[str, Any] | None = None,
+) -> str:
+    """Cache key of an encoder: what decides its weights, and nothing that only changes how
+    fast it trains or what it logs.
+
+    Without a callback that changes training, the key is that of a training without callbacks
+    (the key of every encoder trained before the ``callbacks`` group existed).
+    """
+    trainer_identity = {k: v for k, v in trainer_cfg.items() if k not in _RUNTIME_TRAINER}
+    loader_identity = {k: v for k, v in loader_cfg.items() if k not in _RUNTIME_LOADER}
+    parts: list[Any] = [store_key, model_cfg, trainer_identity, loader_identity, seed]
+    steering = {
+        name: node
+        for name, node in (callbacks_cfg or {}).items()
+        if node is not None
+        and not (isinstance(node, Mapping) and node.get("_target_") in _WATCHING_CALLBACKS)
+    }
+    if steering:
+        parts.append(steering)
+    return stable_hash(*parts)
+
+
 def train_encoder_cached(
     images: np.ndarray,
     store_key: str,
@@ -66,8 +108,10 @@ def train_encoder_cached(
     cache_root: str | Path,
     log_dir: str | Path,
     logger_cfg: Mapping[str, Any] | None = None,
+    callbacks_cfg: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Train an encoder once per (images, model, trainer, loader, seed); return its checkpoint.
+    """Train an encoder once per (images, model, trainer, loader, seed, callbacks that change
+    training: :func:`training_key`); return its checkpoint.
 
     TensorBoard logs go to ``log_dir``; the best checkpoint is kept in the cache so later runs
     (and every job of a sweep) reuse it.
@@ -82,19 +126,18 @@ def train_encoder_cached(
         cache_root: cache folder.
         log_dir: where this run's logs and Lightning checkpoints go.
         logger_cfg: ``logger`` group node or None.
+        callbacks_cfg: ``callbacks`` group node (name -> Lightning callback node) or None.
 
     Returns:
         Path of the cached checkpoint.
     """
     cache = Cache(cache_root)
-    trainer_identity = {k: v for k, v in trainer_cfg.items() if k not in _RUNTIME_TRAINER}
-    loader_identity = {k: v for k, v in loader_cfg.items() if k not in _RUNTIME_LOADER}
-    key = stable_hash(store_key, model_cfg, trainer_identity, loader_identity, seed)
+    key = training_key(store_key, model_cfg, trainer_cfg, loader_cfg, seed, callbacks_cfg)
     if cache.exists("train", key):
         return cache.path("train", key) / "model.ckpt"
     # Lightning is loaded only when an encoder is trained (a cached checkpoint needs none).
     from aurora.data.datamodule import LoaderConfig
-    from aurora.training import fit_model
+    from aurora.training import fit_model, instantiate_callbacks
 
     with cache.writing("train", key) as tmp:
         result = fit_model(
@@ -105,6 +148,7 @@ def train_encoder_cached(
             logger_cfg=logger_cfg,
             loader=LoaderConfig(**loader_cfg),
             seed=seed,
+            callbacks=instantiate_callbacks(callbacks_cfg),
         )
         best = result.best_ckpt or result.last_ckpt
         if not best:
@@ -205,6 +249,7 @@ def extract_all(
                     cache_root=settings.cache_dir,
                     log_dir=run_dir / "train" / name,
                     logger_cfg=train.logger,
+                    callbacks_cfg=train.callbacks,
                 )
                 st["msg"] = f"{name}: {len(store)} images -> {ckpt}"
             params["ckpt_path"] = str(ckpt)

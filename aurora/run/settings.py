@@ -65,6 +65,7 @@ class TrainSettings:
         trainer: the ``trainer`` node.
         loader: ``train.loader`` (:class:`aurora.data.datamodule.LoaderConfig` fields).
         logger: the ``logger`` node, or None.
+        callbacks: the ``callbacks`` node: name -> Lightning callback node (``_target_``).
     """
 
     image_size: int
@@ -72,6 +73,7 @@ class TrainSettings:
     trainer: dict[str, Any]
     loader: dict[str, Any]
     logger: dict[str, Any] | None
+    callbacks: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ class RunSettings:
                 trainer=plain(cfg.trainer),
                 loader=plain(cfg.train.loader),
                 logger=plain(cfg.logger) if cfg.get("logger") else None,
+                callbacks=plain(cfg.get("callbacks")) or {},
             ),
             grid=GridSettings(
                 names("extractors"),
