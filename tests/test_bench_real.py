@@ -47,20 +47,17 @@ def test_time_split_is_even_against_odd_hours() -> None:
 def test_frame_times_prefer_the_truth_table_and_refuse_a_bad_time(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
-    from omegaconf import OmegaConf
-
     from aurora.data.metadata import MetadataError
 
     truth = tmp_path / "truth.csv"
     truth.write_text("path,morphology,time\na.bmp,arc,2003-12-21T03:00:01\nb.bmp,arc,\n")
     named = datetime(2003, 12, 21, 9, tzinfo=UTC)
     ctx = SimpleNamespace(ids=["a.bmp", "b.bmp", "c.bmp"], timestamps=[named, named, None])
-    cfg = OmegaConf.create({"data": {"truth": str(truth)}})
     # a: the table wins over the name; b: empty cell, the name's time; c: nobody knows.
-    assert br.frame_times(cfg, ctx) == [datetime(2003, 12, 21, 3, 0, 1, tzinfo=UTC), named, None]
+    assert br.frame_times(truth, ctx) == [datetime(2003, 12, 21, 3, 0, 1, tzinfo=UTC), named, None]
     truth.write_text("path,morphology,time\na.bmp,arc,noon\n")
     with pytest.raises(MetadataError, match="noon"):
-        br.frame_times(cfg, ctx)
+        br.frame_times(truth, ctx)
 
 
 def test_supervised_reference_knows_what_the_features_encode() -> None:
