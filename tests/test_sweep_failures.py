@@ -169,3 +169,20 @@ def test_cli_sweep_with_a_failing_job_finishes_the_others(base: list[str], tmp_p
     assert "1 of 3 grid cells FAILED" in proc.stdout
     assert json.loads((sweep / "status.json").read_text())["state"] == "finished_with_failures"
     assert not (sweep / "7").exists() and not (sweep / ".previous").exists()
+
+    # README: a job killed without a word (no cell.json, no failed.json) is found and counted
+    # by ``python -m aurora.run finalize SWEEP``, which ranks and fuses what finished.
+    k4 = next(p.parent for p in sweep.glob("*/*/cell.json") if "k4" in p.parent.name)
+    for f in k4.iterdir():
+        f.unlink()
+    proc = subprocess.run(
+        [sys.executable, "-m", "aurora.run", "finalize", str(sweep)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out[-3000:]
+    assert [r["cell"] for r in _read(sweep / "ranking.csv")] == ["autoencoder/pca/kmeans/k3/s0"]
+    failed = {r["cell"]: r["error"] for r in _read(sweep / "failed.csv")}
+    assert set(failed) == {"autoencoder/pca/kmeans/k50/s0", "autoencoder/pca/kmeans/k4/s0"}
+    assert "killed" in failed["autoencoder/pca/kmeans/k4/s0"]
+    assert json.loads((sweep / "status.json").read_text())["state"] == "finished_with_failures"

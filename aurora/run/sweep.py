@@ -179,12 +179,31 @@ def _finalize_sweep(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any]:
     return record.summary
 
 
+def _job_record(job: Path) -> dict[str, Any]:
+    """What a job folder's saved Hydra config says of its cell (for its ``failed.json``)."""
+    meta: dict[str, Any] = {}
+    try:
+        choices = OmegaConf.load(job / ".hydra" / "hydra.yaml").hydra.runtime.choices
+        cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
+    except (OSError, ValueError, AttributeError):
+        return meta
+    meta.update({g: choices[g] for g in ("extractor", "reducer", "clusterer") if choices.get(g)})
+    for key, name in (("clusterer.n_clusters", "n_clusters"), ("seed", "seed")):
+        try:
+            value = OmegaConf.select(cfg, key, throw_on_missing=True)
+        except Exception:  # an interpolation of Hydra's own node cannot resolve here
+            continue
+        if value is not None:
+            meta[name] = value
+    return meta
+
+
 def record_unfinished_jobs(sweep_dir: Path) -> list[Path]:
     """Record every job folder of a sweep that holds no result as failed.
 
-    A job folder (it holds ``.hydra/overrides.yaml``) with neither a ``cell.json`` nor a
-    ``failed.json`` belongs to a job that was killed (time or memory limit, node failure) or
-    never ran; it gets a ``failed.json`` naming its cell from its overrides.
+    A job folder (it holds ``.hydra/``) with neither a ``cell.json`` nor a ``failed.json``
+    belongs to a job that was killed (time or memory limit, node failure) or never ran; it
+    gets a ``failed.json`` naming its cell from the job's saved config.
 
     Returns:
         The job folders recorded.
@@ -198,13 +217,7 @@ def record_unfinished_jobs(sweep_dir: Path) -> list[Path]:
             or any(job.glob(FAILED_FILE))
         ):
             continue
-        meta: dict[str, Any] = {}
-        for line in OmegaConf.load(overrides):
-            key, _, value = str(line).partition("=")
-            if key in ("extractor", "reducer", "clusterer", "seed"):
-                meta[key] = value
-            elif key == "clusterer.n_clusters":
-                meta["n_clusters"] = value
+        meta = _job_record(job)
         err = PipelineError("no result: the job was killed (time or memory limit) or never ran")
         write_failed(job, meta, err)
         recorded.append(job)
