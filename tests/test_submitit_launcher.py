@@ -206,6 +206,13 @@ def test_ddp_training_on_slurm_runs_one_task_per_gpu_ranked_by_slurm(
     for key in ("MASTER_ADDR", "MASTER_PORT"):  # set by Lightning below; removed afterwards
         monkeypatch.setenv(key, "")
         monkeypatch.delenv(key)
+    # The Trainer sets the process-wide rank of Lightning's rank-zero-only logging (to 5 here);
+    # put it back afterwards, or every later test's logger would think it is not rank 0.
+    from lightning.fabric.utilities import rank_zero
+    from lightning.pytorch.utilities import rank_zero as pl_rank_zero
+
+    for module in (rank_zero, pl_rank_zero):
+        monkeypatch.setattr(module.rank_zero_only, "rank", module.rank_zero_only.rank)
     # CPU stands in for the GPUs: the cluster environment is chosen the same way.
     trainer = instantiate(
         cfg.trainer, out_dir=tmp_path, accelerator="cpu", precision="32-true", benchmark=False
