@@ -7,8 +7,12 @@ every function takes plain values, not a config.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -42,14 +46,27 @@ def ensure_dataset(root: str | Path, synth: Mapping[str, Any] | None, jobs: int 
             )
 
         log.info("generating the synthetic sky (%d images) in %s", synth["n"], root)
-        generate(
-            root,
-            n=int(synth["n"]),
-            seed=int(synth["seed"]),
-            size=int(synth["size"]),
-            moon_prob=float(synth["moon_prob"]),
-            jobs=jobs,
-        )
+        root.parent.mkdir(parents=True, exist_ok=True)
+        # Generated beside the folder and renamed into place: jobs of a sweep that start
+        # together never see (or write into) a half-made sky; the first to finish wins.
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
+        try:
+            generate(
+                tmp,
+                n=int(synth["n"]),
+                seed=int(synth["seed"]),
+                size=int(synth["size"]),
+                moon_prob=float(synth["moon_prob"]),
+                jobs=jobs,
+            )
+            with contextlib.suppress(OSError):  # an empty folder, or another job's sky
+                root.rmdir()
+            with contextlib.suppress(OSError):
+                os.rename(tmp, root)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if not (root / "labels.csv").is_file():
+            raise PipelineError(f"the synthetic sky could not be moved into {root}")
     return root
 
 

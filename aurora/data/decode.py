@@ -209,8 +209,12 @@ def stream0_reason(error: Stream0Error) -> str:
 
 
 def default_jobs() -> int:
-    """Default number of threads: the number of CPUs."""
-    return max(1, os.cpu_count() or 1)
+    """Default number of workers: the CPUs this process may run on (a SLURM job's allocation,
+    not the whole node)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - platforms without affinity (macOS)
+        return max(1, os.cpu_count() or 1)
 
 
 def load_images(

@@ -46,6 +46,7 @@ from aurora.data.sources import (
 )
 from aurora.preprocess.chain import preprocess_image
 from aurora.preprocess.config import PreprocessConfig, PreprocessError
+from aurora.data.decode import default_jobs
 
 STAGE = "preprocess"
 #: Bumped whenever the chain's output changes for the same configuration.
@@ -270,7 +271,7 @@ def build_preprocessed(
     key = store_key(manifest, cfg)
     if cache.exists(STAGE, key):
         return PreprocessedStore(cache.path(STAGE, key), manifest)
-    jobs = jobs or os.cpu_count() or 1
+    jobs = jobs or default_jobs()
     records = list(manifest.records)
     size = cfg.size
     with cache.writing(STAGE, key) as tmp:

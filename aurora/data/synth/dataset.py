@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import cv2
 import numpy as np
 
 from aurora.cache import atomic_write_text
+from aurora.data.decode import default_jobs
 from aurora.data.synth.frames import frame_name, frame_time
 from aurora.data.synth.sky import render_sky
 from aurora.data.synth.truth import CSV_COLUMNS, MORPHOLOGIES, SkyMeta, SynthError
@@ -133,7 +133,7 @@ def generate(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tasks = [(str(out), p, size) for p in plan_dataset(n, seed, moon_prob)]
-    jobs = min(jobs or os.cpu_count() or 1, n)
+    jobs = min(jobs or default_jobs(), n)
     if jobs <= 1:
         old = cv2.getNumThreads()
         cv2.setNumThreads(1)

@@ -1,0 +1,36 @@
+"""aurora.data.dataset.ensure_dataset: the synthetic sky appears whole, once, whoever asks."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from aurora.data.dataset import ensure_dataset
+from aurora.data.decode import default_jobs
+from aurora.errors import PipelineError
+
+SKY = {"n": 4, "seed": 0, "size": 32, "moon_prob": 0.0}
+
+
+def test_jobs_starting_together_get_one_whole_sky(tmp_path: Path) -> None:
+    root = tmp_path / "sky"
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(lambda _: ensure_dataset(root, SKY, 1), range(3)))
+    assert got == [root] * 3
+    assert sorted(p.suffix for p in root.iterdir()) == [".csv"] + [".jpg"] * 4
+    assert [p.name for p in tmp_path.iterdir()] == ["sky"]  # no temporary folder left behind
+
+
+def test_a_folder_with_images_is_never_written_into(tmp_path: Path) -> None:
+    (tmp_path / "mine.jpg").write_bytes(b"x")
+    with pytest.raises(PipelineError, match="not empty"):
+        ensure_dataset(tmp_path, SKY, 1)
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.jpg"]
+
+
+def test_default_jobs_is_this_process_allocation() -> None:
+    import os
+
+    assert default_jobs() == len(os.sched_getaffinity(0))
