@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from datetime import datetime
@@ -36,6 +35,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from aurora.cache import Cache, atomic_save_npz, stable_hash
+from aurora.data.decode import default_jobs
 from aurora.data.sources import (
     ImageReadError,
     ImageRecord,
@@ -46,7 +46,6 @@ from aurora.data.sources import (
 )
 from aurora.preprocess.chain import preprocess_image
 from aurora.preprocess.config import PreprocessConfig, PreprocessError
-from aurora.data.decode import default_jobs
 
 STAGE = "preprocess"
 #: Bumped whenever the chain's output changes for the same configuration.
