@@ -16,8 +16,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from aurora.guard import run_guarded
-from aurora.run.sweep import finalize_sweep, record_unfinished_jobs
+from aurora.run.sweep import finalize_sweep_code, record_unfinished_jobs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,15 +31,12 @@ def main(argv: list[str] | None = None) -> int:
     if not config.is_file():
         print(f"error: {config} not found: SWEEP_DIR must be the folder of a -m sweep", flush=True)
         return 2
-    summary: dict = {}
 
-    def run() -> None:
+    def record() -> None:
         for job in record_unfinished_jobs(sweep_dir):
             print(f"no result in {job}: recorded as failed", flush=True)
-        summary.update(finalize_sweep(OmegaConf.load(config), sweep_dir))
 
-    code = run_guarded(run)
-    return 1 if code == 0 and summary.get("n_failed_cells") else code
+    return finalize_sweep_code(OmegaConf.load(config), sweep_dir, before=record)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ failed).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -179,23 +179,43 @@ def _finalize_sweep(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any]:
     return record.summary
 
 
+def finalize_sweep_code(
+    config: DictConfig,
+    sweep_dir: Path,
+    *,
+    begin: bool = True,
+    before: Callable[[], None] | None = None,
+) -> int:
+    """:func:`finalize_sweep` as a command: its exit code, an aurora error in one line.
+
+    Args:
+        config: the sweep's config.
+        sweep_dir: the multirun folder.
+        begin: as for :func:`finalize_sweep`.
+        before: work to run first, guarded the same way.
+
+    Returns:
+        0, 1 when some cells failed, 2 for an error aurora names (a bug still raises).
+    """
+    summary: dict[str, Any] = {}
+
+    def run() -> None:
+        if before is not None:
+            before()
+        summary.update(finalize_sweep(config, sweep_dir, begin=begin))
+
+    code = run_guarded(run)
+    return 1 if code == 0 and summary.get("n_failed_cells") else code
+
+
 def _job_record(job: Path) -> dict[str, Any]:
     """What a job folder's saved Hydra config says of its cell (for its ``failed.json``)."""
-    meta: dict[str, Any] = {}
     try:
         choices = OmegaConf.load(job / ".hydra" / "hydra.yaml").hydra.runtime.choices
         cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
     except (OSError, ValueError, AttributeError):
-        return meta
-    meta.update({g: choices[g] for g in ("extractor", "reducer", "clusterer") if choices.get(g)})
-    for key, name in (("clusterer.n_clusters", "n_clusters"), ("seed", "seed")):
-        try:
-            value = OmegaConf.select(cfg, key, throw_on_missing=True)
-        except Exception:  # an interpolation of Hydra's own node cannot resolve here
-            continue
-        if value is not None:
-            meta[name] = value
-    return meta
+        return {}
+    return _job_meta(cfg, choices)
 
 
 def record_unfinished_jobs(sweep_dir: Path) -> list[Path]:
@@ -250,18 +270,11 @@ class FinalizeSweep(Callback):
         if not sweep_dir.is_dir():
             log.warning("sweep folder %s not found; nothing to finalise", sweep_dir)
             return
-        summary: dict[str, Any] = {}
-
-        def run() -> None:
-            begin = str(sweep_dir) not in self.started
-            summary.update(finalize_sweep(config, sweep_dir, begin=begin))
-
+        begin = str(sweep_dir) not in self.started
         try:
-            code = run_guarded(run)
+            code = finalize_sweep_code(config, sweep_dir, begin=begin)
         except Exception:
             log.exception("the finalisation of the sweep in %s failed", sweep_dir)
-            code = 1
-        if code == 0 and summary.get("n_failed_cells"):
             code = 1
         if code:
             raise SystemExit(code)
