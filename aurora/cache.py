@@ -150,6 +150,12 @@ class Cache:
         """True when the entry is complete (its marker file is present)."""
         return (self.path(stage, key) / COMPLETE_MARKER).is_file()
 
+    def remove(self, stage: str, key: str) -> None:
+        """Delete an entry: first its marker (it stops existing at once), then its files."""
+        final = self.path(stage, key)
+        (final / COMPLETE_MARKER).unlink(missing_ok=True)
+        shutil.rmtree(final, ignore_errors=True)
+
     @contextlib.contextmanager
     def writing(self, stage: str, key: str) -> Iterator[Path]:
         """Yield a temporary folder to fill; it becomes the entry only if the block succeeds.

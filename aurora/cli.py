@@ -8,14 +8,26 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from aurora.errors import SettingsError
 from aurora.guard import run_guarded
+from aurora.logs import log
 from aurora.run import run_apply, run_cluster, run_sweep_job
+from aurora.run.prepare import run_prepare
+
+#: What ``cluster.py mode=...`` runs: the chain, labels for new images, or one shard's data.
+MODES = ("run", "apply", "prepare")
+
+
+def _unknown_mode(mode: Any) -> None:
+    raise SettingsError("mode", mode, f"one of {', '.join(MODES)}")
 
 
 def main(cfg: DictConfig, run_dir: str | Path, choices: Mapping[str, str | None], mode: str) -> int:
     """Run ``cluster.py``'s mode; returns the process exit code.
 
-    ``mode=apply`` labels new images with a saved solution (:func:`aurora.run.run_apply`); a
+    ``mode=apply`` labels new images with a saved solution (:func:`aurora.run.run_apply`);
+    ``mode=prepare`` scans, preprocesses and extracts one shard of the data set
+    (:mod:`aurora.run.prepare`); a
     job of a ``-m`` sweep computes one grid cell (:func:`aurora.run.run_sweep_job`); otherwise
     the whole chain runs in one process (:func:`aurora.run.run_cluster`).
 
@@ -32,8 +44,18 @@ def main(cfg: DictConfig, run_dir: str | Path, choices: Mapping[str, str | None]
         choices: the config group choices (a sweep job's cell).
         mode: Hydra's run mode (``RunMode.RUN`` or ``RunMode.MULTIRUN``).
     """
+    if cfg.mode not in MODES:
+        return run_guarded(_unknown_mode, cfg.mode)
     if cfg.mode == "apply":
         return run_guarded(run_apply, cfg, Path(run_dir))
+    if cfg.mode == "prepare":
+        try:  # a sweep job never raises (see run_sweep_job); neither does a prepare job
+            return run_guarded(run_prepare, cfg, Path(run_dir))
+        except Exception:
+            if "MULTIRUN" in mode:
+                log.exception("prepare job in %s failed", run_dir)
+                return 1
+            raise
     if "MULTIRUN" in mode:
         return run_sweep_job(cfg, run_dir, choices)
     summary: dict[str, Any] = {}

@@ -35,6 +35,7 @@ OUTPUT_NAMES = (
     "rejected.csv",
     "summary.json",
     "apply_summary.json",
+    "prepared.json",
     "ranking.csv",
     "results.csv",
     "failed.csv",
@@ -46,7 +47,7 @@ OUTPUT_NAMES = (
 OUTPUT_PATTERNS = ("fusion_search_*.csv", "fusion_landscape_*.png")
 #: A sweep job folder is recognised by one of these (written by :mod:`aurora.cell`), in it or
 #: in its cell's sub-folder.
-JOB_MARKERS = ("cell.json", "failed.json", "*/cell.json", "*/failed.json")
+JOB_MARKERS = ("cell.json", "failed.json", "*/cell.json", "*/failed.json", "prepared.json")
 FINISHED = ("finished", "finished_with_failures")
 
 

@@ -181,7 +181,7 @@ COMPRESSED_EXTENSIONS = frozenset({".gz", ".bz2"})
 
 _CHUNK = 1 << 20  # bytes read at a time while hashing
 # An input's (frame index or None, timestamp) pairs: one pair for a plain image.
-_Frames = list[tuple[int | None, datetime | None]]
+Frames = list[tuple[int | None, datetime | None]]
 
 
 def _is_candidate(path: str, name: str) -> bool:
@@ -250,7 +250,7 @@ def _is_pnm_stream(path: str, head: bytes, size: int) -> bool:
         return False
 
 
-def _inspect(path: str) -> tuple[str, _Frames] | ImageReadError:
+def inspect_input(path: str) -> tuple[str, Frames] | ImageReadError:
     """Hash one input and check it cheaply.
 
     Returns:
@@ -301,7 +301,7 @@ def _inspect(path: str) -> tuple[str, _Frames] | ImageReadError:
     return h.hexdigest(), [(None, parse_timestamp(os.path.basename(path)))]
 
 
-def _inspect_stream0(path: str, digest: str) -> tuple[str, _Frames] | ImageReadError:
+def _inspect_stream0(path: str, digest: str) -> tuple[str, Frames] | ImageReadError:
     """The frames of a THEMIS stream0 file (decoded once here, kept for ``read_image``)."""
     try:
         times = stream0_frames(path)
@@ -310,7 +310,7 @@ def _inspect_stream0(path: str, digest: str) -> tuple[str, _Frames] | ImageReadE
     return digest, list(enumerate(times))
 
 
-def _resolve_inputs(root: Path) -> tuple[Path, list[str]]:
+def resolve_inputs(root: Path) -> tuple[Path, list[str]]:
     """Data root and the input files of a folder, a list file or a single image."""
     if not root.exists():
         raise DataSourceError(f"data source not found: {root}")
@@ -346,24 +346,30 @@ def scan(root: str | Path, jobs: int | None = None, progress: bool = False) -> M
     """
     given = Path(root).expanduser()
     root_path = Path(os.path.normpath(os.path.abspath(given)))
-    data_root, files = _resolve_inputs(root_path)
+    data_root, files = resolve_inputs(root_path)
     if not files:
         raise DataSourceError(f"no image files found in {given}")
-    jobs = jobs or min(32, default_jobs() + 4)
+    results = inspect_inputs(files, jobs, progress, f"scan {given}")
+    return assemble_manifest(data_root, files, results)
 
-    results: Sequence[tuple[str, _Frames] | ImageReadError]
+
+def inspect_inputs(
+    files: Sequence[str], jobs: int | None = None, progress: bool = False, desc: str = "scan"
+) -> list[tuple[str, Frames] | ImageReadError]:
+    """:func:`inspect_input` of each of ``files`` (in order), in ``jobs`` threads (default:
+    CPUs + 4, the work is mostly I/O), with a progress bar labelled ``desc``."""
+    jobs = jobs or min(32, default_jobs() + 4)
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="aurora-scan") as pool:
-        it = pool.map(_inspect, files)
+        it = pool.map(inspect_input, files)
         if progress:
             from tqdm.auto import tqdm
 
-            it = tqdm(it, total=len(files), desc=f"scan {given}", unit="file")
-        results = list(it)
-    return _assemble(data_root, files, results)
+            it = tqdm(it, total=len(files), desc=desc, unit="file")
+        return list(it)
 
 
-def _assemble(
-    data_root: Path, files: list[str], results: Sequence[tuple[str, _Frames] | ImageReadError]
+def assemble_manifest(
+    data_root: Path, files: list[str], results: Sequence[tuple[str, Frames] | ImageReadError]
 ) -> Manifest:
     """The manifest from each input file's inspection (``results[i]`` is ``files[i]``'s).
 

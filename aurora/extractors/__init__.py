@@ -2,6 +2,7 @@
 from (:mod:`.weights`), batched cached extraction and TensorBoard projector export."""
 
 from aurora.extractors.checkpoint_extractor import CheckpointExtractor
+from aurora.extractors.feature_store import assemble_features
 from aurora.extractors.inference import (
     Extractor,
     FeatureSet,
@@ -39,6 +40,7 @@ __all__ = [
     "WeightsSource",
     "WeightsUnavailableError",
     "add_projector_labels",
+    "assemble_features",
     "build_extractor",
     "export_feature_set",
     "export_projector",

@@ -24,14 +24,10 @@ no network work). Calls that cannot assemble return ``None``.
 
 from __future__ import annotations
 
-import json
 import os
-import platform
 import shutil
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -41,13 +37,19 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, Dataset
 
-from aurora.cache import Cache, atomic_write_text, stable_hash
+from aurora.cache import Cache
 from aurora.errors import AuroraError
+from aurora.extractors.feature_store import (
+    STAGE,
+    FeatureSet,
+    ImageStore,
+    feature_key,
+    load_feature_set,
+    provenance_of,
+    write_feature_entry,
+)
 
-STAGE = "features"
 SHARD_STAGE = "features_shards"
-#: Bump when the meaning of stored features changes (e.g. the uint8 -> float conversion).
-FORMAT = "features-v1"
 
 
 @runtime_checkable
@@ -63,35 +65,6 @@ class Extractor(Protocol):
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) float in [0, 1] -> (B, D) float."""
         ...
-
-
-class ImageStore(Protocol):
-    """The part of :class:`aurora.preprocess.PreprocessedStore` used here."""
-
-    key: str
-    images: np.ndarray  # (N, S, S, 3) uint8, usually a memmap
-    ids: list[str]
-
-    def __len__(self) -> int: ...
-
-
-@dataclass
-class FeatureSet:
-    """Features of every image of a store.
-
-    Attributes:
-        ids: the N image ids, in store order.
-        features: (N, D) float32 (memory-mapped when loaded from the cache).
-        key: cache key of the entry.
-        provenance: the entry's provenance.json.
-        path: folder of the cache entry.
-    """
-
-    ids: list[str]
-    features: np.ndarray
-    key: str
-    provenance: dict[str, Any]
-    path: Path
 
 
 class StoreBatches(Dataset):
@@ -116,20 +89,6 @@ class StoreBatches(Dataset):
         start, stop = self.ranges[i]
         # A copy: memmap slices are read-only views, and workers hand batches between processes.
         return torch.from_numpy(np.array(self.images[start:stop]))
-
-
-def feature_key(store_key: str, identity: dict[str, Any]) -> str:
-    """Cache key of the features of a store under an extractor identity."""
-    return stable_hash(FORMAT, store_key, identity)
-
-
-def load_feature_set(path: str | Path) -> FeatureSet:
-    """Open a complete feature cache entry (features memory-mapped)."""
-    path = Path(path)
-    prov = json.loads((path / "provenance.json").read_text())
-    ids = json.loads((path / "ids.json").read_text())
-    feats = np.load(path / "features.npy", mmap_mode="r")
-    return FeatureSet(ids=ids, features=feats, key=path.name, provenance=prov, path=path)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -178,17 +137,6 @@ def _shard_done(shard_dir: Path, s: int, rows: int) -> bool:
     except (ValueError, OSError):
         return False
     return arr.ndim == 2 and arr.shape[0] == rows and arr.dtype == np.float32
-
-
-def _versions() -> dict[str, str]:
-    import timm
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "timm": timm.__version__,
-        "numpy": np.__version__,
-    }
 
 
 def _run_shards(
@@ -318,44 +266,24 @@ def extract_features(
         return None
 
     first = np.load(_shard_path(shard_dir, 0), mmap_mode="r")
-    dim = int(first.shape[1])
-    provenance = {
-        "stage": STAGE,
-        "key": key,
-        "format": FORMAT,
-        "store_key": store.key,
-        "n_images": n,
-        "dim": dim,
-        "extractor": identity,
-        "extractor_details": dict(getattr(extractor, "provenance", dict)()),
-        "random_init": identity.get("pretrained") is False,
-        "preprocess": getattr(extractor, "preprocess", None),
-        "versions": _versions(),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "runtime": {
-            "batch_size": batch_size,
-            "device": str(dev),
-            "num_workers": num_workers,
-            "shard_size": shard_size,
-            "world": world,
-        },
+    runtime = {
+        "batch_size": batch_size,
+        "device": str(dev),
+        "num_workers": num_workers,
+        "shard_size": shard_size,
+        "world": world,
     }
+    blocks = ((a, b, np.load(_shard_path(shard_dir, s), mmap_mode="r")) for s, a, b in bounds)
     try:
-        with cache.writing(STAGE, key) as tmp:
-            out = np.lib.format.open_memmap(
-                tmp / "features.npy", mode="w+", dtype=np.float32, shape=(n, dim)
-            )
-            for s, a, b in bounds:
-                block = np.load(_shard_path(shard_dir, s), mmap_mode="r")
-                if block.shape[1] != dim:
-                    raise RuntimeError(f"feature shard {s} of {key}: dim {block.shape[1]} != {dim}")
-                out[a:b] = block
-            out.flush()
-            del out
-            atomic_write_text(tmp / "ids.json", json.dumps([str(i) for i in store.ids]))
-            atomic_write_text(
-                tmp / "provenance.json", json.dumps(provenance, indent=2, default=str)
-            )
+        write_feature_entry(
+            cache_root,
+            store,
+            identity,
+            provenance_of(extractor, identity),
+            runtime,
+            int(first.shape[1]),
+            blocks,
+        )
     except FileNotFoundError:
         # A concurrent process of the same extraction assembled first and removed the shards.
         if not cache.exists(STAGE, key):

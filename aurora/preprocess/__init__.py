@@ -39,6 +39,7 @@ from aurora.preprocess.figure import show
 from aurora.preprocess.geometry import SkyCircle, crop_square, find_sky_circle
 from aurora.preprocess.moon import ROUND, SYMMETRIC, GlareInfo, MoonInfo, SpotInfo, detect_moon
 from aurora.preprocess.pixels import disk_mask, to_uint8
+from aurora.preprocess.shards import assemble_preprocessed
 from aurora.preprocess.sky import (
     fill_hole,
     lab_contrast,
@@ -49,7 +50,7 @@ from aurora.preprocess.sky import (
     subtract_moonlight,
     value_quantile,
 )
-from aurora.preprocess.store import PreprocessedStore, build_preprocessed, open_store
+from aurora.preprocess.store import PreprocessedStore, build_preprocessed, open_store, store_key
 
 __all__ = [
     "ALL_SATURATED",
@@ -74,6 +75,7 @@ __all__ = [
     "SkyCircle",
     "SkyCircleError",
     "SpotInfo",
+    "assemble_preprocessed",
     "build_preprocessed",
     "crop_square",
     "detect_moon",
@@ -85,6 +87,7 @@ __all__ = [
     "open_store",
     "preprocess_image",
     "show",
+    "store_key",
     "sky_floor",
     "stretch_residual",
     "subtract_background",

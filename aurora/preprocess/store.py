@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -54,7 +54,7 @@ CHUNK = 16
 
 # (record index, image or None, rejection reason or None, rejection detail, moon (4,),
 #  circle (3,), glare (4,), twilight)
-_Item = tuple[
+Item = tuple[
     int,
     np.ndarray | None,
     str | None,
@@ -112,12 +112,16 @@ class PreprocessedStore:
         self.timestamps: list[datetime | None] = [
             None if t is None else datetime.fromisoformat(t) for t in index["timestamps"]
         ]
+        #: the records rejected while decoding or preprocessing (not the scan's)
+        self.chain_rejected: list[Rejection] | None = (
+            [Rejection(*r) for r in index["chain_rejected"]] if "chain_rejected" in index else None
+        )
         if manifest is None:
             self.rejected: list[Rejection] = [Rejection(*r) for r in index["rejected"]]
             self.duplicates: dict[str, str] = dict(index.get("duplicates", {}))
         else:
-            if "chain_rejected" in index:
-                chain = [Rejection(*r) for r in index["chain_rejected"]]
+            if self.chain_rejected is not None:
+                chain = self.chain_rejected
             else:  # an entry written before the chain's rejections were kept apart
                 scanned = {r.path for r in manifest.rejected}
                 chain = [Rejection(*r) for r in index["rejected"] if r[0] not in scanned]
@@ -208,7 +212,7 @@ def open_store(cache_root: str | Path, key: str) -> PreprocessedStore:
     return PreprocessedStore(cache.path(STAGE, key))
 
 
-def _process(index: int, record: ImageRecord, cfg: PreprocessConfig) -> _Item:
+def _process(index: int, record: ImageRecord, cfg: PreprocessConfig) -> Item:
     nan4 = (0.0, np.nan, np.nan, np.nan)
     nan3 = (np.nan, np.nan, np.nan)
     try:
@@ -232,12 +236,12 @@ def _process(index: int, record: ImageRecord, cfg: PreprocessConfig) -> _Item:
     )
 
 
-def _process_chunk(args: tuple[int, list[ImageRecord], PreprocessConfig]) -> list[_Item]:
+def _process_chunk(args: tuple[int, list[ImageRecord], PreprocessConfig]) -> list[Item]:
     start, records, cfg = args
     return [_process(start + i, rec, cfg) for i, rec in enumerate(records)]
 
 
-def _results(records: list[ImageRecord], cfg: PreprocessConfig, jobs: int) -> Iterator[list[_Item]]:
+def _results(records: list[ImageRecord], cfg: PreprocessConfig, jobs: int) -> Iterator[list[Item]]:
     tasks = [(i, records[i : i + CHUNK], cfg) for i in range(0, len(records), CHUNK)]
     if jobs <= 1 or len(tasks) <= 1:
         yield from map(_process_chunk, tasks)
@@ -268,63 +272,76 @@ def build_preprocessed(
     """
     cache = Cache(cache_root)
     key = store_key(manifest, cfg)
-    if cache.exists(STAGE, key):
-        return PreprocessedStore(cache.path(STAGE, key), manifest)
-    jobs = jobs or default_jobs()
+    if not cache.exists(STAGE, key):
+        records = list(manifest.records)
+        with cache.writing(STAGE, key) as tmp:
+            write_entry(
+                tmp, key, manifest, cfg, _results(records, cfg, jobs or default_jobs()), progress
+            )
+    return PreprocessedStore(cache.path(STAGE, key), manifest)
+
+
+def write_entry(
+    tmp: Path,
+    key: str,
+    manifest: Manifest,
+    cfg: PreprocessConfig,
+    items: Iterable[list[Item]],
+    progress: bool,
+) -> None:
+    """Fill the entry folder ``tmp`` of the store ``key`` from the records' items."""
     records = list(manifest.records)
     size = cfg.size
-    with cache.writing(STAGE, key) as tmp:
-        ids: list[str] = []
-        paths: list[str] = []
-        stamps: list[str | None] = []
-        moon: list[tuple[float, ...]] = []
-        circle: list[tuple[float, ...]] = []
-        glare: list[tuple[float, ...]] = []
-        twilight: list[bool] = []
-        chain: list[Rejection] = []
-        bar = tqdm(total=len(records), desc="preprocess", unit="img", disable=not progress)
-        with open(tmp / "images.u8", "wb") as f:
-            for chunk in _results(records, cfg, jobs):
-                for i, image, reason, detail, m, c, g, tw in chunk:
-                    rec = records[i]
-                    if image is None:
-                        chain.append(Rejection(rec.id, reason or "rejected", detail))
-                        continue
-                    assert image.shape == (size, size, 3) and image.dtype == np.uint8
-                    f.write(np.ascontiguousarray(image).tobytes())
-                    ids.append(rec.id)
-                    paths.append(str(rec.path))
-                    stamps.append(None if rec.timestamp is None else rec.timestamp.isoformat())
-                    moon.append(m)
-                    circle.append(c)
-                    glare.append(g)
-                    twilight.append(tw)
-                bar.update(len(chunk))
-        bar.close()
-        rejected, duplicates = _account(manifest, ids, chain)
-        moon_arr = np.asarray(moon, np.float32).reshape(-1, 4)
-        glare_arr = np.asarray(glare, np.float32).reshape(-1, 4)
-        atomic_save_npz(
-            tmp / "meta.npz",
-            moon=moon_arr[:, 0] > 0.5,
-            moon_xyr=moon_arr[:, 1:],
-            circle=np.asarray(circle, np.float32).reshape(-1, 3),
-            glare=glare_arr[:, 0] > 0.5,
-            glare_xyr=glare_arr[:, 1:],
-            twilight=np.asarray(twilight, bool).reshape(-1),
-        )
-        index = {
-            "key": key,
-            "version": STORE_VERSION,
-            "manifest_key": manifest.key,
-            "size": size,
-            "config": asdict(cfg),
-            "ids": ids,
-            "paths": paths,
-            "timestamps": stamps,
-            "rejected": [[r.path, r.reason, r.detail] for r in rejected],
-            "chain_rejected": [[r.path, r.reason, r.detail] for r in chain],
-            "duplicates": duplicates,
-        }
-        (tmp / "index.json").write_text(json.dumps(index))
-    return PreprocessedStore(cache.path(STAGE, key), manifest)
+    ids: list[str] = []
+    paths: list[str] = []
+    stamps: list[str | None] = []
+    moon: list[tuple[float, ...]] = []
+    circle: list[tuple[float, ...]] = []
+    glare: list[tuple[float, ...]] = []
+    twilight: list[bool] = []
+    chain: list[Rejection] = []
+    bar = tqdm(total=len(records), desc="preprocess", unit="img", disable=not progress)
+    with open(tmp / "images.u8", "wb") as f:
+        for chunk in items:
+            for i, image, reason, detail, m, c, g, tw in chunk:
+                rec = records[i]
+                if image is None:
+                    chain.append(Rejection(rec.id, reason or "rejected", detail))
+                    continue
+                assert image.shape == (size, size, 3) and image.dtype == np.uint8
+                f.write(np.ascontiguousarray(image).tobytes())
+                ids.append(rec.id)
+                paths.append(str(rec.path))
+                stamps.append(None if rec.timestamp is None else rec.timestamp.isoformat())
+                moon.append(m)
+                circle.append(c)
+                glare.append(g)
+                twilight.append(tw)
+            bar.update(len(chunk))
+    bar.close()
+    rejected, duplicates = _account(manifest, ids, chain)
+    moon_arr = np.asarray(moon, np.float32).reshape(-1, 4)
+    glare_arr = np.asarray(glare, np.float32).reshape(-1, 4)
+    atomic_save_npz(
+        tmp / "meta.npz",
+        moon=moon_arr[:, 0] > 0.5,
+        moon_xyr=moon_arr[:, 1:],
+        circle=np.asarray(circle, np.float32).reshape(-1, 3),
+        glare=glare_arr[:, 0] > 0.5,
+        glare_xyr=glare_arr[:, 1:],
+        twilight=np.asarray(twilight, bool).reshape(-1),
+    )
+    index = {
+        "key": key,
+        "version": STORE_VERSION,
+        "manifest_key": manifest.key,
+        "size": size,
+        "config": asdict(cfg),
+        "ids": ids,
+        "paths": paths,
+        "timestamps": stamps,
+        "rejected": [[r.path, r.reason, r.detail] for r in rejected],
+        "chain_rejected": [[r.path, r.reason, r.detail] for r in chain],
+        "duplicates": duplicates,
+    }
+    (tmp / "index.json").write_text(json.dumps(index))

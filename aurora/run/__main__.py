@@ -5,7 +5,9 @@ killed it for its time or memory limit, a node failed, the submitting process wa
 Hydra does not finalise: this command does it from what the jobs wrote. It reads the sweep's
 own config (``SWEEP_DIR/multirun.yaml``), records every job folder with no result as failed
 (``failed.json``: killed or never ran), then ranks, fuses and reports the finished cells
-exactly as the sweep would have. Exit code as ``cluster.py``'s: 0, 1 (some cells failed), 2.
+exactly as the sweep would have. A ``mode=prepare`` sweep is joined instead (its shards'
+stores and features; the shards not done are named). Exit code as ``cluster.py``'s: 0, 1 (some
+cells failed), 2.
 """
 
 from __future__ import annotations
@@ -32,11 +34,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {config} not found: SWEEP_DIR must be the folder of a -m sweep", flush=True)
         return 2
 
+    config_doc = OmegaConf.load(config)
+
     def record() -> None:
+        if config_doc.get("mode") == "prepare":
+            return  # the shards not done are found in the cache and named by the finalisation
         for job in record_unfinished_jobs(sweep_dir):
             print(f"no result in {job}: recorded as failed", flush=True)
 
-    return finalize_sweep_code(OmegaConf.load(config), sweep_dir, before=record)
+    return finalize_sweep_code(config_doc, sweep_dir, before=record)
 
 
 if __name__ == "__main__":

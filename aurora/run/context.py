@@ -19,6 +19,7 @@ from hydra.utils import instantiate
 from aurora.cache import stable_hash
 from aurora.clustering import constraints_from_reference
 from aurora.data.dataset import Truth, ensure_dataset, frame_times, read_truth
+from aurora.data.scan_cache import scan_cached
 from aurora.data.sources import Manifest, Rejection, scan
 from aurora.errors import PipelineError
 from aurora.logs import log, stage
@@ -119,7 +120,7 @@ def load_context(
     data, jobs = settings.data, settings.jobs
     with stage("data") as st:
         root = ensure_dataset(data.root, data.synth, jobs)
-        manifest = scan(root, jobs=jobs, progress=True)
+        manifest = scan_cached(root, settings.cache_dir, jobs=jobs, progress=True)
         st["msg"] = (
             f"{manifest.n_inputs} inputs in {root}: {len(manifest.records)} readable candidates,"
             f" {len(manifest.rejected)} rejected while scanning"

@@ -189,39 +189,10 @@ def extract_all(
         Features per extractor (each in its own store's order, ``images`` unset), and
         extractors skipped (name -> one-line reason).
     """
-    # torch is loaded when features are extracted, not when cluster.py starts (a settings
-    # error is reported in one line without it).
-    from aurora.extractors import WeightsUnavailableError, build_extractor, extract_features
+    from aurora.extractors import build_extractor, extract_features
 
     out: dict[str, ExtractedFeatures] = {}
-    skipped: dict[str, str] = {}
-    specs: dict[str, tuple[dict[str, Any], Any]] = {}
-    for name in names:
-        params = dict(settings.extractors[name])
-        key = (node_key or {}).get(name, f"extractors.{name}")
-        extractor = None
-        if _needs_training(params):
-            model_name = params.get("train") or name
-            if model_name not in settings.train.models:
-                raise PipelineError(
-                    f"extractor {name!r} needs a checkpoint: set extractors.{name}.ckpt_path=... "
-                    f"or extractors.{name}.train to one of {sorted(settings.train.models)}"
-                )
-        else:
-            try:
-                extractor = build_extractor(params)
-            except WeightsUnavailableError as err:
-                if not settings.skip_unavailable_extractors:
-                    raise PipelineError(
-                        f"{err} (in this run the key is {key}.weights; or leave the extractor "
-                        "out with grid.extractors, or set skip_unavailable_extractors=true)"
-                    ) from err
-                # One line: the first sentence names the model.
-                reason = str(err).split(". ")[0].rstrip(".") + f" (set {key}.weights=PATH)"
-                log.warning("skipping extractor %s: %s", name, reason)
-                skipped[name] = reason
-                continue
-        specs[name] = (params, extractor)
+    specs, skipped = build_extractors(settings, names, node_key)
     pending = on_accepted
 
     def data_checks(store: PreprocessedStore) -> None:
@@ -282,3 +253,56 @@ def extract_all(
             extractor,
         )
     return out, skipped
+
+
+def build_extractors(
+    settings: RunSettings, names: Sequence[str], node_key: Mapping[str, str] | None = None
+) -> tuple[dict[str, tuple[dict[str, Any], Any]], dict[str, str]]:
+    """Every named extractor that needs no training, built (weights loaded); before any work.
+
+    Args:
+        settings: the run's settings.
+        names: extractor names (keys of ``settings.extractors``).
+        node_key: extractor name -> the config key users set it under, for messages.
+
+    Returns:
+        name -> (its node, the extractor or None when an encoder must be trained first), and
+        the extractors skipped for missing weights (name -> one-line reason).
+
+    Raises:
+        PipelineError: an extractor needs a checkpoint and names no model to train, or its
+            weights are missing and ``skip_unavailable_extractors`` is false.
+    """
+    # torch is loaded when features are extracted, not when cluster.py starts (a settings
+    # error is reported in one line without it).
+    from aurora.extractors import WeightsUnavailableError, build_extractor
+
+    skipped: dict[str, str] = {}
+    specs: dict[str, tuple[dict[str, Any], Any]] = {}
+    for name in names:
+        params = dict(settings.extractors[name])
+        key = (node_key or {}).get(name, f"extractors.{name}")
+        extractor = None
+        if _needs_training(params):
+            model_name = params.get("train") or name
+            if model_name not in settings.train.models:
+                raise PipelineError(
+                    f"extractor {name!r} needs a checkpoint: set extractors.{name}.ckpt_path=... "
+                    f"or extractors.{name}.train to one of {sorted(settings.train.models)}"
+                )
+        else:
+            try:
+                extractor = build_extractor(params)
+            except WeightsUnavailableError as err:
+                if not settings.skip_unavailable_extractors:
+                    raise PipelineError(
+                        f"{err} (in this run the key is {key}.weights; or leave the extractor "
+                        "out with grid.extractors, or set skip_unavailable_extractors=true)"
+                    ) from err
+                # One line: the first sentence names the model.
+                reason = str(err).split(". ")[0].rstrip(".") + f" (set {key}.weights=PATH)"
+                log.warning("skipping extractor %s: %s", name, reason)
+                skipped[name] = reason
+                continue
+        specs[name] = (params, extractor)
+    return specs, skipped

@@ -39,6 +39,7 @@ from aurora.run.context import load_context
 from aurora.run.finalize import check_some_cells, finalize, print_summary
 from aurora.run.grid import record_failure
 from aurora.run.main import check_settings, run_cells, start_run
+from aurora.run.prepare import finalize_prepare
 from aurora.run.settings import RunSettings
 from aurora.run_status import fail_run, finish_run
 
@@ -188,6 +189,8 @@ def finalize_sweep_code(
 ) -> int:
     """:func:`finalize_sweep` as a command: its exit code, an aurora error in one line.
 
+    A ``mode=prepare`` sweep is joined instead (:func:`aurora.run.prepare.finalize_prepare`).
+
     Args:
         config: the sweep's config.
         sweep_dir: the multirun folder.
@@ -202,6 +205,11 @@ def finalize_sweep_code(
     def run() -> None:
         if before is not None:
             before()
+        if config.get("mode") == "prepare":
+            if begin:
+                start_run(config, sweep_dir)
+            summary.update(finalize_prepare(config, sweep_dir))
+            return
         summary.update(finalize_sweep(config, sweep_dir, begin=begin))
 
     code = run_guarded(run)

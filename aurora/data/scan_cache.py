@@ -1,0 +1,222 @@
+"""A data set's scan, kept in the cache and done in shards.
+
+A scan reads and hashes every input (:func:`aurora.data.sources.scan`), so a season of a
+million files takes about as long to scan as to read once. Its results are kept in the cache
+stage ``scan`` under the key of the data set's *listing*: the root and, per input file, its
+path, size, modification and change times (a ``stat``, no read). A later run over the same
+unchanged files reads none of them again; any new, removed, rewritten, renamed or re-permitted
+file gives another key and a fresh scan.
+
+In shards (``mode=prepare``): the sorted listing is cut into ``shards`` contiguous blocks;
+shard ``i`` inspects block ``i`` only and keeps its results in stage ``scan_parts``. Once every
+block's results are there, :func:`assemble_scan` joins them into the ``scan`` entry, which is
+then exactly what a one-process scan would have stored (duplicates across blocks included).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aurora.cache import Cache, atomic_write_text, stable_hash
+from aurora.data.manifest import DataSourceError, ImageReadError, Manifest
+from aurora.data.sources import Frames, assemble_manifest, inspect_inputs, resolve_inputs
+
+STAGE = "scan"
+PART_STAGE = "scan_parts"
+_VERSION = "aurora-scan-v1"
+_RESULTS = "results.json"
+
+Result = tuple[str, Frames] | ImageReadError
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The input files of a data set, with what ``stat`` says of each.
+
+    Attributes:
+        data_root: the root the ids are relative to.
+        files: (F,) absolute input paths, sorted.
+        key: hash of the root and each file's path, size, mtime and ctime (``stat``).
+    """
+
+    data_root: Path
+    files: list[str]
+    key: str
+
+    def block(self, shard: int, shards: int) -> tuple[int, int]:
+        """``[start, stop)`` of shard ``shard`` of ``shards`` contiguous blocks of ``files``."""
+        n = len(self.files)
+        return n * shard // shards, n * (shard + 1) // shards
+
+
+def _stat(path: str) -> tuple[int, int, int] | str:
+    """(size, mtime_ns, ctime_ns) of ``path`` (links followed), or why there is none."""
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        return type(err).__name__
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
+def list_inputs(root: str | Path) -> Listing:
+    """The listing of a folder, list file or single image (stat only, no file is read).
+
+    Raises:
+        DataSourceError: the path is missing or holds no input.
+    """
+    given = Path(root).expanduser()
+    data_root, files = resolve_inputs(Path(os.path.normpath(os.path.abspath(given))))
+    if not files:
+        raise DataSourceError(f"no image files found in {given}")
+    key = stable_hash(_VERSION, str(data_root), [(f, _stat(f)) for f in files])
+    return Listing(data_root, list(files), key)
+
+
+def _to_json(results: Sequence[Result]) -> list[Any]:
+    out: list[Any] = []
+    for r in results:
+        if isinstance(r, ImageReadError):
+            out.append({"reason": r.reason, "message": str(r)})
+        else:
+            digest, frames = r
+            out.append(
+                {
+                    "digest": digest,
+                    "frames": [[f, None if t is None else t.isoformat()] for f, t in frames],
+                }
+            )
+    return out
+
+
+def _from_json(items: Sequence[dict[str, Any]]) -> list[Result]:
+    out: list[Result] = []
+    for item in items:
+        if "reason" in item:
+            out.append(ImageReadError(item["reason"], item["message"]))
+        else:
+            frames = [
+                (f, None if t is None else datetime.fromisoformat(t)) for f, t in item["frames"]
+            ]
+            out.append((item["digest"], frames))
+    return out
+
+
+def _read(path: Path, n: int) -> list[Result]:
+    items = json.loads((path / _RESULTS).read_text())
+    if len(items) != n:
+        raise RuntimeError(f"scan entry {path} holds {len(items)} results for {n} files")
+    return _from_json(items)
+
+
+def _write(cache: Cache, stage: str, key: str, results: Sequence[Result]) -> None:
+    with cache.writing(stage, key) as tmp:
+        atomic_write_text(tmp / _RESULTS, json.dumps(_to_json(results)))
+
+
+def _part_key(listing: Listing, shard: int, shards: int) -> str:
+    return stable_hash(listing.key, shard, shards)
+
+
+def scan_cached(
+    root: str | Path, cache_root: str | Path, jobs: int | None = None, progress: bool = False
+) -> Manifest:
+    """:func:`aurora.data.sources.scan`, reusing the cached scan of the same unchanged files.
+
+    Args:
+        root: a folder, list file or single image.
+        cache_root: the cache folder.
+        jobs: threads for hashing.
+        progress: show a tqdm progress bar.
+    """
+    listing = list_inputs(root)
+    cache = Cache(cache_root)
+    if cache.exists(STAGE, listing.key):
+        results = _read(cache.path(STAGE, listing.key), len(listing.files))
+    else:
+        results = inspect_inputs(listing.files, jobs, progress, f"scan {root}")
+        _write(cache, STAGE, listing.key, results)
+    return assemble_manifest(listing.data_root, listing.files, results)
+
+
+def scan_shard(
+    listing: Listing,
+    shard: int,
+    shards: int,
+    cache_root: str | Path,
+    jobs: int | None = None,
+    progress: bool = False,
+) -> Manifest:
+    """Scan block ``shard`` of ``shards`` of the listing (cached); its own manifest.
+
+    The block's manifest holds the records of its files only (a duplicate of a file in
+    another block is a record here), so that each block can be preprocessed on its own.
+    """
+    cache = Cache(cache_root)
+    a, b = listing.block(shard, shards)
+    files = listing.files[a:b]
+    key = _part_key(listing, shard, shards)
+    if cache.exists(STAGE, listing.key):  # the shards' scans were assembled already
+        results = _read(cache.path(STAGE, listing.key), len(listing.files))[a:b]
+    elif cache.exists(PART_STAGE, key):
+        results = _read(cache.path(PART_STAGE, key), len(files))
+    else:
+        results = inspect_inputs(files, jobs, progress, f"scan shard {shard}/{shards}")
+        _write(cache, PART_STAGE, key, results)
+    return assemble_manifest(listing.data_root, files, results)
+
+
+def shard_manifest(
+    listing: Listing, shard: int, shards: int, cache_root: str | Path
+) -> Manifest | None:
+    """The manifest of block ``shard`` from its cached scan, or None before it is scanned."""
+    cache = Cache(cache_root)
+    key = _part_key(listing, shard, shards)
+    a, b = listing.block(shard, shards)
+    if cache.exists(STAGE, listing.key):
+        results = _read(cache.path(STAGE, listing.key), len(listing.files))[a:b]
+    elif cache.exists(PART_STAGE, key):
+        results = _read(cache.path(PART_STAGE, key), b - a)
+    else:
+        return None
+    return assemble_manifest(listing.data_root, listing.files[a:b], results)
+
+
+def missing_scan_shards(listing: Listing, shards: int, cache_root: str | Path) -> list[int]:
+    """The shards of ``shards`` whose block has not been scanned yet."""
+    cache = Cache(cache_root)
+    return [s for s in range(shards) if not cache.exists(PART_STAGE, _part_key(listing, s, shards))]
+
+
+def assemble_scan(listing: Listing, shards: int, cache_root: str | Path) -> Manifest | None:
+    """The whole data set's manifest from the scans of its ``shards`` blocks.
+
+    Writes the ``scan`` entry (the one :func:`scan_cached` reads) and removes the blocks'.
+
+    Returns:
+        The manifest, or None while some block is not scanned yet.
+    """
+    cache = Cache(cache_root)
+    if cache.exists(STAGE, listing.key):
+        results = _read(cache.path(STAGE, listing.key), len(listing.files))
+        return assemble_manifest(listing.data_root, listing.files, results)
+    if missing_scan_shards(listing, shards, cache_root):
+        return None
+    results: list[Result] = []
+    for s in range(shards):
+        a, b = listing.block(s, shards)
+        results += _read(cache.path(PART_STAGE, _part_key(listing, s, shards)), b - a)
+    _write(cache, STAGE, listing.key, results)
+    return assemble_manifest(listing.data_root, listing.files, results)
+
+
+def remove_scan_shards(listing: Listing, shards: int, cache_root: str | Path) -> None:
+    """Delete the blocks' scans once the ``scan`` entry holds them."""
+    cache = Cache(cache_root)
+    for s in range(shards):
+        cache.remove(PART_STAGE, _part_key(listing, s, shards))
