@@ -20,6 +20,7 @@ from aurora.data import scan_cache
 from aurora.data.scan_cache import list_inputs, scan_cached
 from aurora.data.sources import scan
 from aurora.errors import PipelineError, SettingsError
+from aurora.run.__main__ import main as finalize_main
 from aurora.run.prepare import Shards, finalize_prepare, run_prepare
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,6 +199,10 @@ def test_prepare_sweep_of_two_processes_then_run_reads_it(messy_sky: Path, tmp_p
     assert doc["shards"] == 2 and doc["n_inputs"] == len(list(messy_sky.glob("*.jpg")))
     jobs = {json.loads(p.read_text())["shard"] for p in sweep.glob("*/prepared.json")}
     assert jobs == {0, 1}
+    # README: python -m aurora.run finalize SWEEP joins (here: finds joined) a prepare sweep.
+    (sweep / "prepared.json").unlink()
+    assert finalize_main(["finalize", str(sweep)]) == 0
+    assert json.loads((sweep / "prepared.json").read_text())["n_inputs"] == doc["n_inputs"]
     one = tmp_path / "one"
     run_prepare(compose_cfg("cluster", [*common[:-1], f"paths.cache_dir={one}"]), tmp_path / "o")
     joined, single = _entries(cache), _entries(one)
