@@ -18,12 +18,14 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from aurora.cache import Cache, atomic_write_text, stable_hash
+from aurora.data.decode import default_jobs
 from aurora.data.manifest import DataSourceError, ImageReadError, Manifest
 from aurora.data.sources import Frames, assemble_manifest, inspect_inputs, resolve_inputs
 
@@ -74,7 +76,9 @@ def list_inputs(root: str | Path) -> Listing:
     data_root, files = resolve_inputs(Path(os.path.normpath(os.path.abspath(given))))
     if not files:
         raise DataSourceError(f"no image files found in {given}")
-    key = stable_hash(_VERSION, str(data_root), [(f, _stat(f)) for f in files])
+    with ThreadPoolExecutor(max_workers=min(32, default_jobs() + 4)) as pool:
+        stats = list(pool.map(_stat, files))  # a network file system answers many at once
+    key = stable_hash(_VERSION, str(data_root), list(zip(files, stats, strict=True)))
     return Listing(data_root, list(files), key)
 
 
