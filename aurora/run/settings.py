@@ -19,8 +19,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from aurora.checks import DataFit, check_fit_sample
+from aurora.checks import DataFit, check_fit_sample, check_number
 from aurora.config import plain
+from aurora.errors import SettingsError
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,42 @@ class GridSettings:
         return list(getattr(self, name) or configured)
 
 
+@dataclass(frozen=True)
+class BudgetSettings:
+    """The memory and disk a run must fit (``budget.*``; :mod:`aurora.run.budget`).
+
+    Attributes:
+        memory_gb: peak memory allowed, in GB (2**30 bytes); None = this machine's or job's
+            (cgroup limit, else ``SLURM_MEM_PER_NODE``, else the memory available).
+        disk_gb: new disk allowed, in GB; None = the free space of the cache's file system.
+        check: refuse a run over budget; false = print the estimates and go on.
+    """
+
+    memory_gb: float | None = None
+    disk_gb: float | None = None
+    check: bool = True
+
+    @classmethod
+    def from_node(cls, node: Mapping[str, Any] | None) -> BudgetSettings:
+        """Read and check a ``budget`` node (None = all defaults).
+
+        Raises:
+            SettingsError: a size that is not a number > 0, or ``check`` not a boolean.
+        """
+        node = node or {}
+
+        def size(key: str) -> float | None:
+            value = node.get(key)
+            if value is None:
+                return None
+            return float(check_number(f"budget.{key}", value, 0.001))
+
+        check = node.get("check", True)
+        if not isinstance(check, bool):
+            raise SettingsError("budget.check", check, "true or false")
+        return cls(size("memory_gb"), size("disk_gb"), check)
+
+
 #: Fusion values that the data can lower (:class:`aurora.checks.DataFit`), as paths in ``fusion``.
 _FITTED = (("min_cluster_size",), ("search", "min_sizes"), ("search", "target_groups"))
 _INTERPOLATION = re.compile(r"^\$\{(\.*)([A-Za-z_][\w.]*)\}$")
@@ -126,6 +163,7 @@ class RunSettings:
         config: the whole resolved config (recorded with the solution).
         fusion_links: (leaf, target) paths in ``fusion`` where a leaf interpolates a value
             the data can lower (``voting.min_cluster_size: ${..min_cluster_size}``).
+        budget: the memory and disk the run must fit.
     """
 
     seed: int
@@ -143,6 +181,7 @@ class RunSettings:
     skip_unavailable_extractors: bool
     config: dict[str, Any]
     fusion_links: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
+    budget: BudgetSettings = BudgetSettings()
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> RunSettings:
@@ -202,6 +241,7 @@ class RunSettings:
             skip_unavailable_extractors=bool(cfg.skip_unavailable_extractors),
             config=plain(cfg),
             fusion_links=tuple(_links(OmegaConf.to_container(cfg.fusion, resolve=False))),
+            budget=BudgetSettings.from_node(plain(cfg.get("budget"))),
         )
 
     def with_nodes(self, **groups: dict[str, dict[str, Any]]) -> RunSettings:
