@@ -84,11 +84,12 @@ EMBEDDING_ITEMSIZE = 4
 #: distance matrix, one chunk of scikit-learn's working memory, holds s*s float32.
 SILHOUETTE_SAMPLE = 10_000
 SILHOUETTE_ITEMSIZE = 4
-#: UMAP's fit on m rows: numba's compiled code plus its neighbour graph and layout (one measured
-#: point: the UMAP cell of bench_scale at 100k frames, m = 20k, 512-d, peaked 0.72 GB above the
-#: features; split here as 300 MB fixed + 20 KB per fitted row).
-UMAP_FIXED_BYTES = 300 * MB
-UMAP_BYTES_PER_ROW = 20 * 1024
+#: UMAP's fit on m rows: numba's compiled code plus its neighbour graph and layout, mostly fixed.
+#: Measured with bench_scale's 512-d season: the UMAP cell alone at 100k frames (m = 20k) peaked
+#: 0.72 GB above the process and its features; the 10k chain (m = 10k) peaked 1.02 GB in all
+#: (bench/bench_budget.py). Split as 600 MB fixed + 6 KB per fitted row.
+UMAP_FIXED_BYTES = 600 * MB
+UMAP_BYTES_PER_ROW = 6 * 1024
 #: A sparse k-nearest-neighbour graph method on m rows (spectral with n_neighbors, Ward with
 #: connectivity): +151 MB / +114 MB at 20,000 points (BENCHMARKS.md, issue 6), about 8 KB a row.
 SPARSE_GRAPH_BYTES_PER_ROW = 8 * 1024
@@ -549,7 +550,8 @@ def estimate_stages(
         manifest: the scanned data set (n = its candidate images).
         settings: the run's settings.
         extractor_names: the extractors the run computes.
-        n_cells: grid cells of the run (1 for a sweep job).
+        n_cells: grid cells of the run (1 for a sweep job; 0 = no grid, fusion or report:
+            ``mode=prepare``).
 
     Returns:
         One :class:`StageEstimate` per stage, in run order (:data:`STAGES`).
@@ -710,6 +712,10 @@ def estimate_stages(
         "solution " + " + ".join(f"{p_.what} {_gb(p_.bytes)}" for p_ in parts),
         memory_key=max(parts, key=lambda p_: p_.bytes).key,
     )
+    if n_cells == 0:  # mode=prepare: preprocessing and extraction only
+        grid, fuse, report = (
+            StageEstimate(stage, 0, 0, "no grid in this run") for stage in STAGES[3:]
+        )
     return [pre, train, extract, grid, fuse, report]
 
 
