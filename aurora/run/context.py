@@ -24,6 +24,7 @@ from aurora.data.sources import Manifest, Rejection, scan
 from aurora.errors import PipelineError
 from aurora.logs import log, stage
 from aurora.preprocess import PreprocessedStore
+from aurora.run.budget import plan_budget
 from aurora.run.features import ExtractedFeatures, extract_all
 from aurora.run.settings import ExtractSettings, RunSettings
 from aurora.run.stores import ImageRows, StoreSet, store_rows
@@ -107,6 +108,7 @@ def load_context(
     names: Sequence[str] | None = None,
     on_accepted: Callable[[int], None] | None = None,
     node_key: Mapping[str, str] | None = None,
+    n_cells: int = 1,
 ) -> RunContext:
     """Data, preprocessing, features, references and truth of a run (everything before the grid).
 
@@ -116,6 +118,9 @@ def load_context(
         names: extractors to compute (None = all configured).
         on_accepted: called with the accepted count before any training or extraction.
         node_key: extractor name -> its config key, for messages (see :func:`extract_all`).
+        n_cells: grid cells the run computes (or ranks), for the estimates of
+            :func:`aurora.run.budget.plan_budget` (written to ``run_dir/estimates.json``;
+            a stage over the budget stops the run there).
     """
     data, jobs = settings.data, settings.jobs
     with stage("data") as st:
@@ -125,9 +130,11 @@ def load_context(
             f"{manifest.n_inputs} inputs in {root}: {len(manifest.records)} readable candidates,"
             f" {len(manifest.rejected)} rejected while scanning"
         )
+    names = list(names if names is not None else settings.extractors)
+    # Memory and disk of each stage for this many images, before any of them runs.
+    plan_budget(manifest, settings, names, n_cells, run_dir)
     variants = {k: instantiate(v) for k, v in settings.preprocess.items()}
     stores = StoreSet(manifest, variants, settings.cache_dir, jobs)
-    names = list(names if names is not None else settings.extractors)
     extracted, skipped = extract_all(settings, stores, run_dir, names, on_accepted, node_key)
     if not extracted:
         raise PipelineError(

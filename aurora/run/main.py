@@ -124,7 +124,8 @@ def _run_cluster(settings: RunSettings, run_dir: Path) -> dict[str, Any]:
     def on_accepted(n: int) -> None:
         fits.append(check_against_data(n, grid, settings.fusion))
 
-    ctx = load_context(settings, run_dir, sorted({c.extractor for c in cells}), on_accepted)
+    names = sorted({c.extractor for c in cells})
+    ctx = load_context(settings, run_dir, names, on_accepted, n_cells=len(cells))
     (fit,) = fits  # load_context ran the checks before its first training or extraction
     settings = settings.fitted(fit)
     cells = [c for c in _grid_cells(settings, fit.n_clusters) if c.extractor in ctx.features]

@@ -54,6 +54,7 @@ from aurora.preprocess import (
     store_key,
 )
 from aurora.preprocess.store import STAGE as STORE_STAGE
+from aurora.run.budget import plan_budget
 from aurora.run.features import build_extractors
 from aurora.run.settings import RunSettings
 from aurora.run_status import fail_run, finish_run
@@ -136,9 +137,17 @@ def _whole_done(whole: Manifest, target: Target, cache: Cache) -> bool:
 
 
 def prepare_shard(
-    settings: RunSettings, listing: Listing, shards: Shards, targets: Sequence[Target]
+    settings: RunSettings,
+    listing: Listing,
+    shards: Shards,
+    targets: Sequence[Target],
+    run_dir: Path,
 ) -> dict[str, Any]:
     """Scan, preprocess and extract block ``shards.shard`` (each step cached).
+
+    The block's memory and disk are estimated after its scan, before any other work
+    (:func:`aurora.run.budget.plan_budget`: ``run_dir/estimates.json``); a stage over the
+    budget stops the job there.
 
     Returns:
         What the block holds: inputs, accepted images per store, rejections, duplicates.
@@ -153,6 +162,7 @@ def prepare_shard(
             f"shard {shards.shard}/{shards.shards}: {part.n_inputs} inputs, "
             f"{len(part.records)} images"
         )
+    plan_budget(part, settings, [t.name for t in targets], 0, run_dir)
     done: dict[str, Any] = {
         "inputs": part.n_inputs,
         "scan_rejected": len(part.rejected),
@@ -311,7 +321,7 @@ def run_prepare(cfg: DictConfig, job_dir: str | Path) -> dict[str, Any]:
     job_dir.mkdir(parents=True, exist_ok=True)
     shards = Shards.from_cfg(cfg.get("prepare"))
     settings, listing, targets, skipped = _setup(cfg)
-    block = prepare_shard(settings, listing, shards, targets)
+    block = prepare_shard(settings, listing, shards, targets, job_dir)
     joined, missing = assemble_prepared(settings, listing, shards.shards, targets)
     if missing:
         log.info(

@@ -171,7 +171,7 @@ def _finalize_sweep(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any]:
     settings = RunSettings.from_cfg(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
     known = {n: settings.extractors[n] for n in names if n in settings.extractors}
     settings = settings.with_nodes(extractors=known)
-    ctx = load_context(settings, sweep_dir, list(known))
+    ctx = load_context(settings, sweep_dir, list(known), n_cells=len(cells))
     ks = sorted({int(c["n_clusters"]) for c in cells})
     grid = check_grid(ks, settings.grid.stability_splits)
     settings = settings.fitted(check_against_data(len(ctx.ids), grid, settings.fusion))
