@@ -9,8 +9,8 @@ nights) through aurora's own cells with ``grid.fit_sample`` = 20,000: PCA (80 % 
 K-means and UMAP (10-d) -> K-means, ranking, and the fusion of the two partitions, in a fresh
 process whose peak RSS (``VmHWM``) is measured. The estimate is
 ``max(aurora.run.budget.grid_memory(...), fusion_memory(...))`` for the same cells, with the
-base of a process without torch (:data:`aurora.run.budget.BENCH_BASE_BYTES`; a ``cluster.py``
-run adds torch's ~0.7 GB to its base).
+base of a process without torch (:data:`aurora.run.budget.model.BENCH_BASE_BYTES`; a
+``cluster.py`` run adds torch's ~0.7 GB to its base).
 
 ``--table`` prints the estimate table of the default ``cluster`` config (all five extractors,
 PCA and UMAP x K-means, spectral and Ward x k 30 and 100) for a data set of each n (a stand-in
@@ -33,7 +33,8 @@ GB = 2**30
 
 def estimate(n: int, fit_sample: int) -> tuple[int, str]:
     """The grid + fusion estimate of bench_scale's chain at n (bytes, the grid's detail)."""
-    from aurora.run.budget import BENCH_BASE_BYTES, fusion_memory, grid_memory
+    from aurora.run.budget import fusion_memory, grid_memory
+    from aurora.run.budget.model import BENCH_BASE_BYTES
 
     grid, detail, _, _ = grid_memory(
         n, {"season": D}, {"pca": PCA, "umap": UMAP}, {"kmeans": KMEANS}, fit_sample,

@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 
 from aurora.errors import SettingsError
 from aurora.run import budget as B
+from aurora.run.budget import machine, model, stages
 from aurora.run.settings import BudgetSettings, RunSettings
 
 GB = 2**30
@@ -86,8 +87,9 @@ def test_grid_memory_known_terms_and_dense_guard() -> None:
     ward = {"_target_": "aurora.clustering.WardClustering", "connectivity_neighbors": None}
     n, dim = 100_000, 64
     got, _, _, refused = B.grid_memory(n, {"e": dim}, {"pca": pca}, {"km": km}, 1000, 0)
-    sil = B.SILHOUETTE_SAMPLE**2 * B.SILHOUETTE_ITEMSIZE  # larger than the fits on 1000 rows
-    emb = int(B.EMBEDDING_COPIES * n * 10 * 4)
+    # The silhouette term: larger than the fits on 1000 rows.
+    sil = model.SILHOUETTE_SAMPLE**2 * model.SILHOUETTE_ITEMSIZE
+    emb = int(model.EMBEDDING_COPIES * n * 10 * 4)
     assert (got, refused) == (n * dim * 4 + emb + sil, 0)
     # Dense Ward on 20,000 rows: a 20k x 20k float64 matrix (3.2 GB) under the 4 GiB guard.
     got, detail, key, _ = B.grid_memory(n, {"e": dim}, {"pca": pca}, {"w": ward}, 20_000, 0)
@@ -160,8 +162,8 @@ def test_plan_budget_writes_estimates_and_refuses_unless_check_false(
 
 
 def test_machine_budget_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(B, "cgroup_memory_limit", lambda: 6 * GB)
-    monkeypatch.setattr(B, "available_memory", lambda: 3 * GB)
+    monkeypatch.setattr(machine, "cgroup_memory_limit", lambda: 6 * GB)
+    monkeypatch.setattr(machine, "available_memory", lambda: 3 * GB)
     monkeypatch.setenv("SLURM_MEM_PER_NODE", "4096")
     got = B.machine_budget(BudgetSettings(memory_gb=2.5, disk_gb=7.0), tmp_path)
     assert (got.memory_bytes, got.memory_source) == (int(2.5 * GB), "budget.memory_gb")
@@ -169,7 +171,7 @@ def test_machine_budget_precedence(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     got = B.machine_budget(BudgetSettings(), tmp_path)
     assert (got.memory_bytes, got.memory_source) == (6 * GB, "cgroup memory.max")
     assert got.disk_source.startswith("free space of") and got.disk_bytes > 0
-    monkeypatch.setattr(B, "cgroup_memory_limit", lambda: None)
+    monkeypatch.setattr(machine, "cgroup_memory_limit", lambda: None)
     got = B.machine_budget(BudgetSettings(), tmp_path)
     assert (got.memory_bytes, got.memory_source) == (4096 * 2**20, "SLURM_MEM_PER_NODE")
     monkeypatch.delenv("SLURM_MEM_PER_NODE")
@@ -214,15 +216,21 @@ def test_budget_settings(sky: Path, tmp_path: Path) -> None:
 def test_features_stage_name_matches_inference() -> None:
     from aurora.extractors.inference import STAGE
 
-    assert B.FEATURES_STAGE == STAGE
+    assert stages.FEATURES_STAGE == STAGE
 
 
-def test_module_needs_no_torch() -> None:
+def test_package_needs_no_torch() -> None:
+    """Importing the package (all its modules) imports neither torch nor aurora.extractors."""
     import subprocess
 
-    code = "import sys, aurora.run.budget; print('torch' in sys.modules)"
+    code = (
+        "import sys, aurora.run.budget; "
+        "print('torch' in sys.modules, 'aurora.extractors' in sys.modules, "
+        "sorted(m for m in sys.modules if m.startswith('aurora.run.budget.')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    mods = ["extractors", "grid", "machine", "model", "plan", "stages"]
+    assert out.stdout.strip() == f"False False {[f'aurora.run.budget.{m}' for m in mods]}"
 
 
 def _grid_peak(n: int, dim: int) -> float:
@@ -258,7 +266,7 @@ def test_grid_estimate_is_within_a_factor_of_measured() -> None:
     from _common import in_fresh_process
 
     n, dim = 5000, 64
-    base = B.BENCH_BASE_BYTES
+    base = model.BENCH_BASE_BYTES
     red = {"pca": {"_target_": "sklearn.decomposition.PCA", "n_components": 0.8}}
     clu = {"km": {"_target_": "sklearn.cluster.KMeans"}}
     est, _, _, _ = B.grid_memory(n, {"e": dim}, red, clu, 2000, base)
