@@ -264,7 +264,8 @@ def estimate_stages(
     parts = [
         Part(f"features {n:,}x{dim} x2", 2 * n * dim * 4, "grid.extractors"),
         Part(f"embedding {n:,}x{d} float32+2xfloat64", n * d * (4 + 16), "grid.reducers"),
-        Part("neighbour search", SKLEARN_WORKING_MEMORY if n else 0, "budget.memory_gb"),
+        # scikit-learn's chunks of the n x n float64 distances, at most its working memory
+        Part("neighbour search", min(SKLEARN_WORKING_MEMORY, n * n * 8), "budget.memory_gb"),
     ]
     report = StageEstimate(
         "report",
