@@ -21,3 +21,18 @@ def stage(name: str) -> Iterator[dict[str, Any]]:
     t0 = time.perf_counter()
     yield info
     log.info("[%-10s] %s (%.1f s)", name, info["msg"], time.perf_counter() - t0)
+
+
+def to_log_files(level: int, msg: str, *args: Any, exc_info: Any = None) -> None:
+    """Log to the run's log files only (``FileHandler``s of aurora's and the root logger): what
+    the console already shows in one line (or as a printed table) is kept whole in the file."""
+    record = log.makeRecord(log.name, level, __file__, 0, msg, args, exc_info)
+    handlers = {
+        h
+        for logger in (log, logging.getLogger())
+        for h in logger.handlers
+        if isinstance(h, logging.FileHandler)
+    }
+    for h in handlers:
+        if record.levelno >= h.level:
+            h.handle(record)

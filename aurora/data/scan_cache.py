@@ -148,6 +148,18 @@ def scan_cached(
     return assemble_manifest(listing.data_root, listing.files, results)
 
 
+def _block_results(cache: Cache, listing: Listing, shard: int, shards: int) -> list[Result] | None:
+    """The cached scan results of block ``shard`` (from the joined scan once there is one),
+    or None before the block is scanned."""
+    a, b = listing.block(shard, shards)
+    if cache.exists(STAGE, listing.key):  # the shards' scans were joined already
+        return _read(cache.path(STAGE, listing.key), len(listing.files))[a:b]
+    key = _part_key(listing, shard, shards)
+    if cache.exists(PART_STAGE, key):
+        return _read(cache.path(PART_STAGE, key), b - a)
+    return None
+
+
 def scan_shard(
     listing: Listing,
     shard: int,
@@ -164,31 +176,28 @@ def scan_shard(
     cache = Cache(cache_root)
     a, b = listing.block(shard, shards)
     files = listing.files[a:b]
-    key = _part_key(listing, shard, shards)
-    if cache.exists(STAGE, listing.key):  # the shards' scans were assembled already
-        results = _read(cache.path(STAGE, listing.key), len(listing.files))[a:b]
-    elif cache.exists(PART_STAGE, key):
-        results = _read(cache.path(PART_STAGE, key), len(files))
-    else:
+    results = _block_results(cache, listing, shard, shards)
+    if results is None:
         results = inspect_inputs(files, jobs, progress, f"scan shard {shard}/{shards}")
-        _write(cache, PART_STAGE, key, results)
+        _write(cache, PART_STAGE, _part_key(listing, shard, shards), results)
     return assemble_manifest(listing.data_root, files, results)
 
 
-def shard_manifest(
-    listing: Listing, shard: int, shards: int, cache_root: str | Path
-) -> Manifest | None:
-    """The manifest of block ``shard`` from its cached scan, or None before it is scanned."""
+def block_manifests(listing: Listing, shards: int, cache_root: str | Path) -> list[Manifest]:
+    """The manifest of each of the ``shards`` blocks, from the joined scan (read once).
+
+    Raises:
+        FileNotFoundError: the blocks' scans are not joined yet (:func:`assemble_scan`).
+    """
     cache = Cache(cache_root)
-    key = _part_key(listing, shard, shards)
-    a, b = listing.block(shard, shards)
-    if cache.exists(STAGE, listing.key):
-        results = _read(cache.path(STAGE, listing.key), len(listing.files))[a:b]
-    elif cache.exists(PART_STAGE, key):
-        results = _read(cache.path(PART_STAGE, key), b - a)
-    else:
-        return None
-    return assemble_manifest(listing.data_root, listing.files[a:b], results)
+    if not cache.exists(STAGE, listing.key):
+        raise FileNotFoundError(f"no joined scan {listing.key} under {cache_root}")
+    results = _read(cache.path(STAGE, listing.key), len(listing.files))
+    out = []
+    for s in range(shards):
+        a, b = listing.block(s, shards)
+        out.append(assemble_manifest(listing.data_root, listing.files[a:b], results[a:b]))
+    return out
 
 
 def missing_scan_shards(listing: Listing, shards: int, cache_root: str | Path) -> list[int]:
@@ -200,7 +209,8 @@ def missing_scan_shards(listing: Listing, shards: int, cache_root: str | Path) -
 def assemble_scan(listing: Listing, shards: int, cache_root: str | Path) -> Manifest | None:
     """The whole data set's manifest from the scans of its ``shards`` blocks.
 
-    Writes the ``scan`` entry (the one :func:`scan_cached` reads) and removes the blocks'.
+    Writes the ``scan`` entry (the one :func:`scan_cached` reads); the blocks' entries stay
+    until :func:`remove_scan_shards`.
 
     Returns:
         The manifest, or None while some block is not scanned yet.

@@ -27,7 +27,7 @@ from aurora.cell import (
     write_failed,
 )
 from aurora.guard import error_line
-from aurora.logs import log, stage
+from aurora.logs import log, stage, to_log_files
 from aurora.run_status import one_line
 
 
@@ -46,24 +46,9 @@ def _is_user_error(err: BaseException) -> bool:
 
 def _traceback_to_log_files(err: BaseException, what: str) -> None:
     """Write the traceback of ``err`` to the log files only (the console keeps one line)."""
-    record = log.makeRecord(
-        log.name,
-        logging.ERROR,
-        __file__,
-        0,
-        "traceback of %s",
-        (what,),
-        (type(err), err, err.__traceback__),
+    to_log_files(
+        logging.ERROR, "traceback of %s", what, exc_info=(type(err), err, err.__traceback__)
     )
-    handlers = {
-        h
-        for logger in (log, logging.getLogger())
-        for h in logger.handlers
-        if isinstance(h, logging.FileHandler)
-    }
-    for h in handlers:
-        if record.levelno >= h.level:
-            h.handle(record)
 
 
 def record_failure(out_dir: Path, meta: Mapping[str, Any], err: BaseException) -> Path:

@@ -29,20 +29,21 @@ from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from aurora.cache import Cache, atomic_write_text
 from aurora.checks import check_number
+from aurora.config import plain
 from aurora.data.dataset import ensure_dataset
 from aurora.data.manifest import Manifest, write_rejected_csv
 from aurora.data.scan_cache import (
     Listing,
     assemble_scan,
+    block_manifests,
     list_inputs,
     missing_scan_shards,
     remove_scan_shards,
     scan_shard,
-    shard_manifest,
 )
 from aurora.errors import PipelineError, SettingsError
 from aurora.logs import log, stage
@@ -56,6 +57,7 @@ from aurora.preprocess import (
 from aurora.preprocess.store import STAGE as STORE_STAGE
 from aurora.run.budget import plan_budget
 from aurora.run.features import build_extractors
+from aurora.run.main import start_run
 from aurora.run.settings import RunSettings
 from aurora.run_status import fail_run, finish_run
 
@@ -216,14 +218,13 @@ def assemble_prepared(
     whole = assemble_scan(listing, shards, cache.root)
     if whole is None:
         return {}, missing_scan_shards(listing, shards, cache.root)
-    parts = [shard_manifest(listing, s, shards, cache.root) for s in range(shards)]
+    parts = block_manifests(listing, shards, cache.root)
     missing: set[int] = set()
     stores: dict[str, PreprocessedStore] = {}
     leftovers: list[tuple[str, str]] = []  # the blocks' entries, deleted at the end
     for t in targets:
         key = store_key(whole, t.cfg)
-        part_keys = [store_key(p, t.cfg) for p in parts if p is not None]
-        assert len(part_keys) == shards  # the whole scan exists, so every block's does
+        part_keys = [store_key(p, t.cfg) for p in parts]
         leftovers += [(STORE_STAGE, k) for k in part_keys if k != key]
         absent = [s for s, k in enumerate(part_keys) if not cache.exists(STORE_STAGE, k)]
         if not cache.exists(STORE_STAGE, key):
@@ -304,7 +305,7 @@ def _write_outputs(out_dir: Path, joined: dict[str, Any], extra: dict[str, Any])
 
 
 def _setup(cfg: DictConfig) -> tuple[RunSettings, Listing, list[Target], dict[str, str]]:
-    settings = RunSettings.from_cfg(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+    settings = RunSettings.from_cfg(cfg)
     root = ensure_dataset(settings.data.root, settings.data.synth, settings.jobs)
     listing = list_inputs(root)
     targets, skipped = _targets(settings)
@@ -339,13 +340,21 @@ def run_prepare(cfg: DictConfig, job_dir: str | Path) -> dict[str, Any]:
     return _write_outputs(job_dir, joined, extra)
 
 
-def finalize_prepare(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any]:
+def finalize_prepare(cfg: DictConfig, sweep_dir: Path, begin: bool = True) -> dict[str, Any]:
     """Join the shards of a ``mode=prepare`` sweep; its ``prepared.json`` and ``rejected.csv``.
+
+    Args:
+        cfg: the sweep's config.
+        sweep_dir: the multirun folder.
+        begin: move the folder's earlier results aside and mark it running first (false when
+            :class:`aurora.run.sweep.FinalizeSweep` did so at the start of the sweep).
 
     Raises:
         PipelineError: some blocks are not done, naming them and the command that redoes them.
     """
-    shards = Shards.from_cfg({**OmegaConf.to_container(cfg.get("prepare") or {}), "shard": 0})
+    if begin:
+        start_run(cfg, sweep_dir)
+    shards = Shards.from_cfg({**(plain(cfg.get("prepare")) or {}), "shard": 0})
     try:
         settings, listing, targets, skipped = _setup(cfg)
         joined, missing = assemble_prepared(settings, listing, shards.shards, targets)

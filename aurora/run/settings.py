@@ -185,12 +185,15 @@ class RunSettings:
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> RunSettings:
-        """Read the composed ``cluster`` config (without its ``hydra`` node).
+        """Read the composed ``cluster`` config. A ``hydra`` node (in a sweep's saved config)
+        is left out: its per-job keys cannot resolve outside a job.
 
         Raises:
             omegaconf.errors.MissingMandatoryValue: ``data.root`` (or another value read
                 here) is unset.
         """
+        if "hydra" in cfg:
+            cfg = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
         data = cfg.data
         constraints = cfg.get("constraints") or {}
         grid = cfg.grid

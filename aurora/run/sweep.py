@@ -167,8 +167,7 @@ def _finalize_sweep(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any]:
     failed = collect_failed(sweep_dir)
     check_some_cells(cells, failed, sweep_dir)
     names = sorted({str(c["extractor"]) for c in cells})
-    # The sweep's config still holds Hydra's own node, whose per-job keys cannot resolve here.
-    settings = RunSettings.from_cfg(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]))
+    settings = RunSettings.from_cfg(cfg)
     known = {n: settings.extractors[n] for n in names if n in settings.extractors}
     settings = settings.with_nodes(extractors=known)
     ctx = load_context(settings, sweep_dir, list(known), n_cells=len(cells))
@@ -205,12 +204,8 @@ def finalize_sweep_code(
     def run() -> None:
         if before is not None:
             before()
-        if config.get("mode") == "prepare":
-            if begin:
-                start_run(config, sweep_dir)
-            summary.update(finalize_prepare(config, sweep_dir))
-            return
-        summary.update(finalize_sweep(config, sweep_dir, begin=begin))
+        work = finalize_prepare if config.get("mode") == "prepare" else finalize_sweep
+        summary.update(work(config, sweep_dir, begin=begin))
 
     code = run_guarded(run)
     return 1 if code == 0 and summary.get("n_failed_cells") else code

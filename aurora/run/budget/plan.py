@@ -11,7 +11,7 @@ from pathlib import Path
 
 from aurora.atomic import atomic_write_text
 from aurora.data.sources import Manifest
-from aurora.logs import log
+from aurora.logs import log, to_log_files
 from aurora.run.budget.machine import machine_budget
 from aurora.run.budget.model import ESTIMATES_FILE, Budget, BudgetError, StageEstimate, gb
 from aurora.run.budget.stages import estimate_stages
@@ -74,20 +74,6 @@ def format_estimates(estimates: Sequence[StageEstimate], budget: Budget) -> str:
     )
 
 
-def _log_to_files(text: str) -> None:
-    """Log ``text`` at INFO to the log files only (the console gets it printed once)."""
-    record = log.makeRecord(log.name, logging.INFO, __file__, 0, "%s", (text,), None)
-    handlers = {
-        h
-        for logger in (log, logging.getLogger())
-        for h in logger.handlers
-        if isinstance(h, logging.FileHandler)
-    }
-    for h in handlers:
-        if record.levelno >= h.level:
-            h.handle(record)
-
-
 def plan_budget(
     manifest: Manifest,
     settings: RunSettings,
@@ -119,7 +105,12 @@ def plan_budget(
     table = format_estimates(estimates, budget)
     print(f"estimated peak memory and new disk per stage ({n:,} images, {n_cells} cells):")
     print(table, flush=True)
-    _log_to_files(f"estimated peak memory and new disk per stage ({n:,} images):\n{table}")
+    to_log_files(
+        logging.INFO,
+        "estimated peak memory and new disk per stage (%s images):\n%s",
+        f"{n:,}",
+        table,
+    )
     doc = {
         "n": n,
         "n_cells": n_cells,
