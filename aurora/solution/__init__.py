@@ -15,6 +15,7 @@ from aurora.solution.extractor import (
     export_extractor,
     rebuild_extractor,
 )
+from aurora.solution.limits import SolutionLimits
 from aurora.solution.save import save_solution
 from aurora.solution.schema import FORMAT_VERSION, MANIFEST_SCHEMA
 from aurora.solution.store import (
@@ -40,6 +41,7 @@ __all__ = [
     "SolutionExtractor",
     "SolutionExtractorError",
     "SolutionIntegrityError",
+    "SolutionLimits",
     "SolutionVersionError",
     "apply_solution",
     "aurora_version",

@@ -30,6 +30,7 @@ from aurora.preprocess import build_preprocessed
 from aurora.reduction import embed_new
 from aurora.run_status import begin_run, fail_run, finish_run
 from aurora.solution.errors import SolutionError
+from aurora.solution.limits import SolutionLimits
 from aurora.solution.store import Solution, load_solution
 
 log = logging.getLogger("aurora")
@@ -203,6 +204,7 @@ def apply_solution(
     batch_size: int = 64,
     num_workers: int = 0,
     device: str = "auto",
+    limits: SolutionLimits | None = None,
 ) -> dict[str, Any]:
     """Label a folder of new images with a saved solution; outputs go into ``run_dir``.
 
@@ -218,6 +220,8 @@ def apply_solution(
         batch_size: images per forward pass.
         num_workers: DataLoader workers.
         device: torch device or ``auto``.
+        limits: the largest solution to read (:class:`aurora.solution.SolutionLimits`; by
+            default its defaults and this machine's memory).
 
     Returns:
         The summary (also written to ``run_dir/apply_summary.json``); ``status.json`` follows
@@ -227,7 +231,7 @@ def apply_solution(
     keep = [str(solution_dir), str(data_root), cache_dir]
     begin_run(run_dir, keep=[k for k in keep if k])
     try:
-        solution = load_solution(solution_dir)
+        solution = load_solution(solution_dir, limits)
         root = str(data_root)
         log.info("applying %s to %s", solution.path, root)
         result = label_images(

@@ -24,7 +24,6 @@ A format-1 folder (pickled reducer, extractor built from a ``_target_``) is refu
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
@@ -35,15 +34,30 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from aurora.cache import file_sha256
+from aurora.errors import format_size
 from aurora.fusion import FusedNeighbours, FusionError
 from aurora.preprocess import PreprocessConfig
 from aurora.reduction import LINEAR_FILE, LinearMap
 from aurora.solution.errors import (
     SolutionError,
+    SolutionExtractorError,
     SolutionIntegrityError,
     SolutionVersionError,
 )
-from aurora.solution.extractor import SolutionExtractor, rebuild_extractor
+from aurora.solution.extractor import ALLOWED_EXTRACTORS, SolutionExtractor, rebuild_extractor
+from aurora.solution.limits import (
+    ArrayHeader,
+    MiB,
+    SolutionLimits,
+    check_stored,
+    expect_array,
+    npz_headers,
+    over_limit,
+    read_limited,
+    safetensors_tensors,
+    solution_file,
+    strict_json,
+)
 from aurora.solution.schema import FORMAT_VERSION, validate_manifest
 
 MANIFEST = "manifest.json"
@@ -150,18 +164,17 @@ def novelty_threshold(distances: np.ndarray, quantile: float = NOVELTY_QUANTILE)
     return float(np.quantile(d, quantile)) if len(d) >= 2 else None
 
 
-def _read_manifest(path: Path) -> dict[str, Any]:
-    mpath = path / MANIFEST
+def _read_manifest(path: Path, limits: SolutionLimits) -> dict[str, Any]:
     if not path.is_dir():
         raise SolutionError(f"solution folder {path} does not exist")
-    if not mpath.is_file():
+    try:
+        mpath = solution_file(path, MANIFEST)
+    except SolutionIntegrityError:
         raise SolutionIntegrityError(
             f"solution {path} is incomplete: missing {MANIFEST} (is this a run's solution/ folder?)"
-        )
-    try:
-        manifest = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise SolutionIntegrityError(f"{mpath} is not valid JSON: {err}") from err
+        ) from None
+    data = read_limited(mpath, limits.max_manifest_bytes, str(mpath), "max_manifest_bytes")
+    manifest = strict_json(data, str(mpath), limits.max_json_depth)
     if not isinstance(manifest, dict) or manifest.get("format") != "aurora-solution":
         raise SolutionError(f"{mpath} is not an aurora solution manifest")
     return manifest
@@ -191,20 +204,234 @@ def _check_versions(manifest: Mapping[str, Any], path: Path) -> None:
         )
 
 
-def _check_files(manifest: Mapping[str, Any], path: Path) -> None:
+def _check_declared(manifest: Mapping[str, Any], path: Path, limits: SolutionLimits) -> None:
+    """The manifest's counts and image sizes against the limits (before anything is read)."""
+    where = path / MANIFEST
+    if manifest["n_reference"] > limits.max_reference:
+        raise over_limit(
+            f"{where}: n_reference", manifest["n_reference"], limits.max_reference, "max_reference"
+        )
+    sizes = {"preprocess.size": manifest["preprocess"].get("size")}
+    ext = manifest["extractor"]
+    if ext["kind"] == "timm":
+        sizes["extractor.params.input_size"] = ext["params"].get("input_size")
+    elif ext["kind"] == "checkpoint":
+        sizes["extractor.params.hparams.image_size"] = ext["params"]["hparams"].get("image_size")
+    for field, size in sizes.items():
+        if isinstance(size, int | float) and size > limits.max_image_size:
+            raise over_limit(f"{where}: {field}", size, limits.max_image_size, "max_image_size")
+
+
+def _check_files(manifest: Mapping[str, Any], path: Path, limits: SolutionLimits) -> None:
+    """Every listed file: inside the folder (no link out of it), regular, within its size
+    limit, and with the recorded SHA-256."""
     files = manifest.get("files")
     if not isinstance(files, Mapping) or REFERENCE not in files:
         raise SolutionIntegrityError(f"{path / MANIFEST} lists no files (or no {REFERENCE})")
+    weights = manifest["extractor"]["weights"]
     for rel, expected in files.items():
-        f = path / rel
-        if not f.is_file():
-            raise SolutionIntegrityError(f"solution {path} is incomplete: missing file {rel}")
+        f = solution_file(path, rel)
+        size = f.stat().st_size
+        if rel == weights and size > limits.max_weights_bytes:
+            raise over_limit(
+                f"the size of {f}", size, limits.max_weights_bytes, "max_weights_bytes"
+            )
         actual = file_sha256(f)
         if actual != expected:
             raise SolutionIntegrityError(
                 f"solution file {f} has SHA-256 {actual}, but the manifest records {expected}: "
                 "the file was changed after the solution was saved; refusing to use it"
             )
+
+
+@dataclass(frozen=True)
+class _Declared:
+    """What the solution's arrays declare, from their headers (nothing loaded yet)."""
+
+    n: int
+    n_features: int
+    n_dims: int
+    n_assigned: int
+    nbytes: int
+
+
+def _check_memory(
+    arrays: Mapping[str, list[ArrayHeader]], path: Path, limits: SolutionLimits
+) -> int:
+    """The memory the arrays declared so far take once loaded, against what this machine has.
+
+    Loading converts dtypes (a copy) and the neighbour searches index the arrays: twice what
+    the files hold is what loading and applying take at most.
+
+    Returns:
+        That memory in bytes.
+    """
+    held = {name: sum(h.nbytes for h in headers) for name, headers in arrays.items()}
+    need = 2 * sum(held.values())
+    memory, source = limits.memory()
+    if need > memory:
+        parts = ", ".join(f"{name} {format_size(b)}" for name, b in held.items())
+        raise SolutionError(
+            f"solution {path}: its arrays take {format_size(need)} once loaded ({parts}, twice "
+            f"for the copies loading makes), above the {format_size(memory)} this machine can "
+            f"give ({source}); refusing it before allocating anything"
+        )
+    return need
+
+
+def _check_array_headers(
+    manifest: Mapping[str, Any], path: Path, limits: SolutionLimits
+) -> _Declared:
+    """Shapes, dtypes and sizes of every array, from the ``.npz`` headers, against the manifest,
+    the limits and the memory this machine has.
+
+    Raises:
+        SolutionError: an array of another shape or dtype, a dimension above its limit, or
+            arrays that would not fit in memory; the message names the file, the array, the
+            declared value and the limit.
+    """
+    n = int(manifest["n_reference"])
+    files = manifest["files"]
+    ref = npz_headers(path / REFERENCE, REFERENCE)
+    features = expect_array(ref, REFERENCE, "features", (n, None), "f")
+    embedding = expect_array(ref, REFERENCE, "embedding", (n, None), "f")
+    n_features, n_dims = features.shape[1], embedding.shape[1]
+    if n_features > limits.max_features:
+        raise over_limit(
+            f"{REFERENCE}: features per image", n_features, limits.max_features, "max_features"
+        )
+    if n_dims > limits.max_embedding:
+        raise over_limit(
+            f"{REFERENCE}: embedding dimensions", n_dims, limits.max_embedding, "max_embedding"
+        )
+    ids = expect_array(ref, REFERENCE, "ids", (n,), "U")
+    if ids.dtype.itemsize > 4 * limits.max_id_chars:
+        raise over_limit(
+            f"{REFERENCE}: the length of an image id",
+            ids.dtype.itemsize // 4,
+            limits.max_id_chars,
+            "max_id_chars",
+        )
+    expect_array(ref, REFERENCE, "labels", (n,), "iu")
+    expect_array(ref, REFERENCE, "neighbour_distance", (n,), "f")
+    if "moon" in ref:
+        expect_array(ref, REFERENCE, "moon", (n,), "b")
+    arrays: dict[str, list[ArrayHeader]] = {REFERENCE: list(ref.values())}
+    _check_memory(arrays, path, limits)
+    check_stored(ref, REFERENCE)
+    n_assigned = 0
+    if NEIGHBOURS in files:
+        nb = npz_headers(path / NEIGHBOURS, NEIGHBOURS)
+        emb = expect_array(nb, NEIGHBOURS, "embedding", (None, n_dims), "f")
+        n_assigned = emb.shape[0]
+        if not 1 <= n_assigned <= n:
+            raise SolutionError(
+                f"{NEIGHBOURS}: {n_assigned} assigned images; the reference has {n} images"
+            )
+        expect_array(nb, NEIGHBOURS, "labels", (n_assigned,), "iu")
+        expect_array(nb, NEIGHBOURS, "n_neighbors", (), "iu")
+        expect_array(nb, NEIGHBOURS, "max_distance", (), "f")
+        fmt = expect_array(nb, NEIGHBOURS, "format", (), "U")
+        if fmt.dtype.itemsize > 4 * 64:
+            raise SolutionError(f"{NEIGHBOURS}: its format name is {fmt.dtype}, not a short text")
+        arrays[NEIGHBOURS] = list(nb.values())
+        _check_memory(arrays, path, limits)
+        check_stored(nb, NEIGHBOURS)
+    if manifest["reducer"]["transform"] == "linear" and LINEAR_FILE in files:
+        lin = npz_headers(path / LINEAR_FILE, LINEAR_FILE)
+        expect_array(lin, LINEAR_FILE, "mean", (n_features,), "f")
+        expect_array(lin, LINEAR_FILE, "components", (n_dims, n_features), "f")
+        expect_array(lin, LINEAR_FILE, "scale", (n_dims,), "f")
+        arrays[LINEAR_FILE] = list(lin.values())
+        check_stored(lin, LINEAR_FILE)
+    return _Declared(n, n_features, n_dims, n_assigned, _check_memory(arrays, path, limits))
+
+
+def _declared_network(kind: str, params: Mapping[str, Any], path: Path) -> Any:
+    """The network ``params`` declare, built on the meta device: shapes without memory."""
+    import torch
+
+    try:
+        with torch.device("meta"):
+            if kind == "timm":
+                import timm
+
+                from aurora.extractors.timm_extractor import check_model_kwargs
+
+                name = str(params["model_name"])
+                if not timm.is_model(name):
+                    raise SolutionError(f"timm has no model named {name!r}")
+                kwargs = check_model_kwargs(name, params.get("model_kwargs") or {})
+                kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
+                return timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
+            if kind == "checkpoint":
+                from aurora.models.checkpoint import build_encoder
+
+                hparams = dict(params["hparams"])
+                return build_encoder(str(params["model_class"]), hparams, source=f"solution {path}")
+            return ALLOWED_EXTRACTORS[kind].from_export(dict(params))
+    except Exception as err:  # the arguments came from a file: any failure is the file's
+        raise SolutionExtractorError(
+            f"solution {path}: cannot build the {kind} extractor from its parameters: "
+            f"{' '.join(str(err).split())}"
+        ) from err
+
+
+def _check_network(manifest: Mapping[str, Any], path: Path, limits: SolutionLimits) -> None:
+    """The size of the network the extractor's parameters declare, against the weights file and
+    :attr:`SolutionLimits.max_weights_bytes`, before the network is built for real.
+
+    Raises:
+        SolutionError: the declared network is larger than the limit, or than what its weights
+            file holds (it could not be loaded; building it first would take that memory).
+    """
+    ext = manifest["extractor"]
+    if ext["kind"] not in ALLOWED_EXTRACTORS:
+        return  # rebuild_extractor refuses it, naming the allow-list
+    weights = path / str(ext["weights"])
+    tensors = safetensors_tensors(
+        weights, str(ext["weights"]), 16 * MiB, max_depth=limits.max_json_depth
+    )
+    in_file = sum(nbytes for _, nbytes in tensors.values())
+    network = _declared_network(str(ext["kind"]), ext["params"], path)
+    unique = {id(t): t for t in [*network.parameters(), *network.buffers()]}.values()
+    n_values = sum(t.numel() for t in unique)
+    declared = sum(t.numel() * t.element_size() for t in unique)
+    what = f"{path / MANIFEST}: the network that extractor.params describe"
+    size = f"{n_values:,} values ({format_size(declared)})"
+    if declared > limits.max_weights_bytes:
+        raise over_limit(what, size, format_size(limits.max_weights_bytes), "max_weights_bytes")
+    # 1 MiB of slack: buffers that are not saved (a normalisation's mean and std).
+    if declared > in_file + MiB:
+        raise SolutionExtractorError(
+            f"{what} has {size}, but its weights file {ext['weights']} holds "
+            f"{format_size(in_file)}: the parameters do not describe these weights; refusing "
+            "to build the network"
+        )
+
+
+def _read_neighbours(path: Path, n_assigned: int) -> FusedNeighbours:
+    """The nearest-group model, its scalars checked before it is built."""
+    file = path / NEIGHBOURS
+    try:
+        with np.load(file, allow_pickle=False) as z:
+            k = int(z["n_neighbors"])
+            max_distance = float(z["max_distance"])
+    except (OSError, KeyError, ValueError) as err:
+        raise SolutionError(f"cannot read {file}: {err}") from err
+    if not 1 <= k <= n_assigned:
+        raise SolutionError(
+            f"{NEIGHBOURS}: n_neighbors is {k}; it must be 1..{n_assigned} (the assigned "
+            "reference images that can vote)"
+        )
+    if not (np.isnan(max_distance) or 0 <= max_distance < np.inf):
+        raise SolutionError(
+            f"{NEIGHBOURS}: max_distance is {max_distance}; it must be >= 0 and finite (NaN: none)"
+        )
+    try:
+        return FusedNeighbours.load(file)
+    except (FusionError, ValueError) as err:
+        raise SolutionError(" ".join(str(err).split())) from err
 
 
 def _read_arrays(
@@ -269,14 +496,18 @@ def _check_counts(
         )
 
 
-def load_solution(path: str | Path) -> Solution:
+def load_solution(path: str | Path, limits: SolutionLimits | None = None) -> Solution:
     """Read and verify a solution folder written by :func:`save_solution`.
 
     Nothing read from the folder is executed: JSON validated against the schema, arrays
-    without pickle, weights with safetensors into an allow-listed class.
+    without pickle, weights with safetensors into an allow-listed class. Nothing is allocated
+    from what the folder merely declares: counts, array headers and the network its parameters
+    describe are checked against ``limits`` (and this machine's memory) first, and every file
+    must be a regular file inside the folder.
 
     Args:
         path: the solution folder.
+        limits: the largest solution to read (default :class:`SolutionLimits`).
 
     Returns:
         The verified :class:`Solution`.
@@ -285,46 +516,40 @@ def load_solution(path: str | Path) -> Solution:
         SolutionIntegrityError: a file is missing or changed.
         SolutionVersionError: another format version or aurora major version.
         SolutionError: anything else that makes the folder unusable (a manifest value out of
-            its range, an extractor outside the allow-list, ...).
+            its range, a declared size above a limit, a link out of the folder, an extractor
+            outside the allow-list, ...).
     """
+    limits = limits or SolutionLimits()
     path = Path(path).expanduser()
-    manifest = _read_manifest(path)
+    manifest = _read_manifest(path, limits)
     _check_versions(manifest, path)
     validate_manifest(manifest, path / MANIFEST)
-    _check_files(manifest, path)
+    _check_declared(manifest, path, limits)
+    _check_files(manifest, path, limits)
     files = manifest["files"]
-    n_groups = int(manifest["n_groups"])
-    ids, features, embedding, labels, distances = _read_arrays(
-        path, int(manifest["n_reference"]), n_groups
-    )
-    _check_counts(manifest, labels, distances, path)
     if NEIGHBOURS not in files:
         raise SolutionError(f"solution {path} has no assigned image: it cannot label anything")
-    try:
-        neighbours = FusedNeighbours.load(path / NEIGHBOURS)
-    except FusionError as err:
-        raise SolutionError(str(err)) from err
+    ext = manifest["extractor"]
+    if ext["weights"] not in files:
+        raise SolutionIntegrityError(f"solution {path}: the manifest lists no {ext['weights']}")
+    if manifest["reducer"]["transform"] == "linear" and LINEAR_FILE not in files:
+        raise SolutionIntegrityError(f"solution {path}: the manifest lists no {LINEAR_FILE}")
+    declared = _check_array_headers(manifest, path, limits)
+    _check_network(manifest, path, limits)
+    n_groups = int(manifest["n_groups"])
+    ids, features, embedding, labels, distances = _read_arrays(path, declared.n, n_groups)
+    _check_counts(manifest, labels, distances, path)
+    neighbours = _read_neighbours(path, declared.n_assigned)
     linear = None
     if manifest["reducer"]["transform"] == "linear":
-        if LINEAR_FILE not in files:
-            raise SolutionIntegrityError(f"solution {path}: the manifest lists no {LINEAR_FILE}")
         try:
             linear = LinearMap.load(path / LINEAR_FILE)
         except (OSError, ValueError) as err:
             raise SolutionError(f"cannot read {path / LINEAR_FILE}: {err}") from err
-        if linear.components.shape != (embedding.shape[1], features.shape[1]):
-            raise SolutionError(
-                f"solution {path}: the reducer maps {linear.components.shape[1]} -> "
-                f"{linear.components.shape[0]} dimensions; the reference is "
-                f"{features.shape[1]} -> {embedding.shape[1]}"
-            )
     try:
         preprocess = PreprocessConfig(**manifest["preprocess"])
     except (TypeError, ValueError) as err:
         raise SolutionError(f"solution {path}: bad preprocessing config: {err}") from err
-    ext = manifest["extractor"]
-    if ext["weights"] not in files:
-        raise SolutionIntegrityError(f"solution {path}: the manifest lists no {ext['weights']}")
     extractor = rebuild_extractor(ext, path)
     if extractor.num_features != features.shape[1]:
         raise SolutionError(
