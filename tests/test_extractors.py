@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import warnings
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from aurora.extractors import (
     read_metadata,
     weights_unavailable_message,
 )
+from aurora.extractors.weights import state_dict_sha256
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 S = 32
@@ -446,6 +448,8 @@ def test_local_weights_file_roundtrip(offline: Path, tmp_path: Path) -> None:
         assert torch.equal(ex(x), src(x))
     ident = ex.identity()
     assert ident["pretrained"] is True and ident["weights_sha256"] == file_sha256(path)
+    # The cache trusts the hash of the weights loaded, not of the file they came from.
+    assert ident["state_sha256"] == state_dict_sha256(src.state_dict())
     assert ex.provenance() == {
         "weights_source": "file",
         "weights_path": str(path),
@@ -455,10 +459,11 @@ def test_local_weights_file_roundtrip(offline: Path, tmp_path: Path) -> None:
     # Wrapped .pth with DDP prefixes loads too.
     pth = tmp_path / "mnv2.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in _full_state(src).items()}}, pth)
+    from_pth = TimmExtractor("mobilenetv2_100", weights=str(pth), input_size=S)
     with torch.inference_mode():
-        assert torch.equal(
-            TimmExtractor("mobilenetv2_100", weights=str(pth), input_size=S)(x), src(x)
-        )
+        assert torch.equal(from_pth(x), src(x))
+    assert from_pth.identity()["state_sha256"] == ident["state_sha256"]  # same weights
+    assert from_pth.identity()["weights_sha256"] != ident["weights_sha256"]  # other file
     # A file of another architecture is an error naming the keys.
     bad = dict(_full_state(src))
     del bad["conv_stem.weight"]
@@ -728,3 +733,52 @@ def test_real_store_end_to_end(small: TimmExtractor, tmp_path: Path) -> None:
     export_feature_set(tmp_path / "tb", fs, store)
     md = read_metadata(tmp_path / "tb" / "features" / "metadata.tsv")
     assert md["timestamp"][0].startswith("20") and md["path"] == [str(p) for p in store.paths]
+
+
+def test_solution_of_another_architecture_is_refused_in_one_line(
+    small: TimmExtractor, tmp_path: Path
+) -> None:
+    """A solution whose parameters name another network than its weights: the refusal says why
+    (the names and shapes that differ) on one line, before any weight is loaded."""
+    from aurora.solution import SolutionExtractorError
+    from aurora.solution.extractor import export_extractor, rebuild_extractor
+
+    entry = export_extractor(small, tmp_path)
+    entry["params"]["model_name"] = "mobilenetv2_050"  # same layer names, half the channels
+    with pytest.raises(SolutionExtractorError) as err:
+        rebuild_extractor(entry, tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg and "another architecture" in msg
+    assert "shapes that differ [model.conv_stem.weight: file [32, 3, 3, 3] vs network [16," in msg
+    entry["params"]["model_name"] = "resnet10t"  # other layer names
+    with pytest.raises(SolutionExtractorError) as err:
+        rebuild_extractor(entry, tmp_path)
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "names the network has and the file lacks [model.conv1.0.weight" in msg
+    assert re.search(r"\d+ names the file has and the network lacks \[model\.\w", msg)
+
+
+def test_rebuilt_solution_network_is_keyed_by_the_weights_it_loaded(
+    small: TimmExtractor, tmp_path: Path
+) -> None:
+    """Genuine weights: the run's identity (so the run's cache entries); other weights whose
+    hash the folder claims to be the run's: an identity, and so a cache key, of their own."""
+    from safetensors.torch import load_file, save_file
+
+    from aurora.solution.extractor import WEIGHTS_FILE, export_extractor, rebuild_extractor
+
+    entry = export_extractor(small, tmp_path)
+    assert "state_sha256" not in entry["identity"]  # the entry's own state_sha256 says it
+    assert entry["state_sha256"] == small.identity()["state_sha256"]
+    assert rebuild_extractor(entry, tmp_path).identity() == small.identity()
+    weights = tmp_path / WEIGHTS_FILE
+    state = load_file(weights)
+    save_file({k: v * 0.5 if v.is_floating_point() else v for k, v in state.items()}, weights)
+    claims = {**entry, "identity": {**entry["identity"], "state_sha256": entry["state_sha256"]}}
+    claims["state_sha256"] = state_dict_sha256(
+        {k: v * 0.5 if v.is_floating_point() else v for k, v in small.state_dict().items()}
+    )
+    halved = rebuild_extractor(claims, tmp_path).identity()
+    assert halved["state_sha256"] == claims["state_sha256"] != small.identity()["state_sha256"]
+    assert feature_key("s", halved) != feature_key("s", small.identity())

@@ -1,4 +1,8 @@
-"""Encoders trained here (autoencoder bottleneck, SimCLR backbone) as feature extractors."""
+"""Encoders trained here (autoencoder bottleneck, SimCLR backbone) as feature extractors.
+
+The identity's ``state_sha256`` is the hash of the weights the encoder holds once they are loaded
+(:func:`~aurora.extractors.weights.state_dict_sha256`), which the feature cache trusts.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aurora.cache import file_sha256
+from aurora.extractors.weights import LOADED_WEIGHTS_KEY, state_dict_sha256
 
 
 class CheckpointExtractor(nn.Module):
@@ -75,9 +80,16 @@ class CheckpointExtractor(nn.Module):
         self.input_size = int(info["image_size"])
         self.num_features = int(info["feature_dim"])
         self.ckpt_sha256 = ckpt_sha256
+        self.state_sha256 = self.rehash_weights()
 
-    #: Identity fields that say where the weights came from, not what the network computes.
-    WEIGHT_SOURCE_KEYS: tuple[str, ...] = ("ckpt_sha256",)
+    def rehash_weights(self) -> str:
+        """Hash the weights the encoder holds now (after any load) for :meth:`identity`."""
+        self.state_sha256 = state_dict_sha256(self.state_dict())
+        return self.state_sha256
+
+    #: Identity fields that say where the weights came from, not what the network computes
+    #: (a rebuilt encoder's ``state_sha256`` is hashed again from the weights it loaded).
+    WEIGHT_SOURCE_KEYS: tuple[str, ...] = ("ckpt_sha256", LOADED_WEIGHTS_KEY)
 
     def export_params(self) -> dict[str, Any]:
         """Plain constructor arguments that rebuild this encoder without its weights.
@@ -115,11 +127,13 @@ class CheckpointExtractor(nn.Module):
         return obj
 
     def identity(self) -> dict[str, Any]:
-        """Everything that defines the features: the checkpoint bytes and its architecture."""
+        """Everything that defines the features: the weights loaded (``state_sha256``, hashed
+        here), the checkpoint file they came from and the architecture."""
         identity = {
             "kind": "checkpoint",
             "model_class": self.info.get("model_class"),
             "ckpt_sha256": self.ckpt_sha256,
+            LOADED_WEIGHTS_KEY: self.state_sha256,
             "input_size": self.input_size,
             "num_features": self.num_features,
             "hparams": self.info.get("hparams", {}),

@@ -9,6 +9,12 @@ An entry of stage ``features`` (key ``stable_hash(FORMAT, store key, extractor i
 :func:`aurora.extractors.extract_features` fills it from a store; :func:`assemble_features`
 fills it from the entries of the stores of a data set's shards (``mode=prepare``), row by row
 by image id.
+
+The identity of a network with weights holds ``state_sha256``, the hash aurora computed of the
+weights loaded in it (:func:`aurora.extractors.weights.state_dict_sha256`), never a hash a file
+or a solution's manifest claims: two networks share an entry only when they hold the same
+weights, and an entry is read only when the hash it records is the reader's
+(:func:`entry_matches`).
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from aurora.cache import Cache, atomic_write_text, stable_hash
+from aurora.extractors.weights import LOADED_WEIGHTS_KEY
 
 STAGE = "features"
 #: Bump when the meaning of stored features changes (e.g. the uint8 -> float conversion).
-FORMAT = "features-v1"
+#: v2: keyed by the hash of the weights loaded (v1 keys held hashes a solution could claim).
+FORMAT = "features-v2"
 
 
 class ImageStore(Protocol):
@@ -62,6 +70,16 @@ class FeatureSet:
 def feature_key(store_key: str, identity: dict[str, Any]) -> str:
     """Cache key of the features of a store under an extractor identity."""
     return stable_hash(FORMAT, store_key, identity)
+
+
+def entry_matches(fs: FeatureSet, identity: dict[str, Any]) -> bool:
+    """Whether an entry was computed with the weights of ``identity`` (its ``state_sha256``).
+
+    The key already holds that hash; this reads it back from the entry's provenance, so an
+    entry put under a key it does not belong to (a damaged or edited cache) is not read.
+    """
+    recorded = (fs.provenance.get("extractor") or {}).get(LOADED_WEIGHTS_KEY)
+    return recorded == identity.get(LOADED_WEIGHTS_KEY)
 
 
 def load_feature_set(path: str | Path) -> FeatureSet:

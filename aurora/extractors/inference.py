@@ -10,8 +10,10 @@ Layout under ``cache_root``::
         shard_00000.npy ...         (<= size, D) float32, each written by atomic rename
 
 ``key = stable_hash(FORMAT, store.key, extractor.identity())``: the store key covers the
-manifest and the preprocess configuration, the identity covers the network and its weights;
-runtime knobs (batch size, device, workers, shard size) are not part of it. A killed run
+manifest and the preprocess configuration, the identity covers the network and its weights
+(``state_sha256``: the hash aurora computed of the weights loaded, see
+:mod:`aurora.extractors.feature_store`); runtime knobs (batch size, device, workers, shard
+size) are not part of it. A killed run
 leaves only complete shard files behind, so the next call computes just the missing shards.
 
 Multi-GPU (or multi-process): run one process per device with ``shard=(rank, world)`` (or
@@ -24,6 +26,7 @@ no network work). Calls that cannot assemble return ``None``.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -43,13 +46,16 @@ from aurora.extractors.feature_store import (
     STAGE,
     FeatureSet,
     ImageStore,
+    entry_matches,
     feature_key,
     load_feature_set,
     provenance_of,
     write_feature_entry,
 )
+from aurora.logs import show_progress
 
 SHARD_STAGE = "features_shards"
+log = logging.getLogger("aurora")
 
 
 @runtime_checkable
@@ -59,7 +65,8 @@ class Extractor(Protocol):
     input_size: int
 
     def identity(self) -> dict[str, Any]:
-        """Everything that defines the features; no runtime knobs."""
+        """Everything that defines the features; no runtime knobs. A network with weights
+        holds ``state_sha256``: the hash of the weights it loaded, computed by aurora."""
         ...
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -174,7 +181,7 @@ def _run_shards(
         total=sum(stop - start for _, start, stop in shards),
         desc="extract",
         unit="img",
-        disable=not progress,
+        disable=not show_progress(progress),
     )
     # Outputs stay on the device until their shard is complete: no host sync per batch.
     parts: list[torch.Tensor] = []
@@ -238,7 +245,15 @@ def extract_features(
     key = feature_key(store.key, identity)
     cache = Cache(cache_root)
     if cache.exists(STAGE, key):
-        return load_feature_set(cache.path(STAGE, key))
+        found = load_feature_set(cache.path(STAGE, key))
+        if entry_matches(found, identity):
+            return found
+        log.warning(
+            "feature entry %s records other weights than the extractor's: computing it again",
+            key,
+        )
+        del found
+        cache.remove(STAGE, key)
 
     n = len(store)
     if len(store.ids) != n:

@@ -13,12 +13,15 @@ fields of the model's pretrained config (``mean``, ``std``, ``input_size``, ``in
 The preprocessing is then read back from the model's resolved config
 (``timm.data.resolve_model_data_config``), so the overlay is what the network sees. Both are
 part of the features' cache identity.
+
+The identity's ``state_sha256`` is the hash of the weights the network holds once they are
+loaded (:func:`~aurora.extractors.weights.state_dict_sha256`): the feature cache trusts it, not
+the hash of a file or of a manifest that says where the weights came from.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,10 +33,12 @@ from aurora.cache import file_sha256
 from aurora.config import plain
 from aurora.errors import AuroraError
 from aurora.extractors.weights import (
+    LOADED_WEIGHTS_KEY,
     WeightsUnavailableError,
     cached_hub_file,
     load_timm_weights,
     resolve_weights,
+    state_dict_sha256,
     weights_unavailable_message,
 )
 
@@ -147,16 +152,6 @@ def check_pretrained_cfg_overlay(model_name: str, overlay: Mapping[str, Any]) ->
                 f"[3, S, S] (RGB, square: the sky is a square crop), got {v!r}"
             )
     return out
-
-
-def state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:
-    """Hash of a state dict's names, shapes, dtypes and values (for random initialisations)."""
-    h = hashlib.sha256()
-    for name in sorted(state):
-        t = state[name].detach().cpu().contiguous()
-        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 class TimmExtractor(nn.Module):
@@ -285,10 +280,17 @@ class TimmExtractor(nn.Module):
         std = torch.tensor(data_cfg["std"], dtype=torch.float32).view(1, 3, 1, 1)
         self.register_buffer("mean", mean, persistent=False)
         self.register_buffer("std", std, persistent=False)
+        self.state_sha256 = self.rehash_weights()
+
+    def rehash_weights(self) -> str:
+        """Hash the weights the network holds now (after any load) for :meth:`identity`."""
+        self.state_sha256 = state_dict_sha256(self.state_dict())
+        return self.state_sha256
 
     #: Identity fields that say where the weights came from, not what the network computes;
-    #: a network rebuilt from a solution's weights file differs from the original only in these.
-    WEIGHT_SOURCE_KEYS: tuple[str, ...] = ("pretrained", "weights_sha256")
+    #: a network rebuilt from a solution's weights file differs from the original only in these
+    #: (its ``state_sha256`` is hashed again from the weights it loaded).
+    WEIGHT_SOURCE_KEYS: tuple[str, ...] = ("pretrained", "weights_sha256", LOADED_WEIGHTS_KEY)
 
     def export_params(self) -> dict[str, Any]:
         """Plain constructor arguments that rebuild this network without its weights.
@@ -311,8 +313,9 @@ class TimmExtractor(nn.Module):
     def identity(self) -> dict[str, Any]:
         """Everything that defines the features (no runtime knobs).
 
-        ``model_kwargs`` and ``pretrained_cfg_overlay`` appear only when set, so the features
-        of a plain configuration keep the cache key they had before these options existed.
+        ``model_kwargs`` and ``pretrained_cfg_overlay`` appear only when set. ``state_sha256``
+        is the hash of the weights loaded in the network, computed here
+        (:meth:`rehash_weights`); ``weights_sha256`` is that of the file they came from.
         """
         extra: dict[str, Any] = {}
         if self.model_kwargs_:
@@ -324,6 +327,7 @@ class TimmExtractor(nn.Module):
             "model_name": self.model_name,
             "pretrained": self.weights_source != "random",
             "weights_sha256": self.weights_sha256,
+            LOADED_WEIGHTS_KEY: self.state_sha256,
             "input_size": self.input_size,
             "interpolation": self.interpolation,
             "mean": [float(v) for v in self.mean.flatten()],

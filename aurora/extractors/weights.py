@@ -14,10 +14,15 @@ for a pretrained config), made before any network is built:
 
 :func:`load_timm_weights` loads a local file strictly (classifier keys, which ``num_classes=0``
 drops, are ignored; any other mismatch is a :class:`WeightsMismatchError` naming the keys).
+
+:func:`state_dict_sha256` hashes the weights a network holds once they are loaded: every
+extractor's identity carries it as ``state_sha256`` (:data:`LOADED_WEIGHTS_KEY`), so the feature
+cache is keyed by bytes aurora hashed itself, never by a hash a file or a manifest claims.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from collections.abc import Mapping
@@ -34,6 +39,22 @@ from aurora.errors import AuroraError
 #: Files a timm model repository on the hub may hold, in timm's order of preference.
 HUB_FILES = ("model.safetensors", "open_clip_pytorch_model.bin", "pytorch_model.bin")
 PROBE_TIMEOUT_S = 3.0
+#: The identity field holding :func:`state_dict_sha256` of the weights loaded in the network.
+LOADED_WEIGHTS_KEY = "state_sha256"
+
+
+def state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names, shapes, dtypes and values, in name order.
+
+    What the feature cache trusts: computed by aurora from the tensors a network holds, so two
+    networks share cached features only when their weights are the same bytes.
+    """
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+    return h.hexdigest()
 
 
 class WeightsUnavailableError(AuroraError):

@@ -3,9 +3,14 @@
 Saving asks the run's extractor for :meth:`export_params` (JSON) and writes its
 ``state_dict`` with safetensors. Loading builds the network only from a class of
 :data:`ALLOWED_EXTRACTORS` (chosen by the identity's ``kind``, never by a name read from the
-folder), loads the weights, and checks that the rebuilt network matches the stored identity and
-the weights' hash. The result answers ``identity()`` with the stored identity, so the features of
-new images share the reference's cache key space.
+folder), checks the weights file's names and shapes against it, loads the weights, and checks
+that the rebuilt network matches the stored identity and the weights' hash.
+
+The result answers ``identity()`` with the stored identity, except for ``state_sha256``: that is
+the hash aurora computes of the weights it loaded, whatever the folder says. The features of new
+images are cached under it, so a solution whose weights are the run's shares the run's cache
+entries, and one whose weights differ (however its hashes were rewritten) can neither read nor
+write an entry of the network it claims to be.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ from torch import nn
 
 from aurora.cache import stable_hash
 from aurora.extractors.checkpoint_extractor import CheckpointExtractor
-from aurora.extractors.timm_extractor import TimmExtractor, state_dict_sha256
+from aurora.extractors.timm_extractor import TimmExtractor
+from aurora.extractors.weights import LOADED_WEIGHTS_KEY, state_dict_sha256
 from aurora.solution.errors import SolutionExtractorError
 
 #: The extractor classes a solution may rebuild, by the ``kind`` of their identity. An allow-list
@@ -63,6 +69,8 @@ def export_extractor(extractor: nn.Module, folder: Path) -> dict[str, Any]:
         SolutionExtractorError: the extractor's class is not allowed or cannot be exported.
     """
     identity = _json_plain(extractor.identity(), "identity")
+    # The loaded weights' hash is the entry's own state_sha256; loading hashes them again.
+    identity.pop(LOADED_WEIGHTS_KEY, None)
     kind = str(identity.get("kind"))
     cls = ALLOWED_EXTRACTORS.get(kind)
     if cls is None or type(extractor) is not cls:
@@ -84,7 +92,8 @@ def export_extractor(extractor: nn.Module, folder: Path) -> dict[str, Any]:
 
 
 class SolutionExtractor(nn.Module):
-    """An extractor rebuilt from a solution; ``identity()`` is the stored one.
+    """An extractor rebuilt from a solution; ``identity()`` is the stored one with the hash of
+    the weights actually loaded.
 
     Args:
         inner: the rebuilt network with the solution's weights.
@@ -94,13 +103,27 @@ class SolutionExtractor(nn.Module):
     def __init__(self, inner: nn.Module, identity: Mapping[str, Any]) -> None:
         super().__init__()
         self.inner = inner.eval().requires_grad_(False)
-        self._identity = dict(identity)
+        self._identity = {k: v for k, v in identity.items() if k != LOADED_WEIGHTS_KEY}
+        # Hashed here, from the tensors in the network: the one part of the identity the feature
+        # cache trusts (a network without weights is all in its parameters, which are checked).
+        # Our extractors hash themselves again, so their own identity is of these weights too.
+        rehash = getattr(inner, "rehash_weights", None)
+        if not inner.state_dict():
+            self.state_sha256: str | None = None
+        elif rehash is not None:
+            self.state_sha256 = str(rehash())
+        else:
+            self.state_sha256 = state_dict_sha256(inner.state_dict())
         self.input_size = int(inner.input_size)
         self.num_features = int(inner.num_features)
 
     def identity(self) -> dict[str, Any]:
-        """The identity of the extractor that made the reference features."""
-        return dict(self._identity)
+        """The identity of the extractor that made the reference features, ``state_sha256``
+        computed from the weights loaded here."""
+        out = dict(self._identity)
+        if self.state_sha256 is not None:
+            out[LOADED_WEIGHTS_KEY] = self.state_sha256
+        return out
 
     def provenance(self) -> dict[str, Any]:
         """Where the weights came from."""
@@ -137,14 +160,15 @@ def rebuild_extractor(entry: Mapping[str, Any], folder: Path) -> SolutionExtract
         raise SolutionExtractorError(
             f"solution {folder}: cannot build the {kind} extractor from its parameters: {err}"
         ) from err
+    weights = folder / str(entry["weights"])
+    where = f"solution {folder}: weights {entry['weights']} do not fit the {kind} extractor"
+    _check_weights_fit(inner, weights, where)
     try:
-        load_model(inner, str(folder / str(entry["weights"])), strict=True)
+        load_model(inner, str(weights), strict=True)
     except (SafetensorError, RuntimeError, OSError) as err:
-        raise SolutionExtractorError(
-            f"solution {folder}: weights {entry['weights']} do not fit the {kind} extractor: "
-            f"{str(err).splitlines()[0]}"
-        ) from err
-    if state_dict_sha256(inner.state_dict()) != entry["state_sha256"]:
+        raise SolutionExtractorError(f"{where}: {_one_line(err)}") from err
+    solution = SolutionExtractor(inner, entry["identity"])
+    if (solution.state_sha256 or state_dict_sha256({})) != entry["state_sha256"]:
         raise SolutionExtractorError(
             f"solution {folder}: the loaded weights differ from the ones the solution recorded"
         )
@@ -161,4 +185,60 @@ def rebuild_extractor(entry: Mapping[str, Any], folder: Path) -> SolutionExtract
             f"the extractor rebuilt from solution {folder} differs from the one that made the "
             f"reference features (fields {diff})"
         )
-    return SolutionExtractor(inner, stored)
+    return solution
+
+
+def _one_line(err: BaseException) -> str:
+    """An error's whole message on one line (torch's load errors span several)."""
+    return " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+
+
+def _show(items: list[str], at_most: int = 4) -> str:
+    more = f", ... (+{len(items) - at_most} more)" if len(items) > at_most else ""
+    return "[" + ", ".join(items[:at_most]) + more + "]"
+
+
+def _check_weights_fit(network: nn.Module, path: Path, where: str) -> None:
+    """Compare the weights file's tensor names and shapes (its header only) with the network's.
+
+    Args:
+        network: the network rebuilt from the solution's parameters.
+        path: its safetensors weights file.
+        where: the start of the message (names the solution, the file and the kind).
+
+    Raises:
+        SolutionExtractorError: the file cannot be read, or names or shapes differ (another
+            architecture than the one that saved the weights); the message lists them.
+    """
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    except (SafetensorError, OSError) as err:
+        raise SolutionExtractorError(f"{where}: cannot read it ({_one_line(err)})") from err
+    own = network.state_dict()
+    # safetensors stores a tensor shared under several names once: a name missing from the file
+    # is fine when it shares memory with one the file has.
+    stored = {own[k].data_ptr() for k in own if k in shapes and own[k].numel()}
+    missing = [k for k in own if k not in shapes and own[k].data_ptr() not in stored]
+    unexpected = [k for k in shapes if k not in own]
+    mismatched = [
+        f"{k}: file {list(shapes[k])} vs network {list(own[k].shape)}"
+        for k in own
+        if k in shapes and shapes[k] != tuple(own[k].shape)
+    ]
+    if missing or unexpected or mismatched:
+        parts = [
+            f"{len(v)} {what} {_show(v)}"
+            for what, v in (
+                ("names the network has and the file lacks", missing),
+                ("names the file has and the network lacks", unexpected),
+                ("shapes that differ", mismatched),
+            )
+            if v
+        ]
+        raise SolutionExtractorError(
+            f"{where} built from its parameters (they describe another architecture than "
+            f"the weights): {'; '.join(parts)}"
+        )

@@ -84,6 +84,8 @@ def _features_cached(
         if prov.get("store_key") != store_key:
             continue
         ident = prov.get("extractor") or {}
+        if (prov.get("extractor_details") or {}).get("weights_source") == "solution":
+            continue  # a solution's network: its entries are keyed by its own weights
         if "model_name" in ext.node:
             pretrained = bool(ext.node.get("pretrained", True))
             if ident.get("model_name") == ext.node["model_name"] and (
