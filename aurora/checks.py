@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,12 +32,17 @@ def int_list(key: str, value: Any, minimum: int) -> list[int]:
         raise SettingsError(key, items, f"give at least one integer >= {minimum}")
     out: list[int] = []
     for v in items:
-        if isinstance(v, bool) or not isinstance(v, int | float) or float(v) != int(v):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not float(v).is_integer():
             raise SettingsError(key, value, f"integers >= {minimum} only ({v!r} is not one)")
         if int(v) < minimum:
             raise SettingsError(key, value, f"integers >= {minimum} only ({v!r} is below)")
         out.append(int(v))
     return out
+
+
+def _show_bound(x: float) -> str:
+    """A range bound as written: ``4294967295``, ``0.5``, ``inf``."""
+    return str(int(x)) if math.isfinite(x) and float(x).is_integer() else f"{x:g}"
 
 
 def check_number(
@@ -45,16 +51,114 @@ def check_number(
     """``value`` as a number in [low, high] (an integer when asked).
 
     Raises:
-        SettingsError: not a number, not an integer when one is needed, or out of range.
+        SettingsError: not a number (NaN included), not an integer when one is needed, or out
+            of range.
     """
     kind = "an integer" if integer else "a number"
+    if high == math.inf:
+        allowed = f"{kind} >= {_show_bound(low)}"
+    else:
+        allowed = f"{kind} in [{_show_bound(low)}, {_show_bound(high)}]"
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SettingsError(key, value, f"{kind} in [{low:g}, {high:g}]")
-    if integer and float(value) != int(value):
-        raise SettingsError(key, value, f"{kind} in [{low:g}, {high:g}]")
-    if not low <= value <= high:
-        raise SettingsError(key, value, f"{kind} in [{low:g}, {high:g}]")
+        raise SettingsError(key, value, allowed)
+    if not low <= value <= high:  # NaN fails here too
+        raise SettingsError(key, value, allowed)
+    if integer and not float(value).is_integer():  # inf included
+        raise SettingsError(key, value, allowed)
     return value
+
+
+def check_int(key: str, value: Any, low: int, high: float = math.inf) -> int:
+    """``value`` as an ``int`` in [low, high] (``3.0`` is 3).
+
+    Raises:
+        SettingsError: anything else.
+    """
+    return int(check_number(key, value, low, high, integer=True))
+
+
+#: The largest seed numpy and Lightning accept (an unsigned 32-bit integer).
+MAX_SEED = 2**32 - 1
+
+
+def check_seed(value: Any, key: str = "seed") -> int:
+    """The run seed: an integer in [0, 2**32 - 1] (what numpy and Lightning accept).
+
+    Raises:
+        SettingsError: anything else (``seed=abc``, ``seed=-1``).
+    """
+    return check_int(key, value, 0, MAX_SEED)
+
+
+def check_jobs(value: Any, key: str = "jobs") -> int | None:
+    """Worker processes for scanning, decoding and preprocessing: an integer >= 1, or None for
+    every CPU this process may use (0 is not taken to mean "all": say null).
+
+    Raises:
+        SettingsError: anything else (``jobs=0``, ``jobs=-3``, ``jobs=two``).
+    """
+    if value is None:
+        return None
+    try:
+        return check_int(key, value, 1)
+    except SettingsError:
+        raise SettingsError(
+            key, value, "an integer >= 1, or null for every CPU of this process"
+        ) from None
+
+
+#: The forms of ``extract.device`` (what :func:`aurora.extractors.inference.resolve_device`
+#: hands to torch).
+DEVICE_FORMS = "auto, cpu, cuda, cuda:N (N = a CUDA device index) or mps"
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
+
+
+def check_device(value: Any, key: str = "extract.device", *, here: bool = False) -> str:
+    """A torch device for feature extraction, in one of :data:`DEVICE_FORMS`.
+
+    Args:
+        value: the setting.
+        key: its name, for the message.
+        here: also check that this machine has the device (imports torch for ``cuda`` and
+            ``mps`` only); a sweep's finalisation, which extracts nothing new, leaves it out.
+
+    Returns:
+        The device string, as given.
+
+    Raises:
+        SettingsError: another form (``cuda9``), or with ``here`` a device this machine lacks
+            (``cuda:3`` with 1 GPU, ``cuda`` without CUDA, ``mps`` without Metal).
+    """
+    m = _DEVICE.match(value) if isinstance(value, str) else None
+    if m is None or (m.group(2) is not None and m.group(1) in ("auto", "cpu")):
+        raise SettingsError(key, value, DEVICE_FORMS)
+    kind, index = m.group(1), m.group(2)
+    if not here or kind in ("auto", "cpu"):
+        return value
+    import torch
+
+    if kind == "mps":
+        if index not in (None, "0") or not torch.backends.mps.is_available():
+            raise SettingsError(key, value, "this machine has no MPS device: use auto or cpu")
+        return value
+    if not torch.cuda.is_available():
+        why = "this machine has no CUDA device (torch.cuda.is_available() is false)"
+        raise SettingsError(key, value, f"{why}: use auto or cpu")
+    n = torch.cuda.device_count()
+    if index is not None and int(index) >= n:
+        have = "cuda:0" if n == 1 else f"cuda:0 to cuda:{n - 1}"
+        raise SettingsError(
+            key, value, f"this machine has {n} CUDA device(s) ({have}), or use auto"
+        )
+    return value
+
+
+def check_extract(node: Mapping[str, Any], key: str = "extract", *, here: bool = False) -> None:
+    """The ``extract`` node: ``batch_size`` >= 1, ``num_workers`` >= 0, ``device`` (see
+    :func:`check_device`)."""
+    check_int(f"{key}.batch_size", node.get("batch_size"), 1)
+    check_int(f"{key}.num_workers", node.get("num_workers", 0), 0)
+    check_device(node.get("device", "auto"), f"{key}.device", here=here)
 
 
 def check_fit_sample(value: Any) -> int | None:
@@ -108,13 +212,44 @@ def check_fusion(fusion: Mapping[str, Any]) -> None:
         check_number("fusion.search.unassigned_penalty", search.get("unassigned_penalty", 0.0), 0.0)
 
 
-def check_training(loader: Mapping[str, Any], max_epochs: Any) -> None:
-    """Check the training loader and length on their own (``train.loader.*``, ``trainer.*``)."""
-    check_number("train.loader.batch_size", loader.get("batch_size"), 2, integer=True)
-    vf = loader.get("val_fraction", 0.0)
-    check_number("train.loader.val_fraction", vf, 0.0, 0.5)
-    if max_epochs is not None and max_epochs != -1:
-        check_number("trainer.max_epochs", max_epochs, 1, integer=True)
+def check_training(
+    loader: Mapping[str, Any], trainer: Mapping[str, Any], loader_key: str = "train.loader"
+) -> None:
+    """Check the training loader and length on their own.
+
+    Args:
+        loader: the loader node (``train.loader`` of cluster.py, ``loader`` of train.py).
+        trainer: the ``trainer`` node.
+        loader_key: the loader node's key, for the messages.
+
+    Raises:
+        SettingsError: ``batch_size`` < 2, ``num_workers`` < 0, ``val_fraction`` outside
+            [0, 0.5], ``pin_memory`` not null/true/false, ``trainer.max_epochs`` not an integer
+            >= 1 (or null), ``trainer.max_steps`` not -1 or an integer >= 1, or both unbounded
+            (-1): the learning-rate schedule needs a finite length.
+    """
+    check_int(f"{loader_key}.batch_size", loader.get("batch_size"), 2)
+    check_int(f"{loader_key}.num_workers", loader.get("num_workers", 0), 0)
+    check_number(f"{loader_key}.val_fraction", loader.get("val_fraction", 0.0), 0.0, 0.5)
+    pin = loader.get("pin_memory")
+    if pin is not None and not isinstance(pin, bool):
+        raise SettingsError(
+            f"{loader_key}.pin_memory", pin, "null (when CUDA is used), true or false"
+        )
+    max_steps = trainer.get("max_steps", -1)
+    if max_steps is not None and max_steps != -1:
+        check_int("trainer.max_steps", max_steps, 1)
+    max_epochs = trainer.get("max_epochs")
+    if max_epochs is None or (max_epochs == -1 and max_steps not in (None, -1)):
+        return  # Lightning's default length, or as many epochs as max_steps takes
+    if max_epochs == -1:
+        raise SettingsError(
+            "trainer.max_epochs",
+            max_epochs,
+            "an integer >= 1; -1 (no end) only with trainer.max_steps >= 1, as the "
+            "learning-rate schedule needs a length",
+        )
+    check_int("trainer.max_epochs", max_epochs, 1)
 
 
 def fit_to_data(key: str, values: Sequence[int], n: int, why: str) -> list[int]:
@@ -158,13 +293,20 @@ class DataFit:
     target_groups: int | None = None
 
 
-def check_against_data(n_accepted: int, grid: GridSettings, fusion: Mapping[str, Any]) -> DataFit:
+def check_against_data(
+    n_accepted: int,
+    grid: GridSettings,
+    fusion: Mapping[str, Any],
+    k_key: str = "grid.n_clusters",
+) -> DataFit:
     """Fit the grid and fusion settings to the number of accepted images.
 
     Args:
         n_accepted: images that passed preprocessing (reference images included).
         grid: the checked grid settings.
         fusion: the plain ``fusion`` node (checked by :func:`check_fusion`).
+        k_key: the key the k values were set under, for the warning (a sweep job's is
+            ``clusterer.n_clusters``).
 
     Returns:
         The values to use: k at most ``n_accepted - 1`` (and at least 2), minimum sizes and
@@ -180,7 +322,7 @@ def check_against_data(n_accepted: int, grid: GridSettings, fusion: Mapping[str,
         )
     what = f"{n_accepted} accepted images"
     # k below the number of points: silhouette, spectral and Ward need at least one shared group.
-    ks = fit_to_data("grid.n_clusters", grid.n_clusters, max(2, n_accepted - 1), what)
+    ks = fit_to_data(k_key, grid.n_clusters, max(2, n_accepted - 1), what)
     (mcs,) = fit_to_data(
         "fusion.min_cluster_size", [int(fusion["min_cluster_size"])], n_accepted, what
     )

@@ -23,6 +23,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from omegaconf import DictConfig
 
 from aurora.cache import atomic_write_bytes, check_free_space, remove_stale_tmp
+from aurora.checks import check_jobs, check_seed, check_training
 from aurora.config import plain
 from aurora.data.datamodule import LoaderConfig, SkyDataModule
 from aurora.data.dataset import ensure_dataset, prepare_images
@@ -343,6 +344,9 @@ def train(cfg: DictConfig) -> TrainResult:
     Returns:
         The run's :class:`TrainResult`; checkpoints and TensorBoard logs are in the run dir.
     """
+    # Settings first, before any work (one error line naming the key).
+    seed, jobs = check_seed(cfg.get("seed")), check_jobs(cfg.get("jobs"))
+    check_training(plain(cfg.loader), plain(cfg.trainer), loader_key="loader")
     out_dir = cfg.get("out_dir")
     if not out_dir:
         from hydra.core.hydra_config import HydraConfig
@@ -351,8 +355,8 @@ def train(cfg: DictConfig) -> TrainResult:
     callbacks = instantiate_callbacks(cfg.get("callbacks"))  # a bad node stops before any work
     preprocess_cfg = instantiate(cfg.preprocess)
     synth = plain(cfg.data.get("synth"))
-    root = ensure_dataset(str(cfg.data.root), synth, int(cfg.jobs))
-    store = prepare_images(root, preprocess_cfg, str(cfg.paths.cache_dir), int(cfg.jobs))
+    root = ensure_dataset(str(cfg.data.root), synth, jobs)
+    store = prepare_images(root, preprocess_cfg, str(cfg.paths.cache_dir), jobs)
     if len(store.ids) < 2:
         raise AuroraError(
             f"only {len(store.ids)} usable images in {root} ({len(store.rejected)} rejected, "
@@ -367,7 +371,7 @@ def train(cfg: DictConfig) -> TrainResult:
         out_dir,
         logger_cfg=cfg.logger,
         loader=loader,
-        seed=int(cfg.seed),
+        seed=seed,
         ckpt_path=cfg.get("ckpt_path"),
         callbacks=callbacks,
     )

@@ -19,16 +19,18 @@ from aurora.cell import CellSpec, collect_failed, grid_cells
 from aurora.checks import (
     DataFit,
     check_against_data,
+    check_device,
     check_fusion,
     check_grid,
-    check_training,
+    check_jobs,
 )
+from aurora.config import plain
 from aurora.errors import PipelineError
 from aurora.logs import stage
 from aurora.run.context import RunContext, load_context
 from aurora.run.finalize import finalize, print_summary
 from aurora.run.grid import run_grid
-from aurora.run.settings import RunSettings
+from aurora.run.settings import ExtractSettings, RunSettings
 from aurora.run_status import begin_run, fail_run, finish_run
 
 
@@ -64,9 +66,11 @@ def start_run(cfg: DictConfig, run_dir: Path, job_dirs: bool = False) -> None:
 
 
 def check_settings(settings: RunSettings) -> None:
-    """The settings checks that need no data (names, types, ranges); before any work."""
+    """The settings checks that need no data (names, types, ranges) beyond those of
+    :meth:`RunSettings.from_cfg`, and that this machine has the extraction device; before any
+    work."""
     check_fusion(settings.fusion)
-    check_training(settings.train.loader, settings.train.trainer.get("max_epochs"))
+    check_device(settings.extract.device, here=True)
 
 
 def run_cluster(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -186,6 +190,8 @@ def run_apply(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         raise PipelineError("mode=apply needs solution=DIR (the solution/ folder of a run)")
     if OmegaConf.is_missing(cfg.data, "root") or not cfg.data.get("root"):
         raise PipelineError("mode=apply needs data=folder data.root=NEW_IMAGES")
+    jobs = check_jobs(cfg.get("jobs"))
+    extract = ExtractSettings.from_node(plain(cfg.extract), here=True)
     from aurora.solution import apply_solution  # torch: loaded only when there is work
 
     return apply_solution(
@@ -193,8 +199,8 @@ def run_apply(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         str(cfg.data.root),
         run_dir,
         cache_dir=str(cfg.paths.cache_dir),
-        jobs=cfg.get("jobs"),
-        batch_size=int(cfg.extract.batch_size),
-        num_workers=int(cfg.extract.num_workers),
-        device=str(cfg.extract.device),
+        jobs=jobs,
+        batch_size=extract.batch_size,
+        num_workers=extract.num_workers,
+        device=extract.device,
     )

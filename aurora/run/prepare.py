@@ -32,7 +32,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from aurora.cache import Cache, atomic_write_text
-from aurora.checks import check_number
+from aurora.checks import check_device, check_number
 from aurora.config import plain
 from aurora.data.dataset import ensure_dataset
 from aurora.data.manifest import Manifest, write_rejected_csv
@@ -321,6 +321,7 @@ def run_prepare(cfg: DictConfig, job_dir: str | Path) -> dict[str, Any]:
     job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
     shards = Shards.from_cfg(cfg.get("prepare"))
+    check_device(cfg.extract.device, here=True)  # this job extracts: before any work
     settings, listing, targets, skipped = _setup(cfg)
     block = prepare_shard(settings, listing, shards, targets, job_dir)
     joined, missing = assemble_prepared(settings, listing, shards.shards, targets)

@@ -19,7 +19,16 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from aurora.checks import DataFit, check_fit_sample, check_number
+from aurora.checks import (
+    DataFit,
+    check_extract,
+    check_fit_sample,
+    check_int,
+    check_jobs,
+    check_number,
+    check_seed,
+    check_training,
+)
 from aurora.config import plain
 from aurora.errors import SettingsError
 
@@ -49,11 +58,33 @@ class DataSettings:
 
 @dataclass(frozen=True)
 class ExtractSettings:
-    """Batched feature extraction (``extract.*``)."""
+    """Batched feature extraction (``extract.*``).
+
+    Attributes:
+        batch_size: images per forward pass (>= 1).
+        num_workers: loader worker processes (0 = read in the main process).
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``
+            (:data:`aurora.checks.DEVICE_FORMS`).
+    """
 
     batch_size: int
     num_workers: int
     device: str
+
+    @classmethod
+    def from_node(cls, node: Mapping[str, Any], *, here: bool = False) -> ExtractSettings:
+        """Read and check an ``extract`` node.
+
+        Args:
+            node: the plain ``extract`` node.
+            here: also check that this machine has the device (a run that may extract);
+                see :func:`aurora.checks.check_device`.
+
+        Raises:
+            SettingsError: a value that cannot work, naming its key.
+        """
+        check_extract(node, here=here)
+        return cls(int(node["batch_size"]), int(node.get("num_workers", 0)), str(node["device"]))
 
 
 @dataclass(frozen=True)
@@ -188,7 +219,13 @@ class RunSettings:
         """Read the composed ``cluster`` config. A ``hydra`` node (in a sweep's saved config)
         is left out: its per-job keys cannot resolve outside a job.
 
+        The settings that need no data are checked here, before any work: ``seed``, ``jobs``,
+        ``extract.*`` (the device's form; whether this machine has it is
+        :func:`aurora.checks.check_device`'s ``here``, for runs that extract), ``train.*`` and
+        ``trainer.*`` (:func:`aurora.checks.check_training`), ``grid.fit_sample``, ``budget.*``.
+
         Raises:
+            SettingsError: one of those values cannot work (the message names the key).
             omegaconf.errors.MissingMandatoryValue: ``data.root`` (or another value read
                 here) is unset.
         """
@@ -202,10 +239,15 @@ class RunSettings:
             value = grid.get(key)
             return tuple(str(v) for v in value) if value else None
 
+        seed, jobs = check_seed(cfg.get("seed")), check_jobs(cfg.get("jobs"))
+        extract = ExtractSettings.from_node(plain(cfg.extract))
+        trainer, loader = plain(cfg.trainer), plain(cfg.train.loader)
+        check_training(loader, trainer)
+        image_size = check_int("train.image_size", cfg.train.image_size, 8)
         return cls(
-            seed=int(cfg.seed),
+            seed=seed,
             cache_dir=str(cfg.paths.cache_dir),
-            jobs=cfg.get("jobs"),
+            jobs=jobs,
             data=DataSettings(
                 root=str(data.root),
                 synth=plain(data.get("synth")),
@@ -217,14 +259,12 @@ class RunSettings:
                 ),
                 reference_dir=constraints.get("reference_dir") or None,
             ),
-            extract=ExtractSettings(
-                int(cfg.extract.batch_size), int(cfg.extract.num_workers), str(cfg.extract.device)
-            ),
+            extract=extract,
             train=TrainSettings(
-                image_size=int(cfg.train.image_size),
+                image_size=image_size,
                 models=plain(cfg.models),
-                trainer=plain(cfg.trainer),
-                loader=plain(cfg.train.loader),
+                trainer=trainer,
+                loader=loader,
                 logger=plain(cfg.logger) if cfg.get("logger") else None,
                 callbacks=plain(cfg.get("callbacks")) or {},
             ),
