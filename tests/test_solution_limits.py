@@ -435,3 +435,27 @@ def test_pickle_in_an_npz_is_refused_from_its_header(sol_copy: Path, tmp_path: P
     _refused(sol_copy, r"reference\.npz array ids holds Python objects")
     assert not marker.exists()
     assert pickle.loads(pickle.dumps(_Payload(marker))) is None and marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "depth"),
+    [
+        ("{}", 1),
+        ('{"a": [[1], {"b": []}]}', 4),
+        ('{"a": "[[[{{{"}', 1),  # brackets inside a string do not nest
+        ('{"a": "\\"[[", "b": [[]]}', 3),  # nor after an escaped quote
+        ('["\\\\", [[]]]', 3),  # an escaped backslash ends before the quote
+    ],
+)
+def test_json_depth_skips_strings(text: str, depth: int) -> None:
+    from aurora.solution.limits import json_depth
+
+    json.loads(text)  # each text is valid JSON
+    assert json_depth(text) == depth
+
+
+def test_repeated_manifest_key_is_refused(sol_copy: Path) -> None:  # noqa: F811
+    path = sol_copy / "manifest.json"
+    text = path.read_text()
+    path.write_text(text.replace('"n_groups": 3', '"n_groups": 3, "n_groups": 2', 1))
+    _refused(sol_copy, "key 'n_groups' appears twice")
