@@ -65,6 +65,8 @@ GOOD = [
     "seed=7",
     "extract.device=cpu",
     "preprocess@preprocess.full=minimal",
+    "extractors.mobilenet_v2.model_kwargs={pad_type:same}",
+    "extractors.mobilenet_v2.pretrained_cfg_overlay={mean:[0.5,0.5,0.5],std:[0.5,0.5,0.5]}",
 ]
 
 
@@ -115,8 +117,9 @@ def test_export_payload_is_refused(tmp_path: Path) -> None:
         ("+note=1", "adds key note"),
         ("++grid.nonsense=1", "key grid.nonsense does not exist"),
         ("extractor=../../evil", "not an option of config group extractor"),
-        ("seed=${oc.env:HOME}", "not a plain scalar"),
-        ("data.root={_target_:os.system}", "not a plain scalar"),
+        ("seed=${oc.env:HOME}", "not plain data"),
+        ("extractors.resnet50.model_kwargs={_target_:os.system}", "not plain data"),
+        ("extractors.resnet50.model_kwargs={a:{_target_:os.system}}", "not plain data"),
         ("seed=1,2", "sweep"),
         ("extractor@hydra.callbacks.x=resnet50", "package"),
     ],

@@ -7,9 +7,10 @@ costs little more than the grid, and the new ``solution/`` is written in the cur
 A run folder is data, maybe from someone else: its ``.hydra/overrides.yaml`` is never replayed
 as it stands. Each override is parsed and checked against an allow-list, and the command is
 rebuilt from the checked values (:func:`export_command`): a config-group choice must be an
-option of ``conf/``, a key must exist in the composed ``cluster`` config, a value must be a plain
-scalar or list; no ``hydra`` setting, no ``_target_`` (or other instantiation key), no added
-key. Anything else refuses the export with one ``error:`` line naming the override (exit 2).
+option of ``conf/``, a key must exist in the composed ``cluster`` config, a value must be plain
+data (a scalar, a list of scalars, or a mapping of plain keys to those); no ``hydra`` setting,
+no ``_target_`` (or other instantiation key), no added key. Anything else refuses the export
+with one ``error:`` line naming the override (exit 2).
 """
 
 from __future__ import annotations
@@ -51,10 +52,16 @@ def _refuse(override: str, why: str) -> ExportError:
     return ExportError(f"{OVERRIDES}: refusing to replay {shown!r}: {why}")
 
 
-def _plain(value: Any) -> bool:
-    """A scalar (None, bool, int, finite float, str without interpolation) or a list of them."""
+def _plain(value: Any, nested: bool = False) -> bool:
+    """A scalar (None, bool, int, finite float, str without interpolation), a list of scalars, or
+    a mapping of plain keys (never ``_target_`` or another ``_..._`` key) to those."""
+    if isinstance(value, dict):
+        return not nested and all(
+            isinstance(k, str) and k.isidentifier() and not k.startswith("_") and _plain(v, True)
+            for k, v in value.items()
+        )
     if isinstance(value, list):
-        return all(_plain(v) and not isinstance(v, list) for v in value)
+        return all(not isinstance(v, list | dict) and _plain(v, True) for v in value)
     if isinstance(value, float):
         return math.isfinite(value)
     if isinstance(value, str):
@@ -66,6 +73,8 @@ def _typed(value: Any) -> Any:
     """``value`` with the type of every scalar (``1 == 1.0 == True`` in Python)."""
     if isinstance(value, list):
         return [_typed(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
     return (type(value).__name__, value)
 
 
@@ -81,6 +90,8 @@ def _value_text(value: Any) -> str:
         return repr(value)
     if isinstance(value, list):
         return "[" + ",".join(_value_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{_value_text(v)}" for k, v in value.items()) + "}"
     return QuotedString(text=str(value), quote=Quote.single).with_quotes()
 
 
@@ -166,7 +177,7 @@ def checked_overrides(overrides: Sequence[str]) -> list[str]:
                 raise _refuse(line, "a sweep replays only with `python cluster.py -m`")
             value = ov.value()
             if not _plain(value):
-                raise _refuse(line, "its value is not a plain scalar or list of scalars")
+                raise _refuse(line, "its value is not plain data (scalars, lists, plain keys)")
             if group is not None and (not isinstance(value, str) or value not in groups[group]):
                 raise _refuse(line, f"{value!r} is not an option of config group {group} (conf/)")
             # A group's option is a file name of conf/ (checked above): written as it is.
