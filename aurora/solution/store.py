@@ -13,10 +13,15 @@ Layout of ``RUN/solution/`` (format 2; nothing in it is code or pickle)::
     extractor/weights.safetensors   the extractor's weights (state dict)
     run.json          the run's resolved config and chosen fusion (for people; never read)
 
-:func:`load_solution` reads the manifest as JSON, validates it against
-:data:`aurora.solution.schema.MANIFEST_SCHEMA` (types, ranges, no ``_target_`` anywhere), checks
-every file's SHA-256, reads the arrays with ``allow_pickle=False`` and the weights with
-safetensors, and rebuilds the extractor from an allow-list of aurora's own classes. The hashes
+:func:`load_solution` reads the manifest as strict JSON (no NaN or Infinity, nesting bounded),
+validates it against :data:`aurora.solution.schema.MANIFEST_SCHEMA` (closed at every level,
+types, ranges, no ``_target_`` anywhere), checks that every file is a regular file inside the
+folder (no symbolic link out of it, no device) with the recorded SHA-256, compares what the
+files declare (counts, ``.npz`` headers, the network the extractor's parameters describe, built
+on the meta device) with :class:`aurora.solution.limits.SolutionLimits` and this machine's
+memory before anything of that size is allocated, reads the arrays with ``allow_pickle=False``
+and the weights with safetensors, and rebuilds the extractor from an allow-list of aurora's own
+classes. The hashes
 detect a damaged or partly copied folder; they do not make a folder trustworthy (whoever edits a
 file can rewrite its hash): what keeps a foreign folder harmless is that nothing in it is run.
 A format-1 folder (pickled reducer, extractor built from a ``_target_``) is refused.
