@@ -12,7 +12,6 @@ ranked and written to ``ranking.csv`` / ``results.csv`` by :mod:`aurora.ranking`
 from __future__ import annotations
 
 import csv
-import dataclasses
 import inspect
 import io
 import json
@@ -201,17 +200,27 @@ def cell_name(meta: Mapping[str, Any], sep: str = "/") -> str:
 
 @dataclass(frozen=True)
 class CellSpec:
-    """One grid cell: which features, reducer, clusterer and number of clusters."""
+    """One grid cell: which features, reducer, clusterer and number of clusters.
+
+    Attributes:
+        requested: the k asked for when ``n_clusters`` was lowered to what the data allows
+            (a sweep job's ``clusterer.n_clusters``), else None; recorded as
+            ``n_clusters_requested`` in ``cell.json``, not part of the name.
+    """
 
     extractor: str
     reducer: str
     clusterer: str
     n_clusters: int
+    requested: int | None = None
 
     @property
     def name(self) -> str:
         """Folder name: :func:`cell_name` joined by ``__``, e.g. ``simclr__pca__kmeans__k12``."""
-        return cell_name(dataclasses.asdict(self), sep="__")
+        return cell_name(
+            {k: getattr(self, k) for k in ("extractor", "reducer", "clusterer", "n_clusters")},
+            sep="__",
+        )
 
 
 def grid_cells(

@@ -106,12 +106,44 @@ class DiskFullError(AuroraError):
         )
 
 
+#: What to lower when memory ran out in each stage (the stage names of :func:`stage_of`).
+MEMORY_HINTS: dict[str, str] = {
+    "start-up": (
+        "loading torch and the other libraries alone needs more than this process may use: "
+        "raise its memory limit (ulimit -v, the job's memory request)"
+    ),
+    "the data scan": "lower jobs (each worker process reads images of its own)",
+    "preprocessing": (
+        "lower jobs (each worker process decodes and holds images of its own); a very large "
+        "image file needs its whole size in memory"
+    ),
+    "extractor set-up": (
+        "the network and its weights alone do not fit; batch sizes do not change that: free "
+        "memory, or leave that extractor out (grid.extractors)"
+    ),
+    "training": (
+        "lower the training batch size (train.loader.batch_size for cluster.py, "
+        "loader.batch_size for train.py) or the image size"
+    ),
+    "feature extraction": "lower extract.batch_size",
+    "the grid": (
+        "lower grid.fit_sample (the rows each cell fits on), or leave out the methods whose "
+        "memory grows with the square of the images (kernel_pca, isomap, spectral)"
+    ),
+    "fusion": "use fewer images or fewer partitions (fusion.n_partitions)",
+    "the report": "use fewer images",
+    "solution loading": "free memory, or run where there is more",
+    "solution saving": "use fewer images",
+}
+
+
 class OutOfMemoryError(AuroraError, MemoryError):
     """Memory (host or GPU) ran out; the message says where and which setting to lower.
 
     Attributes:
         device: ``"GPU"`` or ``"host"``.
-        stage: ``"training"``, ``"feature extraction"`` or ``""`` when unknown.
+        stage: the stage that ran out (a key of :data:`MEMORY_HINTS`: ``"preprocessing"``,
+            ``"training"``, ``"feature extraction"``, ...) or ``""`` when unknown.
         detail: what the failing allocation asked for, when the library said so.
     """
 
@@ -119,18 +151,10 @@ class OutOfMemoryError(AuroraError, MemoryError):
         self.device = device
         self.stage = stage
         self.detail = detail
-        if stage == "training":
-            hint = (
-                "lower the training batch size (train.loader.batch_size for cluster.py, "
-                "loader.batch_size for train.py) or the image size"
-            )
-        elif stage == "feature extraction":
-            hint = "lower extract.batch_size"
-        else:
-            hint = (
-                "use fewer images, or lower train.loader.batch_size / extract.batch_size if it "
-                "ran out while training or extracting features"
-            )
+        hint = MEMORY_HINTS.get(stage) or (
+            "use fewer images, or lower train.loader.batch_size / extract.batch_size if it "
+            "ran out while training or extracting features"
+        )
         where = f" during {stage}" if stage else ""
         said = f" ({detail})" if detail else ""
         super().__init__(f"out of {device} memory{where}{said}: {hint}")
@@ -176,6 +200,21 @@ def disk_full_error(err: BaseException, path: str | Path | None = None) -> DiskF
     return None
 
 
+def _is_host_oom(e: BaseException) -> bool:
+    """``MemoryError``, an ``OSError`` of ``ENOMEM`` (a fork, an mmap), or a shared library
+    that could not be mapped for lack of address space (``import torch`` under ``ulimit -v``)."""
+    if isinstance(e, MemoryError):
+        return True
+    if isinstance(e, OSError) and e.errno == errno.ENOMEM:
+        return True
+    text = str(e)
+    return (
+        isinstance(e, ImportError)
+        and "failed to map segment from shared object" in text
+        and "not permitted" not in text  # a noexec mount, not memory
+    )
+
+
 def _is_gpu_oom(e: BaseException) -> bool:
     import sys
 
@@ -186,25 +225,85 @@ def _is_gpu_oom(e: BaseException) -> bool:
     return isinstance(e, RuntimeError) and "CUDA out of memory" in str(e)
 
 
-def _stage_of(err: BaseException) -> str:
-    """``"training"`` / ``"feature extraction"`` from the frames the error passed through."""
-    stage = ""
-    for frame in traceback.extract_tb(err.__traceback__):
-        name = frame.filename.replace(os.sep, "/")
-        if frame.name == "fit_model" or "/lightning/pytorch/" in name:
-            return "training"
-        if "/aurora/" in name and ("extract" in frame.name or "/extractors/" in name):
-            stage = "feature extraction"
-    return stage
+#: Functions of aurora that begin a stage: the innermost one on the stack names the stage that
+#: was running when memory ran out (an orchestrator such as ``extract_all`` preprocesses, trains
+#: and builds networks too, so its name says nothing).
+_STAGE_OF_FUNCTION: dict[str, str] = {
+    **dict.fromkeys(
+        ("scan", "scan_cached", "scan_shard", "assemble_scan", "list_inputs", "ensure_dataset"),
+        "the data scan",
+    ),
+    **dict.fromkeys(
+        ("build_preprocessed", "assemble_preprocessed", "prepare_images"), "preprocessing"
+    ),
+    **dict.fromkeys(
+        (
+            "build_extractor",
+            "build_extractors",
+            "from_export",
+            "load_encoder",
+            "build_encoder",
+            "load_timm_weights",
+            "rebuild_extractor",
+        ),
+        "extractor set-up",
+    ),
+    **dict.fromkeys(("fit_model", "train_encoder_cached"), "training"),
+    **dict.fromkeys(
+        ("extract_features", "assemble_features", "load_feature_set"), "feature extraction"
+    ),
+    **dict.fromkeys(("run_grid", "run_cell", "fit_transform_cached"), "the grid"),
+    "fuse": "fusion",
+    "load_solution": "solution loading",
+    "save_solution": "solution saving",
+}
+#: Folders of aurora whose every function belongs to one stage.
+_STAGE_OF_FOLDER = {"/aurora/fusion/": "fusion", "/aurora/report/": "the report"}
+
+
+def _frame_stage(filename: str, name: str) -> str:
+    path = filename.replace(os.sep, "/")
+    if "/lightning/pytorch/" in path:
+        return "training"
+    if "/aurora/" not in path:
+        return ""
+    if "/aurora/extractors/" in path and name == "__init__":
+        return "extractor set-up"  # a network built by its constructor
+    for folder, stage in _STAGE_OF_FOLDER.items():
+        if folder in path:
+            return stage
+    return _STAGE_OF_FUNCTION.get(name, "")
+
+
+def stage_of(*errors: BaseException) -> str:
+    """The stage that was running when ``errors`` were raised, from the frames they passed
+    through: the innermost frame that names a stage (see :data:`MEMORY_HINTS`), else ``""``.
+
+    Args:
+        errors: an exception and those it was raised from (outermost first); their tracebacks
+            are read as one stack, the first's frames outermost.
+    """
+    frames = [f for e in errors for f in traceback.extract_tb(e.__traceback__)]
+    for i in range(len(frames) - 1, -1, -1):
+        frame = frames[i]
+        # A module's body called from a function is an import (Python drops importlib's own
+        # frames from the traceback); the script's and runpy's main module are not.
+        if frame.name == "<module>" and i > 0 and not frames[i - 1].filename.endswith("runpy.py"):
+            return "start-up"
+        stage = _frame_stage(frame.filename, frame.name)
+        if stage:
+            return stage
+    return ""
 
 
 def out_of_memory_error(err: BaseException) -> OutOfMemoryError | None:
     """The :class:`OutOfMemoryError` that ``err`` (or an exception in its chain) amounts to.
 
-    Recognises ``MemoryError`` (numpy's "Unable to allocate ...") and torch's
-    ``OutOfMemoryError`` (CUDA). aurora's own memory errors other than
-    :class:`OutOfMemoryError` (e.g. the n² guard's ``MemoryLimitError``) carry their own advice
-    and are not rewritten.
+    Recognises ``MemoryError`` (numpy's "Unable to allocate ..."), ``ENOMEM``, a library that
+    could not be mapped into memory, and torch's ``OutOfMemoryError`` (CUDA); the message names
+    the stage that was running (:func:`stage_of`) and what to lower there. aurora's own memory
+    errors other than :class:`OutOfMemoryError` (e.g. the n² guard's ``MemoryLimitError``)
+    carry their own advice and are not rewritten.
     """
     for e in exception_chain(err):
         if isinstance(e, OutOfMemoryError):
@@ -212,7 +311,7 @@ def out_of_memory_error(err: BaseException) -> OutOfMemoryError | None:
         if isinstance(e, AuroraError):
             continue
         gpu = _is_gpu_oom(e)
-        if not gpu and not isinstance(e, MemoryError):
+        if not gpu and not _is_host_oom(e):
             continue
         text = " ".join(str(e).split())
         m = re.search(r"[Tt]ried to allocate [\d.]+ ?\w+", text) or re.search(
@@ -222,6 +321,6 @@ def out_of_memory_error(err: BaseException) -> OutOfMemoryError | None:
         m = re.search(r"of which ([\d.]+ ?\w+) is free", text)
         if m:
             detail = f"{detail}, {m.group(1)} free" if detail else f"{m.group(1)} free"
-        stage = _stage_of(err) or _stage_of(e)
+        stage = stage_of(err, e) if e is not err else stage_of(err)
         return OutOfMemoryError("GPU" if gpu else "host", stage, detail)
     return None

@@ -24,9 +24,9 @@ def error_line(err: BaseException) -> str | None:
     it (a constructor refusing a setting of the YAML). Otherwise a full disk (``ENOSPC`` /
     ``EDQUOT`` anywhere in the ``__cause__`` / ``__context__`` chain, also when raised from
     inside Lightning or torch and wrapped) names the path and the free space, and exhausted
-    memory (``MemoryError``, torch's CUDA ``OutOfMemoryError``) says which batch size to
-    lower. Anything else, a ``ValueError`` raised by aurora's own code included, is a bug:
-    None.
+    memory (``MemoryError``, torch's CUDA ``OutOfMemoryError``) names the stage that ran out
+    and what to lower there (:func:`aurora.errors.stage_of`). Anything else, a ``ValueError``
+    raised by aurora's own code included, is a bug: None.
     """
     if not isinstance(err, Exception):
         return None

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import compose_cfg
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
@@ -282,3 +283,75 @@ def test_policy_is_by_type_not_by_module() -> None:
 def test_hydra_wrapped_bug_keeps_its_traceback() -> None:
     with pytest.raises(InstantiationException):
         run_guarded(instantiate, {"_target_": "builtins.int", "_args_": ["x"]})
+
+
+# --- exhausted memory: the stage that was running, not the function that started the run -------
+
+
+def _error_line_of(out: str) -> str:
+    (line,) = [x for x in out.splitlines() if x.startswith("error:")]
+    return line
+
+
+def test_out_of_memory_while_preprocessing_is_not_blamed_on_extraction(
+    tiny_overrides: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # Preprocessing runs inside extract_all (the stores are built on demand): the error must
+    # name preprocessing and its knob, not feature extraction and extract.batch_size.
+    import aurora.preprocess.store
+    from aurora.run import run_cluster
+
+    def oom(*args: Any, **kwargs: Any) -> None:
+        raise MemoryError("Unable to allocate 3.00 GiB for an array with shape (3, 2**30)")
+
+    monkeypatch.setattr(aurora.preprocess.store, "preprocess_image", oom)
+    cfg = compose_cfg("cluster", [*tiny_overrides, f"paths.cache_dir={tmp_path / 'cache'}"])
+    assert run_guarded(run_cluster, cfg, tmp_path / "run") == 2
+    line = _error_line_of(capsys.readouterr().out)
+    assert line.startswith("error: out of host memory during preprocessing (tried to allocate 3.00")
+    assert "lower jobs" in line and "extract" not in line
+
+
+def test_out_of_memory_while_building_the_network_is_not_blamed_on_extraction(
+    tiny_overrides: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # The extractor's network is built (weights loaded) before any image goes through it: a
+    # batch size cannot help there.
+    import aurora.extractors.inference
+    from aurora.run import run_cluster
+
+    def oom(*args: Any, **kwargs: Any) -> None:
+        raise MemoryError()
+
+    monkeypatch.setattr(aurora.extractors.inference, "instantiate", oom)
+    cfg = compose_cfg("cluster", tiny_overrides)
+    assert run_guarded(run_cluster, cfg, tmp_path / "run") == 2
+    line = _error_line_of(capsys.readouterr().out)
+    assert line.startswith("error: out of host memory during extractor set-up: the network")
+    assert "batch_size" not in line and "batch sizes do not change that" in line
+
+
+def test_out_of_memory_while_importing_a_library_is_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    # What `import torch` raises under a tight address-space limit (ulimit -v), from inside a
+    # function that imports lazily (as extract_all imports aurora.extractors).
+    (tmp_path / "heavy_lib.py").write_text(
+        "raise ImportError('libtorch_cpu.so: failed to map segment from shared object')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def extract_all() -> None:
+        import heavy_lib  # noqa: F401
+
+    assert run_guarded(extract_all) == 2
+    line = _error_line_of(capsys.readouterr().out)
+    assert line.startswith("error: out of host memory during start-up: loading torch")
+    # An ImportError of any other kind is a bug (or a missing package), not memory.
+    (tmp_path / "broken_lib.py").write_text("raise ImportError('no module named x')\n")
+
+    def other() -> None:
+        import broken_lib  # noqa: F401
+
+    with pytest.raises(ImportError):
+        run_guarded(other)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import compose_cfg
 from omegaconf import DictConfig
@@ -23,7 +24,7 @@ import aurora.run.grid
 from aurora.cell import FAILED_FILE
 from aurora.cli import main
 from aurora.errors import PipelineError
-from aurora.run import finalize_sweep
+from aurora.run import finalize_sweep, run_sweep_cell
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,10 +108,10 @@ def test_sweep_job_records_its_failure_and_returns_a_code(
 ) -> None:
     # An aurora error (impossible setting): one line, exit code 2, failed.json.
     job = tmp_path / "0"
-    cfg = _compose([*base, *SWEEP_CELL, "clusterer.n_clusters=50"])
+    cfg = _compose([*base, *SWEEP_CELL, "clusterer.n_clusters=1"])
     assert main(cfg, job, CHOICES, "RunMode.MULTIRUN") == 2
     doc = json.loads((job / FAILED_FILE).read_text())
-    assert doc["cell"] == "autoencoder/pca/kmeans/k50/s0"
+    assert doc["cell"] == "autoencoder/pca/kmeans/k1/s0"
     assert doc["type"] == "SettingsError" and "clusterer.n_clusters" in doc["error"]
     assert not (job / "cell.json").exists()
 
@@ -125,7 +126,7 @@ def test_sweep_job_records_its_failure_and_returns_a_code(
 
 def test_sweep_where_every_job_failed_is_a_clear_error(base: list[str], tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
-    for job, k in enumerate((40, 50)):
+    for job, k in enumerate((0, 1)):
         cfg = _compose([*base, *SWEEP_CELL, f"clusterer.n_clusters={k}"])
         assert main(cfg, sweep / str(job), CHOICES, "RunMode.MULTIRUN") == 2
     with pytest.raises(PipelineError, match="all 2 grid cells failed"):
@@ -147,22 +148,24 @@ def test_cli_sweep_with_a_failing_job_finishes_the_others(base: list[str], tmp_p
         "-m",
         *base,
         *SWEEP_CELL,
-        "clusterer.n_clusters=3,50,4",  # 50 > 24 images: that job fails its settings check
+        # k=1 fails its settings check; k=30 > 24 images is lowered to 23, as in a single run
+        "clusterer.n_clusters=3,1,30",
         f"hydra.sweep.dir={sweep}",
     ]
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 1, out[-3000:]
+    assert "clusterer.n_clusters=30: [30] above 23, the most 24 accepted images allow" in out
     ranking = _read(sweep / "ranking.csv")
     assert sorted(r["cell"] for r in ranking) == [
+        "autoencoder/pca/kmeans/k23/s0",
         "autoencoder/pca/kmeans/k3/s0",
-        "autoencoder/pca/kmeans/k4/s0",
     ]
     assert (sweep / "report" / "index.html").is_file()
     labels, rejected = _read(sweep / "labels.csv"), _read(sweep / "rejected.csv")
     assert len(labels) + len(rejected) == 24 and "old.jpg" not in {r["path"] for r in labels}
     failed = _read(sweep / "failed.csv")
-    assert [r["cell"] for r in failed] == ["autoencoder/pca/kmeans/k50/s0"]
+    assert [r["cell"] for r in failed] == ["autoencoder/pca/kmeans/k1/s0"]
     assert "clusterer.n_clusters" in failed[0]["error"]
     summary = json.loads((sweep / "summary.json").read_text())
     assert (summary["n_cells"], summary["n_failed_cells"]) == (3, 1)
@@ -172,8 +175,8 @@ def test_cli_sweep_with_a_failing_job_finishes_the_others(base: list[str], tmp_p
 
     # README: a job killed without a word (no cell.json, no failed.json) is found and counted
     # by ``python -m aurora.run finalize SWEEP``, which ranks and fuses what finished.
-    k4 = next(p.parent for p in sweep.glob("*/*/cell.json") if "k4" in p.parent.name)
-    for f in k4.iterdir():
+    k23 = next(p.parent for p in sweep.glob("*/*/cell.json") if "k23" in p.parent.name)
+    for f in k23.iterdir():
         f.unlink()
     proc = subprocess.run(
         [sys.executable, "-m", "aurora.run", "finalize", str(sweep)],
@@ -183,6 +186,38 @@ def test_cli_sweep_with_a_failing_job_finishes_the_others(base: list[str], tmp_p
     assert proc.returncode == 1, out[-3000:]
     assert [r["cell"] for r in _read(sweep / "ranking.csv")] == ["autoencoder/pca/kmeans/k3/s0"]
     failed = {r["cell"]: r["error"] for r in _read(sweep / "failed.csv")}
-    assert set(failed) == {"autoencoder/pca/kmeans/k50/s0", "autoencoder/pca/kmeans/k4/s0"}
-    assert "killed" in failed["autoencoder/pca/kmeans/k4/s0"]
+    # The killed job is named by the k it was given (its saved config), not the k it ran with.
+    assert set(failed) == {"autoencoder/pca/kmeans/k1/s0", "autoencoder/pca/kmeans/k30/s0"}
+    assert "killed" in failed["autoencoder/pca/kmeans/k30/s0"]
     assert json.loads((sweep / "status.json").read_text())["state"] == "finished_with_failures"
+
+
+def test_sweep_job_lowers_a_k_above_the_images_as_a_single_run_does(
+    base: list[str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 24 images: k=30 and k=40 both become k=23 (with a warning naming the setting, as
+    # grid.n_clusters is lowered in a single run), k=3 is kept.
+    sweep = tmp_path / "sweep"
+    rows = []
+    for job, k in enumerate((30, 3, 40)):
+        cfg = _compose([*base, *SWEEP_CELL, f"clusterer.n_clusters={k}"])
+        with caplog.at_level(logging.WARNING, logger="aurora"):
+            rows.append(run_sweep_cell(cfg, sweep / str(job), CHOICES))
+    assert [r["n_clusters"] for r in rows] == [23, 3, 23]
+    assert [r.get("n_clusters_requested") for r in rows] == [30, None, 40]
+    assert [r["n_clusters_found"] for r in rows] == [23, 3, 23]
+    assert np.unique(np.load(rows[0]["labels_path"])).size == 23
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for k in (30, 40):
+        line = f"clusterer.n_clusters={k}: [{k}] above 23, the most 24 accepted images allow"
+        assert any(w.startswith(line) and w.endswith("using 23") for w in warned), warned
+    assert not list(sweep.rglob(FAILED_FILE))
+
+    # The finalisation ranks and fuses each cell once (k=30 and k=40 computed the same cell).
+    summary = finalize_sweep(_compose(base), sweep)
+    ranking = _read(sweep / "ranking.csv")
+    assert sorted(r["cell"] for r in ranking) == [
+        "autoencoder/pca/kmeans/k23/s0",
+        "autoencoder/pca/kmeans/k3/s0",
+    ]
+    assert summary["n_cells"] == 2 and summary["n_failed_cells"] == 0

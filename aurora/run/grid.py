@@ -124,6 +124,8 @@ def run_grid(
             "seed": seed,
             "random_init": feats.random_init,
         }
+        if spec.requested is not None:
+            meta["n_clusters_requested"] = spec.requested
         out = cells_dir / spec.name
         clear_cell(out)
         try:

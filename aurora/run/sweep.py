@@ -14,6 +14,7 @@ failed).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,9 @@ from aurora.cell import (
     collect_failed,
     write_failed,
 )
-from aurora.checks import check_against_data, check_grid, check_number
+from aurora.checks import DataFit, check_against_data, check_grid, check_number
 from aurora.config import plain
-from aurora.errors import PipelineError, SettingsError
+from aurora.errors import PipelineError
 from aurora.guard import run_guarded
 from aurora.logs import log
 from aurora.run.context import load_context
@@ -73,7 +74,10 @@ def run_sweep_cell(
     """One job of a ``-m`` sweep: compute one grid cell into ``job_dir`` (ranked at the end).
 
     The cell is the job's ``extractor``, ``reducer`` and ``clusterer`` group choices, with
-    ``clusterer.n_clusters``; :class:`FinalizeSweep` ranks and fuses the sweep.
+    ``clusterer.n_clusters``; :class:`FinalizeSweep` ranks and fuses the sweep. A k at or
+    above the number of accepted images is lowered to what the data allows, with a warning,
+    as a single run lowers ``grid.n_clusters`` (:func:`aurora.checks.check_against_data`); the
+    cell is then named by the k it ran with.
     """
     job_dir = Path(job_dir)
     # What an earlier run of this job folder recorded (a failure, or another cell's result).
@@ -82,16 +86,16 @@ def run_sweep_cell(
     settings, cell = _sweep_cell(cfg, choices)
     grid = check_grid([cell.n_clusters], settings.grid.stability_splits)
     check_settings(settings)
+    fits: list[DataFit] = []
 
     def on_accepted(n: int) -> None:
-        if cell.n_clusters >= n:
-            raise SettingsError(
-                "clusterer.n_clusters", cell.n_clusters, f"2 to {n - 1} for {n} accepted images"
-            )
-        check_against_data(n, grid, settings.fusion)
+        fits.append(check_against_data(n, grid, settings.fusion, k_key="clusterer.n_clusters"))
 
     key = {cell.extractor: "extractor"}
     ctx = load_context(settings, job_dir, [cell.extractor], on_accepted, key)
+    (fit,) = fits  # load_context ran the checks before its first training or extraction
+    if fit.n_clusters[0] != cell.n_clusters:
+        cell = dataclasses.replace(cell, n_clusters=fit.n_clusters[0], requested=cell.n_clusters)
     rows = run_cells(settings, ctx, [cell], job_dir, grid.stability_splits, keep_going=False)
     return rows[0]
 
@@ -163,7 +167,7 @@ def finalize_sweep(cfg: DictConfig, sweep_dir: Path, begin: bool = True) -> dict
 
 def _finalize_sweep(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any]:
     """:func:`finalize_sweep` in a folder already marked running."""
-    cells = collect_cells(sweep_dir)
+    cells = distinct_cells(collect_cells(sweep_dir))
     failed = collect_failed(sweep_dir)
     check_some_cells(cells, failed, sweep_dir)
     names = sorted({str(c["extractor"]) for c in cells})
@@ -177,6 +181,31 @@ def _finalize_sweep(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any]:
     record = finalize(settings, ctx, cells, sweep_dir, failed=failed)
     print_summary(record.summary, sweep_dir)
     return record.summary
+
+
+def distinct_cells(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The cells with each lowered one counted once.
+
+    Two jobs whose k were both lowered to the number the data allows (``k=30`` and ``k=50`` on
+    24 images) computed the same cell; ranked twice, it would also vote twice in the fusion.
+    Of the cells sharing a name, those whose k was lowered (``n_clusters_requested``) are
+    dropped in favour of one that was not, else all but the first. Cells that share a name
+    without having been lowered (a sweep over a reducer's parameter) are all kept.
+    """
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for row in cells:
+        by_name.setdefault(str(row["cell"]), []).append(row)
+    keep: list[dict[str, Any]] = []
+    for name, rows in by_name.items():
+        exact = [r for r in rows if r.get("n_clusters_requested") is None]
+        lowered = [r for r in rows if r.get("n_clusters_requested") is not None]
+        kept = exact or lowered[:1]
+        if len(kept) < len(rows):
+            asked = sorted(int(r["n_clusters_requested"]) for r in lowered)
+            log.info("cell %s: k=%s lowered to the same k by the data; counted once", name, asked)
+        keep += kept
+    kept_ids = {id(r) for r in keep}
+    return [r for r in cells if id(r) in kept_ids]
 
 
 def finalize_sweep_code(
