@@ -198,8 +198,12 @@ def atomic_write_bytes(path: str | Path, data: bytes | memoryview) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Text variant of :func:`atomic_write_bytes` (UTF-8)."""
-    atomic_write_bytes(path, text.encode())
+    """Text variant of :func:`atomic_write_bytes` (UTF-8).
+
+    A file name that is not valid UTF-8 reaches Python as lone surrogates (``os.fsdecode``);
+    ``surrogateescape`` writes its original bytes back, so such names survive losslessly.
+    """
+    atomic_write_bytes(path, text.encode("utf-8", "surrogateescape"))
 
 
 def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> None:

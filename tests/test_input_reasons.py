@@ -10,12 +10,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import compose_cfg
 
 from aurora.data.sources import (
     DANGLING_LINK,
     MISSING,
     NOT_A_FILE,
     SYMLINK_LOOP,
+    DataSourceError,
     Manifest,
     duplicate_detail,
     expand_duplicates,
@@ -26,6 +28,7 @@ from aurora.data.synth import render_sky
 from aurora.preprocess import (
     ALL_SATURATED,
     MIN_SEARCH_SIDE,
+    TOO_DARK,
     TOO_SMALL,
     PreprocessConfig,
     disk_mask,
@@ -226,3 +229,93 @@ def test_min_search_side_is_not_above_what_the_search_can_do() -> None:
     img[disk_mask(n, 0.6)] = 120
     c = find_sky_circle(img)
     assert abs(c.r - 0.3 * n) < 1.5 and abs(c.cx - (n - 1) / 2) < 1.0
+
+
+def test_too_dark_names_the_level_and_the_threshold() -> None:
+    cfg = PreprocessConfig(size=32, dark_threshold=30.0)
+    sky = np.zeros((64, 64, 3), np.uint8)
+    sky[disk_mask(64, 0.9)] = 12  # a sky circle whose brightest tenth is at 12
+    res = preprocess_image(sky, cfg)
+    assert res.rejected == TOO_DARK
+    assert res.detail == (
+        "0.9-quantile of HSV value inside the sky circle = 12 (of 255), below "
+        "preprocess.<variant>.dark_threshold=30"
+    )
+    # No circle to find in a black frame: the level of the whole frame is given.
+    res = preprocess_image(np.full((64, 64, 3), 3, np.uint8), cfg)
+    assert res.rejected == TOO_DARK and "of the whole frame" in (res.detail or "")
+    assert "= 3 (of 255)" in (res.detail or "")
+    brighter = sky.copy()
+    brighter[disk_mask(64, 0.9)] = 40
+    assert preprocess_image(brighter, cfg).rejected is None
+
+
+def test_too_dark_detail_reaches_rejected_csv(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    _png(root / "sky.png", render_sky("patchy", np.random.default_rng(300), 64, False, 0.0)[0])
+    dark = np.zeros((64, 64, 3), np.uint8)
+    dark[disk_mask(64, 0.9)] = 5
+    _png(root / "dark.png", dark)
+    store = preprocess_store.build_preprocessed(scan(root), CFG, tmp_path / "cache", jobs=1)
+    (rej,) = store.rejected
+    assert rej.path == "dark.png" and rej.reason == TOO_DARK
+    assert "= 5 (of 255), below preprocess.<variant>.dark_threshold=20" in rej.detail
+
+
+def test_links_to_devices_and_fifos_are_not_files_naming_the_target(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    _png(root / "sky.png", render_sky("patchy", np.random.default_rng(300), 64, False, 0.0)[0])
+    os.mkfifo(tmp_path / "pipe")
+    os.symlink("/dev/zero", root / "zero.jpg")
+    os.symlink(tmp_path / "pipe", root / "pipe.png")
+    m = scan(root)
+    by_path = {r.path: r for r in m.rejected}
+    assert {p: r.reason for p, r in by_path.items()} == {
+        "zero.jpg": NOT_A_FILE,
+        "pipe.png": NOT_A_FILE,
+    }
+    assert "a link to /dev/zero, a character device" in by_path["zero.jpg"].detail
+    assert f"a link to {tmp_path / 'pipe'}, a FIFO" in by_path["pipe.png"].detail
+    # Named by a list file, too.
+    lst = root / "list.txt"
+    lst.write_text("zero.jpg\nsky.png\n")
+    m = scan(lst)
+    assert [(r.path, r.reason) for r in m.rejected] == [("zero.jpg", NOT_A_FILE)]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [
+        ("PROVENANCE.md", b"# Where they come from\nsee the site\nand ask\n", "its 2 lines"),
+        ("weights.bin", b"\x00\x01\x02binary", "nor a text list of images"),
+    ],
+)
+def test_data_root_that_is_a_file_says_so_in_one_line(
+    tmp_path: Path, name: str, content: bytes, says: str
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DataSourceError) as info:
+        scan(path)
+    text = str(info.value)
+    assert text.startswith(f"data.root={path} is a file, not a folder") and says in text
+    assert "\n" not in text
+
+
+def test_data_root_that_is_a_device_is_refused_unread(tmp_path: Path) -> None:
+    os.symlink("/dev/zero", tmp_path / "zero")  # reading it as a list would never end
+    with pytest.raises(DataSourceError, match="is not a folder.*character device"):
+        scan(tmp_path / "zero")
+
+
+def test_data_root_file_is_one_error_line_from_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    from aurora.cli import main
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# notes\nnot a list of images\n")
+    overrides = ["debug=tiny", "data=folder", f"data.root={readme}", f"paths.cache_dir={tmp_path}"]
+    assert main(compose_cfg("cluster", overrides), tmp_path / "run", {}, "RunMode.RUN") == 2
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and out[0].startswith(f"error: data.root={readme} is a file, not a folder")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -467,6 +468,7 @@ def test_rejected_reason_names_are_the_documented_ones() -> None:
         "dangling link",
         "symlink loop",
         "not a file",
+        "too large",
     )
     e = ImageReadError(TRUNCATED, "x.jpg: truncated JPEG")
     assert e.reason == TRUNCATED and str(e) == "x.jpg: truncated JPEG"
@@ -571,12 +573,13 @@ def test_stream0_broken_files_are_rejections(tmp_path: Path) -> None:
     two_small = b"".join(b"P5\n16 16\n255\n" + a.tobytes() for a in small)
     single = _pgm16(frames[0][:64, :64])
     header_single = _stream0(frames[:1], _S0_TIMES[1:2])  # one frame: an ordinary image
-    files: dict[str, tuple[bytes, str]] = {
+    # A file cut short keeps its complete frames: {OK, TRUNCATED}.
+    files: dict[str, tuple[bytes, str | set[str]]] = {
         "good.pgm.gz": (gz, OK),
-        "cut.pgm.gz": (gz[: len(gz) // 2], TRUNCATED),
-        "cut_early.pgm.gz": (gz[:40], TRUNCATED),
+        "cut.pgm.gz": (gz[: len(gz) // 2], {OK, TRUNCATED}),
+        "cut_early.pgm.gz": (gz[:40], TRUNCATED),  # not one complete frame: the whole file
         "corrupt.pgm.gz": (bytes(corrupt), UNREADABLE),
-        "cut_plain.pgm": (raw[: len(raw) - 50_000], TRUNCATED),  # the last frame is cut
+        "cut_plain.pgm": (raw[: len(raw) - 50_000], {OK, TRUNCATED}),  # the last frame is cut
         "not_gzip.pgm.gz": (b"\x1f\x8b" + bytes(100), UNREADABLE),
         "single_no_metadata.pgm.gz": (gzip.compress(single), UNSUPPORTED_FORMAT),
         "single_256_no_metadata.pgm.gz": (gzip.compress(_pgm16(frames[0])), UNSUPPORTED_FORMAT),
@@ -598,7 +601,10 @@ def test_stream0_broken_files_are_rejections(tmp_path: Path) -> None:
         by_file.setdefault(rid.split("#")[0], set()).add(OK)
     for rid, reason in rejected.items():
         by_file.setdefault(rid.split("#")[0], set()).add(reason)
-    assert by_file == {name: {outcome} for name, (_, outcome) in files.items()}
+    assert by_file == {
+        name: outcome if isinstance(outcome, set) else {outcome}
+        for name, (_, outcome) in files.items()
+    }
     assert sorted(r for r in accepted if r.startswith("good")) == [
         f"good.pgm.gz#{i:04d}" for i in range(3)
     ]
@@ -606,11 +612,22 @@ def test_stream0_broken_files_are_rejections(tmp_path: Path) -> None:
     record = next(r for r in manifest.records if r.id == "header_single.pgm")
     assert record.frame is None and record.timestamp == _s0_time(_S0_TIMES[1])
     np.testing.assert_array_equal(accepted["header_single.pgm"], frames[0])
+    # The cut frame is rejected by its id, saying how many bytes are missing; the frames
+    # before it are the file's own.
+    cut = {r.path: r for r in manifest.rejected if r.path.startswith("cut_plain.pgm")}
+    assert list(cut) == ["cut_plain.pgm#0002"]
+    assert (
+        "holds 81072 of 131072 pixel bytes (50000 bytes missing" in cut["cut_plain.pgm#0002"].detail
+    )
+    for i in (0, 1):
+        np.testing.assert_array_equal(accepted[f"cut_plain.pgm#{i:04d}"], frames[i])
     # Messages name the file and say what is wrong.
-    rec = ImageRecord("cut.pgm.gz#0000", str(tmp_path / "cut.pgm.gz"), 0, None, "x")
+    cut_id = next(r for r in rejected if r.startswith("cut.pgm.gz#"))
+    rec = ImageRecord(cut_id, str(tmp_path / "cut.pgm.gz"), int(cut_id[-4:]), None, "x")
     with pytest.raises(ImageReadError) as info:
         read_image(rec)
     assert info.value.reason == TRUNCATED and "cut.pgm.gz" in str(info.value)
+    assert "bytes missing" in str(info.value)
     rec = ImageRecord("good.pgm.gz#0007", str(tmp_path / "good.pgm.gz"), 7, None, "x")
     with pytest.raises(ImageReadError, match="no frame 7") as info:
         read_image(rec)
@@ -687,13 +704,54 @@ def test_themis_stream0_real_against_frames_csv(shared_data: Path, tmp_path: Pat
         for i, ref in enumerate(naive):
             np.testing.assert_array_equal(accepted[f"{name}#{i:04d}"], ref)
 
-    # A download cut short is one rejection with a specific reason, never a traceback.
-    src = (folder / "20140310_0601_gill_themis19_full.pgm.gz").read_bytes()
+
+def test_themis_stream0_cut_keeps_its_good_frames(shared_data: Path, tmp_path: Path) -> None:
+    """A download cut short keeps its complete frames (equal to the whole file's) and rejects
+    the frame it stops in by id, saying how many bytes are missing."""
+    import gzip
+
+    folder = shared_data / "themis_stream0_gill"
+    name = "20140310_0601_gill_themis19_full.pgm.gz"
+    src = (folder / name).read_bytes()
+    whole = _naive_stream0(gzip.decompress(src))
+    plain = (folder / "20140310_0605_gill_themis19_full.pgm").read_bytes()
     (tmp_path / "cut.pgm.gz").write_bytes(src[: len(src) * 2 // 3])
+    (tmp_path / "cut_plain.pgm").write_bytes(plain[: len(plain) - 1000])
     shutil.copy(folder / "20140310_0602_gill_themis19_full.pgm.gz", tmp_path)
     cut = scan(tmp_path)
-    assert cut.rejected == [Rejection("cut.pgm.gz", TRUNCATED)]
-    assert len(cut.records) == 20 and cut.n_inputs == 21
+    assert len(cut.rejected) == 2 and {r.reason for r in cut.rejected} == {TRUNCATED}
+    gz_cut, plain_cut = cut.rejected
+    assert plain_cut.path == "cut_plain.pgm#0019"
+    assert "holds 130072 of 131072 pixel bytes (1000 bytes missing" in plain_cut.detail
+    k = int(gz_cut.path.removeprefix("cut.pgm.gz#"))
+    assert 0 < k < 20 and "bytes missing" in gz_cut.detail
+    ids = [r.id for r in cut.records]
+    assert ids == sorted(
+        [f"cut.pgm.gz#{i:04d}" for i in range(k)]
+        + [f"cut_plain.pgm#{i:04d}" for i in range(19)]
+        + [f"20140310_0602_gill_themis19_full.pgm.gz#{i:04d}" for i in range(20)]
+    )
+    assert cut.n_inputs == k + 1 + 20 + 20
+    accepted, rejected = _account(cut)
+    assert set(rejected) == {gz_cut.path, plain_cut.path}
+    for i in range(k):
+        np.testing.assert_array_equal(accepted[f"cut.pgm.gz#{i:04d}"], whole[i])
+    # Cut exactly after a frame: the compressed stream has no end; the next frame is the cut.
+    raw = gzip.decompress(src)
+    frame_end = 0
+    for _ in range(3):  # past the header ('65535' ends it) and the raster of frames 0 to 2
+        frame_end = raw.index(b"\n65535\n", frame_end) + 7 + 131072
+    packer = zlib.compressobj(wbits=31)  # gzip, flushed but never finished
+    (tmp_path / "cut.pgm.gz").write_bytes(
+        packer.compress(raw[:frame_end]) + packer.flush(zlib.Z_SYNC_FLUSH)
+    )
+    again = scan(tmp_path)
+    by_id = {r.path: r for r in again.rejected}
+    assert by_id["cut.pgm.gz#0003"].reason == TRUNCATED
+    assert "no end-of-stream marker" in by_id["cut.pgm.gz#0003"].detail
+    assert [r.id for r in again.records if r.id.startswith("cut.pgm.gz")] == [
+        f"cut.pgm.gz#{i:04d}" for i in range(3)
+    ]
 
 
 def test_stream0_frames_read_in_a_forked_worker(tmp_path: Path) -> None:

@@ -133,7 +133,7 @@ def read_truth(
     path = Path(truth_csv)
     if not path.is_file():
         raise PipelineError(f"ground-truth table {path} does not exist")
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
         rows = list(csv.DictReader(f))
     if not rows or "path" not in rows[0]:
         raise PipelineError(f"ground-truth table {path} needs a 'path' column")

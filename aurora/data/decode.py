@@ -18,7 +18,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import cv2
 import numpy as np
 
-from aurora.data.formats import HEAD_BYTES, TAIL_BYTES, detect_format, structural_problem
+from aurora.data.formats import (
+    HEAD_BYTES,
+    TAIL_BYTES,
+    detect_format,
+    image_size,
+    structural_problem,
+    too_large_detail,
+)
 from aurora.data.manifest import (
     DANGLING_LINK,
     EMPTY_FILE,
@@ -26,6 +33,7 @@ from aurora.data.manifest import (
     NOT_A_FILE,
     REASONS,
     SYMLINK_LOOP,
+    TOO_LARGE,
     UNREADABLE,
     UNSUPPORTED_FORMAT,
     ImageReadError,
@@ -62,7 +70,10 @@ def path_problem(path: str) -> ImageReadError | None:
             return ImageReadError(MISSING, f"{path}: no such file")
         return ImageReadError(UNREADABLE, f"{path}: cannot read file: {e.strerror or e}")
     if not stat.S_ISREG(st.st_mode):
-        return ImageReadError(NOT_A_FILE, f"{path}: not a regular file ({_file_kind(st.st_mode)})")
+        kind = _file_kind(st.st_mode)
+        if os.path.islink(path):  # name what it leads to: the link itself exists
+            kind = f"a link to {os.path.realpath(path)}, {kind}"
+        return ImageReadError(NOT_A_FILE, f"{path}: not a regular file ({kind})")
     return None
 
 
@@ -135,8 +146,12 @@ def _decode_pillow(data: bytes, path: str) -> np.ndarray | None:
     return arr
 
 
-def _decode_bytes(data: bytes, path: str) -> np.ndarray:
-    """Decode an image file's bytes (not CDF) into raw pixels; raises ImageReadError."""
+def _decode_bytes(data: bytes, path: str, max_pixels: int | None = None) -> np.ndarray:
+    """Decode an image file's bytes (not CDF) into raw pixels; raises ImageReadError.
+
+    With ``max_pixels``, an image whose header declares more pixels is refused (``too large``)
+    before any pixel array is made.
+    """
     if not data:
         raise ImageReadError(EMPTY_FILE, f"{path}: empty file")
     fmt = detect_format(data[:16])
@@ -149,6 +164,11 @@ def _decode_bytes(data: bytes, path: str) -> np.ndarray:
     problem = structural_problem(fmt, data[:HEAD_BYTES], data[-TAIL_BYTES:], len(data), path, data)
     if problem is not None:
         raise problem
+    if max_pixels is not None:
+        size = image_size(fmt, data)
+        detail = None if size is None else too_large_detail(*size, max_pixels)
+        if detail is not None:
+            raise ImageReadError(TOO_LARGE, f"{path}: {detail}")
     arr: np.ndarray | None
     try:
         arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
@@ -162,11 +182,13 @@ def _decode_bytes(data: bytes, path: str) -> np.ndarray:
     return _to_rgb_or_grey(arr, path, bgr=False)
 
 
-def read_image(record: ImageRecord) -> np.ndarray:
+def read_image(record: ImageRecord, max_pixels: int | None = None) -> np.ndarray:
     """Read the raw pixels of one record.
 
     Args:
         record: the image (file, or frame of a CDF or THEMIS stream0 file).
+        max_pixels: refuse (``too large``) an image whose header declares more pixels, before
+            decoding it; None = no check here (a scan's records were checked by the scan).
 
     Returns:
         (H, W) or (H, W, 3) RGB array, dtype uint8 or uint16.
@@ -200,7 +222,7 @@ def read_image(record: ImageRecord) -> np.ndarray:
             data = f.read()
     except OSError as e:
         raise os_error(path, e) from e
-    return _decode_bytes(data, path)
+    return _decode_bytes(data, path, max_pixels)
 
 
 def stream0_reason(error: Stream0Error) -> str:
@@ -218,7 +240,7 @@ def default_jobs() -> int:
 
 
 def load_images(
-    records: Iterable[ImageRecord], jobs: int | None = None
+    records: Iterable[ImageRecord], jobs: int | None = None, max_pixels: int | None = None
 ) -> Iterator[tuple[ImageRecord, np.ndarray | Rejection]]:
     """Decode images in parallel threads, in input order; bad ones become rejections.
 
@@ -228,6 +250,7 @@ def load_images(
     Args:
         records: the images to decode.
         jobs: number of decoding threads (default: number of CPUs).
+        max_pixels: refuse larger images before decoding them (:func:`read_image`).
 
     Yields:
         ``(record, pixels)`` for a good image, ``(record, Rejection(record.id, reason,
@@ -237,7 +260,7 @@ def load_images(
 
     def work(record: ImageRecord) -> np.ndarray | Rejection:
         try:
-            return read_image(record)
+            return read_image(record, max_pixels)
         except ImageReadError as e:
             return Rejection(record.id, e.reason, str(e))
 

@@ -27,6 +27,7 @@ MISSING = "missing"
 DANGLING_LINK = "dangling link"
 SYMLINK_LOOP = "symlink loop"
 NOT_A_FILE = "not a file"
+TOO_LARGE = "too large"
 REASONS: tuple[str, ...] = (
     UNREADABLE,
     EMPTY_FILE,
@@ -36,6 +37,7 @@ REASONS: tuple[str, ...] = (
     DANGLING_LINK,
     SYMLINK_LOOP,
     NOT_A_FILE,
+    TOO_LARGE,
 )
 #: Code of an input whose content repeats an earlier one (not a rejection: see ``duplicates``).
 DUPLICATE = "duplicate"
@@ -153,7 +155,7 @@ class Manifest:
         """
         path = Path(path)
         try:
-            with open(path, newline="", encoding="utf-8") as f:
+            with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
                 rows = list(csv.DictReader(f))
         except (OSError, UnicodeDecodeError, csv.Error) as e:
             raise DataSourceError(f"cannot read manifest {path}: {e}") from e
@@ -178,14 +180,14 @@ class Manifest:
         try:
             sibling = _sibling(path, "rejected")
             if sibling.is_file():
-                with open(sibling, newline="", encoding="utf-8") as f:
+                with open(sibling, newline="", encoding="utf-8", errors="surrogateescape") as f:
                     rejected = [
                         Rejection(r["path"], r["reason"], r.get("detail") or "")
                         for r in csv.DictReader(f)
                     ]
             sibling = _sibling(path, "duplicates")
             if sibling.is_file():
-                with open(sibling, newline="", encoding="utf-8") as f:
+                with open(sibling, newline="", encoding="utf-8", errors="surrogateescape") as f:
                     duplicates = {r["id"]: r["original"] for r in csv.DictReader(f)}
         except (OSError, UnicodeDecodeError, csv.Error, KeyError) as e:
             raise DataSourceError(f"cannot read the sidecar files of manifest {path}: {e}") from e

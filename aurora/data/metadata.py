@@ -87,7 +87,7 @@ def read_time_column(
     wanted = set(ids)
     found: dict[str, tuple[datetime | None, int, str]] = {}
     try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+        with open(csv_path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
             reader = csv.DictReader(f)
             fields = [name.strip() for name in reader.fieldnames or []]
             if "path" not in fields:

@@ -26,15 +26,20 @@ from typing import Any
 
 from aurora.cache import Cache, atomic_write_text, stable_hash
 from aurora.data.decode import default_jobs
+from aurora.data.formats import DEFAULT_MAX_PIXELS
 from aurora.data.manifest import DataSourceError, ImageReadError, Manifest
-from aurora.data.sources import Frames, assemble_manifest, inspect_inputs, resolve_inputs
+from aurora.data.sources import (
+    Inspected,
+    Result,
+    assemble_manifest,
+    inspect_inputs,
+    resolve_inputs,
+)
 
 STAGE = "scan"
 PART_STAGE = "scan_parts"
-_VERSION = "aurora-scan-v1"
+_VERSION = "aurora-scan-v2"  # v2: header sizes and cut frames
 _RESULTS = "results.json"
-
-Result = tuple[str, Frames] | ImageReadError
 
 
 @dataclass(frozen=True)
@@ -45,11 +50,15 @@ class Listing:
         data_root: the root the ids are relative to.
         files: (F,) absolute input paths, sorted.
         key: hash of the root and each file's path, size, mtime and ctime (``stat``).
+        max_pixels: images whose header declares more are rejected ``too large`` when the
+            manifest is assembled (``data.max_pixels``; not part of the key: the scan results
+            hold each image's size, the limit is applied to them).
     """
 
     data_root: Path
     files: list[str]
     key: str
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def block(self, shard: int, shards: int) -> tuple[int, int]:
         """``[start, stop)`` of shard ``shard`` of ``shards`` contiguous blocks of ``files``."""
@@ -66,8 +75,12 @@ def _stat(path: str) -> tuple[int, int, int] | str:
     return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
-def list_inputs(root: str | Path) -> Listing:
+def list_inputs(root: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Listing:
     """The listing of a folder, list file or single image (stat only, no file is read).
+
+    Args:
+        root: the data set.
+        max_pixels: ``data.max_pixels``, applied by every manifest made from the listing.
 
     Raises:
         DataSourceError: the path is missing or holds no input.
@@ -79,7 +92,7 @@ def list_inputs(root: str | Path) -> Listing:
     with ThreadPoolExecutor(max_workers=min(32, default_jobs() + 4)) as pool:
         stats = list(pool.map(_stat, files))  # a network file system answers many at once
     key = stable_hash(_VERSION, str(data_root), list(zip(files, stats, strict=True)))
-    return Listing(data_root, list(files), key)
+    return Listing(data_root, list(files), key, max_pixels)
 
 
 def _to_json(results: Sequence[Result]) -> list[Any]:
@@ -88,11 +101,12 @@ def _to_json(results: Sequence[Result]) -> list[Any]:
         if isinstance(r, ImageReadError):
             out.append({"reason": r.reason, "message": str(r)})
         else:
-            digest, frames = r
             out.append(
                 {
-                    "digest": digest,
-                    "frames": [[f, None if t is None else t.isoformat()] for f, t in frames],
+                    "digest": r.digest,
+                    "frames": [[f, None if t is None else t.isoformat()] for f, t in r.frames],
+                    "size": None if r.size is None else list(r.size),
+                    "cut": [list(c) for c in r.cut],
                 }
             )
     return out
@@ -107,7 +121,9 @@ def _from_json(items: Sequence[dict[str, Any]]) -> list[Result]:
             frames = [
                 (f, None if t is None else datetime.fromisoformat(t)) for f, t in item["frames"]
             ]
-            out.append((item["digest"], frames))
+            size = None if item["size"] is None else (int(item["size"][0]), int(item["size"][1]))
+            cut = tuple((int(k), str(why), str(text)) for k, why, text in item["cut"])
+            out.append(Inspected(item["digest"], frames, size, cut))
     return out
 
 
@@ -128,7 +144,11 @@ def _part_key(listing: Listing, shard: int, shards: int) -> str:
 
 
 def scan_cached(
-    root: str | Path, cache_root: str | Path, jobs: int | None = None, progress: bool = False
+    root: str | Path,
+    cache_root: str | Path,
+    jobs: int | None = None,
+    progress: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Manifest:
     """:func:`aurora.data.sources.scan`, reusing the cached scan of the same unchanged files.
 
@@ -137,15 +157,16 @@ def scan_cached(
         cache_root: the cache folder.
         jobs: threads for hashing.
         progress: show a tqdm progress bar.
+        max_pixels: ``data.max_pixels`` (larger images are rejected ``too large``).
     """
-    listing = list_inputs(root)
+    listing = list_inputs(root, max_pixels)
     cache = Cache(cache_root)
     if cache.exists(STAGE, listing.key):
         results = _read(cache.path(STAGE, listing.key), len(listing.files))
     else:
         results = inspect_inputs(listing.files, jobs, progress, f"scan {root}")
         _write(cache, STAGE, listing.key, results)
-    return assemble_manifest(listing.data_root, listing.files, results)
+    return assemble_manifest(listing.data_root, listing.files, results, listing.max_pixels)
 
 
 def _block_results(cache: Cache, listing: Listing, shard: int, shards: int) -> list[Result] | None:
@@ -180,7 +201,7 @@ def scan_shard(
     if results is None:
         results = inspect_inputs(files, jobs, progress, f"scan shard {shard}/{shards}")
         _write(cache, PART_STAGE, _part_key(listing, shard, shards), results)
-    return assemble_manifest(listing.data_root, files, results)
+    return assemble_manifest(listing.data_root, files, results, listing.max_pixels)
 
 
 def block_manifests(listing: Listing, shards: int, cache_root: str | Path) -> list[Manifest]:
@@ -196,7 +217,11 @@ def block_manifests(listing: Listing, shards: int, cache_root: str | Path) -> li
     out = []
     for s in range(shards):
         a, b = listing.block(s, shards)
-        out.append(assemble_manifest(listing.data_root, listing.files[a:b], results[a:b]))
+        out.append(
+            assemble_manifest(
+                listing.data_root, listing.files[a:b], results[a:b], listing.max_pixels
+            )
+        )
     return out
 
 
@@ -218,7 +243,7 @@ def assemble_scan(listing: Listing, shards: int, cache_root: str | Path) -> Mani
     cache = Cache(cache_root)
     if cache.exists(STAGE, listing.key):
         results = _read(cache.path(STAGE, listing.key), len(listing.files))
-        return assemble_manifest(listing.data_root, listing.files, results)
+        return assemble_manifest(listing.data_root, listing.files, results, listing.max_pixels)
     if missing_scan_shards(listing, shards, cache_root):
         return None
     results: list[Result] = []
@@ -226,7 +251,7 @@ def assemble_scan(listing: Listing, shards: int, cache_root: str | Path) -> Mani
         a, b = listing.block(s, shards)
         results += _read(cache.path(PART_STAGE, _part_key(listing, s, shards)), b - a)
     _write(cache, STAGE, listing.key, results)
-    return assemble_manifest(listing.data_root, listing.files, results)
+    return assemble_manifest(listing.data_root, listing.files, results, listing.max_pixels)
 
 
 def remove_scan_shards(listing: Listing, shards: int, cache_root: str | Path) -> None:

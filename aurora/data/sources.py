@@ -41,25 +41,39 @@ Rejection reasons (:data:`REASONS`)
     - ``dangling link``: a symbolic link whose target does not exist.
     - ``symlink loop``: a symbolic link that leads back to itself (``a -> b -> a``).
     - ``not a file``: the path exists but is no regular file (a folder, FIFO or device named
-      by a list file; a FIFO or device found in a folder under an image name).
+      by a list file; a FIFO, a device or a link to one found in a folder under an image
+      name: the detail names the link's target).
     - ``empty file``: zero bytes.
     - ``unsupported format``: no supported signature (text, random bytes, GIF, FITS, a
       CDF without THEMIS images, pixels that are neither 8- nor 16-bit unsigned).
     - ``truncated``: a supported signature but the data stops early: JPEG without its
       end-of-image marker, PNG without ``IEND``, BMP or binary Netpbm shorter than its
-      header says, a compressed stream0 file without its end-of-stream marker, or a
-      stream0 frame cut short.
+      header says. A stream0 file cut short keeps its complete frames; the frame it stops
+      in (``file#NNNN``) is rejected, its detail saying how many bytes are missing (the
+      whole file only when not one frame is complete).
+    - ``too large``: the header declares more pixels than ``data.max_pixels`` (default
+      :data:`DEFAULT_MAX_PIXELS`, 100 Mpx); found from the header, before any pixel is
+      decoded (a stream0 file that decompresses past 2048 frames likewise).
     - ``unreadable``: the file cannot be read (permissions, I/O error) or has a supported
       signature but the decoder fails on it (corrupt data; TIFF files and CDF frames,
       which have no end marker, also land here when cut short).
 
-    ``scan`` finds the path problems and the next three from the bytes it reads anyway for
-    the content hash (and the CDF and stream0 files it cannot list); ``load_images`` decodes
-    and reports the rest. The preprocessing chain adds its own reasons (``too small``,
-    ``saturated``, ``too dark``, ``no sky circle: ...``; see :mod:`aurora.preprocess`). Every
-    input therefore ends as exactly one accepted record, one duplicate or one rejection
-    (``n_inputs == len(records) + len(duplicates) + len(rejected)`` before decoding;
-    decoding moves records to rejections, it never drops them).
+    ``scan`` finds the path problems, ``too large`` and the next three from the bytes it reads
+    anyway for the content hash (and the CDF and stream0 files it cannot list);
+    ``load_images`` decodes and reports the rest. The preprocessing chain adds its own
+    reasons (``too small``, ``saturated``, ``too dark``, ``no sky circle: ...``; see
+    :mod:`aurora.preprocess`). Every input therefore ends as exactly one accepted record,
+    one duplicate or one rejection (``n_inputs == len(records) + len(duplicates) +
+    len(rejected)`` before decoding; decoding moves records to rejections, it never drops
+    them).
+
+File names
+    Names are kept exactly as the file system gives them: a name that is not valid UTF-8
+    (bytes such as ``bad\\377\\376name.jpg``) is decoded as Python does (``os.fsdecode``,
+    lone surrogates for the bad bytes) and every CSV aurora writes encodes it back with
+    ``surrogateescape``, so the original bytes round-trip: read such a CSV with
+    ``open(path, encoding="utf-8", errors="surrogateescape")`` and ``os.fsencode(id)``
+    gives the file's name. JSON files escape them (``\\udcff``), which reads back the same.
 
 Ids
     A record's id is its path relative to the data root in POSIX form, plus ``#NNNN``
@@ -92,6 +106,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from aurora.data.decode import (
     default_jobs,
@@ -102,11 +117,14 @@ from aurora.data.decode import (
     stream0_reason,
 )
 from aurora.data.formats import (
+    DEFAULT_MAX_PIXELS,
     HEAD_BYTES,
     TAIL_BYTES,
     detect_format,
+    image_size,
     pnm_expected_size,
     structural_problem,
+    too_large_detail,
 )
 from aurora.data.manifest import (
     DANGLING_LINK,
@@ -116,6 +134,7 @@ from aurora.data.manifest import (
     NOT_A_FILE,
     REASONS,
     SYMLINK_LOOP,
+    TOO_LARGE,
     TRUNCATED,
     UNREADABLE,
     UNSUPPORTED_FORMAT,
@@ -132,8 +151,10 @@ from aurora.data.manifest import (
 from aurora.data.themis import (
     CdfError,
     Stream0Error,
+    cdf_frame_size,
     cdf_frames,
     compression_of,
+    stream0_cut,
     stream0_frames,
     stream0_header_time,
 )
@@ -142,6 +163,7 @@ from aurora.data.timestamps import parse_timestamp
 __all__ = [
     "COMPRESSED_EXTENSIONS",
     "DANGLING_LINK",
+    "DEFAULT_MAX_PIXELS",
     "DUPLICATE",
     "EMPTY_FILE",
     "IGNORED_EXTENSIONS",
@@ -150,12 +172,14 @@ __all__ = [
     "NOT_A_FILE",
     "REASONS",
     "SYMLINK_LOOP",
+    "TOO_LARGE",
     "TRUNCATED",
     "UNREADABLE",
     "UNSUPPORTED_FORMAT",
     "DataSourceError",
     "ImageReadError",
     "ImageRecord",
+    "Inspected",
     "Manifest",
     "Rejection",
     "detect_format",
@@ -182,6 +206,27 @@ COMPRESSED_EXTENSIONS = frozenset({".gz", ".bz2"})
 _CHUNK = 1 << 20  # bytes read at a time while hashing
 # An input's (frame index or None, timestamp) pairs: one pair for a plain image.
 Frames = list[tuple[int | None, datetime | None]]
+
+
+class Inspected(NamedTuple):
+    """What the scan learned of one readable input file (:func:`inspect_input`).
+
+    Attributes:
+        digest: SHA-256 of its bytes.
+        frames: its images: ``(frame index or None, timestamp)`` pairs.
+        size: (width, height) its header declares (of each frame of a multi-frame file), or
+            None where the header does not say.
+        cut: ``(frame index, reason, detail)`` of frames that are inputs but no image (the
+            frame a stream0 file cut short stops in).
+    """
+
+    digest: str
+    frames: Frames
+    size: tuple[int, int] | None = None
+    cut: tuple[tuple[int, str, str], ...] = ()
+
+
+Result = Inspected | ImageReadError
 
 
 def _is_candidate(path: str, name: str) -> bool:
@@ -221,11 +266,23 @@ def _walk(root: str) -> list[str]:
 
 
 def _read_list(list_file: Path) -> list[str]:
-    """Paths named by a list file, resolved against its folder, duplicates removed."""
+    """Paths named by a list file, resolved against its folder, duplicates removed.
+
+    Names that are not UTF-8 are kept as the bytes they are (``surrogateescape``).
+
+    Raises:
+        DataSourceError: the file cannot be read, is not text, or names no existing path
+            (then it is no list file: a file given where a folder was meant).
+    """
+    not_a_list = f"data.root={list_file} is a file, not a folder"
+    hint = "point data.root at the folder of the images"
     try:
-        text = list_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        data = list_file.read_bytes()
+    except OSError as e:
         raise DataSourceError(f"cannot read list file {list_file}: {e}") from e
+    if b"\0" in data:
+        raise DataSourceError(f"{not_a_list} (nor an image, nor a text list of images): {hint}")
+    text = data.decode("utf-8", "surrogateescape")
     base = list_file.parent
     out: dict[str, None] = {}
     for line in text.splitlines():
@@ -234,6 +291,12 @@ def _read_list(list_file: Path) -> list[str]:
             continue
         p = Path(line).expanduser()
         out[os.path.normpath(os.path.abspath(p if p.is_absolute() else base / p))] = None
+    if out and not any(os.path.lexists(p) for p in out):
+        lines = f"{len(out)} line" + ("s" if len(out) != 1 else "")
+        raise DataSourceError(
+            f"{not_a_list}: read as a list of images, none of its {lines} names an existing "
+            f"file; {hint}"
+        )
     return list(out)
 
 
@@ -250,12 +313,11 @@ def _is_pnm_stream(path: str, head: bytes, size: int) -> bool:
         return False
 
 
-def inspect_input(path: str) -> tuple[str, Frames] | ImageReadError:
-    """Hash one input and check it cheaply.
+def inspect_input(path: str) -> Result:
+    """Hash one input and check it cheaply (its header's size included, not its pixels).
 
     Returns:
-        ``(sha256, frames)`` where ``frames`` lists ``(frame index or None, timestamp)``,
-        or the ImageReadError that rejects the whole file.
+        The :class:`Inspected` file, or the ImageReadError that rejects the whole file.
     """
     h = hashlib.sha256()
     size = 0
@@ -288,34 +350,48 @@ def inspect_input(path: str) -> tuple[str, Frames] | ImageReadError:
             return ImageReadError(UNSUPPORTED_FORMAT if e.unsupported else UNREADABLE, str(e))
         if not times:
             return ImageReadError(UNREADABLE, f"{path}: CDF holds no frames")
-        return h.hexdigest(), list(enumerate(times))
+        return Inspected(h.hexdigest(), list(enumerate(times)), cdf_frame_size(path))
     problem = structural_problem(fmt, head, tail, size, path)
     if problem is not None:
         return problem
+    dims = image_size(fmt, head, path)
     if fmt == "pnm":
         if _is_pnm_stream(path, head, size):
             return _inspect_stream0(path, h.hexdigest())
         ts = stream0_header_time(head)
         if ts is not None:
-            return h.hexdigest(), [(None, ts)]
-    return h.hexdigest(), [(None, parse_timestamp(os.path.basename(path)))]
+            return Inspected(h.hexdigest(), [(None, ts)], dims)
+    return Inspected(h.hexdigest(), [(None, parse_timestamp(os.path.basename(path)))], dims)
 
 
-def _inspect_stream0(path: str, digest: str) -> tuple[str, Frames] | ImageReadError:
-    """The frames of a THEMIS stream0 file (decoded once here, kept for ``read_image``)."""
+def _inspect_stream0(path: str, digest: str) -> Result:
+    """The frames of a THEMIS stream0 file (decoded once here, kept for ``read_image``), and
+    the frame it stops in when it is cut short."""
     try:
         times = stream0_frames(path)
+        cut = stream0_cut(path)
     except Stream0Error as e:
         return ImageReadError(stream0_reason(e), str(e))
-    return digest, list(enumerate(times))
+    bad = () if cut is None else ((cut[0], TRUNCATED, cut[1]),)
+    return Inspected(digest, list(enumerate(times)), (256, 256), bad)
 
 
 def resolve_inputs(root: Path) -> tuple[Path, list[str]]:
-    """Data root and the input files of a folder, a list file or a single image."""
+    """Data root and the input files of a folder, a list file or a single image.
+
+    Raises:
+        DataSourceError: ``root`` is missing, no folder nor regular file (a device, a FIFO:
+            reading it would never end), or a file that is no image nor list of images.
+    """
     if not root.exists():
         raise DataSourceError(f"data source not found: {root}")
     if root.is_dir():
         return root, _walk(str(root))
+    problem = path_problem(str(root))
+    if problem is not None:
+        raise DataSourceError(
+            f"data.root={root} is not a folder: {str(problem).removeprefix(f'{root}: ')}"
+        )
     if root.suffix.lower() in IMAGE_EXTENSIONS or _is_candidate(str(root), root.name):
         return root.parent, [str(root)]
     files = _read_list(root)
@@ -325,7 +401,12 @@ def resolve_inputs(root: Path) -> tuple[Path, list[str]]:
     return Path(common), files
 
 
-def scan(root: str | Path, jobs: int | None = None, progress: bool = False) -> Manifest:
+def scan(
+    root: str | Path,
+    jobs: int | None = None,
+    progress: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Manifest:
     """Find, hash and check every input of a data set.
 
     Args:
@@ -335,6 +416,8 @@ def scan(root: str | Path, jobs: int | None = None, progress: bool = False) -> M
         jobs: threads for hashing (default: number of CPUs + 4, as the inputs are
             mostly I/O).
         progress: show a tqdm progress bar.
+        max_pixels: an image whose header declares more pixels is rejected ``too large``
+            (``data.max_pixels``), never decoded.
 
     Returns:
         The manifest: accepted records (originals) sorted by id, duplicates (by content
@@ -350,12 +433,12 @@ def scan(root: str | Path, jobs: int | None = None, progress: bool = False) -> M
     if not files:
         raise DataSourceError(f"no image files found in {given}")
     results = inspect_inputs(files, jobs, progress, f"scan {given}")
-    return assemble_manifest(data_root, files, results)
+    return assemble_manifest(data_root, files, results, max_pixels)
 
 
 def inspect_inputs(
     files: Sequence[str], jobs: int | None = None, progress: bool = False, desc: str = "scan"
-) -> list[tuple[str, Frames] | ImageReadError]:
+) -> list[Result]:
     """:func:`inspect_input` of each of ``files`` (in order), in ``jobs`` threads (default:
     CPUs + 4, the work is mostly I/O), with a progress bar labelled ``desc``."""
     jobs = jobs or min(32, default_jobs() + 4)
@@ -369,11 +452,16 @@ def inspect_inputs(
 
 
 def assemble_manifest(
-    data_root: Path, files: list[str], results: Sequence[tuple[str, Frames] | ImageReadError]
+    data_root: Path,
+    files: list[str],
+    results: Sequence[Result],
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Manifest:
     """The manifest from each input file's inspection (``results[i]`` is ``files[i]``'s).
 
-    Inputs are taken in id order, so the first of equal contents is the original.
+    Inputs are taken in id order, so the first of equal contents is the original. A file
+    whose header declares more than ``max_pixels`` pixels is rejected ``too large`` (each
+    copy of it too); the cut frames of a file are rejected by their own ids.
     """
     records: list[ImageRecord] = []
     rejected: list[Rejection] = []
@@ -384,7 +472,12 @@ def assemble_manifest(
         if isinstance(result, ImageReadError):
             rejected.append(Rejection(rel, result.reason, str(result)))
             continue
-        digest, frames = result
+        digest, frames, dims, cut = result
+        detail = None if dims is None else too_large_detail(*dims, max_pixels)
+        if detail is not None:
+            rejected.append(Rejection(rel, TOO_LARGE, f"{path}: {detail}"))
+            continue
+        rejected += [Rejection(f"{rel}#{k:04d}", why, text) for k, why, text in cut]
         indices = [frame for frame, _ in frames]
         if digest in originals and originals[digest][1] == indices:
             orig = originals[digest][0]

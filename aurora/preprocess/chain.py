@@ -114,6 +114,14 @@ def _saturated_fraction(
     return float(np.count_nonzero(hit)) / max(1, hit.size)
 
 
+def _dark_detail(level: float, threshold: float, where: str) -> str:
+    """The detail of a ``too dark`` rejection: the measured level and the threshold."""
+    return (
+        f"0.9-quantile of HSV value {where} = {level:.0f} (of 255), below "
+        f"preprocess.<variant>.dark_threshold={threshold:g}"
+    )
+
+
 def preprocess_image(raw: np.ndarray, cfg: PreprocessConfig) -> PreprocessResult:
     """Run the whole chain on one image.
 
@@ -149,8 +157,12 @@ def preprocess_image(raw: np.ndarray, cfg: PreprocessConfig) -> PreprocessResult
                 detail = f"{frac:.0%} of the frame at the maximum value"
                 return PreprocessResult(None, ALL_SATURATED, nan, detail=detail)
             whole = value_quantile(resize(rgb, WORK_SIZE), 0.9) if cfg.dark_threshold else 255
-            reason = TOO_DARK if whole < cfg.dark_threshold else f"no sky circle: {err}"
-            return PreprocessResult(None, reason, nan)
+            if whole < cfg.dark_threshold:
+                detail = _dark_detail(
+                    whole, cfg.dark_threshold, "of the whole frame (no sky circle)"
+                )
+                return PreprocessResult(None, TOO_DARK, nan, detail=detail)
+            return PreprocessResult(None, f"no sky circle: {err}", nan)
     crop, _, _ = crop_square(rgb, circle)
     work = resize(crop, WORK_SIZE)
     sat = sensor_saturation(raw)
@@ -165,8 +177,10 @@ def preprocess_image(raw: np.ndarray, cfg: PreprocessConfig) -> PreprocessResult
     glares = detect_glare_square(work, sat)
     glare = glare_info(glares[0] if glares else None, circle, WORK_SIZE)
     twilight = cfg.twilight_level > 0 and sky_floor(work) >= cfg.twilight_level
-    if cfg.dark_threshold > 0 and value_quantile(work, 0.9) < cfg.dark_threshold:
-        return PreprocessResult(None, TOO_DARK, circle, moon, glare, twilight)
+    level = value_quantile(work, 0.9) if cfg.dark_threshold > 0 else 255.0
+    if level < cfg.dark_threshold:
+        detail = _dark_detail(level, cfg.dark_threshold, "inside the sky circle")
+        return PreprocessResult(None, TOO_DARK, circle, moon, glare, twilight, detail)
 
     size = cfg.size
     img = resize(crop, size)

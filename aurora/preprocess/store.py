@@ -49,7 +49,7 @@ from aurora.preprocess.config import PreprocessConfig, PreprocessError
 
 STAGE = "preprocess"
 #: Bumped whenever the chain's output changes for the same configuration.
-STORE_VERSION = "preprocess-v6"  # bump whenever the chain's code changes its output
+STORE_VERSION = "preprocess-v7"  # v7: too-dark details
 CHUNK = 16
 
 # (record index, image or None, rejection reason or None, rejection detail, moon (4,),

@@ -125,7 +125,9 @@ def load_context(
     data, jobs = settings.data, settings.jobs
     with stage("data") as st:
         root = ensure_dataset(data.root, data.synth, jobs)
-        manifest = scan_cached(root, settings.cache_dir, jobs=jobs, progress=True)
+        manifest = scan_cached(
+            root, settings.cache_dir, jobs=jobs, progress=True, max_pixels=data.max_pixels
+        )
         st["msg"] = (
             f"{manifest.n_inputs} inputs in {root}: {len(manifest.records)} readable candidates,"
             f" {len(manifest.rejected)} rejected while scanning"

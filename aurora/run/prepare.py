@@ -307,7 +307,7 @@ def _write_outputs(out_dir: Path, joined: dict[str, Any], extra: dict[str, Any])
 def _setup(cfg: DictConfig) -> tuple[RunSettings, Listing, list[Target], dict[str, str]]:
     settings = RunSettings.from_cfg(cfg)
     root = ensure_dataset(settings.data.root, settings.data.synth, settings.jobs)
-    listing = list_inputs(root)
+    listing = list_inputs(root, settings.data.max_pixels)
     targets, skipped = _targets(settings)
     return settings, listing, targets, skipped
 

@@ -30,6 +30,7 @@ from aurora.checks import (
     check_training,
 )
 from aurora.config import plain
+from aurora.data.formats import DEFAULT_MAX_PIXELS, check_max_pixels
 from aurora.errors import SettingsError
 
 
@@ -45,6 +46,7 @@ class DataSettings:
         truth_column: the truth table's class column.
         nuisance_columns: truth table columns measured as nuisances.
         reference_dir: folder of labelled reference images (one subfolder per class), or None.
+        max_pixels: largest image accepted, in pixels from its header (``too large`` above).
     """
 
     root: str
@@ -54,6 +56,7 @@ class DataSettings:
     truth_column: str = "morphology"
     nuisance_columns: tuple[str, ...] = ("moon",)
     reference_dir: str | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,7 @@ class RunSettings:
                     str(c) for c in data.get("nuisance_columns") or DataSettings.nuisance_columns
                 ),
                 reference_dir=constraints.get("reference_dir") or None,
+                max_pixels=check_max_pixels(data.get("max_pixels", DEFAULT_MAX_PIXELS)),
             ),
             extract=extract,
             train=TrainSettings(

@@ -7,12 +7,13 @@
   :func:`read_stream0_frame`, :func:`stream0_header_time`, :class:`Stream0Error`).
 """
 
-from aurora.data.themis.cdf import CdfError, cdf_frames, read_cdf_frame
+from aurora.data.themis.cdf import CdfError, cdf_frame_size, cdf_frames, read_cdf_frame
 from aurora.data.themis.stream0 import (
     STREAM0_REASONS,
     Stream0Error,
     compression_of,
     read_stream0_frame,
+    stream0_cut,
     stream0_frames,
     stream0_header_time,
 )
@@ -21,10 +22,12 @@ __all__ = [
     "STREAM0_REASONS",
     "CdfError",
     "Stream0Error",
+    "cdf_frame_size",
     "cdf_frames",
     "compression_of",
     "read_cdf_frame",
     "read_stream0_frame",
+    "stream0_cut",
     "stream0_frames",
     "stream0_header_time",
 ]

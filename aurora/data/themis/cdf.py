@@ -110,6 +110,21 @@ def cdf_frames(path: str | Path) -> list[datetime | None]:
     return times
 
 
+def cdf_frame_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) of the frames of a THEMIS ASI CDF, as its image variable declares.
+
+    Returns:
+        The sides, or None when the variable does not declare two (:func:`cdf_frames` says why).
+    """
+    path = str(path)
+    try:
+        cdf = _open(path)
+        dims = [int(d) for d in cdf.varinq(_image_variable(cdf, path)).Dim_Sizes]
+    except Exception:  # the reasons are given by cdf_frames
+        return None
+    return (dims[1], dims[0]) if len(dims) == 2 else None
+
+
 def read_cdf_frame(path: str | Path, frame: int) -> np.ndarray:
     """Read one frame of a THEMIS ASI CDF.
 

@@ -3,8 +3,9 @@
 One file per minute (``20140310_0600_gill_themis19_full.pgm.gz``), a concatenation of 20 PGM
 (P5) frames of 256 x 256 16-bit big-endian pixels, each frame preceded by ``#"key" value``
 comment lines (site, exposure, ``#"Image request start" 2014-03-10 06:00:00.063119 UTC``).
-Plain, gzip or bzip2; see :func:`stream0_frames`. A single plain PGM frame is an ordinary image
-that OpenCV reads as 16-bit; only its header time comes from here
+Plain, gzip or bzip2; see :func:`stream0_frames`. A file cut short (a download that stopped)
+keeps its complete frames; the one it stops in is its cut (:func:`stream0_cut`). A single plain
+PGM frame is an ordinary image that OpenCV reads as 16-bit; only its header time comes from here
 (:func:`stream0_header_time`).
 
 Parsed here: the University of Calgary reader (``themis-imager-readfile`` 1.4) pins
@@ -15,7 +16,6 @@ under NumPy 1), so it cannot be a dependency.
 from __future__ import annotations
 
 import bz2
-import gzip
 import os
 import threading
 import zlib
@@ -24,16 +24,21 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from aurora.data.metadata import parse_time
 from aurora.errors import AuroraError
 
-STREAM0_REASONS = ("truncated", "unreadable", "unsupported format")
+STREAM0_REASONS = ("truncated", "unreadable", "unsupported format", "too large")
 _TIME_KEY = "Image request start"
 _THEMIS_HEADER = (256, 256, 65535)  # what the reader decodes: 256 x 256, 16-bit
 _CACHE_FILES = 8  # decoded files kept (about 2.6 MB each)
+_FRAME_BYTES = _THEMIS_HEADER[0] * _THEMIS_HEADER[1] * 2
+#: Most bytes a stream0 file may decompress to (2048 frames; a minute holds 20): a compressed
+#: file that says more is refused before it fills memory.
+MAX_STREAM_BYTES = 2048 * _FRAME_BYTES
 
 
 class Stream0Error(AuroraError):
@@ -41,7 +46,7 @@ class Stream0Error(AuroraError):
 
     Args:
         message: one line naming the file.
-        reason: ``truncated``, ``unreadable`` or ``unsupported format``.
+        reason: ``truncated``, ``unreadable``, ``unsupported format`` or ``too large``.
     """
 
     def __init__(self, message: str, reason: str = "unreadable") -> None:
@@ -107,24 +112,34 @@ def stream0_header_time(head: bytes) -> datetime | None:
 class _Stream:
     frames: np.ndarray  # (n, 256, 256) uint16, read-only
     times: list[datetime | None]  # (n,)
+    cut: tuple[int, str] | None = None  # (index, message) of a last frame cut short
 
 
-def _parse_frames(data: bytes, path: str) -> tuple[list[np.ndarray], list[datetime | None]]:
+def _parse_frames(
+    data: bytes, path: str
+) -> tuple[list[np.ndarray], list[datetime | None], tuple[int, str] | None]:
     """Split an uncompressed stream0 file into its 16-bit PGM frames and header times.
 
     Each frame is ``P5``, then whitespace-separated width, height and maxval with ``#`` comment
     lines anywhere between them, one whitespace byte, and width x height big-endian 16-bit
-    pixels. Raises Stream0Error (``truncated``) when the last frame stops early.
+    pixels.
+
+    Returns:
+        The complete frames, their times, and ``(index, message)`` of a last frame that stops
+        early (a download cut short), else None.
     """
     frames: list[np.ndarray] = []
     times: list[datetime | None] = []
     pos, n = 0, len(data)
+    raster = _FRAME_BYTES
     while pos < n:
         while pos < n and data[pos : pos + 1].isspace():
             pos += 1
         if pos >= n:
             break
         if data[pos : pos + 2] != b"P5":
+            if b"P5".startswith(data[pos : pos + 2]):  # the file stops inside the magic
+                return frames, times, _cut_header(path, len(frames))
             raise Stream0Error(
                 f"{path}: bytes after frame {len(frames)} are not a binary PGM frame", "unreadable"
             )
@@ -135,10 +150,11 @@ def _parse_frames(data: bytes, path: str) -> tuple[list[np.ndarray], list[dateti
             while pos < n and data[pos : pos + 1].isspace():
                 pos += 1
             if pos >= n:
-                raise Stream0Error(f"{path}: frame {len(frames)}: header cut short", "truncated")
+                return frames, times, _cut_header(path, len(frames))
             if data[pos : pos + 1] == b"#":
                 end = data.find(b"\n", pos)
-                end = n if end < 0 else end
+                if end < 0:
+                    return frames, times, _cut_header(path, len(frames))
                 text = data[pos:end].decode("ascii", "replace").strip()
                 if text.startswith(f'#"{_TIME_KEY}"'):
                     when = parse_time(text[len(_TIME_KEY) + 3 :])
@@ -149,6 +165,8 @@ def _parse_frames(data: bytes, path: str) -> tuple[list[np.ndarray], list[dateti
                 end += 1
             if end == pos:
                 raise Stream0Error(f"{path}: frame {len(frames)}: bad PGM header", "unreadable")
+            if end == n:  # a number that may go on past the end of the data
+                return frames, times, _cut_header(path, len(frames))
             numbers.append(int(data[pos:end]))
             pos = end
         if tuple(numbers) != _THEMIS_HEADER:
@@ -158,38 +176,106 @@ def _parse_frames(data: bytes, path: str) -> tuple[list[np.ndarray], list[dateti
                 "unsupported format",
             )
         pos += 1  # the single whitespace byte before the raster
-        size = numbers[0] * numbers[1] * 2
-        if pos + size > n:
-            raise Stream0Error(
-                f"{path}: frame {len(frames)} holds {max(0, n - pos)} of {size} pixel bytes",
-                "truncated",
+        if pos + raster > n:
+            held = max(0, n - pos)
+            message = (
+                f"{path}: frame {len(frames)} holds {held} of {raster} pixel bytes "
+                f"({raster - held} bytes missing: the file is cut short)"
             )
-        frame = np.frombuffer(data, dtype=">u2", count=size // 2, offset=pos)
+            return frames, times, (len(frames), message)
+        frame = np.frombuffer(data, dtype=">u2", count=raster // 2, offset=pos)
         frames.append(frame.reshape(numbers[1], numbers[0]).astype(np.uint16))
         times.append(when)
-        pos += size
-    return frames, times
+        pos += raster
+    return frames, times, None
 
 
-def _read_all(path: str, compression: str | None) -> bytes:
-    """The whole decompressed content of a file."""
-    opener = {None: open, "gzip": gzip.open, "bz2": bz2.open}[compression]
-    with opener(path, "rb") as f:
-        return f.read()
+def _cut_header(path: str, index: int) -> tuple[int, str]:
+    """The cut of a frame whose header stops early: all its pixel bytes are missing."""
+    return index, (
+        f"{path}: frame {index}: header cut short (all {_FRAME_BYTES} pixel bytes missing: "
+        "the file is cut short)"
+    )
+
+
+def _decompressor(compression: str) -> Any:
+    return zlib.decompressobj(wbits=31) if compression == "gzip" else bz2.BZ2Decompressor()
+
+
+def _read_all(path: str, compression: str | None) -> tuple[bytes, bool]:
+    """The decompressed content of a file, at most :data:`MAX_STREAM_BYTES`.
+
+    Returns:
+        ``(data, complete)``: ``complete`` is False when compressed data stops before its
+        end-of-stream marker (``data`` then holds what could be decompressed).
+
+    Raises:
+        OSError, zlib.error: the file cannot be read, or its compressed data is corrupt.
+        Stream0Error: it decompresses to more than :data:`MAX_STREAM_BYTES` (``too large``).
+    """
+    limit = MAX_STREAM_BYTES
+    with open(path, "rb") as f:
+        if compression is None:
+            data = f.read(limit + 1)
+            if len(data) > limit:
+                raise _too_big(path, limit)
+            return data, True
+        out = bytearray()
+        dec = _decompressor(compression)
+        pending = b""
+        while True:
+            if not pending:
+                pending = f.read(1 << 20)
+                if not pending:
+                    return bytes(out), bool(dec.eof)
+            if dec.eof:  # another member (gzip) or stream (bz2) follows
+                if not pending.startswith(b"\x1f\x8b" if compression == "gzip" else b"BZh"):
+                    return bytes(out), True  # trailing bytes that are no compressed data
+                dec = _decompressor(compression)
+            room = limit + 1 - len(out)
+            if compression == "gzip":
+                out += dec.decompress(pending, room)
+                pending = dec.unconsumed_tail or dec.unused_data
+            else:
+                out += dec.decompress(pending, room)
+                pending = dec.unused_data if dec.eof else b""
+                while not dec.eof and not dec.needs_input and len(out) <= limit:
+                    out += dec.decompress(b"", limit + 1 - len(out))
+            if len(out) > limit:
+                raise _too_big(path, limit)
+
+
+def _too_big(path: str, limit: int) -> Stream0Error:
+    return Stream0Error(
+        f"{path}: holds more than {limit >> 20} MiB of frames ({limit // _FRAME_BYTES} frames; "
+        "a stream0 file holds a minute, 20 frames)",
+        "too large",
+    )
 
 
 def _decode_stream(path: str) -> _Stream:
-    """Read every frame of a stream0 file and its header times; raises Stream0Error."""
+    """Read every frame of a stream0 file and its header times; raises Stream0Error.
+
+    A file cut short keeps its complete frames; the frame it stops in is its ``cut``.
+    """
+    compression: str | None = None
     try:
         with open(path, "rb") as f:
             compression = compression_of(f.read(4))
-        data = _read_all(path, compression)
+        data, complete = _read_all(path, compression)
     except EOFError as e:
         raise Stream0Error(f"{path}: truncated {compression} data ({e})", "truncated") from e
     except (OSError, zlib.error, ValueError) as e:  # BadGzipFile is an OSError
         what = f"corrupt {compression} data" if compression else "cannot read file"
         raise Stream0Error(f"{path}: {what}: {e}", "unreadable") from e
     parsed = _header_lines(data[:4096])
+    in_magic = parsed is None and len(data) < 3 and b"P5".startswith(data)
+    if not complete and (in_magic or (parsed is not None and len(parsed[1]) < 3)):
+        raise Stream0Error(
+            f"{path}: truncated {compression} data: it stops inside the first frame's header "
+            f"({len(data)} bytes could be decompressed)",
+            "truncated",
+        )
     if parsed is None:
         what = f"{compression}-compressed file" if compression else "file"
         raise Stream0Error(
@@ -202,7 +288,17 @@ def _decode_stream(path: str) -> _Stream:
             f"{tuple(parsed[1])}; the THEMIS stream0 reader reads {_THEMIS_HEADER}",
             "unsupported format",
         )
-    frames, times = _parse_frames(data, path)
+    frames, times, cut = _parse_frames(data, path)
+    if cut is None and not complete:  # the compressed data stops between two frames
+        k = len(frames)
+        cut = (
+            k,
+            f"{path}: truncated {compression} data: it stops after frame {k - 1} (no end-of-"
+            f"stream marker); frame {k} ({_FRAME_BYTES} pixel bytes) and any later are missing",
+        )
+    if not frames:
+        message = cut[1] if cut is not None else f"{path}: holds no frame"
+        raise Stream0Error(message, "truncated" if cut is not None else "unreadable")
     if not any(t is not None for t in times):
         raise Stream0Error(
             f"{path}: no frame with a THEMIS stream0 metadata header"
@@ -211,7 +307,7 @@ def _decode_stream(path: str) -> _Stream:
         )
     stack = np.stack(frames)
     stack.setflags(write=False)
-    return _Stream(stack, times)
+    return _Stream(stack, times, cut)
 
 
 _cache_lock = threading.Lock()
@@ -263,19 +359,31 @@ def _stream(path: str) -> _Stream:
 
 
 def stream0_frames(path: str | Path) -> list[datetime | None]:
-    """List the frames of a THEMIS stream0 PGM file (plain, ``.gz`` or ``.bz2``).
+    """List the complete frames of a THEMIS stream0 PGM file (plain, ``.gz`` or ``.bz2``).
 
     Args:
         path: the file.
 
     Returns:
-        One entry per frame: its UTC time from the frame's ``Image request start`` header
-        line, or None when that line is missing or invalid.
+        One entry per complete frame: its UTC time from the frame's ``Image request start``
+        header line, or None when that line is missing or invalid. A frame the file stops in
+        is not listed (:func:`stream0_cut`).
 
     Raises:
         Stream0Error: the file cannot be read as THEMIS frames; ``.reason`` says why.
     """
     return list(_stream(str(path)).times)
+
+
+def stream0_cut(path: str | Path) -> tuple[int, str] | None:
+    """The frame a stream0 file cut short stops in: ``(index, message)``, else None.
+
+    Its index follows the complete frames; the message says how many bytes are missing.
+
+    Raises:
+        Stream0Error: the file cannot be read as THEMIS frames.
+    """
+    return _stream(str(path)).cut
 
 
 def read_stream0_frame(path: str | Path, frame: int) -> np.ndarray:
@@ -293,6 +401,8 @@ def read_stream0_frame(path: str | Path, frame: int) -> np.ndarray:
     """
     stream = _stream(str(path))
     n = stream.frames.shape[0]
+    if stream.cut is not None and frame == stream.cut[0]:
+        raise Stream0Error(stream.cut[1], "truncated")
     if not 0 <= frame < n:
         raise Stream0Error(f"{path}: no frame {frame} (the file holds {n})", "unreadable")
     return stream.frames[frame].copy()
