@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aurora.errors import SettingsError
+from aurora.errors import PipelineError, SettingsError
 
 log = logging.getLogger("aurora")
 
@@ -314,11 +314,12 @@ def check_against_data(
         was lowered).
 
     Raises:
-        SettingsError: fewer than 2 accepted images.
+        PipelineError: fewer than 2 accepted images.
     """
     if n_accepted < 2:
-        raise SettingsError(
-            "data.root", f"{n_accepted} accepted image(s)", "at least 2 accepted images to group"
+        raise PipelineError(
+            f"data.root: {n_accepted} image(s) of the folder accepted, and grouping needs at "
+            "least 2 (is data.root the folder of the frames?)"
         )
     what = f"{n_accepted} accepted images"
     # k below the number of points: silhouette, spectral and Ward need at least one shared group.

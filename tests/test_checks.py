@@ -24,7 +24,7 @@ from aurora.checks import (
     int_list,
 )
 from aurora.data.datamodule import split_indices
-from aurora.errors import SettingsError
+from aurora.errors import PipelineError, SettingsError
 from aurora.guard import error_line
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,7 +182,9 @@ def test_values_are_fitted_to_the_accepted_count(caplog: pytest.LogCaptureFixtur
 
 
 def test_fewer_than_two_images_cannot_be_grouped() -> None:
-    with pytest.raises(SettingsError, match="at least 2"):
+    with pytest.raises(
+        PipelineError, match=r"^data.root: 1 image\(s\) of the folder accepted.*at least 2"
+    ):
         check_against_data(1, check_grid([2], 2), FUSION)
 
 
