@@ -382,6 +382,40 @@ def test_apply_cli_accounting_and_novelty(run: tuple[RunRecord, Path], tmp_path:
     assert json.loads((out / "status.json").read_text())["state"] == "failed"
 
 
+def test_apply_takes_the_run_limits(
+    run: tuple[RunRecord, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``mode=apply`` applies ``data.max_pixels`` to new images and ``budget.memory_gb`` to
+    the solution, as a run does."""
+    record, path = run
+    new = tmp_path / "new"
+    new.mkdir()
+    sky = record.run_dir.parent / "sky"
+    for name in sorted(p.name for p in sky.glob("*.jpg"))[:3]:
+        shutil.copy(sky / name, new / name)
+    Image.fromarray(np.zeros((65, 64, 3), np.uint8)).save(new / "big.png")
+    cfg = OmegaConf.create(
+        {
+            "solution": str(path),
+            "data": {"root": str(new), "max_pixels": 64 * 64},
+            "paths": {"cache_dir": str(tmp_path / "cache")},
+            "jobs": 1,
+            "extract": {"batch_size": 8, "num_workers": 0, "device": "cpu"},
+        }
+    )
+    run_apply(cfg, tmp_path / "out")
+    with open(tmp_path / "out" / "rejected.csv", newline="") as f:
+        rejected = {r["path"]: r for r in csv.DictReader(f)}
+    assert rejected["big.png"]["reason"] == "too large"
+    assert "4096" in rejected["big.png"]["detail"]
+    seen: dict = {}
+    monkeypatch.setattr("aurora.solution.apply_solution", lambda *a, **kw: seen.update(kw))
+    cfg.budget = {"memory_gb": 0.5}
+    run_apply(cfg, tmp_path / "out2")
+    assert seen["limits"].memory() == (2**29, "budget.memory_gb")
+    assert seen["max_pixels"] == 64 * 64
+
+
 def test_apply_needs_solution_and_data(tmp_path: Path) -> None:
     cfg = OmegaConf.create({"solution": None, "data": {"root": "x"}})
     with pytest.raises(PipelineError, match="solution=DIR"):

@@ -25,12 +25,13 @@ from aurora.checks import (
     check_jobs,
 )
 from aurora.config import plain
+from aurora.data.formats import DEFAULT_MAX_PIXELS, check_max_pixels
 from aurora.errors import PipelineError
 from aurora.logs import stage
 from aurora.run.context import RunContext, load_context
 from aurora.run.finalize import finalize, print_summary
 from aurora.run.grid import run_grid
-from aurora.run.settings import ExtractSettings, RunSettings
+from aurora.run.settings import BudgetSettings, ExtractSettings, RunSettings
 from aurora.run_status import begin_run, fail_run, finish_run
 
 
@@ -179,7 +180,8 @@ def run_apply(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
 
     Args:
         cfg: the composed ``cluster`` config (uses ``solution``, ``data.root``,
-            ``paths.cache_dir``, ``jobs``, ``extract.*``).
+            ``paths.cache_dir``, ``jobs``, ``extract.*``, ``budget.memory_gb``: the most
+            a solution's arrays may take, ``data.max_pixels``).
         run_dir: output folder (the Hydra run directory).
 
     Returns:
@@ -192,7 +194,11 @@ def run_apply(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         raise PipelineError("mode=apply needs data=folder data.root=NEW_IMAGES")
     jobs = check_jobs(cfg.get("jobs"))
     extract = ExtractSettings.from_node(plain(cfg.extract), here=True)
-    from aurora.solution import apply_solution  # torch: loaded only when there is work
+    budget = BudgetSettings.from_node(plain(cfg.get("budget")))
+    max_pixels = check_max_pixels(cfg.data.get("max_pixels", DEFAULT_MAX_PIXELS))
+    from aurora.solution import SolutionLimits, apply_solution  # torch: only when there is work
+
+    memory = None if budget.memory_gb is None else int(budget.memory_gb * 2**30)
 
     return apply_solution(
         str(sol_dir),
@@ -203,4 +209,6 @@ def run_apply(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         batch_size=extract.batch_size,
         num_workers=extract.num_workers,
         device=extract.device,
+        limits=SolutionLimits(memory_bytes=memory, memory_key="budget.memory_gb"),
+        max_pixels=max_pixels,
     )

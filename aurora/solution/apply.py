@@ -24,7 +24,13 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from aurora.cache import atomic_write_text
-from aurora.data.sources import Rejection, scan, write_labels_csv, write_rejected_csv
+from aurora.data.sources import (
+    DEFAULT_MAX_PIXELS,
+    Rejection,
+    scan,
+    write_labels_csv,
+    write_rejected_csv,
+)
 from aurora.extractors import extract_features
 from aurora.preprocess import build_preprocessed
 from aurora.reduction import embed_new
@@ -72,6 +78,7 @@ def label_images(
     num_workers: int = 0,
     device: str = "auto",
     progress: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ApplyResult:
     """Label every image of a folder (or list file) with the solution's groups.
 
@@ -84,11 +91,12 @@ def label_images(
         num_workers: DataLoader workers.
         device: torch device or ``auto``.
         progress: progress bars.
+        max_pixels: an image whose header declares more pixels is rejected ``too large``.
 
     Returns:
         The :class:`ApplyResult`.
     """
-    manifest = scan(data_root, jobs=jobs, progress=progress)
+    manifest = scan(data_root, jobs=jobs, progress=progress, max_pixels=max_pixels)
     store = build_preprocessed(
         manifest, solution.preprocess_cfg, cache_root, jobs=jobs, progress=progress
     )
@@ -205,6 +213,7 @@ def apply_solution(
     num_workers: int = 0,
     device: str = "auto",
     limits: SolutionLimits | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> dict[str, Any]:
     """Label a folder of new images with a saved solution; outputs go into ``run_dir``.
 
@@ -222,6 +231,7 @@ def apply_solution(
         device: torch device or ``auto``.
         limits: the largest solution to read (:class:`aurora.solution.SolutionLimits`; by
             default its defaults and this machine's memory).
+        max_pixels: an image whose header declares more pixels is rejected ``too large``.
 
     Returns:
         The summary (also written to ``run_dir/apply_summary.json``); ``status.json`` follows
@@ -242,6 +252,7 @@ def apply_solution(
             batch_size=batch_size,
             num_workers=num_workers,
             device=device,
+            max_pixels=max_pixels,
         )
         write_apply_outputs(result, run_dir)
         summary = _summary(result, solution, root)

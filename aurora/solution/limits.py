@@ -51,6 +51,8 @@ class SolutionLimits:
         max_weights_bytes: the extractor's weights file, and the network its parameters declare.
         memory_bytes: memory the solution's arrays may take once loaded; None = what this
             machine or job has (its cgroup or SLURM memory limit, and the memory available now).
+        memory_key: the setting ``memory_bytes`` came from, for the refusal (``budget.memory_gb``
+            in ``mode=apply``).
     """
 
     max_manifest_bytes: int = 4 * MiB
@@ -62,11 +64,12 @@ class SolutionLimits:
     max_image_size: int = 4_096
     max_weights_bytes: int = 4 * GiB
     memory_bytes: int | None = None
+    memory_key: str = "SolutionLimits.memory_bytes"
 
     def memory(self) -> tuple[int, str]:
         """The memory the arrays may take, in bytes, and where the figure comes from."""
         if self.memory_bytes is not None:
-            return int(self.memory_bytes), "SolutionLimits.memory_bytes"
+            return int(self.memory_bytes), self.memory_key
         from aurora.run.budget.machine import available_memory, cgroup_memory_limit, slurm_memory
 
         known = {
