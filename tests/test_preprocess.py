@@ -112,7 +112,9 @@ def test_fixed_circle_from_config_is_used() -> None:
 def test_no_circle_is_a_recorded_rejection() -> None:
     flat = np.full((64, 64, 3), 100, np.uint8)
     res = preprocess_image(flat, PLAIN)
-    assert res.image is None and res.rejected is not None and "sky circle" in res.rejected
+    # The reason is the fixed word rejected.csv groups by; the why goes in the detail.
+    assert res.image is None and res.rejected == "no sky circle"
+    assert res.detail == "no sky region brighter than the black level (100)"
 
 
 # --------------------------------------------------------------------------- conversion

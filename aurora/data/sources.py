@@ -61,7 +61,7 @@ Rejection reasons (:data:`REASONS`)
     ``scan`` finds the path problems, ``too large`` and the next three from the bytes it reads
     anyway for the content hash (and the CDF and stream0 files it cannot list);
     ``load_images`` decodes and reports the rest. The preprocessing chain adds its own
-    reasons (``too small``, ``saturated``, ``too dark``, ``no sky circle: ...``; see
+    reasons (``too small``, ``saturated``, ``too dark``, ``no sky circle``; see
     :mod:`aurora.preprocess`). Every input therefore ends as exactly one accepted record,
     one duplicate or one rejection (``n_inputs == len(records) + len(duplicates) +
     len(rejected)`` before decoding; decoding moves records to rejections, it never drops
@@ -159,6 +159,7 @@ from aurora.data.themis import (
     stream0_header_time,
 )
 from aurora.data.timestamps import parse_timestamp
+from aurora.logs import show_progress
 
 __all__ = [
     "COMPRESSED_EXTENSIONS",
@@ -444,7 +445,7 @@ def inspect_inputs(
     jobs = jobs or min(32, default_jobs() + 4)
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="aurora-scan") as pool:
         it = pool.map(inspect_input, files)
-        if progress:
+        if show_progress(progress):  # on a terminal only
             from tqdm.auto import tqdm
 
             it = tqdm(it, total=len(files), desc=desc, unit="file")

@@ -38,6 +38,7 @@ from aurora.preprocess.config import (
     ALL_SATURATED,
     MIN_IMAGE_SIDE,
     MIN_SEARCH_SIDE,
+    NO_SKY_CIRCLE,
     SATURATED,
     SATURATED_FRACTION,
     TOO_DARK,
@@ -162,7 +163,7 @@ def preprocess_image(raw: np.ndarray, cfg: PreprocessConfig) -> PreprocessResult
                     whole, cfg.dark_threshold, "of the whole frame (no sky circle)"
                 )
                 return PreprocessResult(None, TOO_DARK, nan, detail=detail)
-            return PreprocessResult(None, f"no sky circle: {err}", nan)
+            return PreprocessResult(None, NO_SKY_CIRCLE, nan, detail=str(err))
     crop, _, _ = crop_square(rgb, circle)
     work = resize(crop, WORK_SIZE)
     sat = sensor_saturation(raw)

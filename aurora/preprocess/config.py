@@ -8,9 +8,9 @@ Rejection reasons (``PreprocessResult.rejected``; ``detail`` says more where giv
   of the sky circle is at the maximum value (V >= :data:`SATURATED` for 8-bit input, sensor
   saturation for 16-bit input): nothing is left to see.
 - ``too dark``: the darkness test (``PreprocessConfig.dark_threshold``).
-- ``no sky circle: <why>``: no plausible sky circle in an image of usable size.
-- ``bad image: <why>`` (recorded by :mod:`aurora.preprocess.store`): an array the chain does
-  not understand.
+- ``no sky circle``: no plausible sky circle in an image of usable size (the detail says why).
+- ``bad image`` (recorded by :mod:`aurora.preprocess.store`; the detail says why): an array
+  the chain does not understand.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ ALL_SATURATED = "saturated"
 SATURATED_FRACTION = 0.9
 #: Reason recorded for images too small for the chain.
 TOO_SMALL = "too small"
+#: Reason recorded for images in which no plausible sky circle is found.
+NO_SKY_CIRCLE = "no sky circle"
+#: Reason recorded for arrays the chain does not understand.
+BAD_IMAGE = "bad image"
 #: Smallest side (px) the chain handles at all (with a fixed circle from the config).
 MIN_IMAGE_SIDE = 8
 #: Smallest side (px) in which the sky circle can be found: the circle is fitted to at least 20

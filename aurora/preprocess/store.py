@@ -44,12 +44,14 @@ from aurora.data.sources import (
     duplicate_detail,
     read_image,
 )
+from aurora.logs import show_progress
 from aurora.preprocess.chain import preprocess_image
-from aurora.preprocess.config import PreprocessConfig, PreprocessError
+from aurora.preprocess.config import BAD_IMAGE, PreprocessConfig, PreprocessError
 
 STAGE = "preprocess"
 #: Bumped whenever the chain's output changes for the same configuration.
-STORE_VERSION = "preprocess-v7"  # v7: too-dark details
+# v7: too-dark details; v8: the why of `no sky circle` and `bad image` in the detail
+STORE_VERSION = "preprocess-v8"
 CHUNK = 16
 
 # (record index, image or None, rejection reason or None, rejection detail, moon (4,),
@@ -222,7 +224,7 @@ def _process(index: int, record: ImageRecord, cfg: PreprocessConfig) -> Item:
     try:
         res = preprocess_image(raw, cfg)
     except PreprocessError as err:
-        return index, None, f"bad image: {err}", "", nan4, nan3, nan4, False
+        return index, None, BAD_IMAGE, str(err), nan4, nan3, nan4, False
     m, c, g = res.moon, res.circle, res.glare
     return (
         index,
@@ -300,7 +302,9 @@ def write_entry(
     glare: list[tuple[float, ...]] = []
     twilight: list[bool] = []
     chain: list[Rejection] = []
-    bar = tqdm(total=len(records), desc="preprocess", unit="img", disable=not progress)
+    bar = tqdm(
+        total=len(records), desc="preprocess", unit="img", disable=not show_progress(progress)
+    )
     with open(tmp / "images.u8", "wb") as f:
         for chunk in items:
             for i, image, reason, detail, m, c, g, tw in chunk:
