@@ -10,7 +10,7 @@ from omegaconf import DictConfig
 
 from aurora.errors import SettingsError
 from aurora.guard import run_guarded
-from aurora.logs import log
+from aurora.logs import log, quiet_libraries
 from aurora.run import run_apply, run_cluster, run_sweep_job
 from aurora.run.prepare import run_prepare
 
@@ -44,6 +44,7 @@ def main(cfg: DictConfig, run_dir: str | Path, choices: Mapping[str, str | None]
         choices: the config group choices (a sweep job's cell).
         mode: Hydra's run mode (``RunMode.RUN`` or ``RunMode.MULTIRUN``).
     """
+    quiet_libraries()  # each library line once, no adverts, known warnings handled
     if cfg.mode not in MODES:
         return run_guarded(_unknown_mode, cfg.mode)
     if cfg.mode == "apply":

@@ -19,7 +19,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from aurora.cache import atomic_write_bytes, check_free_space, remove_stale_tmp
@@ -28,7 +28,8 @@ from aurora.config import plain
 from aurora.data.datamodule import LoaderConfig, SkyDataModule
 from aurora.data.dataset import ensure_dataset, prepare_images
 from aurora.errors import AuroraError, SettingsError, disk_full_error
-from aurora.models.callbacks import ChannelsLast
+from aurora.logs import quiet_libraries, show_progress
+from aurora.models.callbacks import ChannelsLast, EpochProgressBar
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,9 @@ def make_trainer(
     ``last.ckpt`` is a symbolic link to the newest checkpoint written (Lightning's
     ``save_last="link"``), not a second copy: with a monitored metric Lightning writes
     ``last`` only in the steps it writes the best one, so the two were identical files.
-    Checkpoints are written through :class:`AtomicCheckpointIO`.
+    Checkpoints are written through :class:`AtomicCheckpointIO`. The progress bar (one line per
+    training, :class:`aurora.models.callbacks.EpochProgressBar`) is drawn on a terminal only:
+    ``enable_progress_bar`` is ignored when the output is a file or a pipe.
 
     The ``trainer`` config group instantiates this (``_target_: aurora.training.make_trainer``);
     every key other than the named ones goes to :class:`lightning.pytorch.Trainer` (accelerator,
@@ -120,8 +123,9 @@ def make_trainer(
         save_last="link",
     )
     callbacks = [ckpt, *(callbacks or [])]
-    if trainer_kwargs.get("enable_progress_bar", True):
-        callbacks.append(TQDMProgressBar(refresh_rate=10))
+    bar = show_progress(trainer_kwargs.pop("enable_progress_bar", True))
+    if bar:
+        callbacks.append(EpochProgressBar(refresh_rate=10))
     if channels_last:
         callbacks.append(ChannelsLast())
     plugins = trainer_kwargs.pop("plugins", None) or []
@@ -133,6 +137,7 @@ def make_trainer(
         logger=logger,
         callbacks=callbacks,
         plugins=plugins,
+        enable_progress_bar=bar,
         **trainer_kwargs,
     )
 
@@ -266,6 +271,7 @@ def fit_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_dir = out_dir / "checkpoints"
     remove_stale_tmp(ckpt_dir)  # temporaries of a killed earlier run in this folder
+    quiet_libraries()  # Lightning's handlers, added when it was imported: each line once
     pl.seed_everything(seed, workers=True)
     dm = SkyDataModule(images, loader or LoaderConfig(), seed=seed)
     # _convert_="all": hyperparameters must be plain containers to load with weights_only=True.

@@ -8,7 +8,10 @@ labels aside).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+from scipy.sparse.csgraph import connected_components
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.cluster import AgglomerativeClustering, SpectralClustering
 from sklearn.neighbors import NearestNeighbors, kneighbors_graph
@@ -50,6 +53,8 @@ class SparseSpectralClustering(_NearestNeighbourPredict):
 
     Attributes:
         labels_: (n,) int64 labels of the training points.
+        n_graph_components_: connected components of the affinity graph (more than one when
+            the data fall into groups farther apart than ``n_neighbors`` neighbours reach).
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class SparseSpectralClustering(_NearestNeighbourPredict):
         n_neighbors = min(int(self.n_neighbors), n - 1)
         graph = kneighbors_graph(X, n_neighbors=n_neighbors, include_self=True, n_jobs=self.n_jobs)
         affinity = 0.5 * (graph + graph.T)  # symmetric, as scikit-learn does
+        self.n_graph_components_ = int(connected_components(affinity, directed=False)[0])
         model = SpectralClustering(
             n_clusters=self.n_clusters,
             affinity="precomputed",
@@ -87,7 +93,16 @@ class SparseSpectralClustering(_NearestNeighbourPredict):
             n_init=self.n_init,
             random_state=self.random_state,
         )
-        self._store_training(X, model.fit(affinity).labels_)
+        with warnings.catch_warnings():
+            # A graph in several components is what well-separated groups give (UMAP's tight
+            # clumps): the components' indicator vectors are then the first eigenvectors, and
+            # with at most n_clusters components each keeps its own labels, the clustering
+            # wanted. scikit-learn warns on every such fit; n_graph_components_ has the count.
+            warnings.filterwarnings(
+                "ignore", message="Graph is not fully connected", category=UserWarning
+            )
+            labels = model.fit(affinity).labels_
+        self._store_training(X, labels)
         return self
 
 

@@ -34,6 +34,7 @@ from scipy.sparse.csgraph import connected_components
 from tqdm.auto import tqdm
 
 from aurora.fusion.partitions import Signatures, validate_threshold, validate_weights
+from aurora.logs import show_progress
 
 __all__ = ["ThresholdComponents", "components_for_thresholds", "finalize_labels"]
 
@@ -256,7 +257,7 @@ def _scan_blocks(
     cum = np.cumsum(row_work)
     total = float(cum[-1]) if ma else 0.0
     show = progress if progress is not None else total > 5e7
-    bar = tqdm(total=ma, desc="co-association", unit="sig", disable=not show)
+    bar = tqdm(total=ma, desc="co-association", unit="sig", disable=not show_progress(show))
 
     def masks_for(r_idx: np.ndarray, c_idx: np.ndarray):  # noqa: ANN202
         def f(sel: np.ndarray) -> np.ndarray:

@@ -70,6 +70,8 @@ class VarianceMatchedUMAP(TransformerMixin, BaseEstimator):
             min_dist=self.min_dist,
             metric=self.metric,
             random_state=self.random_state,
+            # A seeded UMAP runs on one thread; saying so spares its warning on every fit.
+            n_jobs=1 if self.random_state is not None else -1,
         ).fit(X)
         self.embedding_ = np.asarray(self.umap_.embedding_)
         return self

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from aurora.explain import SCORE_SCALES, outputs, scored
 from aurora.report import plots
 from aurora.report.data import ReportData
 from aurora.scoring import nuisance_dependence
@@ -215,6 +216,14 @@ def _external_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _truth_headline(summary: Mapping[str, Any]) -> str | None:
+    """The fused groups' agreement with the truth table, with its scale (None without one)."""
+    fused = summary.get("fused_external")
+    if not isinstance(fused, Mapping) or fused.get("ami") is None:
+        return None
+    return f"fused groups: {scored('AMI', float(fused['ami']))}"
+
+
 def render(
     data: ReportData,
     summary: Mapping[str, Any],
@@ -363,6 +372,13 @@ def render(
         references=references,
         moon_rows=moon_rows,
         fused_ami_moon=summary.get("fused_ami_moon"),
+        scales=SCORE_SCALES,
+        headline=_truth_headline(summary),
+        outputs=[  # the files beside this page (report/index.html is the page itself)
+            {"name": name, "what": what, "href": f"../{name}"}
+            for name, what, _ in outputs(run_dir)
+            if not name.startswith("report/")
+        ],
         esc=html.escape,
     )
     res.index.write_text(page, encoding="utf-8")

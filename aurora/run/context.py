@@ -25,7 +25,7 @@ from aurora.errors import PipelineError
 from aurora.logs import log, stage
 from aurora.preprocess import PreprocessedStore
 from aurora.run.budget import plan_budget
-from aurora.run.features import ExtractedFeatures, extract_all
+from aurora.run.features import ExtractedFeatures, build_extractors, extract_all
 from aurora.run.settings import ExtractSettings, RunSettings
 from aurora.run.stores import ImageRows, StoreSet, store_rows
 from aurora.sampling import fit_sample_rows
@@ -133,15 +133,19 @@ def load_context(
             f" {len(manifest.rejected)} rejected while scanning"
         )
     names = list(names if names is not None else settings.extractors)
-    # Memory and disk of each stage for this many images, before any of them runs.
-    plan_budget(manifest, settings, names, n_cells, run_dir)
-    variants = {k: instantiate(v) for k, v in settings.preprocess.items()}
-    stores = StoreSet(manifest, variants, settings.cache_dir, jobs)
-    extracted, skipped = extract_all(settings, stores, run_dir, names, on_accepted, node_key)
-    if not extracted:
+    # Weights found or not before the budget: it lists only the extractors (and cells) that run.
+    built = build_extractors(settings, names, node_key)
+    running, skipped = [n for n in names if n not in built[1]], built[1]
+    if not running:
         raise PipelineError(
             "no extractor could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
         )
+    # Memory and disk of each stage for this many images, before any of them runs (the cells
+    # are a product over the extractors: the skipped ones' share is left out).
+    plan_budget(manifest, settings, running, n_cells * len(running) // len(names), run_dir)
+    variants = {k: instantiate(v) for k, v in settings.preprocess.items()}
+    stores = StoreSet(manifest, variants, settings.cache_dir, jobs)
+    extracted, _ = extract_all(settings, stores, run_dir, names, on_accepted, node_key, built)
     ids, paths, rejected = _align(extracted, manifest)
     first = next(iter(extracted.values())).store
     duplicates = _duplicates(first, ids, rejected)

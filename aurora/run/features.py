@@ -169,6 +169,7 @@ def extract_all(
     names: Sequence[str],
     on_accepted: Callable[[int], None] | None = None,
     node_key: Mapping[str, str] | None = None,
+    built: tuple[dict[str, tuple[dict[str, Any], Any]], dict[str, str]] | None = None,
 ) -> tuple[dict[str, ExtractedFeatures], dict[str, str]]:
     """Features for each named extractor (training our own encoders when needed).
 
@@ -184,6 +185,8 @@ def extract_all(
             before any training or extraction (the settings checks against the data).
         node_key: extractor name -> the config key users set it under, for messages
             (default ``extractors.<name>``; a sweep job's is ``extractor``).
+        built: what :func:`build_extractors` returned for ``names``, when the caller built
+            them already (None: built here).
 
     Returns:
         Features per extractor (each in its own store's order, ``images`` unset), and
@@ -192,7 +195,7 @@ def extract_all(
     from aurora.extractors import build_extractor, extract_features
 
     out: dict[str, ExtractedFeatures] = {}
-    specs, skipped = build_extractors(settings, names, node_key)
+    specs, skipped = built if built is not None else build_extractors(settings, names, node_key)
     pending = on_accepted
 
     def data_checks(store: PreprocessedStore) -> None:
@@ -255,6 +258,22 @@ def extract_all(
     return out, skipped
 
 
+def unavailable_note(message: str, key: str) -> str:
+    """Why an extractor without its weights was left out, and how to use it, in one line.
+
+    Args:
+        message: the :class:`~aurora.extractors.WeightsUnavailableError` message (its first
+            sentence says what was tried: "... are not available: WHY.").
+        key: the extractor's config key (``extractors.resnet50``).
+    """
+    first = " ".join(message.split()).split(". ")[0].rstrip(".")
+    why = first.split(" are not available: ", 1)[-1]
+    return (
+        f"its ImageNet weights are not on this machine ({why}); to use it, set "
+        f"{key}.weights=PATH to a local weights file (README: Extractor weights)"
+    )
+
+
 def build_extractors(
     settings: RunSettings, names: Sequence[str], node_key: Mapping[str, str] | None = None
 ) -> tuple[dict[str, tuple[dict[str, Any], Any]], dict[str, str]]:
@@ -291,6 +310,11 @@ def build_extractors(
                     f"or extractors.{name}.train to one of {sorted(settings.train.models)}"
                 )
         else:
+            if params.get("weights") == UNSET:  # an entry made for a local file (mobilenet_v2_tf)
+                raise PipelineError(
+                    f"{key}.weights is not set: extractor {name!r} needs its weights file "
+                    f"(add {key}.weights=PATH to the command)"
+                )
             try:
                 extractor = build_extractor(params)
             except WeightsUnavailableError as err:
@@ -299,10 +323,9 @@ def build_extractors(
                         f"{err} (in this run the key is {key}.weights; or leave the extractor "
                         "out with grid.extractors, or set skip_unavailable_extractors=true)"
                     ) from err
-                # One line: the first sentence names the model.
-                reason = str(err).split(". ")[0].rstrip(".") + f" (set {key}.weights=PATH)"
-                log.warning("skipping extractor %s: %s", name, reason)
-                skipped[name] = reason
+                # A choice the run was allowed to make (experiment=demo): a note, not a warning.
+                skipped[name] = unavailable_note(str(err), key)
+                log.info("note: %s not used: %s", name, skipped[name])
                 continue
         specs[name] = (params, extractor)
     return specs, skipped

@@ -17,6 +17,7 @@ from aurora.cell import write_failed_csv
 from aurora.data.dataset import Truth
 from aurora.data.sources import Rejection, write_labels_csv, write_rejected_csv
 from aurora.errors import PipelineError
+from aurora.explain import outputs, truth_lines
 from aurora.fusion import load_partitions, plot_search_landscape, select_partitions
 from aurora.logs import log, stage
 from aurora.ranking import write_ranking, write_results
@@ -310,14 +311,17 @@ def _count_reasons(rejected: Sequence[Rejection]) -> dict[str, int]:
 
 
 def print_summary(summary: Mapping[str, Any], out_dir: Path) -> None:
-    """The end-of-run table on stdout."""
+    """The end-of-run summary on stdout: counts, notes, each score with its scale, and where
+    every output is (:mod:`aurora.explain`)."""
+    run_dir = out_dir.resolve()
+    unassigned = summary["n_unassigned"]
     lines = [
         "",
         "aurora summary",
         f"  inputs {summary['n_inputs']}: accepted {summary['n_accepted']}, "
         f"duplicates {summary.get('n_duplicates', 0)} (labelled like their originals), "
-        f"rejected {summary['n_rejected']} {summary['rejected_by_reason'] or ''}",
-        f"  groups {summary['n_groups']}, unassigned {summary['n_unassigned']}",
+        f"rejected {summary['n_rejected']} {summary['rejected_by_reason'] or ''}".rstrip(),
+        f"  groups {summary['n_groups']}, unassigned {unassigned} (in no group: label -1)",
         f"  best grid cell (internal ranking): {summary['best_cell']}",
     ]
     n_failed = int(summary.get("n_failed_cells") or 0)
@@ -332,21 +336,13 @@ def print_summary(summary: Mapping[str, Any], out_dir: Path) -> None:
             lines.append(f"    ... and {len(shown) - 5} more")
     if summary.get("notice"):
         lines.append(f"  NOTE: {summary['notice']}")
-    if summary.get("skipped_extractors"):
-        for k, v in summary["skipped_extractors"].items():
-            lines.append(f"  skipped {k}: {v}")
+    for name, why in (summary.get("skipped_extractors") or {}).items():
+        lines.append(f"  note: {name} not used: {why}")
     if summary.get("random_init_extractors"):
         lines.append(f"  RANDOM weights: {summary['random_init_extractors']}")
-    if "best_cell_external" in summary:
-        b, f = summary["best_cell_external"], summary["fused_external"]
-        lines.append(f"  best cell vs truth: AMI {b['ami']:.3f}, ARI {b['ari']:.3f}")
-        lines.append(
-            f"  fused vs truth (assigned images): homogeneity {f['homogeneity']:.3f}, "
-            f"AMI {f['ami']:.3f}, unassigned {summary['fused_unassigned_fraction']:.1%}"
-        )
-        if "fused_ami_moon" in summary:
-            lines.append(f"  fused vs Moon flag: AMI {summary['fused_ami_moon']:.3f}")
-    lines.append(f"  outputs: {out_dir.resolve()}")
-    if (out_dir / "report" / "index.html").is_file():
-        lines.append(f"  report: {(out_dir / 'report' / 'index.html').resolve()}")
+    lines += [f"  {line}" for line in truth_lines(summary)]
+    lines.append(f"  outputs in {run_dir}:")
+    found = outputs(run_dir)
+    width = max((len(name) for name, _, _ in found), default=0)
+    lines += [f"    {name:<{width}}  {what}" for name, what, _ in found]
     print("\n".join(lines), flush=True)

@@ -55,10 +55,19 @@ def check_budget(estimates: Sequence[StageEstimate], budget: Budget) -> None:
         )
 
 
+def _runs(e: StageEstimate) -> bool:
+    """The stage has work in this run (a stage with nothing to do estimates 0 memory)."""
+    return e.memory_bytes > 0 or e.disk_bytes > 0
+
+
 def format_estimates(estimates: Sequence[StageEstimate], budget: Budget) -> str:
-    """The estimates as a small aligned table: one line per stage, the total disk, the budget."""
+    """The estimates as a small aligned table: one line per stage that runs (a stage with
+    nothing to do, e.g. training when every checkpoint is cached, is left out), the total
+    disk, the budget."""
     rows = [("stage", "memory", "new disk", "made of")]
-    rows += [(e.stage, gb(e.memory_bytes), gb(e.disk_bytes), e.detail) for e in estimates]
+    rows += [
+        (e.stage, gb(e.memory_bytes), gb(e.disk_bytes), e.detail) for e in estimates if _runs(e)
+    ]
     rows.append(("total", "", gb(_total_disk(estimates)), ""))
     rows.append(
         (
@@ -103,7 +112,9 @@ def plan_budget(
         error = err
     n = len(manifest.records)
     table = format_estimates(estimates, budget)
-    print(f"estimated peak memory and new disk per stage ({n:,} images, {n_cells} cells):")
+    idle = [e.stage for e in estimates if not _runs(e)]
+    done = f"; nothing to do: {', '.join(idle)}" if idle else ""
+    print(f"estimated peak memory and new disk per stage ({n:,} images, {n_cells} cells{done}):")
     print(table, flush=True)
     to_log_files(
         logging.INFO,
