@@ -19,6 +19,7 @@ from aurora.data.sources import Rejection, write_labels_csv, write_rejected_csv
 from aurora.errors import PipelineError
 from aurora.explain import outputs, truth_lines
 from aurora.fusion import load_partitions, plot_search_landscape, select_partitions
+from aurora.fusion.structure import assess_structure
 from aurora.logs import log, stage
 from aurora.ranking import write_ranking, write_results
 from aurora.record import FusionOutcome, RunRecord
@@ -214,8 +215,9 @@ def finalize(
     if "started" in summary:  # perf_counter() at the start of the run
         summary["seconds"] = round(time.perf_counter() - float(summary.pop("started")), 1)
     summary.update(external_summary(ctx.truth, ranked, fusion.labels, ctx.moon))
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     record = _run_record(settings, ctx, ranked, fusion, summary, out_dir)
+    summary.update(structure_summary(record))
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     with stage("solution") as st:
         sol = save_solution(record, out_dir / "solution")
         st["msg"] = str(sol)
@@ -223,6 +225,17 @@ def finalize(
         rep = write_report(record, out_dir / "report")
         st["msg"] = str(rep)
     return record
+
+
+def structure_summary(record: RunRecord) -> dict[str, Any]:
+    """``structure`` and ``structure_test`` of the fused groups on the solution's features
+    (:func:`aurora.fusion.structure.assess_structure`)."""
+    with stage("structure") as st:
+        test = assess_structure(record.features, record.labels, record.timestamps, record.seed)
+        st["msg"] = f"{test.n_groups} groups: " + (
+            "structure" if test.structure else f"no structure ({test.reason})"
+        )
+    return test.to_summary()
 
 
 def check_some_cells(
@@ -336,6 +349,8 @@ def print_summary(summary: Mapping[str, Any], out_dir: Path) -> None:
             lines.append(f"    ... and {len(shown) - 5} more")
     if summary.get("notice"):
         lines.append(f"  NOTE: {summary['notice']}")
+    if summary.get("structure") is False and summary["n_groups"]:  # none: the notice says
+        lines.append(f"  NOTE: {summary['structure_test']['sentence']}")
     for name, why in (summary.get("skipped_extractors") or {}).items():
         lines.append(f"  note: {name} not used: {why}")
     if summary.get("random_init_extractors"):
