@@ -83,6 +83,11 @@ def test_slow_drift_cut_into_time_blocks_has_none() -> None:
     # Without the times (input order shuffled) the same groups are not blocks of time.
     mixed = np.random.default_rng(0).permutation(n)
     assert not assess_structure(x[mixed], y[mixed], None, seed=0).time_blocks
+    # Frames without a time (labelled reference images) go last; the others keep their order.
+    extra = np.vstack([x[mixed], np.zeros((3, 16))])
+    times_mixed = [times[i] for i in mixed] + [None, None, None]
+    part = assess_structure(extra, np.r_[y[mixed], [-1, -1, -1]], times_mixed, seed=0)
+    assert part.time_order == "timestamps" and part.agreement == res.agreement
 
 
 def test_blocks_of_time_farther_apart_than_the_frame_noise_have_structure() -> None:

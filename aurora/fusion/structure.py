@@ -40,8 +40,8 @@ identical montages. Two nulls, each answering one way groups can be empty:
 
 The groups have structure when they beat the first null and are not such blocks of time.
 Fewer than two groups, or features with no spread, have none. Deterministic for a given seed.
-Frames are put in time order by their timestamps when every frame has one, else kept in the
-order given.
+Frames are put in time order by their timestamps (any without one last, in the order given);
+with no timestamps at all they are kept in the order given.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ __all__ = ["StructureTest", "assess_structure"]
 N_NULL = 19  # Monte Carlo draws: rejecting when the data beat all 19 is a test at level 0.05
 MAX_ROWS = 2000
 N_COMPONENTS = 32
-_CHUNK = 4096  # rows per block of the successive differences (bounds the temporary memory)
+_CHUNK = 1024  # rows per block of the successive differences (bounds the temporary memory)
 
 SENTENCES = {
     "time_blocks": (
@@ -154,7 +154,7 @@ def assess_structure(
     Args:
         features: (N, D) the features the groups were made from.
         labels: (N,) int fused labels, -1 = unassigned (left out).
-        times: (N,) frame times (None entries allowed), or None: the time order.
+        times: (N,) frame times (None entries allowed, put last), or None: the time order.
         seed: the run's seed (samples, null draws and random orders follow it).
         n_null: null draws and random orders; the level is 1 / (1 + n_null).
         max_rows: the separation is measured on at most this many assigned frames.
@@ -215,10 +215,11 @@ def assess_structure(
 
 
 def _time_order(times: Sequence[datetime | None] | None, n: int) -> np.ndarray | None:
-    """Row order by time (stable), or None when some frame has no time."""
-    if times is None or len(times) != n or any(t is None for t in times):
+    """Row order by time (stable; frames without a time last, in their order), or None when
+    no frame has a time."""
+    if times is None or len(times) != n or all(t is None for t in times):
         return None
-    stamps = np.array([_seconds(t) for t in times], dtype=np.float64)
+    stamps = np.array([np.inf if t is None else _seconds(t) for t in times], dtype=np.float64)
     return np.argsort(stamps, kind="stable")
 
 
