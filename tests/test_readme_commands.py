@@ -241,7 +241,7 @@ WEIGHTS = ROOT.parent / "shared" / "weights" / "mobilenetv2_100.tf_quant_in1k_de
 @pytest.mark.skipif(not WEIGHTS.is_file(), reason="../shared/weights is absent")
 def test_first_real_run_with_converted_imagenet_weights(tmp_path: Path) -> None:
     """README: ``python cluster.py experiment=real data=folder data.root=...`` with the
-    MobileNet-v2 weights given as a file, its timm model arguments and normalisation."""
+    TensorFlow-trained MobileNet-v2 weights given as a file through ``mobilenet_v2_tf``."""
     before = snapshot(NIPR)
     out = run(
         [
@@ -249,9 +249,8 @@ def test_first_real_run_with_converted_imagenet_weights(tmp_path: Path) -> None:
             "experiment=real",
             "data=folder",
             f"data.root={NIPR}",
+            "extractor@extractors.mobilenet_v2=mobilenet_v2_tf",
             f"extractors.mobilenet_v2.weights={WEIGHTS}",
-            "extractors.mobilenet_v2.model_kwargs={pad_type:same}",
-            "extractors.mobilenet_v2.pretrained_cfg_overlay={mean:[0.5,0.5,0.5],std:[0.5,0.5,0.5]}",
             "extractors.mobilenet_v2.input_size=64",
             "extract.num_workers=0",
             "grid.stability_splits=2",
