@@ -111,6 +111,11 @@ def test_unassigned_left_out_and_fewer_than_two_groups_is_none() -> None:
     assert not none.structure and none.reason == "no_groups" and none.n_frames == 0
     same = assess_structure(np.ones((30, 4)), np.repeat([0, 1, 2], 10), None, seed=0)
     assert not same.structure and same.reason == "no_spread"
+    # Consecutive frames of a group identical: no noise at all, and valid JSON.
+    steps = np.repeat(rng.normal(scale=5.0, size=(3, 8)), 20, axis=0)
+    exact = assess_structure(steps, np.repeat([0, 1, 2], 20), _times(60), seed=0)
+    assert exact.signal_to_noise == float("inf") and exact.structure
+    json.dumps(exact.to_summary(), allow_nan=False)
 
 
 def test_deterministic_for_a_seed_and_sampled_rows() -> None:

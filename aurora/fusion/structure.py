@@ -128,9 +128,10 @@ class StructureTest:
 
     def to_summary(self) -> dict[str, Any]:
         """``summary.json`` entries: ``structure`` (bool) and ``structure_test`` (the figures,
-        rounded, and the sentence when there is no structure)."""
+        rounded, and the sentence when there is no structure). JSON has no infinity: a
+        signal-to-noise over consecutive frames that are identical is written as a string."""
         figures = {
-            k: round(v, 4) if isinstance(v, float) else v
+            k: (round(v, 4) if np.isfinite(v) else str(v)) if isinstance(v, float) else v
             for k, v in asdict(self).items()
             if k != "structure"
         }
