@@ -105,6 +105,11 @@ def read_time_column(
             reader.fieldnames = fields  # tolerate " time" style headers
             for row in reader:
                 line = reader.line_num
+                if any("\x00" in (v or "") for v in row.values() if isinstance(v, str)):
+                    # Undecodable bytes are kept (file names need not be UTF-8); a NUL is not.
+                    raise MetadataError(
+                        f"{csv_path} line {line}: a NUL byte: not a text table of path,{column}"
+                    )
                 rid = _normalise_id(row.get("path") or "")
                 if rid not in wanted:
                     continue
