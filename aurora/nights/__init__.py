@@ -13,6 +13,7 @@ from aurora.nights.events import (
     read_events_csv,
     write_events_csv,
 )
+from aurora.nights.figure import night_figure, save_figure, season_figure
 from aurora.nights.keogram import Keogram, KeogramBuilder, load_keogram, save_keogram
 from aurora.nights.sessions import Nights, split_nights
 
@@ -28,8 +29,11 @@ __all__ = [
     "feature_change",
     "find_events",
     "load_keogram",
+    "night_figure",
     "read_events_csv",
+    "save_figure",
     "save_keogram",
+    "season_figure",
     "split_nights",
     "write_events_csv",
 ]

@@ -2,15 +2,17 @@
 
 Signal. The night's features are centred and reduced by PCA to ``pca_dims`` components,
 scaled so that their total variance is 1; beside them the one-hot code of each frame's fused
-group (unassigned = all zeros), averaged over ``group_smooth_s`` seconds around the frame and
-multiplied by ``group_weight``. Segments of that (T, pca_dims + G) signal of least squared
-deviation from their means (``ruptures.Pelt``, cost ``model``) are the events.
+group (unassigned = all zeros), after a majority filter over ``group_smooth_s`` seconds around
+the frame (a few stray frames do not make an event), multiplied by ``group_weight``. Segments
+of that (T, pca_dims + G) signal of least squared deviation from their means
+(``ruptures.Pelt``, cost ``model``) are the events.
 
 Penalty (a BIC-like rule): a change point is kept when it lowers the cost by more than
 ``penalty * (D + 1) * sigma2 * log(T)``: D + 1 parameters per extra segment (its D means and
-its start), sigma2 the per-dimension noise variance, estimated from the frame-to-frame
-differences (median absolute deviation, robust to the jumps themselves). The shortest event
-is ``min_event_s`` seconds, turned into frames with the night's median cadence.
+its start), sigma2 the per-dimension noise variance of the D noisy (feature) dimensions,
+estimated from the frame-to-frame differences (median absolute deviation, robust to the jumps
+themselves); the one-hot dimensions are noise-free, so a lasting change of group always
+splits. The shortest event is ``min_event_s`` seconds, in frames at the night's median cadence.
 
 Event (a row of ``events.csv``): ``night``; ``start`` and ``end``, the times of its first and
 last frame (ISO 8601, UTC); ``duration_s = end - start``; ``group``, its most frequent fused
@@ -121,20 +123,31 @@ def epoch_seconds(times: Sequence[datetime] | np.ndarray) -> np.ndarray:
     return np.array([(t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp() for t in times])
 
 
-def smoothed_onehot(groups: np.ndarray, seconds: np.ndarray, width_s: float) -> np.ndarray:
-    """(T, G) one-hot of ``groups`` (labels 0..G-1; -1 = zeros) averaged over the frames within
-    ``width_s / 2`` seconds of each frame; ``seconds`` must be sorted."""
-    groups = np.asarray(groups)
+def majority_smooth(groups: np.ndarray, seconds: np.ndarray, width_s: float) -> np.ndarray:
+    """(T,) the most frequent label (-1 counts as a label) among the frames within
+    ``width_s / 2`` seconds of each frame; a tie keeps the frame's own label when it is among
+    the most frequent, else the smallest. ``seconds`` must be sorted."""
+    groups = np.asarray(groups, dtype=np.int64)
+    if width_s <= 0 or groups.size == 0:
+        return groups.copy()
+    values, codes = np.unique(groups, return_inverse=True)
+    onehot = np.zeros((groups.size, values.size))
+    onehot[np.arange(groups.size), codes] = 1.0
+    c = np.concatenate([np.zeros((1, values.size)), np.cumsum(onehot, axis=0)])
+    lo = np.searchsorted(seconds, seconds - width_s / 2, side="left")
+    hi = np.searchsorted(seconds, seconds + width_s / 2, side="right")
+    counts = c[hi] - c[lo] + 0.5 * onehot  # own label wins a tie
+    return values[np.argmax(counts, axis=1)]
+
+
+def group_onehot(groups: np.ndarray) -> np.ndarray:
+    """(T, G) one-hot of ``groups`` (labels 0..G-1; -1 = all zeros)."""
+    groups = np.asarray(groups, dtype=np.int64)
     g = int(groups.max()) + 1 if groups.size and groups.max() >= 0 else 0
     onehot = np.zeros((groups.size, g))
     known = groups >= 0
     onehot[np.flatnonzero(known), groups[known]] = 1.0
-    if width_s <= 0 or g == 0:
-        return onehot
-    c = np.concatenate([np.zeros((1, g)), np.cumsum(onehot, axis=0)])
-    lo = np.searchsorted(seconds, seconds - width_s / 2, side="left")
-    hi = np.searchsorted(seconds, seconds + width_s / 2, side="right")
-    return (c[hi] - c[lo]) / (hi - lo)[:, None]
+    return onehot
 
 
 def event_signal(
@@ -151,20 +164,28 @@ def event_signal(
         total = float(np.sqrt((sv[:k] ** 2).sum() / max(len(f), 1)))
         parts.append(scores / total if total > 0 else scores)
     if groups is not None and s.group_weight > 0:
-        parts.append(s.group_weight * smoothed_onehot(groups, seconds, s.group_smooth_s))
+        smooth = majority_smooth(groups, seconds, s.group_smooth_s)
+        parts.append(s.group_weight * group_onehot(smooth))
     if not parts:
         raise SettingsError("features, groups", None, "at least one of them for the signal")
     return np.hstack(parts)
 
 
-def noise_variance(signal: np.ndarray) -> float:
-    """Per-dimension noise variance of ``signal`` (T, D) from its frame-to-frame differences:
-    the mean over dimensions of (1.4826 MAD(diff))^2 / 2 (robust to the change points)."""
+def noise_variance(signal: np.ndarray) -> tuple[float, int]:
+    """Noise variance per dimension of ``signal`` (T, D) and the number of noisy dimensions.
+
+    From the frame-to-frame differences, robust to the change points themselves: the mean
+    over the dimensions whose differences vary of (1.4826 MAD(diff))^2 / 2. The one-hot group
+    dimensions are piecewise constant (MAD 0) and do not count.
+    """
     if len(signal) < 3:
-        return 0.0
+        return 0.0, 0
     d = np.diff(signal, axis=0)
     mad = np.median(np.abs(d - np.median(d, axis=0)), axis=0) * 1.4826
-    return float(np.mean(mad**2) / 2)
+    noisy = mad > 0
+    if not noisy.any():
+        return 0.0, 0
+    return float(np.mean(mad[noisy] ** 2) / 2), int(noisy.sum())
 
 
 def change_points(signal: np.ndarray, seconds: np.ndarray, settings: EventSettings) -> np.ndarray:
@@ -178,16 +199,16 @@ def change_points(signal: np.ndarray, seconds: np.ndarray, settings: EventSettin
     import ruptures as rpt
 
     t, d = signal.shape
-    if t < 2:
+    if t < 4:
         return np.zeros(0, dtype=np.int64)
     cadence = float(np.median(np.diff(seconds))) if t > 1 else 1.0
     min_size = max(2, int(round(settings.min_event_s / max(cadence, 1e-9))))
     if t < 2 * min_size:
         return np.zeros(0, dtype=np.int64)
-    sigma2 = noise_variance(signal)
-    if sigma2 <= 0:  # noise-free (synthetic) signal: the smallest variance that is not zero
-        sigma2 = max(float(np.var(signal, axis=0).mean()) * 1e-6, 1e-12)
-    pen = settings.penalty * (d + 1) * sigma2 * math.log(t)
+    sigma2, noisy = noise_variance(signal)
+    if sigma2 <= 0:  # a noise-free signal (clean groups only): any real change is kept
+        sigma2, noisy = max(float(np.var(signal, axis=0).mean()) * 1e-6, 1e-12), d
+    pen = settings.penalty * (noisy + 1) * sigma2 * math.log(t)
     algo = rpt.Pelt(model=settings.model, min_size=min_size, jump=1).fit(signal)
     ends = algo.predict(pen=pen)
     return np.asarray(ends[:-1], dtype=np.int64)
