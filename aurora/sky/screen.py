@@ -143,6 +143,40 @@ def _moon_flags(
     return in_fov, sep, np.where(np.isfinite(sm.moon_elevation), px, np.nan), py
 
 
+def _inputs(
+    times: np.ndarray | None,
+    circle: np.ndarray,
+    moon: np.ndarray,
+    moon_xyr: np.ndarray,
+    glare: np.ndarray,
+    glare_xyr: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """The inputs as arrays of one row per frame (checked)."""
+    circle = np.asarray(circle, np.float64).reshape(-1, 3)
+    n = len(circle)
+    moon, glare = np.asarray(moon, bool), np.asarray(glare, bool)
+    if times is None:
+        t64 = np.full(n, np.datetime64("NaT"), "datetime64[ns]")
+    else:
+        t64 = to_datetime64(times)
+    if len(t64) != n or len(moon) != n or len(glare) != n:
+        raise ValueError("screen_frames: times, circle, moon and glare must have one row per frame")
+    moon_xyr = np.asarray(moon_xyr, np.float64).reshape(n, 3)
+    glare_xyr = np.asarray(glare_xyr, np.float64).reshape(n, 3)
+    return circle, t64, moon, moon_xyr, glare, glare_xyr
+
+
+def _missing(station: Station | None, t64: np.ndarray) -> str | None:
+    """One line on what the ephemeris lacks, or None."""
+    missing = []
+    if station is None:
+        missing.append("no station (set data.station=NAME): no Sun/Moon, Moon from pixels only")
+    if np.isnat(t64).any():
+        k = int(np.isnat(t64).sum())
+        missing.append(f"no time for {k} of {len(t64)} frames: no Sun/Moon for them")
+    return "; ".join(missing) or None
+
+
 def screen_frames(
     *,
     times: np.ndarray | None,
@@ -173,24 +207,11 @@ def screen_frames(
         :class:`Screening`.
     """
     s = settings or ScreenSettings()
-    circle = np.asarray(circle, np.float64).reshape(-1, 3)
-    n = len(circle)
-    moon, glare = np.asarray(moon, bool), np.asarray(glare, bool)
-    moon_xyr = np.asarray(moon_xyr, np.float64).reshape(n, 3)
-    glare_xyr = np.asarray(glare_xyr, np.float64).reshape(n, 3)
-    t64 = (
-        np.full(n, np.datetime64("NaT"), "datetime64[ns]")
-        if times is None
-        else to_datetime64(times)
+    circle, t64, moon, moon_xyr, glare, glare_xyr = _inputs(
+        times, circle, moon, moon_xyr, glare, glare_xyr
     )
-    if len(t64) != n or len(moon) != n or len(glare) != n:
-        raise ValueError("screen_frames: times, circle, moon and glare must have one row per frame")
-    missing = []
-    if station is None:
-        missing.append("no station (set data.station=NAME): no Sun/Moon, Moon from pixels only")
-    if np.isnat(t64).any():
-        k = int(np.isnat(t64).sum())
-        missing.append(f"no time for {k} of {n} frames: no Sun/Moon for them")
+    n = len(circle)
+    missing = _missing(station, t64)
     if station is None:
         sm = SunMoon.missing(n)
     else:
@@ -230,5 +251,5 @@ def screen_frames(
         moon_y=np.where(known, np.asarray(py, np.float64), np.nan),
         moon_separation_deg=np.where(known, sep, np.nan),
         cloud_score=score,
-        missing="; ".join(missing) or None,
+        missing=missing,
     )
