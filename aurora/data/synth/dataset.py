@@ -158,19 +158,31 @@ def read_labels(path: str | Path) -> list[dict[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``python -m aurora.data.synth OUT_DIR --n 600 --seed 0 --size 480``."""
+    """Command line: ``python -m aurora.data.synth OUT_DIR --n 600 --seed 0 --size 480``.
+
+    With ``--night``: a night of frames with known events (:mod:`aurora.data.synth.night`).
+    """
+    from aurora.data.synth.night import add_night_arguments, run_night  # night imports us
+
     p = argparse.ArgumentParser(prog="python -m aurora.data.synth", description=SUMMARY)
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--n", type=int, default=600)
+    p.add_argument("--n", type=int, default=None, help="number of images (default 600)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=480)
-    p.add_argument("--moon-prob", type=float, default=0.3)
+    p.add_argument("--moon-prob", type=float, default=None, help="default 0.3")
     p.add_argument("--jobs", type=int, default=None)
+    add_night_arguments(p)
     a = p.parse_args(argv)
     try:
-        labels = generate(a.out_dir, a.n, a.seed, a.size, a.moon_prob, a.jobs)
+        if a.night:
+            if a.n is not None or a.moon_prob is not None:
+                raise SynthError("--n and --moon-prob do not apply to --night (see --duration)")
+            print(run_night(a))
+            return 0
+        n, moon_prob = 600 if a.n is None else a.n, 0.3 if a.moon_prob is None else a.moon_prob
+        labels = generate(a.out_dir, n, a.seed, a.size, moon_prob, a.jobs)
     except SynthError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"wrote {a.n} images and {labels}")
+    print(f"wrote {n} images and {labels}")
     return 0
