@@ -26,6 +26,8 @@ from aurora.record import FusionOutcome, RunRecord
 from aurora.reduction import cached_entry, fit_transform_cached
 from aurora.report import write_report
 from aurora.run.context import RunContext
+from aurora.run.nights import write_nights
+from aurora.run.screening import Screened
 from aurora.run.settings import RunSettings
 from aurora.scoring import external_scores, nuisance_dependence
 
@@ -143,6 +145,7 @@ def finalize(
     out_dir: Path,
     extra: Mapping[str, Any] | None = None,
     failed: Sequence[Mapping[str, Any]] = (),
+    screened: Screened | None = None,
 ) -> RunRecord:
     """Rank the cells, fuse, and write the run's outputs into ``out_dir``.
 
@@ -157,6 +160,8 @@ def finalize(
         out_dir: the run (or sweep) folder.
         extra: more summary entries.
         failed: the cells that failed (:func:`aurora.cell.collect_failed`).
+        screened: the screening of the data frames: ``screen.csv``, keograms and events
+            are written from it (:mod:`aurora.run.nights`), or None.
 
     Returns:
         The run record (its ``summary`` has counts, failed cells, the chosen fusion and, when
@@ -217,6 +222,12 @@ def finalize(
     summary.update(external_summary(ctx.truth, ranked, fusion.labels, ctx.moon))
     record = _run_record(settings, ctx, ranked, fusion, summary, out_dir)
     summary.update(structure_summary(record))
+    if screened is not None:
+        summary.update(
+            write_nights(
+                out_dir, screened, settings.nights, record.ids, record.labels, record.features
+            )
+        )
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     with stage("solution") as st:
         sol = save_solution(record, out_dir / "solution")

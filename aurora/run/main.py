@@ -31,6 +31,7 @@ from aurora.logs import stage
 from aurora.run.context import RunContext, load_context
 from aurora.run.finalize import finalize, print_summary
 from aurora.run.grid import run_grid
+from aurora.run.screening import screen_if_enabled
 from aurora.run.settings import BudgetSettings, ExtractSettings, RunSettings
 from aurora.run_status import begin_run, fail_run, finish_run
 
@@ -131,7 +132,10 @@ def _run_cluster(settings: RunSettings, run_dir: Path) -> dict[str, Any]:
 
     names = sorted({c.extractor for c in cells})
     ctx = load_context(settings, run_dir, names, on_accepted, n_cells=len(cells))
-    (fit,) = fits  # load_context ran the checks before its first training or extraction
+    ctx, screened = screen_if_enabled(
+        ctx, settings.nights, settings.cache_dir, settings.jobs, on_accepted
+    )
+    fit = fits[-1]  # load_context ran the checks before its first training or extraction
     settings = settings.fitted(fit)
     cells = [c for c in _grid_cells(settings, fit.n_clusters) if c.extractor in ctx.features]
     with stage("grid") as st:
@@ -143,7 +147,7 @@ def _run_cluster(settings: RunSettings, run_dir: Path) -> dict[str, Any]:
         "skipped_extractors": ctx.skipped,
         "random_init_extractors": [k for k, f in ctx.features.items() if f.random_init],
     }
-    record = finalize(settings, ctx, rows, run_dir, extra, failed)
+    record = finalize(settings, ctx, rows, run_dir, extra, failed, screened)
     print_summary(record.summary, run_dir)
     return record.summary
 

@@ -32,6 +32,7 @@ from aurora.checks import (
 from aurora.config import plain
 from aurora.data.formats import DEFAULT_MAX_PIXELS, check_max_pixels
 from aurora.errors import SettingsError
+from aurora.run.night_settings import NightSettings
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,7 @@ class RunSettings:
         fusion_links: (leaf, target) paths in ``fusion`` where a leaf interpolates a value
             the data can lower (``voting.min_cluster_size: ${..min_cluster_size}``).
         budget: the memory and disk the run must fit.
+        nights: stations, screening, nights and events (the time-aware half).
     """
 
     seed: int
@@ -216,6 +218,7 @@ class RunSettings:
     config: dict[str, Any]
     fusion_links: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
     budget: BudgetSettings = BudgetSettings()
+    nights: NightSettings = NightSettings()
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> RunSettings:
@@ -289,6 +292,12 @@ class RunSettings:
             config=plain(cfg),
             fusion_links=tuple(_links(OmegaConf.to_container(cfg.fusion, resolve=False))),
             budget=BudgetSettings.from_node(plain(cfg.get("budget"))),
+            nights=NightSettings.from_nodes(
+                station=data.get("station"),
+                stations=plain(cfg.get("stations")),
+                screen=plain(cfg.get("screen")),
+                nights=plain(cfg.get("nights")),
+            ),
         )
 
     def with_nodes(self, **groups: dict[str, dict[str, Any]]) -> RunSettings:
