@@ -41,6 +41,11 @@ Modules, in the order an image is made:
   exposure); :mod:`.camera`: tone curve, warp, stars, Moon disk, read-out, caption.
 - :mod:`.frames`: frame times and file names; :mod:`.dataset`: :func:`generate` and the
   command line (``python -m aurora.data.synth``).
+
+A night (``python -m aurora.data.synth DIR --night``): :mod:`.schedule` plans the events
+(:class:`NightSpec`, :func:`plan_events`), :mod:`.sequence` renders a fixed camera whose forms
+drift smoothly inside an event and jump at onsets, :mod:`.night` writes the frames,
+``labels.csv`` and ``events.csv`` (:func:`generate_night`, :func:`read_events`).
 """
 
 from aurora.data.synth.camera import MOON_DISPLAY
@@ -64,12 +69,22 @@ from aurora.data.synth.frames import (
     frame_name,
     frame_time,
 )
+from aurora.data.synth.night import (
+    EVENT_COLUMNS,
+    NIGHT_COLUMNS,
+    generate_night,
+    night_frame_name,
+    parse_span,
+    read_events,
+)
+from aurora.data.synth.schedule import NightEvent, NightSpec, plan_events
 from aurora.data.synth.sky import render_sky
 from aurora.data.synth.truth import CSV_COLUMNS, MORPHOLOGIES, SkyMeta, SynthError
 
 __all__ = [
     "CLOUD_PROB",
     "CSV_COLUMNS",
+    "EVENT_COLUMNS",
     "FILE_PREFIX",
     "FIRST_FRAME",
     "FRAMES_PER_NIGHT",
@@ -77,16 +92,24 @@ __all__ = [
     "JPEG_QUALITY",
     "MOON_DISPLAY",
     "MORPHOLOGIES",
+    "NIGHT_COLUMNS",
     "ImagePlan",
+    "NightEvent",
+    "NightSpec",
     "SkyMeta",
     "SynthError",
     "encode_jpeg",
     "frame_name",
     "frame_time",
     "generate",
+    "generate_night",
     "image_seed",
     "main",
+    "night_frame_name",
+    "parse_span",
     "plan_dataset",
+    "plan_events",
+    "read_events",
     "read_labels",
     "render_plan",
     "render_sky",

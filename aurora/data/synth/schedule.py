@@ -137,13 +137,14 @@ def _check_spec(spec: NightSpec) -> None:
         raise SynthError(f"duration must be whole seconds in (0, 24 h], got {spec.duration_s!r}")
     if spec.onsets is not None and (not isinstance(spec.onsets, int) or spec.onsets < 1):
         raise SynthError(f"onsets must be an integer >= 1, got {spec.onsets!r}")
-    # each cycle has at least quiet, growth, onset and recovery events
-    need = 4 * spec.n_onsets * max(MIN_EVENT_S, MIN_EVENT_FRAMES * spec.cadence_s)
+    # each cycle has at most five events (quiet, growth, onset, expansion, recovery)
+    need = 5 * spec.n_onsets * spec.cadence_s * min_event_frames(spec.cadence_s)
     if spec.duration_s < need:
         raise SynthError(
             f"a night of {spec.duration_s} s at a cadence of {spec.cadence_s} s is too short for "
-            f"{spec.n_onsets} onset(s): it needs at least {need} s (events of >= "
-            f"{MIN_EVENT_S} s and >= {MIN_EVENT_FRAMES} frames); lengthen it or ask fewer onsets"
+            f"{spec.n_onsets} onset(s): it needs at least {need} s (up to 5 events per onset, "
+            f">= {MIN_EVENT_S} s and >= {MIN_EVENT_FRAMES} frames each); lengthen it or ask "
+            "fewer onsets"
         )
     if spec.gap is not None:
         off, length = spec.gap
@@ -201,29 +202,29 @@ def _levels(rng: np.random.Generator, phase: str, before: float | None) -> tuple
     return start, start * u(0.4, 0.7)
 
 
-def plan_events(spec: NightSpec) -> list[NightEvent]:
-    """The events of a night, in time order; they tile its frame slots exactly.
+def min_event_frames(cadence_s: int) -> int:
+    """Frames of the shortest event: several minutes and several frames."""
+    return max(MIN_EVENT_FRAMES, math.ceil(MIN_EVENT_S / cadence_s))
 
-    Raises:
-        SynthError: the drawn events cannot all be long enough (a night too short for its
-            onsets at its cadence).
-    """
+
+def _edges(weights: np.ndarray, n_slots: int, least: int) -> list[int]:
+    """End slot of each event: ``least`` frames each, the rest shared in proportion to
+    ``weights`` (cumulative rounding, so the last edge is ``n_slots``)."""
+    extra = n_slots - least * len(weights)
+    shares = np.rint(np.cumsum(weights) / weights.sum() * extra).astype(int)
+    return (least * np.arange(1, len(weights) + 1) + shares).tolist()
+
+
+def plan_events(spec: NightSpec) -> list[NightEvent]:
+    """The events of a night, in time order; they tile its frame slots exactly."""
     rng = np.random.default_rng([spec.seed, 0x5C4ED])
     phases = _phases(rng, spec.n_onsets)
     weights = np.array([rng.uniform(*_PHASE_MINUTES[p]) for p in phases])
-    edges = np.rint(np.cumsum(weights) / weights.sum() * spec.n_slots).astype(int)
-    firsts = [0, *edges[:-1].tolist()]
-    min_frames = max(MIN_EVENT_FRAMES, math.ceil(MIN_EVENT_S / spec.cadence_s))
+    edges = _edges(weights, spec.n_slots, min_event_frames(spec.cadence_s))
     events: list[NightEvent] = []
     morph: str | None = None
     level: float | None = None
-    for i, (phase, first, stop) in enumerate(zip(phases, firsts, edges.tolist(), strict=True)):
-        if stop - first < min_frames:
-            raise SynthError(
-                f"the night is too short for {spec.n_onsets} onset(s) at a cadence of "
-                f"{spec.cadence_s} s: an event would last {stop - first} frame(s), fewer than "
-                f"{min_frames}; lengthen it or ask fewer onsets"
-            )
+    for i, (phase, first, stop) in enumerate(zip(phases, [0, *edges[:-1]], edges, strict=True)):
         morph = _choose(rng, phase, morph)
         level0, level1 = _levels(rng, phase, level)
         level = level1
