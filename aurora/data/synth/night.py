@@ -228,10 +228,11 @@ def add_night_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--night", action="store_true", help="write a night of frames with events")
     g.add_argument("--duration", default="6h", help="length of the night (6h, 90m, ...)")
     g.add_argument("--cadence", default="60s", help="time between frames (60s, 1m, 30, ...)")
-    g.add_argument("--start", default=NIGHT_START.strftime("%Y-%m-%dT%H:%M:%S"), help="UTC")
+    start = NIGHT_START.strftime("%Y-%m-%dT%H:%M:%S")
+    g.add_argument("--start", default=start, help=f"UTC time of the first frame ({start})")
     g.add_argument("--onsets", type=int, default=None, help="onsets (default one per 90 min)")
-    g.add_argument("--gap", default=None, help="data gap AFTER+LENGTH, e.g. 3h30m+20m")
-    g.add_argument("--prefix", default=NIGHT_PREFIX, help="file name prefix")
+    g.add_argument("--gap", default=None, help="leave out frames: AFTER+LENGTH, e.g. 3h30m+20m")
+    g.add_argument("--prefix", default=NIGHT_PREFIX, help="file name prefix (synth_)")
 
 
 def spec_from_args(a: argparse.Namespace) -> NightSpec:
