@@ -36,6 +36,12 @@ OUTPUTS: tuple[tuple[str, str], ...] = (
         "labels new images: cluster.py mode=apply solution=THIS data=folder data.root=NEW",
     ),
     ("summary.json", "the numbers of this summary"),
+    (
+        "screen.csv",
+        "per frame: time, station, Sun and Moon, the flags daylight/twilight/moon/glare/cloud",
+    ),
+    ("keograms/", "per night: NIGHT.png (keogram, groups, activity, events), NIGHT.npz (data)"),
+    ("events.csv", "the events of each night (start, end, group, activity, onset)"),
     ("ranking.csv", "the grid cells ranked (Borda count over four internal indices)"),
     ("results.csv", "every score of every grid cell"),
     ("failed.csv", "grid cells that failed and why (only a header when none did)"),

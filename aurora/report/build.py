@@ -224,6 +224,23 @@ def _truth_headline(summary: Mapping[str, Any]) -> str | None:
     return f"fused groups: {scored('AMI', float(fused['ami']))}"
 
 
+def _night_panels(summary: Mapping[str, Any], run_dir: Path, fig_dir: Path) -> list[dict]:
+    """The nights of ``summary`` with their panels (``keograms/NIGHT.png``, copied beside the
+    page, with the season overview)."""
+    keo = run_dir / "keograms"
+    if (keo / "season.png").is_file():
+        shutil.copyfile(keo / "season.png", fig_dir / "season.png")
+    panels = []
+    for night in summary.get("nights") or []:
+        src = keo / f"{night['night']}.png"
+        if not src.is_file():
+            continue
+        shutil.copyfile(src, fig_dir / f"night_{src.name}")
+        flags = ", ".join(f"{k} {v}" for k, v in (night.get("flags") or {}).items() if v)
+        panels.append({**night, "src": f"figures/night_{src.name}", "flag_text": flags})
+    return panels
+
+
 def render(
     data: ReportData,
     summary: Mapping[str, Any],
@@ -319,6 +336,8 @@ def render(
             {"src": f"figures/{src.name}", "group": src.stem.removeprefix("fusion_landscape_")}
         )
 
+    nights = _night_panels(summary, run_dir, fig_dir)
+
     confusion = None
     if data.truth is not None:
         confusion = confusion_table(labels, data.truth)
@@ -362,6 +381,8 @@ def render(
         map_png="figures/map.png",
         map_method=data.map_method,
         timeline=timeline,
+        nights=nights,
+        season_png="figures/season.png" if (fig_dir / "season.png").exists() else None,
         ranking_png=ranking_png,
         rank_cols=rank_cols,
         rank_rows=rank_rows,

@@ -31,7 +31,9 @@ from aurora.logs import stage
 from aurora.run.context import RunContext, load_context
 from aurora.run.finalize import finalize, print_summary
 from aurora.run.grid import run_grid
-from aurora.run.screening import screen_if_enabled
+from aurora.run.night_settings import NightSettings
+from aurora.run.nights import write_nights
+from aurora.run.screening import screen_applied, screen_if_enabled
 from aurora.run.settings import BudgetSettings, ExtractSettings, RunSettings
 from aurora.run_status import begin_run, fail_run, finish_run
 
@@ -203,6 +205,19 @@ def run_apply(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     from aurora.solution import SolutionLimits, apply_solution  # torch: only when there is work
 
     memory = None if budget.memory_gb is None else int(budget.memory_gb * 2**30)
+    nights = NightSettings.from_nodes(
+        station=cfg.data.get("station"),
+        stations=plain(cfg.get("stations")),
+        screen=plain(cfg.get("screen")),
+        nights=plain(cfg.get("nights")),
+    )
+    cache_dir = str(cfg.paths.cache_dir)
+
+    def after_labels(result: Any, out_dir: Path) -> Any:
+        result, screened = screen_applied(result, nights, cache_dir, jobs)
+        if screened is not None and result.features is not None:
+            write_nights(out_dir, screened, nights, result.ids, result.labels, result.features)
+        return result
 
     return apply_solution(
         str(sol_dir),
@@ -215,4 +230,5 @@ def run_apply(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         device=extract.device,
         limits=SolutionLimits(memory_bytes=memory, memory_key="budget.memory_gb"),
         max_pixels=max_pixels,
+        after_labels=after_labels,
     )

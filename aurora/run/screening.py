@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,7 @@ from aurora.data.decode import default_jobs
 from aurora.data.manifest import ImageRecord
 from aurora.data.sources import Rejection
 from aurora.logs import log, stage
+from aurora.preprocess import PreprocessedStore
 from aurora.run.context import RunContext
 from aurora.run.features import ExtractedFeatures
 from aurora.run.night_scan import ScanResult, scan_cached
@@ -28,6 +30,9 @@ from aurora.run.stores import ImageRows, store_rows
 from aurora.sky.cloud import cloud_scores
 from aurora.sky.names import station_from_name
 from aurora.sky.screen import FLAGS, Screening, screen_frames
+
+if TYPE_CHECKING:
+    from aurora.solution.apply import ApplyResult
 
 
 @dataclass(frozen=True)
@@ -64,16 +69,41 @@ def screen_frames_of(
 ) -> Screened:
     """Scan and screen the run's data rows (see the module doc)."""
     n = sum(c is None for c in ctx.reference_classes) if ctx.reference_classes else len(ctx.ids)
-    ids, times = ctx.ids[:n], list(ctx.timestamps[:n]) or [None] * n
+    times = list(ctx.timestamps[:n]) or [None] * n
     store = next(iter(ctx.features.values())).store
+    return screen_rows(
+        ctx.ids[:n], times, ctx.stores.manifest.records, store, settings, cache_dir, jobs
+    )
+
+
+def screen_rows(
+    ids: Sequence[str],
+    times: Sequence[datetime | None],
+    records: Sequence[ImageRecord],
+    store: PreprocessedStore,
+    settings: NightSettings,
+    cache_dir: str,
+    jobs: int,
+) -> Screened:
+    """Scan and screen the frames ``ids`` (all in ``store``).
+
+    Args:
+        ids: (N,) the frames.
+        times: (N,) their UTC times (None where unknown).
+        records: the manifest's records (the frames among them are read again).
+        store: the preprocessed store of the frames (sky circle, Moon and glare found).
+        settings: stations, thresholds, exclusions, the scan's settings.
+        cache_dir: the cache (the scan is kept there).
+        jobs: worker processes.
+    """
+    ids, times, n = list(ids), list(times), len(ids)
     rows = store_rows(store, ids)
-    by_id = {r.id: r for r in ctx.stores.manifest.records}
-    records: list[ImageRecord] = [by_id[i] for i in ids]
+    by_id = {r.id: r for r in records}
     station_of = stations_of(ids, settings)
     circles = np.asarray(store.circle, np.float64)[rows]
     scan = scan_cached(
         Cache(cache_dir),
-        records,
+        [by_id[i] for i in ids],
         times,
         station_of,
         settings.stations,
@@ -90,20 +120,15 @@ def screen_frames_of(
         station = settings.stations.get(name) if name is not None else None
         ref = None if station is None else station.clear_sky_stars
         score, _ = cloud_scores(scan.stars[idx], reference=ref)
+        at = rows[idx]
         s = screen_frames(
-            times=np.array(
-                [
-                    np.datetime64("NaT") if t is None else np.datetime64(t.replace(tzinfo=None))
-                    for t in (times[i] for i in idx)
-                ],
-                "datetime64[ms]",
-            ),
+            times=_datetime64([times[i] for i in idx]),
             station=station,
             circle=circles[idx],
-            moon=np.asarray(store.moon)[rows[idx]],
-            moon_xyr=np.asarray(store.moon_xyr)[rows[idx]],
-            glare=np.asarray(store.glare)[rows[idx]],
-            glare_xyr=np.asarray(store.glare_xyr)[rows[idx]],
+            moon=np.asarray(store.moon)[at],
+            moon_xyr=np.asarray(store.moon_xyr)[at],
+            glare=np.asarray(store.glare)[at],
+            glare_xyr=np.asarray(store.glare_xyr)[at],
             bright_xy=scan.bright_xy[idx],
             cloud_score=score,
             settings=settings.screen,
@@ -118,6 +143,15 @@ def screen_frames_of(
     for flag in settings.exclude:
         excluded |= getattr(screening, flag).astype(bool)
     return Screened(ids, times, station_of, screening, scan, excluded)
+
+
+def _datetime64(times: Sequence[datetime | None]) -> np.ndarray:
+    """(N,) datetime64[ms] UTC (NaT for None)."""
+    out = np.full(len(times), np.datetime64("NaT"), "datetime64[ms]")
+    for k, t in enumerate(times):
+        if t is not None:
+            out[k] = np.datetime64(t.replace(tzinfo=None), "ms")
+    return out
 
 
 def _merge(parts: list[tuple[np.ndarray, Screening]], n: int) -> Screening:
@@ -232,3 +266,44 @@ def screen_if_enabled(
     if on_accepted is not None and len(ctx.ids) != before:
         on_accepted(len(ctx.ids))
     return ctx, found
+
+
+def screen_applied(
+    result: ApplyResult, settings: NightSettings, cache_dir: str, jobs: int | None
+) -> tuple[ApplyResult, Screened | None]:
+    """The screening of ``mode=apply``'s labelled images: the excluded ones (and their copies)
+    leave ``result`` for its rejections, reason ``screened``."""
+    if not settings.enabled or not result.ids or result.store is None:
+        return result, None
+    store = result.store
+    times = [store.timestamps[k] for k in store_rows(store, result.ids)]
+    found = screen_rows(
+        result.ids, times, result.records, store, settings, cache_dir, jobs or default_jobs()
+    )
+    if not found.excluded.any():
+        return result, found
+    keep = ~found.excluded
+    why = {
+        i: ", ".join(f for f in settings.exclude if getattr(found.screening, f)[k])
+        for k, i in enumerate(result.ids)
+        if found.excluded[k]
+    }
+    rejected = [*result.rejected, *(Rejection(i, "screened", d) for i, d in why.items())]
+    duplicates = {}
+    for dup, orig in result.duplicates.items():
+        if orig in why:
+            rejected.append(Rejection(dup, "screened", f"duplicate of {orig}: {why[orig]}"))
+        else:
+            duplicates[dup] = orig
+    kept = dataclasses.replace(
+        result,
+        ids=[i for i, k in zip(result.ids, keep, strict=True) if k],
+        labels=result.labels[keep],
+        distances=result.distances[keep],
+        novel=result.novel[keep],
+        embedding=result.embedding[keep],
+        rejected=rejected,
+        duplicates=duplicates,
+        features=None if result.features is None else result.features[keep],
+    )
+    return kept, found

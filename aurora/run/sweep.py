@@ -41,6 +41,7 @@ from aurora.run.finalize import check_some_cells, finalize, print_summary
 from aurora.run.grid import record_failure
 from aurora.run.main import check_settings, run_cells, start_run
 from aurora.run.prepare import finalize_prepare
+from aurora.run.screening import screen_if_enabled
 from aurora.run.settings import RunSettings
 from aurora.run_status import fail_run, finish_run
 
@@ -93,7 +94,8 @@ def run_sweep_cell(
 
     key = {cell.extractor: "extractor"}
     ctx = load_context(settings, job_dir, [cell.extractor], on_accepted, key)
-    (fit,) = fits  # load_context ran the checks before its first training or extraction
+    ctx, _ = screen_if_enabled(ctx, settings.nights, settings.cache_dir, settings.jobs, on_accepted)
+    fit = fits[-1]  # load_context ran the checks before its first training or extraction
     if fit.n_clusters[0] != cell.n_clusters:
         cell = dataclasses.replace(cell, n_clusters=fit.n_clusters[0], requested=cell.n_clusters)
     rows = run_cells(settings, ctx, [cell], job_dir, grid.stability_splits, keep_going=False)
@@ -175,10 +177,11 @@ def _finalize_sweep(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any]:
     known = {n: settings.extractors[n] for n in names if n in settings.extractors}
     settings = settings.with_nodes(extractors=known)
     ctx = load_context(settings, sweep_dir, list(known), n_cells=len(cells))
+    ctx, screened = screen_if_enabled(ctx, settings.nights, settings.cache_dir, settings.jobs)
     ks = sorted({int(c["n_clusters"]) for c in cells})
     grid = check_grid(ks, settings.grid.stability_splits)
     settings = settings.fitted(check_against_data(len(ctx.ids), grid, settings.fusion))
-    record = finalize(settings, ctx, cells, sweep_dir, failed=failed)
+    record = finalize(settings, ctx, cells, sweep_dir, failed=failed, screened=screened)
     print_summary(record.summary, sweep_dir)
     return record.summary
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,9 @@ class ApplyResult:
         n_inputs: every input seen (``M + len(duplicates) + len(rejected)``).
         duplicates: duplicate id -> id of the image with the same content (in ``ids``); a
             duplicate is labelled like its original.
+        features: (M, D) the images' features, or None.
+        store: the preprocessed store of the images (sky circle, Moon, times), or None.
+        records: the manifest's records (what was read).
     """
 
     ids: list[str]
@@ -66,6 +70,9 @@ class ApplyResult:
     rejected: list[Rejection]
     n_inputs: int
     duplicates: dict[str, str] = field(default_factory=dict)
+    features: np.ndarray | None = None
+    store: Any = None
+    records: list[Any] = field(default_factory=list)
 
 
 def label_images(
@@ -146,7 +153,17 @@ def label_images(
     thr = solution.novelty_threshold
     novel = dist > thr if thr is not None else np.zeros(len(dist), bool)
     return ApplyResult(
-        list(fs.ids), labels, dist, novel, emb, rejected, manifest.n_inputs, dict(store.duplicates)
+        list(fs.ids),
+        labels,
+        dist,
+        novel,
+        emb,
+        rejected,
+        manifest.n_inputs,
+        dict(store.duplicates),
+        features=feats,
+        store=store,
+        records=list(manifest.records),
     )
 
 
@@ -214,6 +231,7 @@ def apply_solution(
     device: str = "auto",
     limits: SolutionLimits | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    after_labels: Callable[[ApplyResult, Path], ApplyResult] | None = None,
 ) -> dict[str, Any]:
     """Label a folder of new images with a saved solution; outputs go into ``run_dir``.
 
@@ -232,6 +250,8 @@ def apply_solution(
         limits: the largest solution to read (:class:`aurora.solution.SolutionLimits`; by
             default its defaults and this machine's memory).
         max_pixels: an image whose header declares more pixels is rejected ``too large``.
+        after_labels: called with the labelled images and ``run_dir`` before the outputs are
+            written; what it returns is written (the run's screening and nights).
 
     Returns:
         The summary (also written to ``run_dir/apply_summary.json``); ``status.json`` follows
@@ -254,6 +274,8 @@ def apply_solution(
             device=device,
             max_pixels=max_pixels,
         )
+        if after_labels is not None:
+            result = after_labels(result, run_dir)
         write_apply_outputs(result, run_dir)
         summary = _summary(result, solution, root)
         atomic_write_text(run_dir / "apply_summary.json", json.dumps(summary, indent=2) + "\n")
