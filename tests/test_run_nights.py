@@ -161,3 +161,25 @@ def test_station_from_data_station_and_names(tiny_overrides: list[str]) -> None:
     assert stations_of(ids, nights) == ["themis_gill", "yrs", None]
     named = RunSettings.from_cfg(compose_cfg("cluster", [*tiny_overrides, "data.station=yrs"]))
     assert stations_of(ids, named.nights) == ["yrs"] * 3
+
+
+def test_readme_station_overrides_compose(tiny_overrides: list[str]) -> None:
+    """The README's station, screening and nights overrides, as written there."""
+    from aurora.run.settings import RunSettings
+
+    custom = "+stations.mycam={name:mycam,latitude:69.3,longitude:16.0,camera:{north_deg:0}}"
+    cfg = compose_cfg(
+        "cluster",
+        [
+            *tiny_overrides,
+            custom,
+            "data.station=mycam",
+            "stations.kho_sony.camera.north_deg=-28",
+            "screen.exclude=[]",
+            "nights.enabled=false",
+        ],
+    )
+    nights = RunSettings.from_cfg(cfg).nights
+    assert nights.station == "mycam" and nights.stations["mycam"].latitude == 69.3
+    assert nights.stations["kho_sony"].camera.north_deg == -28.0
+    assert nights.exclude == () and nights.enabled is False
