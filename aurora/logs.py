@@ -23,7 +23,7 @@ log = logging.getLogger("aurora")
 
 #: Loggers whose info lines the console leaves to the log file: a library's own account of what
 #: it does (hardware found, model summary, seeds), which aurora's stage lines already give.
-LIBRARY_LOGGERS = ("lightning", "pytorch_lightning")
+LIBRARY_LOGGERS = ("lightning", "pytorch_lightning", "timm")
 #: Lightning's loggers that print its notices (rank_zero_info, rank_zero_warn).
 _LIGHTNING_NOTICES = (
     "lightning.pytorch.utilities.rank_zero",
