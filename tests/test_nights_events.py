@@ -45,7 +45,9 @@ def test_piecewise_constant_features_exact_change_points() -> None:
 def test_uneven_cadence_min_event_in_seconds() -> None:
     # 5 s cadence: a 300 s minimum is 60 frames, so a 40-frame (200 s) blip is no event
     times, feats, seg = _night([100, 140], 300, cadence=5.0, seed=1)
-    events = find_events("n", times, features=feats, groups=None, settings=EventSettings())
+    events = find_events(
+        "n", times, features=feats, groups=None, settings=EventSettings(min_event_s=300.0)
+    )
     assert all(e.duration_s >= 300 - 5 for e in events)
 
 

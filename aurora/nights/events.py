@@ -8,11 +8,14 @@ of that (T, pca_dims + G) signal of least squared deviation from their means
 (``ruptures.Pelt``, cost ``model``) are the events.
 
 Penalty (a BIC-like rule): a change point is kept when it lowers the cost by more than
-``penalty * (D + 1) * sigma2 * log(T)``: D + 1 parameters per extra segment (its D means and
-its start), sigma2 the per-dimension noise variance of the D noisy (feature) dimensions,
-estimated from the frame-to-frame differences (median absolute deviation, robust to the jumps
-themselves); the one-hot dimensions are noise-free, so a lasting change of group always
-splits. The shortest event is ``min_event_s`` seconds, in frames at the night's median cadence.
+``penalty * (D + 1) * sigma2 * log(T)``: D + 1 parameters per extra segment (its D means, one
+per dimension of the signal, and its start), sigma2 the noise variance of a noisy (feature)
+dimension, estimated from the differences between frames one shortest event apart (median
+absolute deviation, robust to the jumps themselves: what varies faster than an event is
+noise); the one-hot dimensions are noise-free, so a lasting change of group always splits.
+The shortest event is ``min_event_s`` seconds (default: the width of the group filter), in
+frames at the night's median cadence. Defaults chosen by these rules, not fitted to the YRS
+labels (bench/bench_events.py measures them there).
 
 Event (a row of ``events.csv``): ``night``; ``start`` and ``end``, the times of its first and
 last frame (ISO 8601, UTC); ``duration_s = end - start``; ``group``, its most frequent fused
@@ -67,8 +70,8 @@ class EventSettings:
 
     pca_dims: int = 5
     group_weight: float = 1.0
-    group_smooth_s: float = 60.0
-    min_event_s: float = 300.0
+    group_smooth_s: float = 120.0
+    min_event_s: float = 120.0
     penalty: float = 1.0
     model: str = "l2"
     onset_window_s: float = 300.0
@@ -127,7 +130,7 @@ def majority_smooth(groups: np.ndarray, seconds: np.ndarray, width_s: float) -> 
     """(T,) the most frequent label (-1 counts as a label) among the frames within
     ``width_s / 2`` seconds of each frame; a tie keeps the frame's own label when it is among
     the most frequent, else the smallest. ``seconds`` must be sorted."""
-    groups = np.asarray(groups, dtype=np.int64)
+    groups = np.asarray(groups)  # any labels (ints, class names)
     if width_s <= 0 or groups.size == 0:
         return groups.copy()
     values, codes = np.unique(groups, return_inverse=True)
@@ -171,16 +174,19 @@ def event_signal(
     return np.hstack(parts)
 
 
-def noise_variance(signal: np.ndarray) -> tuple[float, int]:
+def noise_variance(signal: np.ndarray, lag: int = 1) -> tuple[float, int]:
     """Noise variance per dimension of ``signal`` (T, D) and the number of noisy dimensions.
 
-    From the frame-to-frame differences, robust to the change points themselves: the mean
-    over the dimensions whose differences vary of (1.4826 MAD(diff))^2 / 2. The one-hot group
-    dimensions are piecewise constant (MAD 0) and do not count.
+    From the differences between frames ``lag`` apart, robust to the change points themselves:
+    the mean over the dimensions whose differences vary of (1.4826 MAD(diff))^2 / 2. With
+    ``lag`` the shortest event, what varies faster than an event counts as noise (neighbouring
+    frames are near duplicates: lag 1 would see almost none). The one-hot group dimensions are
+    piecewise constant (MAD 0) and do not count.
     """
+    lag = max(1, min(int(lag), len(signal) - 1))
     if len(signal) < 3:
         return 0.0, 0
-    d = np.diff(signal, axis=0)
+    d = signal[lag:] - signal[:-lag]
     mad = np.median(np.abs(d - np.median(d, axis=0)), axis=0) * 1.4826
     noisy = mad > 0
     if not noisy.any():
@@ -205,10 +211,10 @@ def change_points(signal: np.ndarray, seconds: np.ndarray, settings: EventSettin
     min_size = max(2, int(round(settings.min_event_s / max(cadence, 1e-9))))
     if t < 2 * min_size:
         return np.zeros(0, dtype=np.int64)
-    sigma2, noisy = noise_variance(signal)
+    sigma2, _ = noise_variance(signal, lag=min_size)
     if sigma2 <= 0:  # a noise-free signal (clean groups only): any real change is kept
-        sigma2, noisy = max(float(np.var(signal, axis=0).mean()) * 1e-6, 1e-12), d
-    pen = settings.penalty * (noisy + 1) * sigma2 * math.log(t)
+        sigma2 = max(float(np.var(signal, axis=0).mean()) * 1e-6, 1e-12)
+    pen = settings.penalty * (d + 1) * sigma2 * math.log(t)
     algo = rpt.Pelt(model=settings.model, min_size=min_size, jump=1).fit(signal)
     ends = algo.predict(pen=pen)
     return np.asarray(ends[:-1], dtype=np.int64)

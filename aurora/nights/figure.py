@@ -104,8 +104,14 @@ def night_figure(
     data, opts = _display(keogram[:, idx])
     nrow = data.shape[0]
     for (a, b), (x0, x1) in zip(parts, spans, strict=True):
-        ax.imshow(data[:, a:b], extent=(x0, x1, nrow - 0.5, -0.5), origin="upper",
-                  aspect="auto", interpolation="nearest", **opts)  # fmt: skip
+        ax.imshow(
+            data[:, a:b],
+            extent=(x0, x1, nrow - 0.5, -0.5),
+            origin="upper",
+            aspect="auto",
+            interpolation="nearest",
+            **opts,
+        )
     ax.set_ylim(nrow - 0.5, -0.5)  # row 0 (north) at the top
     ax.set_yticks([0, nrow - 1], ["N", "S"])
     ax.set_ylabel("meridian")
@@ -117,8 +123,9 @@ def night_figure(
         pal = default_colours(int(g.max()) + 1 if g.size else 0) if colours is None else colours
         rgba = np.array([pal[v] if v >= 0 else UNASSIGNED for v in g]).reshape(1, -1, 4)
         for (a, b), (x0, x1) in zip(parts, spans, strict=True):
-            axes[axis].imshow(rgba[:, a:b], extent=(x0, x1, 0, 1), aspect="auto",
-                              interpolation="nearest")  # fmt: skip
+            axes[axis].imshow(
+                rgba[:, a:b], extent=(x0, x1, 0, 1), aspect="auto", interpolation="nearest"
+            )
         axes[axis].set_yticks([])
         axes[axis].set_ylabel("group", rotation=0, ha="right", va="center")
         axis += 1
