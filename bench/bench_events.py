@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--penalty", type=float, default=EventSettings().penalty)
     parser.add_argument("--group-weight", type=float, default=EventSettings().group_weight)
     parser.add_argument("--pca-dims", type=int, default=EventSettings().pca_dims)
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options before or after the overrides
     settings = EventSettings(
         min_event_s=args.min_event_s,
         penalty=args.penalty,

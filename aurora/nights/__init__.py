@@ -5,10 +5,10 @@ or aurora.sky.
 """
 
 from aurora.nights.activity import ActivityAccumulator, activity_curve, feature_change
+from aurora.nights.boundaries import BoundaryScore, boundary_f1
 from aurora.nights.events import (
     Event,
     EventSettings,
-    boundary_f1,
     find_events,
     read_events_csv,
     write_events_csv,
@@ -19,6 +19,7 @@ from aurora.nights.sessions import Nights, split_nights
 
 __all__ = [
     "ActivityAccumulator",
+    "BoundaryScore",
     "Event",
     "EventSettings",
     "Keogram",

@@ -15,6 +15,7 @@ from pathlib import Path
 import matplotlib.dates as mdates
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -61,6 +62,24 @@ def _spans(x: np.ndarray, parts: list[tuple[int, int]]) -> list[tuple[float, flo
     """The x extent of each run: half a cadence beyond its first and last frame."""
     half = float(np.median(np.diff(x))) / 2 if x.size > 1 else 1 / 86400
     return [(x[a] - half, x[b - 1] + half) for a, b in parts]
+
+
+def _group_strip(
+    ax: Axes,
+    groups: np.ndarray,
+    parts: list[tuple[int, int]],
+    spans: list[tuple[float, float]],
+    colours: np.ndarray | None,
+) -> None:
+    """Draw the (T,) groups as a colour strip, run by run, on ``ax``."""
+    pal = (
+        default_colours(int(groups.max()) + 1 if groups.size else 0) if colours is None else colours
+    )
+    rgba = np.array([pal[v] if v >= 0 else UNASSIGNED for v in groups]).reshape(1, -1, 4)
+    for (a, b), (x0, x1) in zip(parts, spans, strict=True):
+        ax.imshow(rgba[:, a:b], extent=(x0, x1, 0, 1), aspect="auto", interpolation="nearest")
+    ax.set_yticks([])
+    ax.set_ylabel("group", rotation=0, ha="right", va="center")
 
 
 def night_figure(
@@ -119,15 +138,7 @@ def night_figure(
         ax.set_title(title)
     axis = 1
     if groups is not None:
-        g = np.asarray(groups)[idx]
-        pal = default_colours(int(g.max()) + 1 if g.size else 0) if colours is None else colours
-        rgba = np.array([pal[v] if v >= 0 else UNASSIGNED for v in g]).reshape(1, -1, 4)
-        for (a, b), (x0, x1) in zip(parts, spans, strict=True):
-            axes[axis].imshow(
-                rgba[:, a:b], extent=(x0, x1, 0, 1), aspect="auto", interpolation="nearest"
-            )
-        axes[axis].set_yticks([])
-        axes[axis].set_ylabel("group", rotation=0, ha="right", va="center")
+        _group_strip(axes[axis], np.asarray(groups)[idx], parts, spans, colours)
         axis += 1
     if activity is not None:
         act = np.asarray(activity, dtype=np.float64)[idx]
