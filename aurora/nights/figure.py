@@ -152,7 +152,10 @@ def night_figure(
             axx.axvline(at, **({"ls": "--"} | style))
     if x.size:
         axes[0].set_xlim(spans[0][0], spans[-1][1])
-    axes[-1].xaxis.set_major_formatter(mdates.DateFormatter("%H:%M"))
+    # Ticks at round times; seconds shown only when the night is shorter than 10 minutes.
+    short = x.size > 0 and (x[-1] - x[0]) * 86400.0 < 600.0
+    axes[-1].xaxis.set_major_locator(mdates.AutoDateLocator(minticks=4, maxticks=12))
+    axes[-1].xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S" if short else "%H:%M"))
     day = str(t64[idx[0]])[:10] if idx.size else ""
     axes[-1].set_xlabel(f"UT {day}".strip())
     return fig
