@@ -6,10 +6,11 @@ Usage::
 
 Runs ``cluster.py experiment=real data=folder data.root=IMAGES data.truth=TRUTH <overrides>``
 in a subprocess into ``OUT/run`` (``--run-dir``: read an existing run instead), then reads the
-run's ``events.csv`` and ``labels.csv``. Until the run writes ``events.csv`` the events are
-computed here with :func:`aurora.nights.find_events` from the run's fused groups (``labels.csv``),
-its features (``solution/reference.npz``: ``ids``, ``features``), the frames' times (file names)
-and, for the onsets, the activity (w = 12) and mean brightness of an inscribed sky disc.
+run's ``events.csv`` and ``labels.csv``. Without ``events.csv`` (a run from before it), or
+with ``--recompute``, the events are computed here with :func:`aurora.nights.find_events` and
+this script's settings from the run's fused groups (``labels.csv``), its features
+(``solution/reference.npz``: ``ids``, ``features``), the frames' times (file names) and, for
+the onsets, the activity (w = 12) and mean brightness of an inscribed sky disc.
 
 Truth: ``truth.csv`` (``path,morphology,time``), each label replaced by the majority over +-60 s,
 a boundary wherever it changes. Beside the events: the naive boundaries (every change of the fused
@@ -120,6 +121,17 @@ def events_here(run_dir: Path, images: str, settings: EventSettings) -> tuple[li
     return events, {r["path"]: int(r["label"]) for r in rows}
 
 
+def run_settings(run_dir: Path) -> str:
+    """The run's ``nights.events`` settings, as its ``.hydra/config.yaml`` records them."""
+    config = run_dir / ".hydra" / "config.yaml"
+    if not config.exists():
+        return "unknown"
+    from omegaconf import OmegaConf
+
+    events = OmegaConf.select(OmegaConf.load(config), "nights.events")
+    return "unknown" if events is None else str(OmegaConf.to_container(events))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("images")
@@ -128,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--run-dir", type=Path, default=None, help="read this run, do not run")
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument(
+        "--recompute", action="store_true", help="events from the settings below, not events.csv"
+    )
     parser.add_argument("--min-event-s", type=float, default=EventSettings().min_event_s)
     parser.add_argument("--penalty", type=float, default=EventSettings().penalty)
     parser.add_argument("--group-weight", type=float, default=EventSettings().group_weight)
@@ -145,12 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = out / "run"
         print(f"run: {run_cluster(args.images, args.truth, args.overrides, run_dir):.0f} s")
     t0 = time.perf_counter()
-    if (run_dir / "events.csv").exists():
-        source = "the run's events.csv"
+    if (run_dir / "events.csv").exists() and not args.recompute:
+        source = f"the run's events.csv (settings: {run_settings(run_dir)})"
         events = read_events_csv(run_dir / "events.csv")
         fused = {r["path"]: int(r["label"]) for r in read_csv(run_dir / "labels.csv")}
     else:
-        source = "computed here from labels.csv + solution/reference.npz (no events.csv)"
+        source = f"computed here from labels.csv + solution/reference.npz, {settings}"
         events, fused = events_here(run_dir, args.images, settings)
     elapsed = time.perf_counter() - t0
     truth = [r for r in read_csv(Path(args.truth)) if r["path"] in fused]
@@ -167,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.seeds)
     ]
     rand_f1 = float(np.mean([r.f1 for r in rand]))
-    print(f"events: {source}, {elapsed:.1f} s; {settings}")
+    print(f"events: {source}; {elapsed:.1f} s")
     print(f"frames {len(truth)}; true boundaries {true_b.size} (labels smoothed over +-60 s)")
     durations = np.array([e.duration_s for e in events])
     print(
