@@ -15,8 +15,9 @@ def _night() -> tuple[np.ndarray, np.ndarray]:
     # 40 frames at 10 s, a 1 h gap, 40 more; top half bright (north), bottom half dark
     t0 = np.datetime64("2024-01-01T22:00:00", "ms")
     step = np.timedelta64(10_000, "ms")
-    times = np.concatenate([t0 + step * np.arange(40), t0 + np.timedelta64(1, "h") + step *
-                            np.arange(40)])  # fmt: skip
+    times = np.concatenate(
+        [t0 + step * np.arange(40), t0 + np.timedelta64(1, "h") + step * np.arange(40)]
+    )
     keo = np.zeros((32, 80), np.uint16)
     keo[:16] = 3000
     keo[16:] = 100
@@ -37,8 +38,14 @@ def test_gap_blank_and_north_up(tmp_path: Path) -> None:
         Event("n", start - timedelta(hours=1), start, 0.0, 0, 1.0, 1.0, 1.0, None, 0),
         Event("n", start + timedelta(minutes=30), start, 0.0, 1, 1.0, 1.0, 1.0, None, 1),
     ]
-    fig = night_figure(keo, times, groups=np.repeat([0, 1], 40), activity=np.arange(80.0),
-                       events=events, title="2024-01-01")  # fmt: skip
+    fig = night_figure(
+        keo,
+        times,
+        groups=np.repeat([0, 1], 40),
+        activity=np.arange(80.0),
+        events=events,
+        title="2024-01-01",
+    )
     ax = fig.axes[0]
     gap = mdates.date2num(np.datetime64("2024-01-01T22:30:00"))
     inside = mdates.date2num(np.datetime64("2024-01-01T22:03:00"))
@@ -63,7 +70,11 @@ def test_colour_keogram_and_season(tmp_path: Path) -> None:
     keo, times = _night()
     rgb = np.stack([keo // 20] * 3, axis=-1).astype(np.uint8)
     save_figure(night_figure(rgb, times), tmp_path / "rgb.png")
-    fig = season_figure(["2024-01-01", "2024-01-02"], np.array([80, 10]),
-                        np.array([[0.5, 0.5], [1.0, 0.0]]), np.array([[0.1, 0.0], [0.0, 1.0]]),
-                        ["twilight", "moon"])  # fmt: skip
+    fig = season_figure(
+        ["2024-01-01", "2024-01-02"],
+        np.array([80, 10]),
+        np.array([[0.5, 0.5], [1.0, 0.0]]),
+        np.array([[0.1, 0.0], [0.0, 1.0]]),
+        ["twilight", "moon"],
+    )
     assert save_figure(fig, tmp_path / "season.png").stat().st_size > 1000
