@@ -6,9 +6,11 @@ Usage::
 
 ``SEQ_DIR`` is built by ``python ../shared/data/yrs_recipe/build_yrs.py --images-git IMG_GIT
 --out SEQ_DIR --sequence N20031221G_08_11_1139`` (``../shared/REAL_DATA.md``): ``images/`` with
-the 1,139 frames, ``keogram.mat`` and ``changeLine.mat`` beside them. The frames are read the
-project's way (``aurora.data.sources.scan`` then ``aurora.data.decode.read_image``), one at a
-time, into :class:`aurora.nights.KeogramBuilder` and :class:`aurora.nights.ActivityAccumulator`.
+the 1,139 frames, ``keogram.mat`` and ``changeLine.mat`` beside them. The frames go the way a
+run takes them: ``aurora.data.sources.scan``, the station the file names name (``yrs``, its
+entry composed from ``conf/station/yrs.yaml``), and the run's night scan
+(:func:`aurora.run.night_scan.scan_nights`: the meridian and sky mask of that camera model,
+:class:`aurora.nights.KeogramBuilder`, :class:`aurora.nights.ActivityAccumulator`).
 
 Published definitions (DeepVisionforAurora/AuroEventSeg, MATLAB, 1-based):
 ``observeTool/Keogram/calcKeogram.m`` takes ``img(:, 220)``: image column 219 0-based, all 440
@@ -30,12 +32,15 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from aurora.data.decode import read_image
 from aurora.data.sources import scan
-from aurora.nights import ActivityAccumulator, KeogramBuilder
+from aurora.run.night_scan import ScanSettings, scan_nights
+from aurora.run.night_settings import NightSettings
+from aurora.sky.camera import sky_mask
+from aurora.sky.names import station_from_name
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SIDE = 440
-MERIDIAN_COLUMN = 219  # img(:, 220) in MATLAB
 WINDOW = 12
 LOOP_MARGIN = 60  # changeD is set for i = 1 + 60 .. T - 59 (1-based)
 
@@ -53,15 +58,36 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     manifest = scan(args.seq_dir / "images")
     records = sorted(manifest.records, key=lambda r: (r.timestamp is None, r.timestamp, r.id))
-    rows = np.arange(SIDE)
-    builder = KeogramBuilder(rows, np.full(SIDE, MERIDIAN_COLUMN))
-    activity = ActivityAccumulator(sky_disc(), window=WINDOW)
-    for record in records:
-        image = read_image(record)
-        builder.add(image, record.timestamp, record.id)
-        activity.add(image)
-    keo = builder.result()
-    act = activity.result()
+    names = {station_from_name(r.id) for r in records}
+    if names != {"yrs"}:
+        print(f"the file names name the stations {sorted(map(str, names))}, not yrs")
+        return 1
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("cluster")
+    stations = NightSettings.from_nodes(
+        station=None,
+        stations=OmegaConf.to_container(cfg.stations, resolve=True),
+        screen=None,
+        nights=None,
+    ).stations
+    camera = stations["yrs"].camera
+    same_mask = bool(np.array_equal(sky_mask(camera, None, (SIDE, SIDE)), sky_disc()))
+    print(f"the yrs camera's sky mask equals the published MATLAB mask: {same_mask}")
+    result = scan_nights(
+        records,
+        [r.timestamp for r in records],
+        ["yrs"] * len(records),
+        stations,
+        np.full((len(records), 3), np.nan),
+        settings=ScanSettings(window=WINDOW, max_size=None),
+        jobs=1,
+    )
+    (night,) = result.nights
+    keo = night
+    act = night.activity
     elapsed = time.perf_counter() - t0
 
     published = scipy.io.loadmat(args.seq_dir / "keogram.mat")["keogram"]

@@ -92,9 +92,17 @@ class ScanResult:
     nights: list[NightScan]
 
 
-def _night_circle(camera: Camera, circles: np.ndarray) -> np.ndarray:
-    """(3,) the night's zenith (x, y) and horizon radius."""
-    med = np.nanmedian(np.asarray(circles, np.float64).reshape(-1, 3), axis=0)
+def _night_circle(camera: Camera, circles: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """(3,) the night's zenith (x, y) and horizon radius: the camera's, else the median of the
+    detected circles, else the image's inscribed circle."""
+    c = np.asarray(circles, np.float64).reshape(-1, 3)
+    ok = np.isfinite(c).all(axis=1)
+    h, w = int(shape[0]), int(shape[1])
+    med = (
+        np.median(c[ok], axis=0)
+        if ok.any()
+        else np.array([(w - 1) / 2, (h - 1) / 2, min(h, w) / 2])
+    )
     x, y = camera.zenith if camera.zenith is not None else (med[0], med[1])
     r = camera.horizon_radius if camera.horizon_radius is not None else med[2]
     return np.array([x, y, r], np.float64)
@@ -151,8 +159,8 @@ def _scan_night(
 ) -> NightScan:
     """Read one night's frames (in time order) into its keogram and activity."""
     camera = station.camera if station is not None else Camera()
-    circle = _night_circle(camera, circles)
     first = read_image(records[0])
+    circle = _night_circle(camera, circles, first.shape)
     shape = (int(first.shape[0]), int(first.shape[1]))
     keo_rows, keo_cols = meridian_pixels(camera, circle, first.shape)
     keogram = KeogramBuilder(keo_rows, keo_cols)
