@@ -187,6 +187,21 @@ def screen_context(
     return without_rows(ctx, keep, why), found
 
 
+def screened_out(
+    rejected: Sequence[Rejection], duplicates: dict[str, str], dropped: dict[str, str]
+) -> tuple[list[Rejection], dict[str, str]]:
+    """The rejections with each ``dropped`` id (id -> flags) and each copy of one added, reason
+    ``screened``; the copies whose original stays."""
+    out = [*rejected, *(Rejection(i, "screened", d) for i, d in dropped.items())]
+    kept = {}
+    for dup, orig in duplicates.items():
+        if orig in dropped:
+            out.append(Rejection(dup, "screened", f"duplicate of {orig}: {dropped[orig]}"))
+        else:
+            kept[dup] = orig
+    return out, kept
+
+
 def without_rows(ctx: RunContext, keep: np.ndarray, why: Sequence[str]) -> RunContext:
     """``ctx`` without the rows where ``keep`` is false; each of them (and each copy of one)
     joins ``rejected`` with the reason ``screened`` and ``why[row]`` as detail."""
@@ -196,13 +211,7 @@ def without_rows(ctx: RunContext, keep: np.ndarray, why: Sequence[str]) -> RunCo
     rows = np.flatnonzero(keep)
     ids = [ctx.ids[i] for i in rows]
     dropped = {ctx.ids[i]: why[i] for i in np.flatnonzero(~keep)}
-    rejected = [*ctx.rejected, *(Rejection(i, "screened", d) for i, d in dropped.items())]
-    duplicates = {}
-    for dup, orig in ctx.duplicates.items():
-        if orig in dropped:
-            rejected.append(Rejection(dup, "screened", f"duplicate of {orig}: {dropped[orig]}"))
-        else:
-            duplicates[dup] = orig
+    rejected, duplicates = screened_out(ctx.rejected, ctx.duplicates, dropped)
     new_row = np.full(len(keep), -1, np.int64)
     new_row[rows] = np.arange(len(rows))
 
@@ -288,13 +297,7 @@ def screen_applied(
         for k, i in enumerate(result.ids)
         if found.excluded[k]
     }
-    rejected = [*result.rejected, *(Rejection(i, "screened", d) for i, d in why.items())]
-    duplicates = {}
-    for dup, orig in result.duplicates.items():
-        if orig in why:
-            rejected.append(Rejection(dup, "screened", f"duplicate of {orig}: {why[orig]}"))
-        else:
-            duplicates[dup] = orig
+    rejected, duplicates = screened_out(result.rejected, result.duplicates, why)
     kept = dataclasses.replace(
         result,
         ids=[i for i, k in zip(result.ids, keep, strict=True) if k],
