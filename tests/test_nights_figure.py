@@ -78,3 +78,15 @@ def test_colour_keogram_and_season(tmp_path: Path) -> None:
         ["twilight", "moon"],
     )
     assert save_figure(fig, tmp_path / "season.png").stat().st_size > 1000
+
+
+def test_season_without_groups_warns_nothing(tmp_path: Path) -> None:
+    """A night whose frames are all unassigned: no group legend, and no matplotlib warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = season_figure(
+            ["2024-01-01"], np.array([5]), np.zeros((1, 0)), np.zeros((1, 1)), ["moon"]
+        )
+        assert save_figure(fig, tmp_path / "season.png").stat().st_size > 1000

@@ -198,7 +198,7 @@ def season_figure(
         ax_g.text(p, 1.01, str(int(count)), ha="center", va="bottom", fontsize=7)
     ax_g.set_ylim(0, 1.1)
     ax_g.set_ylabel("share of frames\n(frames on top)")
-    if gs.shape[1] <= 20:
+    if 0 < gs.shape[1] <= 20:  # no group (nothing grouped yet): no legend to draw
         ax_g.legend(loc="upper left", bbox_to_anchor=(1, 1), fontsize=7)
     width = 0.8 / max(len(flag_names), 1)
     for f, name in enumerate(flag_names):
