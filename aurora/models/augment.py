@@ -51,6 +51,18 @@ class AugmentConfig:
         glow: peak brightness of the glow, drawn from [0, glow] (images are in [0, 1]).
         noise_p: probability of adding Gaussian pixel noise (sensor noise, residual stars).
         noise: its standard deviation, drawn from [0, noise].
+        crop_in_disc: keep each crop's circle inside the sky disc (its centre drawn within
+            ``1 - half side`` of the zenith), so no view shows the black outside the sky.
+        standardize_p: probability of setting the view's mean and standard deviation inside
+            the sky disc to ``standardize_mean`` and ``standardize_std`` (before the other
+            photometric changes, which then start from the same level in both views): the
+            frame's brightness and contrast no longer tell two frames apart.
+        standardize_mean: the mean grey level of a standardised view, in [0, 1].
+        standardize_std: its standard deviation inside the disc, > 0.
+        gamma_p: probability of a gamma change ``x ** g``.
+        gamma: range of ``g``, drawn log-uniformly.
+        offset_p: probability of adding a constant to the sky (a dark-level change).
+        offset: the constant drawn from [-offset, offset].
     """
 
     rotation_p: float = 1.0
@@ -73,12 +85,22 @@ class AugmentConfig:
     glow: float = 0.3
     noise_p: float = 0.0
     noise: float = 0.05
+    # Off by default: what breaks the brightness shortcut on real skies (issue 28); the
+    # synthetic demo's views are drawn exactly as before when these are off.
+    crop_in_disc: bool = False
+    standardize_p: float = 0.0
+    standardize_mean: float = 0.4
+    standardize_std: float = 0.2
+    gamma_p: float = 0.0
+    gamma: tuple[float, float] = (0.67, 1.5)
+    offset_p: float = 0.0
+    offset: float = 0.1
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
             if name.endswith("_p") and not 0.0 <= value <= 1.0:
                 raise SettingsError(f"augment.{name}", value, "a probability in [0, 1]")
-        for name in ("crop_scale", "crop_ratio", "blur_sigma"):
+        for name in ("crop_scale", "crop_ratio", "blur_sigma", "gamma"):
             lo, hi = getattr(self, name)
             if not 0.0 < lo <= hi:
                 raise SettingsError(f"augment.{name}", (lo, hi), "(lo, hi) with 0 < lo <= hi")
@@ -87,9 +109,13 @@ class AugmentConfig:
         for name in ("brightness", "contrast", "channel"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise SettingsError(f"augment.{name}", getattr(self, name), "a value in [0, 1)")
-        for name in ("glow", "noise"):
+        for name in ("glow", "noise", "offset", "standardize_mean"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise SettingsError(f"augment.{name}", getattr(self, name), "a value in [0, 1]")
+        if not 0.0 < self.standardize_std <= 0.5:
+            raise SettingsError(
+                "augment.standardize_std", self.standardize_std, "a value in (0, 0.5]"
+            )
 
 
 def sky_mask(height: int, width: int, device: torch.device | str = "cpu") -> torch.Tensor:
@@ -117,7 +143,7 @@ class SkyAugment(nn.Module):
 
     def __init__(self, **params: Any) -> None:
         super().__init__()
-        for key in ("crop_scale", "crop_ratio", "blur_sigma"):
+        for key in ("crop_scale", "crop_ratio", "blur_sigma", "gamma"):
             if key in params:
                 params[key] = tuple(params[key])
         known = {f.name for f in fields(AugmentConfig)}
@@ -144,8 +170,13 @@ class SkyAugment(nn.Module):
         ratio = torch.exp(log_r)
         cw = torch.sqrt(area * ratio).clamp(max=1.0)
         ch = torch.sqrt(area / ratio).clamp(max=1.0)
-        cx = (1 - cw) * (2 * torch.rand(n, generator=gen) - 1)
-        cy = (1 - ch) * (2 * torch.rand(n, generator=gen) - 1)
+        u, v = torch.rand(n, generator=gen), torch.rand(n, generator=gen)
+        if c.crop_in_disc:
+            # The crop's inscribed ellipse (the view's sky circle) inside the unit disc.
+            reach = (1 - torch.maximum(cw, ch)).clamp(min=0.0) * torch.sqrt(u)
+            cx, cy = reach * torch.cos(2 * math.pi * v), reach * torch.sin(2 * math.pi * v)
+        else:
+            cx, cy = (1 - cw) * (2 * u - 1), (1 - ch) * (2 * v - 1)
         crop = _bernoulli(c.crop_p, n, gen)
         cw, ch = torch.where(crop, cw, 1.0), torch.where(crop, ch, 1.0)
         cx, cy = torch.where(crop, cx, 0.0), torch.where(crop, cy, 0.0)
@@ -179,6 +210,29 @@ class SkyAugment(nn.Module):
         glow = amp[:, None, None] * torch.exp(-d / scale[:, None, None])
         glow = glow + rim[:, None, None] * r2**3
         return glow[:, None]
+
+    def _levels(self, x: torch.Tensor, mask: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Per-view standardisation inside the disc, then gamma; (n, C, H, W) -> same.
+
+        Random numbers are drawn only for the changes that are on, so views without them are
+        drawn exactly as before these options existed.
+        """
+        c = self.cfg
+        n, ch = x.shape[:2]
+        if c.standardize_p > 0:
+            apply = _bernoulli(c.standardize_p, n, gen).to(x.device)[:, None, None, None]
+            count = mask.sum() * ch
+            mean = (x * mask).sum(dim=(1, 2, 3), keepdim=True) / count
+            var = (((x - mean) * mask) ** 2).sum(dim=(1, 2, 3), keepdim=True) / count
+            std = var.sqrt().clamp(min=1e-4)
+            z = ((x - mean) / std * c.standardize_std + c.standardize_mean) * mask
+            x = torch.where(apply, z, x)
+        if c.gamma_p > 0:
+            lo, hi = math.log(c.gamma[0]), math.log(c.gamma[1])
+            g = torch.exp(_uniform(lo, hi, n, gen))
+            g = torch.where(_bernoulli(c.gamma_p, n, gen), g, torch.ones(n))
+            x = x.clamp(0.0, 1.0) ** g.to(x)[:, None, None, None]
+        return x
 
     def _blur(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         c = self.cfg
@@ -225,6 +279,7 @@ class SkyAugment(nn.Module):
         grid = F.affine_grid(theta, [n, ch, h, w], align_corners=False)
         out = F.grid_sample(work, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         out = out * mask
+        out = self._levels(out, mask, gen)
 
         bright = torch.where(
             _bernoulli(c.brightness_p, n, gen),
@@ -242,6 +297,13 @@ class SkyAugment(nn.Module):
         out = (out - sky_mean) * contrast + sky_mean
         out = out * bright
 
+        if c.offset_p > 0:
+            shift = torch.where(
+                _bernoulli(c.offset_p, n, gen),
+                _uniform(-c.offset, c.offset, n, gen),
+                torch.zeros(n),
+            )
+            out = out + shift.to(out)[:, None, None, None]
         if c.channel_p > 0:
             apply = _bernoulli(c.channel_p, n, gen)[:, None]
             gains = _uniform(1 - c.channel, 1 + c.channel, n * ch, gen).reshape(n, ch)
