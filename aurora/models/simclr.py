@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import timm
@@ -19,35 +20,85 @@ class BackboneError(AuroraError):
     """A timm backbone could not be built (unknown name or unavailable pretrained weights)."""
 
 
-def create_backbone(name: str, pretrained: bool, pretrained_file: str | None = None) -> nn.Module:
+def create_backbone(
+    name: str,
+    pretrained: bool,
+    pretrained_file: str | None = None,
+    model_kwargs: Mapping[str, Any] | None = None,
+    pretrained_cfg_overlay: Mapping[str, Any] | None = None,
+) -> nn.Module:
     """Build a timm model without classifier (``num_classes=0``: output = pooled features).
 
     Args:
         name: timm model name, e.g. ``resnet18``.
-        pretrained: load pretrained weights (from the hub, or from ``pretrained_file``).
-        pretrained_file: local weights file used instead of a download.
+        pretrained: load pretrained weights (from ``pretrained_file``, else the hub).
+        pretrained_file: local weights file (``.safetensors``/``.pth`` state dict), loaded with
+            strict keys (a classifier in the file is ignored); used only with ``pretrained``.
+        model_kwargs: extra ``timm.create_model`` arguments, e.g. ``{"pad_type": "same"}`` for
+            TensorFlow-trained weights.
+        pretrained_cfg_overlay: fields replacing timm's pretrained config (``mean``, ``std``):
+            the normalisation :class:`SimCLR` applies is read from the overlaid config.
 
     Returns:
         The backbone module; ``backbone.num_features`` is the feature size.
 
     Raises:
-        BackboneError: unknown model name, or pretrained weights that cannot be obtained.
+        BackboneError: unknown model name, bad ``model_kwargs``/overlay, pretrained weights
+            that cannot be obtained, or a weights file that does not fit the network.
     """
+    from aurora.extractors.timm_extractor import (
+        ExtractorConfigError,
+        _timm_value,
+        check_model_kwargs,
+        check_pretrained_cfg_overlay,
+    )
+    from aurora.extractors.weights import WeightsMismatchError, load_timm_weights
+
     if not timm.is_model(name):
         raise BackboneError(f"unknown timm backbone '{name}' (see timm.list_models())")
-    kwargs: dict[str, Any] = {"num_classes": 0}
-    if pretrained and pretrained_file:
-        kwargs["pretrained_cfg_overlay"] = {"file": str(pretrained_file)}
     try:
-        return timm.create_model(name, pretrained=pretrained, **kwargs)
+        extra = check_model_kwargs(name, model_kwargs or {})
+        overlay = check_pretrained_cfg_overlay(name, pretrained_cfg_overlay or {})
+    except ExtractorConfigError as err:
+        raise BackboneError(str(err).replace("extractor.", "model.")) from err
+    kwargs: dict[str, Any] = {**_timm_value(extra), "num_classes": 0}
+    if overlay:
+        kwargs["pretrained_cfg_overlay"] = _timm_value(overlay)
+    from_hub = pretrained and not pretrained_file
+    try:
+        model = timm.create_model(name, pretrained=from_hub, **kwargs)
     except Exception as err:  # hub/network/file errors come in many types
-        if not pretrained:
+        if not from_hub:
             raise BackboneError(f"could not build timm backbone '{name}': {err}") from err
         raise BackboneError(
             f"could not load pretrained weights for timm backbone '{name}' ({err}). "
             f"Without network access, download the weights elsewhere and set "
             f"model.pretrained_file=/path/to/{name}.safetensors, or use model.pretrained=false."
         ) from err
+    if pretrained and pretrained_file:
+        if not Path(pretrained_file).is_file():
+            raise BackboneError(
+                f"timm backbone '{name}': model.pretrained_file {pretrained_file} does not exist"
+            )
+        try:
+            load_timm_weights(model, pretrained_file, name)
+        except WeightsMismatchError as err:
+            raise BackboneError(f"timm backbone '{name}': model.pretrained_file: {err}") from err
+    return model
+
+
+def freeze_batch_norm(module: nn.Module) -> int:
+    """Put every batch-norm layer of ``module`` in eval mode (running statistics kept).
+
+    Returns:
+        The number of batch-norm layers frozen.
+    """
+    frozen = 0
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+            frozen += 1
+    return frozen
 
 
 class SimCLR(FeatureModule):
@@ -57,7 +108,13 @@ class SimCLR(FeatureModule):
         image_size: side S of the square training images (recorded for extraction).
         backbone: timm model name.
         pretrained: start from pretrained weights.
-        pretrained_file: local weights file for ``pretrained``.
+        pretrained_file: local weights file for ``pretrained`` (strict keys).
+        model_kwargs: extra ``timm.create_model`` arguments (``{"pad_type": "same"}`` for
+            TensorFlow-trained weights).
+        pretrained_cfg_overlay: fields replacing timm's pretrained config; its ``mean`` and
+            ``std`` are the input normalisation (0.5, 0.5 for TF weights: inputs in [-1, 1]).
+        freeze_bn: keep the backbone's batch-norm layers in eval mode while training (their
+            running statistics stay those of the initialisation; scales and shifts still learn).
         proj_hidden_dim: hidden width of the projection head.
         proj_dim: output size of the projection head.
         temperature: NT-Xent temperature.
@@ -79,6 +136,9 @@ class SimCLR(FeatureModule):
         backbone: str = "resnet18",
         pretrained: bool = False,
         pretrained_file: str | None = None,
+        model_kwargs: Mapping[str, Any] | None = None,
+        pretrained_cfg_overlay: Mapping[str, Any] | None = None,
+        freeze_bn: bool = False,
         proj_hidden_dim: int = 512,
         proj_dim: int = 128,
         temperature: float = 0.1,
@@ -99,6 +159,11 @@ class SimCLR(FeatureModule):
                 "backbone": backbone,
                 "pretrained": pretrained,
                 "pretrained_file": pretrained_file,
+                "model_kwargs": dict(model_kwargs) if model_kwargs else None,
+                "pretrained_cfg_overlay": (
+                    dict(pretrained_cfg_overlay) if pretrained_cfg_overlay else None
+                ),
+                "freeze_bn": bool(freeze_bn),
                 "proj_hidden_dim": proj_hidden_dim,
                 "proj_dim": proj_dim,
                 "temperature": temperature,
@@ -112,7 +177,9 @@ class SimCLR(FeatureModule):
                 "grid_images": grid_images,
             }
         )
-        self.backbone = create_backbone(backbone, pretrained, pretrained_file)
+        self.backbone = create_backbone(
+            backbone, pretrained, pretrained_file, model_kwargs, pretrained_cfg_overlay
+        )
         self.feature_dim = int(self.backbone.num_features)
         self.projector = nn.Sequential(
             nn.Linear(self.feature_dim, proj_hidden_dim),
@@ -130,6 +197,13 @@ class SimCLR(FeatureModule):
             "std", torch.tensor(data_cfg["std"]).view(1, 3, 1, 1), persistent=False
         )
         self._grid_batch: torch.Tensor | None = None
+
+    def train(self, mode: bool = True) -> SimCLR:
+        """Lightning's train/eval switch; with ``freeze_bn`` the backbone's norms stay in eval."""
+        super().train(mode)
+        if mode and self.hparams.get("freeze_bn", False):
+            freeze_batch_norm(self.backbone)
+        return self
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled backbone features (not the projection).
