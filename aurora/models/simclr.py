@@ -197,6 +197,8 @@ class SimCLR(FeatureModule):
             "std", torch.tensor(data_cfg["std"]).view(1, 3, 1, 1), persistent=False
         )
         self._grid_batch: torch.Tensor | None = None
+        if freeze_bn:
+            freeze_batch_norm(self.backbone)
 
     def train(self, mode: bool = True) -> SimCLR:
         """Lightning's train/eval switch; with ``freeze_bn`` the backbone's norms stay in eval."""
@@ -204,6 +206,11 @@ class SimCLR(FeatureModule):
         if mode and self.hparams.get("freeze_bn", False):
             freeze_batch_norm(self.backbone)
         return self
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # Lightning restores each submodule's recorded mode after validation, bypassing train().
+        if self.hparams.get("freeze_bn", False):
+            freeze_batch_norm(self.backbone)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled backbone features (not the projection).
