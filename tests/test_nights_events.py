@@ -141,3 +141,56 @@ def test_boundary_f1_is_a_largest_matching() -> None:
 def test_settings_validated(key: str, value: object) -> None:
     with pytest.raises(SettingsError, match=key):
         EventSettings(**{key: value})  # type: ignore[arg-type]
+
+
+def test_trend_cost_against_line_fits() -> None:
+    from aurora.nights.boundaries import trend_cost
+
+    rng = np.random.default_rng(3)
+    y = rng.normal(size=(40, 4))
+    cost = trend_cost(2).fit(y)
+    for a, b in [(0, 40), (5, 9), (10, 31), (37, 40)]:
+        t = np.arange(a, b)
+        slow = sum(
+            float((np.polyval(np.polyfit(t, y[a:b, j], 1), t) - y[a:b, j]) ** 2 @ np.ones(b - a))
+            for j in range(2)
+        ) + float(((y[a:b, 2:] - y[a:b, 2:].mean(axis=0)) ** 2).sum())
+        assert cost.error(a, b) == pytest.approx(slow, rel=1e-9, abs=1e-9)
+
+
+def test_drift_inside_events_is_no_boundary() -> None:
+    # three events whose features drift steadily (a ramp of 3 noise-free units) between jumps
+    rng = np.random.default_rng(4)
+    bounds, t = [80, 170], 260
+    seg = np.searchsorted(bounds, np.arange(t), side="right")
+    ramp = np.arange(t) - np.array([0, *bounds])[seg]
+    slope = rng.normal(size=(3, 6)) * 0.04
+    feats = rng.normal(size=(3, 6))[seg] * 4 + slope[seg] * ramp[:, None]
+    feats += rng.normal(scale=0.05, size=feats.shape)
+    times = [T0 + timedelta(seconds=10 * i) for i in range(t)]
+    found = find_events("n", times, features=feats, groups=None, settings=EventSettings())
+    starts = [int((e.start - T0).total_seconds() / 10) for e in found]
+    assert starts == [0, *bounds]
+    flat = find_events("n", times, features=feats, groups=None, settings=EventSettings(model="l2"))
+    assert len(flat) > 3  # a piecewise-constant cost cuts the drifts into steps
+
+
+def test_alternating_groups_are_one_event() -> None:
+    # groups 0 and 1 alternate every 2 frames (one sky, two clusters), then group 2
+    groups = np.concatenate([np.tile([0, 0, 1, 1], 25), np.full(100, 2)])
+    times = [T0 + timedelta(seconds=10 * i) for i in range(200)]
+    feats = np.random.default_rng(5).normal(scale=0.3, size=(200, 3))
+    feats[100:] += 1.0  # the features see one change too, and give the noise its scale
+    s = EventSettings(group_smooth_s=60.0, min_event_s=60.0, pca_dims=3)
+    events = find_events("n", times, features=feats, groups=groups, settings=s)
+    assert len(events) == 2 and events[1].group == 2
+    assert abs((events[1].start - T0).total_seconds() - 1000) <= 30
+
+
+def test_group_shares_over_time() -> None:
+    from aurora.nights.events import group_shares
+
+    sec = np.array([0.0, 10, 20, 30, 1000])
+    got = group_shares(np.array([0, 1, 1, -1, 0]), sec, 20.0)
+    want = [[1 / 2, 1 / 2], [1 / 3, 2 / 3], [0, 2 / 3], [0, 1 / 2], [1, 0]]
+    np.testing.assert_allclose(got, want)

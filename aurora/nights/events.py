@@ -1,21 +1,28 @@
 """Events of a night: change points of its features and group sequence, and onset candidates.
 
-Signal. The night's features are centred and reduced by PCA to ``pca_dims`` components,
-scaled so that their total variance is 1; beside them the one-hot code of each frame's fused
-group (unassigned = all zeros), after a majority filter over ``group_smooth_s`` seconds around
-the frame (a few stray frames do not make an event), multiplied by ``group_weight``. Segments
-of that (T, pca_dims + G) signal of least squared deviation from their means
-(``ruptures.Pelt``, cost ``model``) are the events.
+Signal. The night's features are centred and reduced by PCA to ``pca_dims`` components, scaled
+so that their total variance is 1; beside them, for each fused group, its share of the frames
+within ``group_smooth_s / 2`` seconds of the frame (unassigned frames count in no group),
+multiplied by ``group_weight``: a few stray frames do not make an event, and two groups that
+alternate frame by frame (one kind of sky split in two clusters) read as one steady mixture,
+not as many short events (without features: the one-hot code of the majority group over that
+window, exactly piecewise constant). Segments of that (T, pca_dims + G) signal of least squared
+deviation are the events (``ruptures.Pelt``, cost ``model``). With ``model`` "trend" (the
+default) each feature may follow a straight line in time inside a segment, each group share is
+constant: an arc that brightens or drifts for half an hour is one event, a jump is a boundary
+(``aurora.nights.boundaries.trend_cost``); "l2" etc. are piecewise-constant ``ruptures`` costs.
 
 Penalty (a BIC-like rule): a change point is kept when it lowers the cost by more than
-``penalty * (D + 1) * sigma2 * log(T)``: D + 1 parameters per extra segment (its D means, one
-per dimension of the signal, and its start), sigma2 the noise variance of a noisy (feature)
-dimension, estimated from the differences between frames one shortest event apart (median
-absolute deviation, robust to the jumps themselves: what varies faster than an event is
-noise); the one-hot dimensions are noise-free, so a lasting change of group always splits.
-The shortest event is ``min_event_s`` seconds (default: the width of the group filter), in
-frames at the night's median cadence. Defaults chosen by these rules, not fitted to the YRS
-labels (bench/bench_events.py measures them there).
+``penalty * (p + 1) * sigma2 * log(T)``: p parameters per extra segment (with "trend" a mean
+and a slope per feature and a mean per group share; else one mean per dimension) and its
+start; sigma2 the noise variance of a feature dimension, estimated from the differences
+between frames one shortest event apart (median absolute deviation, robust to the jumps
+themselves: what varies faster than an event is noise), and at least the sampling variance
+of a group share, ``group_weight^2 / (4 n)`` with n the mean number of frames in the group
+window (a share of 1/2 estimated from n frames). The shortest event is ``min_event_s``
+seconds (default: the width of the group window), in frames at the night's median cadence
+(at least 3 with "trend"). Defaults chosen by these rules, not fitted to the YRS labels
+(bench/bench_events.py measures them there, bench/bench_night_synth.py on the synthetic night).
 
 Event (a row of ``events.csv``): ``night``; ``start`` and ``end``, the times of its first and
 last frame (ISO 8601, UTC); ``duration_s = end - start``; ``group``, its most frequent fused
@@ -28,7 +35,8 @@ An event other than the night's first is one when all of:
 1. its dominant group is active: the night's groups ranked by mean activity over their
    frames, it is in the top ``active_fraction`` of them (at least one group);
 2. the peak activity within its first ``onset_window_s`` seconds is at least
-   ``onset_activity_ratio`` times the preceding event's mean activity;
+   ``onset_activity_ratio`` times the night's median activity (the windowed change peaks at
+   every boundary, so a preceding event's own mean is no steady reference);
 3. (only when a brightness curve is given) its mean brightness over its first
    ``onset_window_s`` seconds is at least ``onset_brightness_ratio`` times the preceding
    event's mean brightness.
@@ -46,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from aurora.errors import SettingsError
+from aurora.nights.boundaries import change_points
 
 #: Columns of ``events.csv``, in order.
 EVENT_COLUMNS = (
@@ -60,7 +69,7 @@ EVENT_COLUMNS = (
     "peak_time",
     "onset",
 )
-_MODELS = ("l2", "l1", "rbf", "normal")
+_MODELS = ("trend", "l2", "l1", "rbf", "normal")
 
 
 @dataclass(frozen=True)
@@ -72,9 +81,9 @@ class EventSettings:
     group_smooth_s: float = 120.0
     min_event_s: float = 120.0
     penalty: float = 1.0
-    model: str = "l2"
+    model: str = "trend"
     onset_window_s: float = 300.0
-    onset_activity_ratio: float = 2.0
+    onset_activity_ratio: float = 1.5
     onset_brightness_ratio: float = 1.2
     active_fraction: float = 0.34
 
@@ -152,6 +161,28 @@ def group_onehot(groups: np.ndarray) -> np.ndarray:
     return onehot
 
 
+def group_shares(groups: np.ndarray, seconds: np.ndarray, width_s: float) -> np.ndarray:
+    """(T, G) each group's share of the frames within ``width_s / 2`` seconds of each frame
+    (labels 0..G-1; -1 counts in the frames, in no group). ``seconds`` must be sorted."""
+    onehot = group_onehot(groups)
+    if width_s <= 0 or onehot.size == 0:
+        return onehot
+    c = np.concatenate([np.zeros((1, onehot.shape[1])), np.cumsum(onehot, axis=0)])
+    lo = np.searchsorted(seconds, seconds - width_s / 2, side="left")
+    hi = np.searchsorted(seconds, seconds + width_s / 2, side="right")
+    return (c[hi] - c[lo]) / (hi - lo)[:, None]
+
+
+def share_variance(groups: np.ndarray | None, seconds: np.ndarray, s: EventSettings) -> float:
+    """Sampling variance of a group share, ``group_weight^2 / (4 n)`` with n the mean number of
+    frames in the group window (a share of 1/2 from n frames; 0 without groups)."""
+    if groups is None or s.group_weight == 0 or s.group_smooth_s <= 0 or len(seconds) == 0:
+        return 0.0
+    lo = np.searchsorted(seconds, seconds - s.group_smooth_s / 2, side="left")
+    hi = np.searchsorted(seconds, seconds + s.group_smooth_s / 2, side="right")
+    return s.group_weight**2 / (4 * float(np.mean(hi - lo)))
+
+
 def event_signal(
     features: np.ndarray | None, groups: np.ndarray | None, seconds: np.ndarray, s: EventSettings
 ) -> np.ndarray:
@@ -166,57 +197,14 @@ def event_signal(
         total = float(np.sqrt((sv[:k] ** 2).sum() / max(len(f), 1)))
         parts.append(scores / total if total > 0 else scores)
     if groups is not None and s.group_weight > 0:
-        smooth = majority_smooth(groups, seconds, s.group_smooth_s)
-        parts.append(s.group_weight * group_onehot(smooth))
+        if parts:
+            shares = group_shares(groups, seconds, s.group_smooth_s)
+        else:  # no feature noise to hold the shares' ramps against: piecewise constant codes
+            shares = group_onehot(majority_smooth(groups, seconds, s.group_smooth_s))
+        parts.append(s.group_weight * shares)
     if not parts:
         raise SettingsError("features, groups", None, "at least one of them for the signal")
     return np.hstack(parts)
-
-
-def noise_variance(signal: np.ndarray, lag: int = 1) -> tuple[float, int]:
-    """Noise variance per dimension of ``signal`` (T, D) and the number of noisy dimensions.
-
-    From the differences between frames ``lag`` apart, robust to the change points themselves:
-    the mean over the dimensions whose differences vary of (1.4826 MAD(diff))^2 / 2. With
-    ``lag`` the shortest event, what varies faster than an event counts as noise (neighbouring
-    frames are near duplicates: lag 1 would see almost none). The one-hot group dimensions are
-    piecewise constant (MAD 0) and do not count.
-    """
-    lag = max(1, min(int(lag), len(signal) - 1))
-    if len(signal) < 3:
-        return 0.0, 0
-    d = signal[lag:] - signal[:-lag]
-    mad = np.median(np.abs(d - np.median(d, axis=0)), axis=0) * 1.4826
-    noisy = mad > 0
-    if not noisy.any():
-        return 0.0, 0
-    return float(np.mean(mad[noisy] ** 2) / 2), int(noisy.sum())
-
-
-def change_points(signal: np.ndarray, seconds: np.ndarray, settings: EventSettings) -> np.ndarray:
-    """Frame indices where a new event starts (sorted, excluding 0), by ``ruptures.Pelt``.
-
-    Args:
-        signal: (T, D) the night's signal (:func:`event_signal`).
-        seconds: (T,) sorted frame times in seconds (for the cadence).
-        settings: the penalty and the shortest event.
-    """
-    import ruptures as rpt
-
-    t, d = signal.shape
-    if t < 4:
-        return np.zeros(0, dtype=np.int64)
-    cadence = float(np.median(np.diff(seconds))) if t > 1 else 1.0
-    min_size = max(2, int(round(settings.min_event_s / max(cadence, 1e-9))))
-    if t < 2 * min_size:
-        return np.zeros(0, dtype=np.int64)
-    sigma2, _ = noise_variance(signal, lag=min_size)
-    if sigma2 <= 0:  # a noise-free signal (clean groups only): any real change is kept
-        sigma2 = max(float(np.var(signal, axis=0).mean()) * 1e-6, 1e-12)
-    pen = settings.penalty * (d + 1) * sigma2 * math.log(t)
-    algo = rpt.Pelt(model=settings.model, min_size=min_size, jump=1).fit(signal)
-    ends = algo.predict(pen=pen)
-    return np.asarray(ends[:-1], dtype=np.int64)
 
 
 def _nanmean(x: np.ndarray) -> float:
@@ -248,12 +236,12 @@ def _is_onset(
     """Criteria 2 and 3 of the module doc for the event ``seg`` after the event ``prev``."""
     first = np.arange(seg.start, seg.stop)
     first = first[seconds[first] - seconds[seg.start] <= s.onset_window_s]
-    prev_act = _nanmean(activity[prev])
+    typical = float(np.nanmedian(activity)) if np.isfinite(activity).any() else math.nan
     peak = activity[first]
     peak = float(np.nanmax(peak)) if np.isfinite(peak).any() else math.nan
-    if not (math.isfinite(prev_act) and math.isfinite(peak)):
+    if not (math.isfinite(typical) and math.isfinite(peak)):
         return False
-    if peak < s.onset_activity_ratio * prev_act:
+    if peak < s.onset_activity_ratio * typical:
         return False
     if brightness is None:
         return True
@@ -298,7 +286,17 @@ def find_events(
     act = np.full(t, np.nan) if activity is None else np.asarray(activity, np.float64)
     bri = None if brightness is None else np.asarray(brightness, np.float64)
     signal = event_signal(features, groups, seconds, settings)
-    bounds = [0, *change_points(signal, seconds, settings).tolist(), t]
+    n_feat = min(settings.pca_dims, *np.shape(features)) if features is not None else 0
+    found = change_points(
+        signal,
+        seconds,
+        n_features=n_feat,
+        share_variance=share_variance(groups, seconds, settings),
+        min_event_s=settings.min_event_s,
+        penalty=settings.penalty,
+        model=settings.model,
+    )
+    bounds = [0, *found.tolist(), t]
     active = active_groups(grp, act, settings.active_fraction)
     stamp = [datetime.fromtimestamp(x, UTC) for x in seconds]
     events: list[Event] = []
