@@ -76,8 +76,17 @@ def test_station_entries_instantiate(name: str) -> None:
     assert isinstance(station.camera, Camera)
 
 
-def test_station_none_is_empty() -> None:
-    assert "_target_" not in _entry("none")
+def test_every_entry_is_a_known_station_of_the_run() -> None:
+    """Each conf/station entry is composed into the run's `stations` under its own name."""
+    from pathlib import Path
+
+    names = {
+        p.stem for p in (Path(__file__).resolve().parents[1] / "conf" / "station").glob("*.yaml")
+    }
+    text = (Path(__file__).resolve().parents[1] / "conf" / "cluster.yaml").read_text()
+    for name in names:
+        assert f"station@stations.{name}: {name}" in text
+        assert instantiate(_entry(name)).name == name
 
 
 def test_yrs_camera_is_the_published_geometry() -> None:
