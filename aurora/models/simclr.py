@@ -197,8 +197,6 @@ class SimCLR(FeatureModule):
             "std", torch.tensor(data_cfg["std"]).view(1, 3, 1, 1), persistent=False
         )
         self._grid_batch: torch.Tensor | None = None
-        if freeze_bn:
-            freeze_batch_norm(self.backbone)
 
     def train(self, mode: bool = True) -> SimCLR:
         """Lightning's train/eval switch; with ``freeze_bn`` the backbone's norms stay in eval."""
