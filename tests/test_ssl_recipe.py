@@ -90,3 +90,29 @@ def test_the_recipe_wants_its_file_and_experiment_ssl_real_trains_it() -> None:
     demo = compose_cfg("cluster", ["experiment=demo"])
     assert demo.models.simclr.backbone == "resnet18"
     assert "crop_in_disc" not in demo.models.simclr.augment
+
+
+@pytest.mark.slow
+def test_cluster_py_trains_and_groups_with_experiment_ssl_real(
+    tiny_overrides: list[str], tmp_path: Path
+) -> None:
+    """``python cluster.py experiment=ssl_real``: the recipe trained from scratch (tiny), its
+    features grouped on the `minimal` store."""
+    from aurora.run import run_cluster
+
+    cfg = compose_cfg(
+        "cluster",
+        [
+            "experiment=ssl_real",
+            *tiny_overrides,
+            "grid.extractors=[simclr]",
+            "grid.n_clusters=[3]",
+            "models.simclr.pretrained=false",
+            "models.simclr.pretrained_file=null",
+            "models.simclr.proj_hidden_dim=32",
+            "models.simclr.proj_dim=16",
+        ],
+    )
+    summary = run_cluster(cfg, tmp_path / "run")
+    assert summary["n_failed_cells"] == 0
+    assert (tmp_path / "run" / "train" / "simclr").is_dir()
