@@ -38,12 +38,16 @@ class StageTimes(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__()
-        self.seconds = 0.0
+        self.stages: dict[str, float] = {}
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.stages.values())
 
     def emit(self, record: logging.LogRecord) -> None:
         m = _STAGE.search(record.getMessage())
         if m:
-            self.seconds += float(m.group(2))
+            self.stages[m.group(1)] = self.stages.get(m.group(1), 0.0) + float(m.group(2))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_one([*base, *extra], out)
         finally:
             logging.getLogger("aurora").removeHandler(handler)
+        if handler.stages:
+            print("  stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in handler.stages.items()))
         return time.perf_counter() - t0, handler.seconds
 
     logging.getLogger("aurora").setLevel(logging.INFO)

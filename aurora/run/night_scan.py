@@ -13,6 +13,7 @@ differs from the night's first is resized to it (a camera that changed resolutio
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing as mp
 from collections.abc import Iterator, Sequence
@@ -112,6 +113,14 @@ def _grey(image: np.ndarray) -> np.ndarray:
     return image.mean(axis=2) if image.ndim == 3 else image.astype(np.float64)
 
 
+@functools.lru_cache(maxsize=4)
+def _mask(camera: Camera, circle: tuple[float, ...], shape: tuple[int, ...]) -> np.ndarray:
+    """The sky mask of one geometry, kept: every frame of a night shares it."""
+    mask = sky_mask(camera, np.asarray(circle), shape)
+    mask.flags.writeable = False
+    return mask
+
+
 def _read_frame(
     task: tuple[ImageRecord, tuple[int, int] | None, Camera, np.ndarray],
 ) -> tuple[np.ndarray | None, float, float, tuple[float, float]]:
@@ -124,7 +133,7 @@ def _read_frame(
     if shape is not None and image.shape[:2] != shape:
         image = cv2.resize(image, (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
     grey = _grey(image)
-    mask = sky_mask(camera, circle, image.shape)
+    mask = _mask(camera, tuple(float(v) for v in circle), image.shape[:2])
     level = float(grey[mask].mean()) if mask.any() else float(grey.mean())
     stars = float(star_count(image, camera=camera, circle=circle))
     return image, level, stars, brightest_spot(image, circle)

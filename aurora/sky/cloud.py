@@ -23,6 +23,7 @@ twilight also hide stars; the screening records them separately.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import cv2
@@ -58,6 +59,29 @@ def _grey_square(image: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, float, f
     return crop, float(x0), float(y0), k
 
 
+@functools.lru_cache(maxsize=8)
+def _sky_of_square(
+    camera: Camera,
+    circle: tuple[float, ...],
+    shape: tuple[int, ...],
+    x0: float,
+    y0: float,
+    k: float,
+    min_elevation_deg: float,
+) -> np.ndarray:
+    """(h, w) bool, read-only: the work square's pixels inside the sky circle and above the
+    elevation. The same for every frame of a camera and night, so kept (a night's frames share
+    one geometry; computing it per frame was most of the cost)."""
+    c = np.asarray(circle)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    _, el = pixel_to_sky(
+        x0 + (xx + 0.5) * k - 0.5, y0 + (yy + 0.5) * k - 0.5, camera=camera, circle=c
+    )
+    sky = (el > min_elevation_deg) & (np.hypot(x0 + xx * k - c[0], y0 + yy * k - c[1]) < c[2])
+    sky.flags.writeable = False
+    return sky
+
+
 def star_count(
     image: np.ndarray,
     *,
@@ -86,11 +110,8 @@ def star_count(
     if c is None or c.shape != (3,):
         raise ValueError("star_count needs one circle (cx, cy, r)")
     sq, x0, y0, k = _grey_square(image, c)
-    yy, xx = np.mgrid[0 : sq.shape[0], 0 : sq.shape[1]]
-    _, el = pixel_to_sky(
-        x0 + (xx + 0.5) * k - 0.5, y0 + (yy + 0.5) * k - 0.5, camera=camera, circle=c
-    )
-    sky = (el > min_elevation_deg) & (np.hypot(x0 + xx * k - c[0], y0 + yy * k - c[1]) < c[2])
+    key = tuple(float(v) for v in c)
+    sky = _sky_of_square(camera, key, sq.shape, x0, y0, k, float(min_elevation_deg))
     if sky.sum() < 16:
         return 0
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (STAR_DISC, STAR_DISC))
