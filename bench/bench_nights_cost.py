@@ -11,7 +11,8 @@ turns: a warm-up with ``nights.enabled=false`` (fills the feature cache; not cou
 read again; nights off). Each line gives the run's wall seconds and, for the runs with nights,
 the seconds of its ``screen`` and ``nights`` stages from its log; the last line is
 ``nights_cost ratio=F stage_share=F`` (median on/off wall ratio; the two stages' share of the
-nights-on run).
+nights-on run). ``--cold``: every run starts from an empty cache of its own (preprocessing and
+MobileNet-v2 features included, as a first run on a new folder) and there is no warm-up.
 """
 
 from __future__ import annotations
@@ -59,7 +60,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/nights_cost_cache"))
     ap.add_argument("--out", type=Path, default=Path("/tmp/nights_cost"))
     ap.add_argument("--pairs", type=int, default=1)
+    ap.add_argument(
+        "--cold",
+        action="store_true",
+        help="every run from an empty cache (preprocessing and features too), as a first run",
+    )
     args = ap.parse_args(argv)
+    if args.cold:  # a cache of its own, emptied before every run (never the user's --cache)
+        args.cache = args.out / "cold_cache"
     base = [
         *real_overrides(args.weights),
         "data=folder",
@@ -85,12 +93,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logging.getLogger("aurora").setLevel(logging.INFO)
     print(f"load {load_avg()}")
-    warm, _ = timed("warmup", ["nights.enabled=false"])
-    print(f"warm-up (nights off, fills the feature cache): {warm:.1f} s")
+    if not args.cold:
+        warm, _ = timed("warmup", ["nights.enabled=false"])
+        print(f"warm-up (nights off, fills the feature cache): {warm:.1f} s")
     ratios, shares = [], []
     for k in range(args.pairs):
-        shutil.rmtree(args.cache / "nights", ignore_errors=True)
+        shutil.rmtree(args.cache / ("" if args.cold else "nights"), ignore_errors=True)
         on, stages = timed(f"on_{k}", [])
+        if args.cold:
+            shutil.rmtree(args.cache, ignore_errors=True)
         off, _ = timed(f"off_{k}", ["nights.enabled=false"])
         ratios.append(on / off)
         shares.append(stages / on)
