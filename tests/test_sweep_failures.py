@@ -172,6 +172,10 @@ def test_cli_sweep_with_a_failing_job_finishes_the_others(base: list[str], tmp_p
     assert "1 of 3 grid cells FAILED" in proc.stdout
     assert json.loads((sweep / "status.json").read_text())["state"] == "finished_with_failures"
     assert not (sweep / "7").exists() and not (sweep / ".previous").exists()
+    # The nights are written once, by the finalisation, in the sweep folder (none in the jobs).
+    assert (sweep / "screen.csv").is_file() and (sweep / "events.csv").is_file()
+    assert len(_read(sweep / "screen.csv")) == 24
+    assert not list(sweep.glob("*/events.csv"))
 
     # README: a job killed without a word (no cell.json, no failed.json) is found and counted
     # by ``python -m aurora.run finalize SWEEP``, which ranks and fuses what finished.
