@@ -19,6 +19,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.fabric.plugins import CheckpointIO, TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
@@ -132,14 +133,22 @@ def make_trainer(
     plugins = list(plugins) if isinstance(plugins, list | tuple) else [plugins]
     if not any(isinstance(p, CheckpointIO) for p in plugins):
         plugins.append(AtomicCheckpointIO())
-    return pl.Trainer(
-        default_root_dir=str(out_dir),
-        logger=logger,
-        callbacks=callbacks,
-        plugins=plugins,
-        enable_progress_bar=bar,
-        **trainer_kwargs,
-    )
+    try:
+        return pl.Trainer(
+            default_root_dir=str(out_dir),
+            logger=logger,
+            callbacks=callbacks,
+            plugins=plugins,
+            enable_progress_bar=bar,
+            **trainer_kwargs,
+        )
+    except MisconfigurationException as err:  # e.g. accelerator=gpu on a machine without one
+        asked = {
+            k: trainer_kwargs[k]
+            for k in ("accelerator", "devices", "strategy")
+            if k in trainer_kwargs
+        }
+        raise SettingsError("trainer", asked, str(err).splitlines()[0]) from None
 
 
 def instantiate_callbacks(nodes: Mapping[str, Any] | DictConfig | None) -> list[pl.Callback]:

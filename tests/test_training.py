@@ -250,3 +250,17 @@ def test_train_end_to_end(tmp_path: Path, monkeypatch) -> None:
     )
     res = train(cfg)
     assert res.global_step == 1
+
+
+def test_a_trainer_lightning_cannot_build_is_one_settings_line(tmp_path: Path) -> None:
+    """accelerator=gpu on a machine without one: a SettingsError naming ``trainer``, not a
+    Lightning traceback."""
+    import torch
+
+    from aurora.errors import SettingsError
+    from aurora.training import make_trainer
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.raises(SettingsError, match=r"^trainer=.*'accelerator': 'gpu'.*cannot work"):
+        make_trainer(tmp_path, accelerator="gpu", devices=1)
