@@ -183,3 +183,22 @@ def test_readme_station_overrides_compose(tiny_overrides: list[str]) -> None:
     assert nights.station == "mycam" and nights.stations["mycam"].latitude == 69.3
     assert nights.stations["kho_sony"].camera.north_deg == -28.0
     assert nights.exclude == () and nights.enabled is False
+
+
+def test_too_dark_frames_are_counted_in_the_night_they_fall_in() -> None:
+    from aurora.run.nights import _within
+
+    night = np.array(["2024-01-01T22:00", "2024-01-02T02:00"], "datetime64[ms]")
+    dark = np.array(
+        ["2024-01-01T21:30", "2024-01-02T03:59", "2024-01-02T04:01", "2024-01-01T12:00"],
+        "datetime64[ms]",
+    )
+    assert _within(dark, night, 7200) == 2  # within 2 h before the first or after the last frame
+    assert _within(dark[:0], night, 7200) == 0
+
+
+def test_summary_counts_too_dark_per_night(night_run: Path) -> None:
+    import json
+
+    nights = json.loads((night_run / "summary.json").read_text())["nights"]
+    assert nights and all("too_dark" in n and "flags" in n for n in nights)

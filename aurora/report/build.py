@@ -236,7 +236,8 @@ def _night_panels(summary: Mapping[str, Any], run_dir: Path, fig_dir: Path) -> l
         if not src.is_file():
             continue
         shutil.copyfile(src, fig_dir / f"night_{src.name}")
-        flags = ", ".join(f"{k} {v}" for k, v in (night.get("flags") or {}).items() if v)
+        counts = {**(night.get("flags") or {}), "too dark": night.get("too_dark", 0)}
+        flags = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
         panels.append({**night, "src": f"figures/night_{src.name}", "flag_text": flags})
     return panels
 

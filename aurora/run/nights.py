@@ -148,6 +148,7 @@ def write_nights(
                     "frames": len(frames),
                     "clustered": int(clustered.sum()),
                     "flags": {f: int(getattr(flags, f)[night.rows].sum()) for f in FLAGS},
+                    "too_dark": _within(screened.too_dark, night.times, settings.scan.gap_s),
                     "events": len(found),
                     "onsets": sum(e.onset for e in found),
                     "group_counts": np.bincount(
@@ -168,6 +169,14 @@ def write_nights(
         "screened_by_flag": {f: int(getattr(screened.screening, f).sum()) for f in FLAGS},
         "n_screened_out": int(screened.excluded.sum()),
     }
+
+
+def _within(times: np.ndarray, night: np.ndarray, gap_s: float) -> int:
+    """How many of ``times`` fall in the night's span, widened by the gap on both sides."""
+    if not len(times) or not len(night):
+        return 0
+    gap = np.timedelta64(int(gap_s * 1000), "ms")
+    return int(((times >= night.min() - gap) & (times <= night.max() + gap)).sum())
 
 
 def _season(path: Path, per_night: list[dict[str, Any]], n_groups: int) -> None:

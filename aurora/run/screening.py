@@ -21,7 +21,7 @@ from aurora.data.decode import default_jobs
 from aurora.data.manifest import ImageRecord
 from aurora.data.sources import Rejection
 from aurora.logs import log, stage
-from aurora.preprocess import PreprocessedStore
+from aurora.preprocess import TOO_DARK, PreprocessedStore
 from aurora.run.context import RunContext
 from aurora.run.features import ExtractedFeatures
 from aurora.run.night_scan import ScanResult, scan_cached
@@ -46,6 +46,8 @@ class Screened:
         screening: the flags and numbers (:class:`aurora.sky.screen.Screening`), (N,) each.
         scan: keograms, activity and per-frame numbers.
         excluded: (N,) bool, kept out of the grid by ``screen.exclude``.
+        too_dark: datetime64[ms] times of the inputs rejected ``too dark`` (for the nights'
+            counts; they are in no keogram).
     """
 
     ids: list[str]
@@ -54,6 +56,7 @@ class Screened:
     screening: Screening
     scan: ScanResult
     excluded: np.ndarray
+    too_dark: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, "datetime64[ms]"))
 
 
 def stations_of(ids: Sequence[str], settings: NightSettings) -> list[str | None]:
@@ -71,9 +74,19 @@ def screen_frames_of(
     n = sum(c is None for c in ctx.reference_classes) if ctx.reference_classes else len(ctx.ids)
     times = list(ctx.timestamps[:n]) or [None] * n
     store = next(iter(ctx.features.values())).store
-    return screen_rows(
+    found = screen_rows(
         ctx.ids[:n], times, ctx.stores.manifest.records, store, settings, cache_dir, jobs
     )
+    return with_too_dark(found, ctx.rejected, ctx.stores.manifest.records)
+
+
+def with_too_dark(
+    found: Screened, rejected: Sequence[Rejection], records: Sequence[ImageRecord]
+) -> Screened:
+    """``found`` with the times of the inputs rejected ``too dark`` (those with a time)."""
+    dark = {r.path for r in rejected if r.reason == TOO_DARK}
+    times = [r.timestamp for r in records if r.id in dark and r.timestamp is not None]
+    return dataclasses.replace(found, too_dark=_datetime64(times))
 
 
 def screen_rows(
@@ -289,6 +302,7 @@ def screen_applied(
     found = screen_rows(
         result.ids, times, result.records, store, settings, cache_dir, jobs or default_jobs()
     )
+    found = with_too_dark(found, result.rejected, result.records)
     if not found.excluded.any():
         return result, found
     keep = ~found.excluded
