@@ -28,6 +28,7 @@ from aurora.nights import (
     write_events_csv,
 )
 from aurora.nights.figure import night_figure, save_figure, season_figure
+from aurora.run.night_scan import NightScan
 from aurora.run.night_settings import NightSettings
 from aurora.run.screening import Screened
 from aurora.sky.screen import FLAGS
@@ -98,64 +99,16 @@ def write_nights(
         night_of = [""] * len(screened.ids)
         events: list[Event] = []
         per_night: list[dict[str, Any]] = []
-        keo_dir = out_dir / "keograms"
         n_groups = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 0
         for night in screened.scan.nights:
-            frames = [screened.ids[r] for r in night.rows]
             for r in night.rows:
                 night_of[r] = night.name
-            clustered = np.array([f in row_of for f in frames], bool)
-            at = np.array([row_of[f] for f in frames if f in row_of], np.int64)
-            groups = np.full(len(frames), SCREENED, np.int64)
-            groups[clustered] = labels[at]
-            change = np.full(len(frames), np.nan)
-            found: list[Event] = []
-            if clustered.sum() >= 2:
-                change[clustered] = feature_change(features[at], settings.scan.window)
-                found = find_events(
-                    night.name,
-                    night.times[clustered],
-                    features=features[at],
-                    groups=labels[at],
-                    activity=night.activity[clustered],
-                    brightness=screened.scan.brightness[night.rows][clustered],
-                    settings=settings.events,
-                )
+            found, entry = _write_night(
+                out_dir / "keograms", night, screened, settings, row_of, labels, features
+            )
+            entry["group_counts"] = np.bincount(entry.pop("labels"), minlength=n_groups).tolist()
             events += found
-            keo = Keogram(
-                keogram=night.keogram,
-                times=night.times,
-                paths=np.array(frames, dtype=str),
-                activity=night.activity,
-                feature_change=change,
-                groups=groups,
-            )
-            save_keogram(keo_dir / f"{night.name}.npz", keo)
-            fig = night_figure(
-                night.keogram,
-                night.times,
-                groups=np.where(groups == SCREENED, -1, groups),
-                activity=night.activity,
-                events=found,
-                title=f"{night.name}" + (f" ({night.station})" if night.station else ""),
-            )
-            save_figure(fig, keo_dir / f"{night.name}.png")
-            flags = screened.screening
-            per_night.append(
-                {
-                    "night": night.name,
-                    "station": night.station,
-                    "frames": len(frames),
-                    "clustered": int(clustered.sum()),
-                    "flags": {f: int(getattr(flags, f)[night.rows].sum()) for f in FLAGS},
-                    "too_dark": _within(screened.too_dark, night.times, settings.scan.gap_s),
-                    "events": len(found),
-                    "onsets": sum(e.onset for e in found),
-                    "group_counts": np.bincount(
-                        labels[at][labels[at] >= 0], minlength=n_groups
-                    ).tolist(),
-                }
-            )
+            per_night.append(entry)
         write_events_csv(events, out_dir / "events.csv")
         write_screen_csv(out_dir / "screen.csv", screened, night_of)
         if per_night:
@@ -168,6 +121,68 @@ def write_nights(
         "n_onsets": onsets,
         "screened_by_flag": {f: int(getattr(screened.screening, f).sum()) for f in FLAGS},
         "n_screened_out": int(screened.excluded.sum()),
+    }
+
+
+def _write_night(
+    keo_dir: Path,
+    night: NightScan,
+    screened: Screened,
+    settings: NightSettings,
+    row_of: dict[str, int],
+    labels: np.ndarray,
+    features: np.ndarray,
+) -> tuple[list[Event], dict[str, Any]]:
+    """One night: its events, ``NIGHT.npz`` and ``NIGHT.png``; its summary entry (with the
+    assigned ``labels`` of its clustered frames, for the group counts)."""
+    frames = [screened.ids[r] for r in night.rows]
+    clustered = np.array([f in row_of for f in frames], bool)
+    at = np.array([row_of[f] for f in frames if f in row_of], np.int64)
+    groups = np.full(len(frames), SCREENED, np.int64)
+    groups[clustered] = labels[at]
+    change = np.full(len(frames), np.nan)
+    found: list[Event] = []
+    if clustered.sum() >= 2:
+        change[clustered] = feature_change(features[at], settings.scan.window)
+        found = find_events(
+            night.name,
+            night.times[clustered],
+            features=features[at],
+            groups=labels[at],
+            activity=night.activity[clustered],
+            brightness=screened.scan.brightness[night.rows][clustered],
+            settings=settings.events,
+        )
+    keo = Keogram(
+        keogram=night.keogram,
+        times=night.times,
+        paths=np.array(frames, dtype=str),
+        activity=night.activity,
+        feature_change=change,
+        groups=groups,
+    )
+    save_keogram(keo_dir / f"{night.name}.npz", keo)
+    fig = night_figure(
+        night.keogram,
+        night.times,
+        groups=np.where(groups == SCREENED, -1, groups),
+        activity=night.activity,
+        events=found,
+        title=f"{night.name}" + (f" ({night.station})" if night.station else ""),
+    )
+    save_figure(fig, keo_dir / f"{night.name}.png")
+    flags = screened.screening
+    assigned = labels[at]
+    return found, {
+        "night": night.name,
+        "station": night.station,
+        "frames": len(frames),
+        "clustered": int(clustered.sum()),
+        "flags": {f: int(getattr(flags, f)[night.rows].sum()) for f in FLAGS},
+        "too_dark": _within(screened.too_dark, night.times, settings.scan.gap_s),
+        "events": len(found),
+        "onsets": sum(e.onset for e in found),
+        "labels": assigned[assigned >= 0],
     }
 
 
