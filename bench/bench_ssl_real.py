@@ -14,7 +14,8 @@ e.g. on the Yellow River Station day of ``../shared/REAL_DATA.md`` (``build_yrs.
 Trains with :func:`aurora.training.train` (what ``python train.py`` runs) on the ``train``
 config composed with ``data=folder data.root=TRAIN_DIR model=simclr_real
 model.pretrained_file=WEIGHTS preprocess=minimal preprocess.size=128 logger=none`` and the
-overrides (last wins; ``model.pretrained=false model.pretrained_file=null`` trains from scratch).
+overrides (last wins; ``model.pretrained=false model.pretrained_file=null`` trains from scratch;
+give ``trainer.max_epochs``: trainer=cpu's default is 20). Torch runs on ``--threads`` threads.
 ``--ckpt`` scores an existing checkpoint instead (no training). The labelled frames of DIR are
 preprocessed with the same chain at the training size and at ``--eval-size``.
 
@@ -104,7 +105,7 @@ def embed(fn: Callable[[Any], Any], images: Any, batch: int = 64) -> np.ndarray:
     out = []
     with torch.inference_mode():
         for start in range(0, len(images), batch):
-            x = torch.from_numpy(np.ascontiguousarray(images[start : start + batch]))
+            x = torch.from_numpy(np.array(images[start : start + batch]))  # a writable copy
             out.append(fn(x.permute(0, 3, 1, 2).float() / 255.0).double().numpy())
     return np.concatenate(out)
 
