@@ -1,4 +1,5 @@
-"""The time-aware half of a run, end to end on a tiny synthetic night: screening accounting,
+"""The time-aware half of a run, end to end on the session's tiny sky (one night of 24 frames
+at the KHO station): screening accounting,
 ``screen.csv``, keograms, events, the report's panels, ``mode=apply``, and the settings."""
 
 from __future__ import annotations
@@ -21,13 +22,10 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def night(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two hours of synthetic night at one frame a minute (64 px), with its truth tables."""
-    from aurora.data.synth import NightSpec, generate_night
-
-    root = tmp_path_factory.mktemp("night")
-    generate_night(root / "frames", NightSpec(seed=1, duration_s=7200, cadence_s=60), size=64)
-    return root / "frames"
+def night(tiny_sky: Path) -> Path:
+    """The session's tiny sky: 24 frames a minute apart, named like KHO frames (one night at
+    the station kho_sony), whose encoder the session has trained already."""
+    return tiny_sky
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +36,9 @@ def overrides(night: Path, tiny_cache: Path) -> list[str]:
         f"data.root={night}",
         f"paths.cache_dir={tiny_cache}",
         "grid.n_clusters=[3,4]",
-        "fusion.min_cluster_size=5",
+        "fusion.min_cluster_size=4",
+        # North up, so that a keogram column is one image column (the test below).
+        "stations.kho_sony.camera.north_deg=0",
         "screen.exclude=[cloud]",
     ]
 
@@ -60,7 +60,7 @@ def test_every_input_ends_in_one_file_and_screened_ones_say_why(
     rejected = _rows(night_run / "rejected.csv")
     assert sorted(labelled + [r["path"] for r in rejected]) == frames
     screened = [r for r in rejected if r["reason"] == "screened"]
-    assert screened, "the synthetic night shows few stars at 64 px: some frames are cloud"
+    assert screened, "the tiny sky shows few stars at 64 px: some frames are cloud"
     assert {r["detail"] for r in screened} == {"cloud"}
     screen = {r["path"]: r for r in _rows(night_run / "screen.csv")}
     assert set(screen) == set(labelled) | {r["path"] for r in screened}
@@ -73,9 +73,11 @@ def test_screen_csv_columns(night_run: Path) -> None:
     assert header[:2] == ["path", "time"]
     for col in ("sun_elevation", "moon_elevation", "daylight", "twilight", "moon", "cloud"):
         assert col in header
-    row = _rows(night_run / "screen.csv")[0]
-    # No station is named by synth_ file names: the ephemeris columns are empty, flags 0.
-    assert row["station"] == "" and row["sun_elevation"] == "" and row["daylight"] == "0"
+    rows = _rows(night_run / "screen.csv")
+    # LYR-Sony-... names: the KHO station, so the Sun and Moon come from the ephemeris.
+    assert {r["station"] for r in rows} == {"kho_sony"}
+    assert all(-90.0 <= float(r["sun_elevation"]) <= 90.0 for r in rows)
+    assert all(r["daylight"] == str(int(float(r["sun_elevation"]) > -6.0)) for r in rows)
 
 
 def test_keogram_holds_every_frame_with_real_columns(night: Path, night_run: Path) -> None:
