@@ -30,7 +30,7 @@ import numpy as np
 from aurora.errors import SettingsError
 
 
-def _check_window(window: int, name: str = "window") -> int:
+def check_window(window: int, name: str = "window") -> int:
     if isinstance(window, bool) or not isinstance(window, int | np.integer) or window < 1:
         raise SettingsError(f"nights.activity.{name}", window, "an integer >= 1 (frames)")
     return int(window)
@@ -64,7 +64,7 @@ class ActivityAccumulator:
     """
 
     def __init__(self, mask: np.ndarray, *, window: int, max_size: int | None = None) -> None:
-        self.window = _check_window(window)
+        self.window = check_window(window)
         if max_size is not None and (isinstance(max_size, bool) or int(max_size) < 1):
             raise SettingsError("nights.activity.max_size", max_size, "None or an integer >= 1")
         mask = np.asarray(mask)
@@ -137,7 +137,7 @@ def feature_change(features: np.ndarray, window: int) -> np.ndarray:
     Returns:
         (T,) float64; NaN for i < w and i > T - w.
     """
-    w = _check_window(window)
+    w = check_window(window)
     f = np.asarray(features, dtype=np.float64)
     if f.ndim != 2:
         raise SettingsError("features", f.shape, "a (T, D) array")

@@ -31,10 +31,9 @@ from aurora.logs import stage
 from aurora.run.context import RunContext, load_context
 from aurora.run.finalize import finalize, print_summary
 from aurora.run.grid import run_grid
-from aurora.run.night_settings import NightSettings
 from aurora.run.nights import write_nights
 from aurora.run.screening import screen_applied, screen_if_enabled
-from aurora.run.settings import BudgetSettings, ExtractSettings, RunSettings
+from aurora.run.settings import BudgetSettings, ExtractSettings, RunSettings, night_settings
 from aurora.run_status import begin_run, fail_run, finish_run
 
 
@@ -205,12 +204,7 @@ def run_apply(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     from aurora.solution import SolutionLimits, apply_solution  # torch: only when there is work
 
     memory = None if budget.memory_gb is None else int(budget.memory_gb * 2**30)
-    nights = NightSettings.from_nodes(
-        station=cfg.data.get("station"),
-        stations=plain(cfg.get("stations")),
-        screen=plain(cfg.get("screen")),
-        nights=plain(cfg.get("nights")),
-    )
+    nights = night_settings(cfg)
     cache_dir = str(cfg.paths.cache_dir)
 
     def after_labels(result: Any, out_dir: Path) -> Any:

@@ -30,6 +30,7 @@ from aurora.data.decode import read_image
 from aurora.data.manifest import ImageRecord
 from aurora.data.sources import ImageReadError
 from aurora.nights import ActivityAccumulator, KeogramBuilder, Nights, split_nights
+from aurora.nights.keogram import to_datetime64
 from aurora.sky.camera import meridian_pixels, sky_mask
 from aurora.sky.cloud import star_count
 from aurora.sky.spot import brightest_spot
@@ -245,7 +246,7 @@ def scan_nights(
             rows = idx[nights.frames(k)]
             order = np.argsort(np.array([times[i].timestamp() for i in rows]), kind="stable")
             rows = rows[order]
-            t64 = np.array([np.datetime64(times[i].replace(tzinfo=None), "ms") for i in rows])
+            t64 = to_datetime64([times[i] for i in rows])
             found.append(
                 _scan_night(
                     label,

@@ -10,6 +10,7 @@ from typing import Any
 
 from aurora.errors import SettingsError
 from aurora.nights import EventSettings
+from aurora.nights.activity import check_window
 from aurora.run.night_scan import ScanSettings
 from aurora.sky.screen import ScreenSettings
 from aurora.sky.station import Camera, Station
@@ -112,9 +113,7 @@ def _station(name: str, node: Any) -> Station:
 def _scan_settings(gap: Any, activity: dict[str, Any]) -> ScanSettings:
     if isinstance(gap, bool) or not isinstance(gap, int | float) or not gap > 0:
         raise SettingsError("nights.gap", gap, "seconds > 0")
-    window = activity.get("window", 12)
-    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise SettingsError("nights.activity.window", window, "an integer >= 1 (frames)")
+    window = check_window(activity.get("window", 12))
     max_size = activity.get("max_size", 512)
     if max_size is not None and (
         isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 8

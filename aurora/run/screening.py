@@ -21,6 +21,7 @@ from aurora.data.decode import default_jobs
 from aurora.data.manifest import ImageRecord
 from aurora.data.sources import Rejection
 from aurora.logs import log, stage
+from aurora.nights.keogram import to_datetime64
 from aurora.preprocess import TOO_DARK, PreprocessedStore
 from aurora.run.context import RunContext
 from aurora.run.features import ExtractedFeatures
@@ -58,6 +59,10 @@ class Screened:
     excluded: np.ndarray
     too_dark: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, "datetime64[ms]"))
 
+    def why(self, row: int, exclude: Sequence[str]) -> str:
+        """The flags of ``exclude`` that frame ``row`` carries (a ``screened`` detail)."""
+        return ", ".join(f for f in exclude if getattr(self.screening, f)[row])
+
 
 def stations_of(ids: Sequence[str], settings: NightSettings) -> list[str | None]:
     """Each frame's station: ``data.station``, else the one its file name names (if known)."""
@@ -86,7 +91,7 @@ def with_too_dark(
     """``found`` with the times of the inputs rejected ``too dark`` (those with a time)."""
     dark = {r.path for r in rejected if r.reason == TOO_DARK}
     times = [r.timestamp for r in records if r.id in dark and r.timestamp is not None]
-    return dataclasses.replace(found, too_dark=_datetime64(times))
+    return dataclasses.replace(found, too_dark=to_datetime64(times))
 
 
 def screen_rows(
@@ -135,7 +140,7 @@ def screen_rows(
         score, _ = cloud_scores(scan.stars[idx], reference=ref)
         at = rows[idx]
         s = screen_frames(
-            times=_datetime64([times[i] for i in idx]),
+            times=to_datetime64([times[i] for i in idx]),
             station=station,
             circle=circles[idx],
             moon=np.asarray(store.moon)[at],
@@ -156,15 +161,6 @@ def screen_rows(
     for flag in settings.exclude:
         excluded |= getattr(screening, flag).astype(bool)
     return Screened(ids, times, station_of, screening, scan, excluded)
-
-
-def _datetime64(times: Sequence[datetime | None]) -> np.ndarray:
-    """(N,) datetime64[ms] UTC (NaT for None)."""
-    out = np.full(len(times), np.datetime64("NaT"), "datetime64[ms]")
-    for k, t in enumerate(times):
-        if t is not None:
-            out[k] = np.datetime64(t.replace(tzinfo=None), "ms")
-    return out
 
 
 def _merge(parts: list[tuple[np.ndarray, Screening]], n: int) -> Screening:
@@ -196,7 +192,7 @@ def screen_context(
     keep[: len(found.ids)] = ~found.excluded
     why = [""] * len(ctx.ids)
     for i in np.flatnonzero(found.excluded):
-        why[i] = ", ".join(f for f in settings.exclude if getattr(found.screening, f)[i])
+        why[i] = found.why(i, settings.exclude)
     return without_rows(ctx, keep, why), found
 
 
@@ -306,11 +302,7 @@ def screen_applied(
     if not found.excluded.any():
         return result, found
     keep = ~found.excluded
-    why = {
-        i: ", ".join(f for f in settings.exclude if getattr(found.screening, f)[k])
-        for k, i in enumerate(result.ids)
-        if found.excluded[k]
-    }
+    why = {i: found.why(k, settings.exclude) for k, i in enumerate(result.ids) if found.excluded[k]}
     rejected, duplicates = screened_out(result.rejected, result.duplicates, why)
     kept = dataclasses.replace(
         result,

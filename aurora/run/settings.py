@@ -172,6 +172,17 @@ class BudgetSettings:
         return cls(size("memory_gb"), size("disk_gb"), check)
 
 
+def night_settings(cfg: DictConfig) -> NightSettings:
+    """The time-aware settings of a ``cluster`` config (``data.station``, ``stations``,
+    ``screen``, ``nights``), checked (:meth:`NightSettings.from_nodes`)."""
+    return NightSettings.from_nodes(
+        station=cfg.data.get("station"),
+        stations=plain(cfg.get("stations")),
+        screen=plain(cfg.get("screen")),
+        nights=plain(cfg.get("nights")),
+    )
+
+
 #: Fusion values that the data can lower (:class:`aurora.checks.DataFit`), as paths in ``fusion``.
 _FITTED = (("min_cluster_size",), ("search", "min_sizes"), ("search", "target_groups"))
 _INTERPOLATION = re.compile(r"^\$\{(\.*)([A-Za-z_][\w.]*)\}$")
@@ -292,12 +303,7 @@ class RunSettings:
             config=plain(cfg),
             fusion_links=tuple(_links(OmegaConf.to_container(cfg.fusion, resolve=False))),
             budget=BudgetSettings.from_node(plain(cfg.get("budget"))),
-            nights=NightSettings.from_nodes(
-                station=data.get("station"),
-                stations=plain(cfg.get("stations")),
-                screen=plain(cfg.get("screen")),
-                nights=plain(cfg.get("nights")),
-            ),
+            nights=night_settings(cfg),
         )
 
     def with_nodes(self, **groups: dict[str, dict[str, Any]]) -> RunSettings:
