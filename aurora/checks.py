@@ -224,13 +224,14 @@ def check_training(
 
     Raises:
         SettingsError: ``batch_size`` < 2, ``num_workers`` < 0, ``val_fraction`` outside
-            [0, 0.5], ``pin_memory`` not null/true/false, ``trainer.max_epochs`` not an integer
+            [0, 0.5], ``pin_memory`` not null/true/false, ``temporal_pair`` < 0, ``trainer.max_epochs`` not an integer
             >= 1 (or null), ``trainer.max_steps`` not -1 or an integer >= 1, or both unbounded
             (-1): the learning-rate schedule needs a finite length.
     """
     check_int(f"{loader_key}.batch_size", loader.get("batch_size"), 2)
     check_int(f"{loader_key}.num_workers", loader.get("num_workers", 0), 0)
     check_number(f"{loader_key}.val_fraction", loader.get("val_fraction", 0.0), 0.0, 0.5)
+    check_int(f"{loader_key}.temporal_pair", loader.get("temporal_pair", 0), 0)
     pin = loader.get("pin_memory")
     if pin is not None and not isinstance(pin, bool):
         raise SettingsError(

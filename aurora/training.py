@@ -285,6 +285,12 @@ def fit_model(
     dm = SkyDataModule(images, loader or LoaderConfig(), seed=seed)
     # _convert_="all": hyperparameters must be plain containers to load with weights_only=True.
     model = instantiate(plain(model_cfg), image_size=dm.image_size, seed=seed, _convert_="all")
+    if dm.loader.temporal_pair and not getattr(model, "accepts_pairs", False):
+        raise SettingsError(
+            "loader.temporal_pair",
+            dm.loader.temporal_pair,
+            f"{type(model).__name__} trains on single images; 0 (pairs are for model=simclr)",
+        )
     # A checkpoint holds at least the weights (AdamW adds two moments): refuse now rather than
     # after the first epoch when even that will not fit.
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())

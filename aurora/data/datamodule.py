@@ -27,12 +27,18 @@ class LoaderConfig:
         val_fraction: fraction of images held out for validation (at least 2 images; none
             when there are fewer than 4).
         pin_memory: pin host memory; None = only when CUDA is available.
+        temporal_pair: 0: each item is one image (a model draws its two views from it);
+            k > 0: each item is the image and another drawn uniformly from the images at most
+            k rows away in the array (a store is in the order of its sorted names, which is
+            time order for camera folders), so a contrastive model's two views are two moments
+            of the sky a few frames apart.
     """
 
     batch_size: int = 256
     num_workers: int = 4
     val_fraction: float = 0.05
     pin_memory: bool | None = None
+    temporal_pair: int = 0
 
 
 class ImageArrayDataset(Dataset):
@@ -54,6 +60,41 @@ class ImageArrayDataset(Dataset):
         """Image (3, S, S) float32 in [0, 1]."""
         img = np.asarray(self.images[self.indices[i]])
         return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
+
+
+class TemporalPairDataset(ImageArrayDataset):
+    """Pairs of float images: each selected row with a neighbour at most ``k`` rows away.
+
+    The neighbour is drawn uniformly among the selected rows within ``k`` of the item's row
+    (itself when it has none), from torch's generator (seeded per loader worker by Lightning).
+
+    Args:
+        images: (N, S, S, 3) uint8 array, rows in time order.
+        indices: rows of ``images`` that make up this dataset.
+        k: the largest row distance of a pair (> 0).
+    """
+
+    def __init__(self, images: np.ndarray, indices: np.ndarray, k: int) -> None:
+        super().__init__(images, np.sort(np.asarray(indices, dtype=np.int64)))
+        if k < 1:
+            raise DataError(f"temporal pairs need k >= 1, got {k}")
+        self.k = int(k)
+        rows = self.indices
+        # [lo[i], hi[i]) = positions of the selected rows within k of row i, itself excluded.
+        self._lo = np.searchsorted(rows, rows - self.k, side="left")
+        self._hi = np.searchsorted(rows, rows + self.k, side="right")
+
+    def neighbour(self, i: int) -> int:
+        """Position (in this dataset) of a random neighbour of item ``i`` (``i`` if none)."""
+        lo, hi = int(self._lo[i]), int(self._hi[i])
+        if hi - lo <= 1:
+            return i
+        j = lo + int(torch.randint(hi - lo - 1, (1,)).item())
+        return j + 1 if j >= i else j
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        """Images (2, 3, S, S) float32 in [0, 1]: the item and its neighbour."""
+        return torch.stack([super().__getitem__(i), super().__getitem__(self.neighbour(i))])
 
 
 class EpochSeededSampler(Sampler[int]):
@@ -140,8 +181,14 @@ class SkyDataModule(pl.LightningDataModule):
             "persistent_workers": workers > 0,
         }
 
+    def _dataset(self, indices: np.ndarray) -> Dataset:
+        k = self.loader.temporal_pair
+        if k:
+            return TemporalPairDataset(self.images, indices, k)
+        return ImageArrayDataset(self.images, indices)
+
     def train_dataloader(self) -> DataLoader:
-        ds = ImageArrayDataset(self.images, self.train_idx)
+        ds = self._dataset(self.train_idx)
         distributed = self.trainer is not None and self.trainer.world_size > 1
         sampler: Sampler[int]
         if distributed:
@@ -163,5 +210,5 @@ class SkyDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         if len(self.val_idx) == 0:
             return []
-        ds = ImageArrayDataset(self.images, self.val_idx)
+        ds = self._dataset(self.val_idx)
         return DataLoader(ds, shuffle=False, **self._kwargs())

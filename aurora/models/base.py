@@ -46,6 +46,9 @@ class FeatureModule(pl.LightningModule):
     """
 
     feature_dim: int
+    #: Whether a training item may be a pair of images (B, 2, 3, S, S): see
+    #: ``LoaderConfig.temporal_pair``.
+    accepts_pairs: bool = False
     #: Set by :class:`aurora.models.callbacks.ChannelsLast`; inputs are then made channels-last.
     channels_last: bool = False
 

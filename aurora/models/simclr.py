@@ -225,16 +225,21 @@ class SimCLR(FeatureModule):
         """Projections (B, proj_dim) of images (B, 3, H, W) in [0, 1]."""
         return self.projector(self.encode(x))
 
+    accepts_pairs = True
+
     def _shared_step(self, x: torch.Tensor, stage: str, step: int) -> torch.Tensor:
+        """NT-Xent of one batch: (B, 3, S, S) images, or (B, 2, 3, S, S) temporal pairs whose
+        first and second images give the first and second views."""
         gen = self.view_generator(stage, step)
-        v1 = self.augment(x, gen)
-        v2 = self.augment(x, gen)
+        first, second = (x[:, 0], x[:, 1]) if x.ndim == 5 else (x, x)
+        v1 = self.augment(first, gen)
+        v2 = self.augment(second, gen)
         z = self(torch.cat([v1, v2]))
         z1, z2 = z.chunk(2)
         loss = self.criterion(z1, z2)
         pos, neg = pair_similarities(z1.detach(), z2.detach())
         on_step = stage == "train"
-        kw = {"on_step": on_step, "on_epoch": not on_step, "batch_size": len(x)}
+        kw = {"on_step": on_step, "on_epoch": not on_step, "batch_size": len(first)}
         self.log(f"{stage}/loss", loss, prog_bar=True, **kw)
         self.log(f"{stage}/pos_sim", pos, **kw)
         self.log(f"{stage}/neg_sim", neg, **kw)
