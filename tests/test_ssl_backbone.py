@@ -136,3 +136,30 @@ def test_the_local_mobilenet_file_gives_the_features_of_mobilenet_v2_tf() -> Non
     with torch.inference_mode():
         torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)
     assert a.identity() == b.identity()  # one cache key: features computed once serve both
+
+
+def test_frozen_blocks_keep_their_weights_and_the_rest_trains() -> None:
+    torch.manual_seed(0)
+    model = SimCLR(
+        image_size=32,
+        backbone="mobilenetv2_050",
+        proj_hidden_dim=16,
+        proj_dim=8,
+        frozen=["conv_stem", "bn1", "blocks.0", "blocks.1"],
+    )
+    before = {n: p.detach().clone() for n, p in model.backbone.named_parameters()}
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+    model.train()
+    model._shared_step(torch.rand(4, 3, 32, 32), "val", 0).backward()
+    opt.step()
+    for name, p in model.backbone.named_parameters():
+        fixed = name.split(".")[0] in ("conv_stem", "bn1") or name.startswith(
+            ("blocks.0.", "blocks.1.")
+        )
+        assert torch.equal(p, before[name]) == fixed, name
+    assert model.hparams["frozen"] == ["conv_stem", "bn1", "blocks.0", "blocks.1"]
+
+
+def test_a_frozen_prefix_that_names_nothing_is_refused() -> None:
+    with pytest.raises(BackboneError, match="model.frozen: 'blocks.99' names no parameter"):
+        SimCLR(image_size=32, backbone="mobilenetv2_050", frozen=["blocks.99"])

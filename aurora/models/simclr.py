@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,37 @@ def freeze_batch_norm(module: nn.Module) -> int:
     return frozen
 
 
+def freeze_parameters(module: nn.Module, prefixes: Sequence[str]) -> int:
+    """Stop gradients to the parameters of ``module`` under the given name prefixes.
+
+    Args:
+        module: e.g. a timm backbone.
+        prefixes: dotted module names, e.g. ``["conv_stem", "bn1", "blocks.0"]``; each must name
+            at least one parameter (a prefix ``blocks.1`` names ``blocks.1.*``, not ``blocks.10``).
+
+    Returns:
+        The number of parameter tensors frozen.
+
+    Raises:
+        BackboneError: a prefix that names no parameter.
+    """
+    names = [n for n, _ in module.named_parameters()]
+    frozen = 0
+    for prefix in prefixes:
+        hits = [n for n in names if n == prefix or n.startswith(f"{prefix}.")]
+        if not hits:
+            tops = sorted({n.split(".")[0] for n in names})
+            raise BackboneError(
+                f"model.frozen: '{prefix}' names no parameter of the backbone "
+                f"(its top-level modules: {', '.join(tops)})"
+            )
+        for n, p in module.named_parameters():
+            if n in hits and p.requires_grad:
+                p.requires_grad_(False)
+                frozen += 1
+    return frozen
+
+
 class SimCLR(FeatureModule):
     """SimCLR: two all-sky views per image, timm backbone, MLP projection head, NT-Xent.
 
@@ -115,6 +146,8 @@ class SimCLR(FeatureModule):
             ``std`` are the input normalisation (0.5, 0.5 for TF weights: inputs in [-1, 1]).
         freeze_bn: keep the backbone's batch-norm layers in eval mode while training (their
             running statistics stay those of the initialisation; scales and shifts still learn).
+        frozen: backbone parameters that do not train, as dotted name prefixes (e.g. the early
+            blocks of an ImageNet start: ``["conv_stem", "bn1", "blocks.0", "blocks.1"]``).
         proj_hidden_dim: hidden width of the projection head.
         proj_dim: output size of the projection head.
         temperature: NT-Xent temperature.
@@ -139,6 +172,7 @@ class SimCLR(FeatureModule):
         model_kwargs: Mapping[str, Any] | None = None,
         pretrained_cfg_overlay: Mapping[str, Any] | None = None,
         freeze_bn: bool = False,
+        frozen: Sequence[str] = (),
         proj_hidden_dim: int = 512,
         proj_dim: int = 128,
         temperature: float = 0.1,
@@ -164,6 +198,7 @@ class SimCLR(FeatureModule):
                     dict(pretrained_cfg_overlay) if pretrained_cfg_overlay else None
                 ),
                 "freeze_bn": bool(freeze_bn),
+                "frozen": [str(f) for f in frozen],
                 "proj_hidden_dim": proj_hidden_dim,
                 "proj_dim": proj_dim,
                 "temperature": temperature,
@@ -180,6 +215,7 @@ class SimCLR(FeatureModule):
         self.backbone = create_backbone(
             backbone, pretrained, pretrained_file, model_kwargs, pretrained_cfg_overlay
         )
+        freeze_parameters(self.backbone, frozen)
         self.feature_dim = int(self.backbone.num_features)
         self.projector = nn.Sequential(
             nn.Linear(self.feature_dim, proj_hidden_dim),
