@@ -45,7 +45,7 @@ OUTPUT_NAMES = (
     "tb",
 )
 OUTPUT_PATTERNS = ("fusion_search_*.csv", "fusion_landscape_*.png")
-#: A sweep job folder is recognised by one of these (written by :mod:`aurora.cell`), in it or
+#: A sweep job folder is recognised by one of these (written by :mod:`aurora.grid.cell`), in it or
 #: in its cell's sub-folder.
 JOB_MARKERS = ("cell.json", "failed.json", "*/cell.json", "*/failed.json", "prepared.json")
 FINISHED = ("finished", "finished_with_failures")

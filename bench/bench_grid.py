@@ -12,11 +12,11 @@ Part 2 (the grid): synthetic sky images (``aurora.data.synth``, 96 px), preproce
 downloaded here; reduce/cluster/score timings depend on the feature shapes, not on which weights
 made them; quality is not measured), then every extractor x reducer x clusterer x k cell through
 the orchestrator's own grid loop :func:`aurora.run.run_grid` (what ``cluster.py`` runs: the cell
-function :func:`aurora.cell.run_cell` with reductions fitted once per feature set and reducer,
-cached in a fresh cache, :func:`~aurora.cell.write_cell`, failures recorded, then
-:func:`~aurora.cell.collect_cells`), :func:`~aurora.ranking.write_results` and
-:func:`~aurora.ranking.write_ranking`. ``cop_kmeans`` gets must-link / cannot-link constraints from
-a few "reference" images per synthetic morphology (:func:`constraints_from_reference`); its
+function :func:`aurora.grid.cell.run_cell` with reductions fitted once per feature set and reducer,
+cached in a fresh cache, :func:`~aurora.grid.cell.write_cell`, failures recorded, then
+:func:`~aurora.grid.cell.collect_cells`), :func:`~aurora.grid.ranking.write_results` and
+:func:`~aurora.grid.ranking.write_ranking`. ``cop_kmeans`` gets must-link / cannot-link constraints
+from a few "reference" images per synthetic morphology (:func:`constraints_from_reference`); its
 violations are counted on the pairs given and on every pair of references they imply.
 
 All on this machine's CPU cores with default thread counts; the load average is printed because
@@ -260,10 +260,10 @@ def bench_grid(
     """Part 2: features once, then every cell through run_grid; print stage times."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from aurora.cell import collect_failed
     from aurora.clustering import count_violations
-    from aurora.ranking import write_ranking, write_results
-    from aurora.run import grid_cells, run_grid
+    from aurora.grid.cell import collect_failed, grid_cells
+    from aurora.grid.ranking import write_ranking, write_results
+    from aurora.run import run_grid
 
     print(f"== Part 2: grid on {n:,} synthetic images, {os.cpu_count()} CPU cores")
     pools = ", ".join(f"{p['internal_api']}={p['num_threads']}" for p in threadpool_info())

@@ -111,10 +111,10 @@ def clustering_scores(labels: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
         truth: (N,) true classes; None/empty = unknown (left out).
 
     Returns:
-        ``ami``, ``nmi``, ``homogeneity``, ``purity`` (aurora.scoring),
+        ``ami``, ``nmi``, ``homogeneity``, ``purity`` (aurora.grid.scoring),
         ``unassigned`` (share of all N), ``groups``.
     """
-    from aurora.scoring import external_scores
+    from aurora.grid.scoring import external_scores
 
     labels = np.asarray(labels)
     assigned = labels >= 0
@@ -407,7 +407,7 @@ def bench(
     Raises:
         BenchError: no truth for any image, no times, or a one-sided time split.
     """
-    from aurora.cell import collect_cells
+    from aurora.grid.cell import collect_cells
     from aurora.run import RunSettings, load_context, run_cluster
 
     cfg = compose_config(data_dir, truth_csv, overrides)

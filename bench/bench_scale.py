@@ -6,11 +6,11 @@
 
 Synthetic features stand in for a season: a 30-component Gaussian mixture in 512 dimensions
 (float32, known components) with a frame time each (frames spread over 120 nights, more on some
-nights than others). The chain is aurora's own: ``aurora.cell.run_cell`` with
+nights than others). The chain is aurora's own: ``aurora.grid.cell.run_cell`` with
 ``grid.fit_sample`` (default 20,000: the reducer and clusterer fit on a sample evenly spaced in
 time, every frame assigned), for PCA (80% variance) -> K-means and UMAP (10-d, fitted on the
 sample; the other frames placed by their nearest sampled frames) -> K-means; then
-``aurora.ranking.write_ranking`` and ``CoAssociationVoting`` over the two partitions. Each n
+``aurora.grid.ranking.write_ranking`` and ``CoAssociationVoting`` over the two partitions. Each n
 runs in a fresh process, whose peak RSS is reported.
 
 Check: on a 50,000-frame subset, K-means on PCA fitted on the 20,000-frame sample agrees with
@@ -63,10 +63,10 @@ def chain(n: int, fit_sample: int | None, stability_splits: int = 3) -> dict[str
     from sklearn.metrics import adjusted_rand_score
 
     from aurora.cache import Cache
-    from aurora.cell import collect_cells, run_cell, write_cell
     from aurora.fusion import CoAssociationVoting
-    from aurora.ranking import write_ranking
-    from aurora.sampling import fit_sample_rows
+    from aurora.grid.cell import collect_cells, run_cell, write_cell
+    from aurora.grid.ranking import write_ranking
+    from aurora.grid.sample import fit_sample_rows
 
     out: dict[str, Any] = {"n": n}
     t = time.perf_counter()
@@ -110,8 +110,8 @@ def sampled_vs_full(n: int, fit_sample: int) -> dict[str, float]:
     from sklearn.metrics import adjusted_rand_score as ari
 
     from aurora.cache import Cache
-    from aurora.cell import run_cell
-    from aurora.sampling import fit_sample_rows
+    from aurora.grid.cell import run_cell
+    from aurora.grid.sample import fit_sample_rows
 
     x, comp, times = season(n, seed=1)
     rows = fit_sample_rows(n, fit_sample, times=times, seed=0)

@@ -241,7 +241,7 @@ def _grid_peak(n: int, dim: int) -> float:
     from _common import gaussian_mixture, peak_rss_mb
 
     from aurora.cache import Cache
-    from aurora.cell import CellSpec
+    from aurora.grid.cell import CellSpec
     from aurora.run.grid import run_grid
 
     x = gaussian_mixture(n, dim, seed=0)[0].astype(np.float32)

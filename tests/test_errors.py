@@ -271,7 +271,7 @@ def test_bug_in_aurora_code_keeps_its_traceback() -> None:
 def test_policy_is_by_type_not_by_module() -> None:
     # The class's module no longer decides: an aurora-defined class that is not an
     # AuroraError is a bug; an AuroraError defined anywhere is the user's.
-    bug = type("Bug", (ValueError,), {"__module__": "aurora.cell"})
+    bug = type("Bug", (ValueError,), {"__module__": "aurora.grid.cell"})
     own = type("Own", (AuroraError,), {"__module__": "somewhere.else"})
     assert error_line(bug("bug")) is None
     assert error_line(ValueError("bug")) is None

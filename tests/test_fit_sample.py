@@ -11,8 +11,8 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 
 from aurora.cache import Cache
-from aurora.cell import run_cell
-from aurora.sampling import fit_sample_rows
+from aurora.grid.cell import run_cell
+from aurora.grid.sample import fit_sample_rows
 
 PCA_CFG = {"_target_": "sklearn.decomposition.PCA", "n_components": 4}
 KMEANS = {"_target_": "sklearn.cluster.KMeans", "n_clusters": 5, "n_init": 4}

@@ -17,12 +17,12 @@ import pytest
 from PIL import Image
 from sklearn.metrics import adjusted_mutual_info_score
 
+from aurora.grid.scoring import nuisance_dependence
 from aurora.preprocess import PreprocessConfig
 from aurora.record import RunRecord
 from aurora.report import ReportDataError, confusion_table, rebuild_report, write_report
 from aurora.report.build import _moon_ami
 from aurora.report.data import MONTAGE_SIZE, montage_picks
-from aurora.scoring import nuisance_dependence
 
 N = 60
 K = 4
@@ -319,7 +319,7 @@ def test_moon_ami_is_the_scoring_nuisance_dependence() -> None:
     # Undefined when the flag does not vary (no Moon at all), or nothing is assigned.
     assert np.isnan(_moon_ami(labels, np.full(60, "False")))
     assert np.isnan(_moon_ami(np.full(60, -1), moon))
-    # A truth table's unknown flags ("") are left out, as everywhere in aurora.scoring.
+    # A truth table's unknown flags ("") are left out, as everywhere in aurora.grid.scoring.
     flag = moon.copy()
     flag[:10] = ""
     m = labels >= 0

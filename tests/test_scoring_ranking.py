@@ -14,11 +14,17 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
 from aurora.cache import Cache
-from aurora.cell import collect_cells, run_cell, write_cell
 from aurora.clustering import COPKMeans, constraints_from_reference
 from aurora.fusion import select_partitions
-from aurora.ranking import RANKING_COLUMNS, borda_rank, rank_values, write_ranking, write_results
-from aurora.scoring import (
+from aurora.grid.cell import collect_cells, run_cell, write_cell
+from aurora.grid.ranking import (
+    RANKING_COLUMNS,
+    borda_rank,
+    rank_values,
+    write_ranking,
+    write_results,
+)
+from aurora.grid.scoring import (
     external_scores,
     internal_scores,
     nuisance_dependence,

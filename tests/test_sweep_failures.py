@@ -21,9 +21,9 @@ from conftest import compose_cfg
 from omegaconf import DictConfig
 
 import aurora.run.grid
-from aurora.cell import FAILED_FILE
 from aurora.cli import main
 from aurora.errors import PipelineError
+from aurora.grid.cell import FAILED_FILE
 from aurora.run import finalize_sweep, run_sweep_cell
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from aurora.fusion.partitions import FusionError
-from aurora.ranking import RANKING_COLUMNS
+from aurora.grid.ranking import RANKING_COLUMNS
 
 __all__ = ["load_partitions", "select_partitions"]
 

@@ -6,7 +6,7 @@ the error in one line, the exception type, and the traceback of a bug). After th
 :func:`collect_cells` finds every ``cell.json`` under the multirun folder and
 :func:`collect_failed` every ``failed.json`` (hidden folders such as ``.previous/`` are
 skipped) and :func:`write_failed_csv` writes the failures to ``failed.csv``. The cells are
-ranked and written to ``ranking.csv`` / ``results.csv`` by :mod:`aurora.ranking`.
+ranked and written to ``ranking.csv`` / ``results.csv`` by :mod:`aurora.grid.ranking`.
 """
 
 from __future__ import annotations
@@ -30,16 +30,16 @@ from aurora.cache import Cache, atomic_write_text
 from aurora.clustering import count_violations
 from aurora.clustering.memory import DEFAULT_MEMORY_BUDGET_BYTES, check_estimator_memory
 from aurora.config import make_estimator
-from aurora.reduction import fit_transform_cached
-from aurora.run_status import one_line
-from aurora.sampling import fit_on_rows, rows_of
-from aurora.scoring import (
+from aurora.grid.sample import fit_on_rows, rows_of
+from aurora.grid.scoring import (
     DEFAULT_SILHOUETTE_SAMPLE,
     external_scores,
     internal_scores,
     nuisance_dependence,
     stability_scores,
 )
+from aurora.reduction import fit_transform_cached
+from aurora.run_status import one_line
 
 CELL_FILE = "cell.json"
 LABELS_FILE = "labels.npy"
@@ -85,7 +85,7 @@ def run_cell(
 ) -> CellResult:
     """Reduce (cached), cluster and score one cell.
 
-    With ``fit_rows`` (:func:`aurora.sampling.fit_sample_rows`), the reducer and the clusterer
+    With ``fit_rows`` (:func:`aurora.grid.sample.fit_sample_rows`), the reducer and the clusterer
     are fitted on those rows and every row is assigned (``transform``/``predict``, nearest
     neighbours where the method has none); stability is computed on subsamples of the fitted
     rows, and the scores record ``fit_sample`` (the silhouette is sampled as always).

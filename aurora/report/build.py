@@ -16,9 +16,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from aurora.explain import SCORE_SCALES, outputs, scored
+from aurora.grid.scoring import nuisance_dependence
 from aurora.report import plots
 from aurora.report.data import ReportData
-from aurora.scoring import nuisance_dependence
 
 TEMPLATE = "report.html.j2"
 RANKING_ROWS = 25
@@ -119,7 +119,8 @@ def _span(first: str, last: str) -> tuple[str, str]:
 
 
 def _moon_ami(labels: np.ndarray, flag: np.ndarray) -> float:
-    """:func:`~aurora.scoring.nuisance_dependence` of the assigned images' groups on a Moon flag.
+    """:func:`~aurora.grid.scoring.nuisance_dependence` of the assigned images' groups on a
+    Moon flag.
 
     Args:
         labels: (N,) fused labels, -1 = unassigned (left out).

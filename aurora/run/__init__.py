@@ -13,7 +13,6 @@ writes the on-disk cache, so a second run, or a sweep over reducers and clustere
 decodes an image or runs a network again.
 """
 
-from aurora.cell import CellSpec, grid_cells
 from aurora.run.context import RunContext, extract_references, load_context
 from aurora.run.features import ExtractedFeatures, extract_all, train_encoder_cached
 from aurora.run.finalize import external_summary, finalize, fuse
@@ -24,7 +23,6 @@ from aurora.run.stores import ImageRows, StoreSet
 from aurora.run.sweep import FinalizeSweep, finalize_sweep, run_sweep_cell, run_sweep_job
 
 __all__ = [
-    "CellSpec",
     "ExtractedFeatures",
     "FinalizeSweep",
     "ImageRows",
@@ -37,7 +35,6 @@ __all__ = [
     "finalize",
     "finalize_sweep",
     "fuse",
-    "grid_cells",
     "load_context",
     "record_failure",
     "run_apply",

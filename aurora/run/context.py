@@ -22,13 +22,13 @@ from aurora.data.dataset import Truth, ensure_dataset, frame_times, read_truth
 from aurora.data.scan_cache import scan_cached
 from aurora.data.sources import Manifest, Rejection, scan
 from aurora.errors import PipelineError
+from aurora.grid.sample import fit_sample_rows
 from aurora.logs import log, stage
 from aurora.preprocess import PreprocessedStore
 from aurora.run.budget import plan_budget
 from aurora.run.features import ExtractedFeatures, build_extractors, extract_all
 from aurora.run.settings import ExtractSettings, RunSettings
 from aurora.run.stores import ImageRows, StoreSet, store_rows
-from aurora.sampling import fit_sample_rows
 
 REFERENCE_PREFIX = "reference/"
 
@@ -56,7 +56,7 @@ class RunContext:
     truth: Truth = Truth(None, {})  # the truth table's classes and nuisances
 
     def fit_rows(self, fit_sample: int | None, seed: int) -> np.ndarray | None:
-        """The rows every grid cell fits on (:func:`aurora.cell.fit_sample_rows`): at most
+        """The rows every grid cell fits on (:func:`aurora.grid.cell.fit_sample_rows`): at most
         ``fit_sample``, evenly spaced in time, plus every row a constraint names; None when
         there are no more rows than that."""
         pairs = [np.asarray(p).ravel() for p in (self.must_link, self.cannot_link) if p is not None]

@@ -13,15 +13,16 @@ import numpy as np
 from hydra.utils import instantiate
 
 from aurora.cache import Cache
-from aurora.cell import write_failed_csv
 from aurora.data.dataset import Truth
 from aurora.data.sources import Rejection, write_labels_csv, write_rejected_csv
 from aurora.errors import PipelineError
 from aurora.explain import outputs, truth_lines
 from aurora.fusion import load_partitions, plot_search_landscape, select_partitions
 from aurora.fusion.structure import assess_structure
+from aurora.grid.cell import write_failed_csv
+from aurora.grid.ranking import write_ranking, write_results
+from aurora.grid.scoring import external_scores, nuisance_dependence
 from aurora.logs import log, stage
-from aurora.ranking import write_ranking, write_results
 from aurora.record import FusionOutcome, RunRecord
 from aurora.reduction import cached_entry, fit_transform_cached
 from aurora.report import write_report
@@ -29,7 +30,6 @@ from aurora.run.context import RunContext
 from aurora.run.nights import write_nights
 from aurora.run.screening import Screened
 from aurora.run.settings import RunSettings
-from aurora.scoring import external_scores, nuisance_dependence
 
 
 def fuse(fusion: Mapping[str, Any], ranking_csv: Path, out_dir: Path) -> FusionOutcome:
@@ -156,10 +156,10 @@ def finalize(
     Args:
         settings: the run's settings (fitted to the data).
         ctx: data and features of the run.
-        cells: the finished cells (:func:`aurora.cell.collect_cells`).
+        cells: the finished cells (:func:`aurora.grid.cell.collect_cells`).
         out_dir: the run (or sweep) folder.
         extra: more summary entries.
-        failed: the cells that failed (:func:`aurora.cell.collect_failed`).
+        failed: the cells that failed (:func:`aurora.grid.cell.collect_failed`).
         screened: the screening of the data frames: ``screen.csv``, keograms and events
             are written from it (:mod:`aurora.run.nights`), or None.
 

@@ -17,7 +17,7 @@ import numpy as np
 from omegaconf.errors import MissingMandatoryValue
 
 from aurora.cache import Cache
-from aurora.cell import (
+from aurora.grid.cell import (
     CellSpec,
     cell_name,
     clear_cell,
@@ -91,7 +91,7 @@ def run_grid(
     """Run the given grid cells and write each one's ``cell.json`` + ``labels.npy``.
 
     A cell that raises is recorded (``failed.json`` in its folder, read back with
-    :func:`aurora.cell.collect_failed`; see :func:`record_failure`) and the grid goes on.
+    :func:`aurora.grid.cell.collect_failed`; see :func:`record_failure`) and the grid goes on.
 
     Args:
         cells: the cells to run.
@@ -110,7 +110,7 @@ def run_grid(
         fit_rows: the rows every cell fits on (``grid.fit_sample``), or None = all.
 
     Returns:
-        The finished cells under ``cells_dir`` as rows (see :func:`aurora.cell.collect_cells`).
+        The finished cells under ``cells_dir`` as rows (see :func:`aurora.grid.cell.collect_cells`).
     """
     cache = Cache(cache_dir)
     for spec in cells:

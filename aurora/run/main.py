@@ -15,7 +15,6 @@ from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from aurora.cell import CellSpec, collect_failed, grid_cells
 from aurora.checks import (
     DataFit,
     check_against_data,
@@ -27,6 +26,7 @@ from aurora.checks import (
 from aurora.config import plain
 from aurora.data.formats import DEFAULT_MAX_PIXELS, check_max_pixels
 from aurora.errors import PipelineError
+from aurora.grid.cell import CellSpec, collect_failed, grid_cells
 from aurora.logs import stage
 from aurora.run.context import RunContext, load_context
 from aurora.run.finalize import finalize, print_summary

@@ -22,7 +22,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from aurora.cell import (
+from aurora.checks import DataFit, check_against_data, check_grid, check_number
+from aurora.config import plain
+from aurora.errors import PipelineError
+from aurora.grid.cell import (
     CELL_FILE,
     FAILED_FILE,
     CellSpec,
@@ -31,9 +34,6 @@ from aurora.cell import (
     collect_failed,
     write_failed,
 )
-from aurora.checks import DataFit, check_against_data, check_grid, check_number
-from aurora.config import plain
-from aurora.errors import PipelineError
 from aurora.guard import run_guarded
 from aurora.logs import log
 from aurora.run.context import load_context

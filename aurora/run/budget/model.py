@@ -42,8 +42,9 @@ STAGES = ("preprocess", "train", "extract", "grid", "fusion", "report")
 #: RSS of a run's process before any data: Python with torch, timm, lightning, scikit-learn and
 #: umap imported (measured 958 MB on this machine; the grid runs in the process that extracted).
 RUN_BASE_BYTES = 1 * GB
-#: RSS of a process without torch (aurora.cell, scikit-learn and umap imported: measured 254 MB),
-#: the base of the benchmarks and tests that compare the grid estimate with a measured peak.
+#: RSS of a process without torch (aurora.grid.cell, scikit-learn and umap imported: measured
+#: 254 MB), the base of the benchmarks and tests that compare the grid estimate with a measured
+#: peak.
 BENCH_BASE_BYTES = 256 * MB
 #: Per-image bookkeeping of a run: its manifest record (measured 455 B with tracemalloc for
 #: 100k records of KHO-like names), ids, paths and times of the run and of each store's index.
@@ -59,7 +60,7 @@ PREPROCESS_WORKER_BYTES = 256 * MB
 EMBEDDING_COPIES = 4.2
 #: Bytes per stored embedding value (the reducers keep float32 features float32: PCA, UMAP).
 EMBEDDING_ITEMSIZE = 4
-#: The silhouette is computed on at most this many rows (aurora.scoring's sample) and its
+#: The silhouette is computed on at most this many rows (aurora.grid.scoring's sample) and its
 #: distance matrix, one chunk of scikit-learn's working memory, holds s*s float32.
 SILHOUETTE_SAMPLE = 10_000
 SILHOUETTE_ITEMSIZE = 4
