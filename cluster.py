@@ -8,12 +8,12 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from aurora.cli import main as run_main
+from aurora.run.cli import main as run_main
 
 
 @hydra.main(config_path="conf", config_name="cluster", version_base="1.3")
 def main(cfg: DictConfig) -> int:
-    """Hydra entry point; the work happens in :func:`aurora.cli.main`."""
+    """Hydra entry point; the work happens in :func:`aurora.run.cli.main`."""
     hc = HydraConfig.get()
     code = run_main(cfg, hc.runtime.output_dir, dict(hc.runtime.choices), str(hc.mode))
     if "MULTIRUN" in str(hc.mode):

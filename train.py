@@ -5,7 +5,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from aurora.guard import run_guarded
+from aurora.infra.guard import run_guarded
 from aurora.training import train
 
 

@@ -1,7 +1,7 @@
 """Settings checked before any heavy work: first on their own, then against the data's size.
 
 Each check takes plain values (not a composed config) and either returns the values to use or
-raises :class:`aurora.errors.SettingsError` naming the key, the value and what is allowed.
+raises :class:`aurora.infra.errors.SettingsError` naming the key, the value and what is allowed.
 Values the data cannot hold that came from a list (a k of the grid, a minimum group size of
 the fusion search) are lowered to what the data allows, with a warning that names them, so
 that a small folder still completes; a lone value that cannot work is an error.
@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aurora.errors import PipelineError, SettingsError
+from aurora.infra.errors import PipelineError, SettingsError
 
 log = logging.getLogger("aurora")
 

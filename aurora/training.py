@@ -23,13 +23,13 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
-from aurora.cache import atomic_write_bytes, check_free_space, remove_stale_tmp
 from aurora.checks import check_jobs, check_seed, check_training
-from aurora.config import plain
 from aurora.data.datamodule import LoaderConfig, SkyDataModule
 from aurora.data.dataset import ensure_dataset, prepare_images
-from aurora.errors import AuroraError, SettingsError, disk_full_error
-from aurora.logs import quiet_libraries, show_progress
+from aurora.infra.atomic import atomic_write_bytes, check_free_space, remove_stale_tmp
+from aurora.infra.config import plain
+from aurora.infra.errors import AuroraError, SettingsError, disk_full_error
+from aurora.infra.logs import quiet_libraries, show_progress
 from aurora.models.callbacks import ChannelsLast, EpochProgressBar
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     truncated ``.ckpt``. Here the checkpoint is serialised in memory (as Lightning does),
     its size checked against the free space, written to a temporary sibling and renamed into
     place: a checkpoint path holds a complete checkpoint or nothing, and a full disk raises
-    :class:`aurora.errors.DiskFullError` naming the checkpoint and the bytes it needed.
+    :class:`aurora.infra.errors.DiskFullError` naming the checkpoint and the bytes it needed.
     Remote paths (``s3://`` ...) go to Lightning's writer.
     """
 

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 from omegaconf import OmegaConf
 
-from aurora.config import plain
+from aurora.infra.config import plain
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 REDUCERS = ("pca", "kernel_pca", "isomap", "umap")
@@ -113,7 +113,7 @@ def _fit_worker(node: dict[str, Any], path: str, q: Any) -> None:
         from sklearn.metrics import adjusted_rand_score
 
         from aurora.clustering import check_estimator_memory
-        from aurora.config import make_estimator
+        from aurora.infra.config import make_estimator
 
         x = np.load(path + ".x.npy")
         truth = np.load(path + ".y.npy")

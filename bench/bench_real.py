@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from aurora.errors import AuroraError
+from aurora.infra.errors import AuroraError
 
 ROOT = Path(__file__).resolve().parent.parent
 PIXEL_SIDE = 32
@@ -512,7 +512,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_intermixed_args(argv)
     out = args.out or ROOT / "outputs" / "bench_real" / time.strftime("%Y-%m-%d_%H-%M-%S")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from aurora.guard import run_guarded
+    from aurora.infra.guard import run_guarded
 
     return run_guarded(
         bench, args.data_dir, args.truth, args.overrides, Path(out), args.pixels, args.seed

@@ -62,11 +62,11 @@ def chain(n: int, fit_sample: int | None, stability_splits: int = 3) -> dict[str
     """The grid of one n, stage by stage; returns seconds per stage and the scores."""
     from sklearn.metrics import adjusted_rand_score
 
-    from aurora.cache import Cache
     from aurora.fusion import CoAssociationVoting
     from aurora.grid.cell import collect_cells, run_cell, write_cell
     from aurora.grid.ranking import write_ranking
     from aurora.grid.sample import fit_sample_rows
+    from aurora.infra.cache import Cache
 
     out: dict[str, Any] = {"n": n}
     t = time.perf_counter()
@@ -109,9 +109,9 @@ def sampled_vs_full(n: int, fit_sample: int) -> dict[str, float]:
     full fits that differ only in the seed (how far K-means itself moves) and each vs truth."""
     from sklearn.metrics import adjusted_rand_score as ari
 
-    from aurora.cache import Cache
     from aurora.grid.cell import run_cell
     from aurora.grid.sample import fit_sample_rows
+    from aurora.infra.cache import Cache
 
     x, comp, times = season(n, seed=1)
     rows = fit_sample_rows(n, fit_sample, times=times, seed=0)

@@ -331,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_mobilenet:
         mobilenet = args.mobilenet_weights or (MOBILENET_FILE if MOBILENET_FILE.is_file() else None)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from aurora.guard import run_guarded
+    from aurora.infra.guard import run_guarded
 
     return run_guarded(
         bench, args.data_dir, args.truth, args.overrides, Path(out), mobilenet, args.seed

@@ -294,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out is None:
         args.out = ROOT / "outputs" / "bench_ssl_real" / time.strftime("%Y-%m-%d_%H-%M-%S")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from aurora.guard import run_guarded
+    from aurora.infra.guard import run_guarded
 
     return run_guarded(bench, args)
 

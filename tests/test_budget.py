@@ -12,7 +12,7 @@ import pytest
 from conftest import compose_cfg
 from hydra.utils import instantiate
 
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 from aurora.run import budget as B
 from aurora.run.budget import machine, model, stages
 from aurora.run.settings import BudgetSettings, RunSettings
@@ -240,8 +240,8 @@ def _grid_peak(n: int, dim: int) -> float:
 
     from _common import gaussian_mixture, peak_rss_mb
 
-    from aurora.cache import Cache
     from aurora.grid.cell import CellSpec
+    from aurora.infra.cache import Cache
     from aurora.run.grid import run_grid
 
     x = gaussian_mixture(n, dim, seed=0)[0].astype(np.float32)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from aurora.cache import Cache, atomic_save_npz, stable_hash
+from aurora.infra.atomic import atomic_save_npz
+from aurora.infra.cache import Cache, stable_hash
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from aurora.checks import (
     int_list,
 )
 from aurora.data.datamodule import split_indices
-from aurora.errors import PipelineError, SettingsError
-from aurora.guard import error_line
+from aurora.infra.errors import PipelineError, SettingsError
+from aurora.infra.guard import error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,6 @@ from omegaconf import OmegaConf
 from sklearn.datasets import make_blobs, make_circles
 from sklearn.decomposition import PCA, KernelPCA
 
-from aurora.cache import Cache
 from aurora.clustering import (
     COPKMeans,
     MemoryLimitError,
@@ -19,7 +18,8 @@ from aurora.clustering import (
     WardClustering,
     check_quadratic_memory,
 )
-from aurora.config import make_estimator
+from aurora.infra.cache import Cache
+from aurora.infra.config import make_estimator
 from aurora.reduction import (
     LinearMap,
     cached_entry,

@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 import aurora.training
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 from aurora.run import run_cluster
 from aurora.run.features import training_key
 from aurora.run.settings import RunSettings

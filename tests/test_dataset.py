@@ -9,7 +9,7 @@ import pytest
 
 from aurora.data.dataset import ensure_dataset
 from aurora.data.decode import default_jobs
-from aurora.errors import PipelineError
+from aurora.infra.errors import PipelineError
 
 SKY = {"n": 4, "seed": 0, "size": 32, "moon_prob": 0.0}
 

@@ -17,17 +17,12 @@ import numpy as np
 import pytest
 import torch
 
-import aurora.atomic as atomic_mod
-from aurora.cache import (
-    Cache,
-    atomic_write_bytes,
-    check_free_space,
-    link_or_copy,
-    remove_stale_tmp,
-)
+import aurora.infra.atomic as atomic_mod
 from aurora.data.datamodule import LoaderConfig
-from aurora.errors import DiskFullError, OutOfMemoryError, disk_full_error
-from aurora.guard import error_line, run_guarded
+from aurora.infra.atomic import atomic_write_bytes, check_free_space, link_or_copy, remove_stale_tmp
+from aurora.infra.cache import Cache
+from aurora.infra.errors import DiskFullError, OutOfMemoryError, disk_full_error
+from aurora.infra.guard import error_line, run_guarded
 from aurora.training import fit_model, is_complete_checkpoint
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -84,7 +79,7 @@ def test_killed_writer_tmp_is_removed_by_next_write_live_one_kept(tmp_path: Path
     # A real writer killed with SIGKILL half-way through its entry.
     code = (
         "import sys, time\n"
-        "from aurora.cache import Cache\n"
+        "from aurora.infra.cache import Cache\n"
         "cm = Cache(sys.argv[1]).writing('train', 'killed')\n"
         "d = cm.__enter__()\n"
         "(d / 'model.ckpt').write_bytes(b'0' * 4096)\n"

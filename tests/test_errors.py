@@ -1,7 +1,7 @@
 """Error policy by type: an error a user can cause is one line (exit 2), a bug keeps its traceback.
 
-Every error a user can cause derives from :class:`aurora.errors.AuroraError` (and keeps its
-other bases, so ``except ValueError`` still catches it); :func:`aurora.guard.run_guarded`
+Every error a user can cause derives from :class:`aurora.infra.errors.AuroraError` (and keeps its
+other bases, so ``except ValueError`` still catches it); :func:`aurora.infra.guard.run_guarded`
 prints those in one line whatever module raised them, and re-raises anything else, a bare
 ``ValueError`` raised by aurora's own code included.
 """
@@ -19,15 +19,15 @@ from conftest import compose_cfg
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
-from aurora.errors import AuroraError, SettingsError
-from aurora.guard import error_line, run_guarded
+from aurora.infra.errors import AuroraError, SettingsError
+from aurora.infra.guard import error_line, run_guarded
 
 #: (module, class, the other base it keeps) of every error a user can cause.
 USER_ERRORS = [
-    ("aurora.errors", "PipelineError", RuntimeError),
-    ("aurora.errors", "SettingsError", ValueError),
-    ("aurora.errors", "DiskFullError", RuntimeError),
-    ("aurora.errors", "OutOfMemoryError", MemoryError),
+    ("aurora.infra.errors", "PipelineError", RuntimeError),
+    ("aurora.infra.errors", "SettingsError", ValueError),
+    ("aurora.infra.errors", "DiskFullError", RuntimeError),
+    ("aurora.infra.errors", "OutOfMemoryError", MemoryError),
     ("aurora.models.checkpoint", "CheckpointError", ValueError),
     ("aurora.models.simclr", "BackboneError", RuntimeError),
     ("aurora.extractors.weights", "WeightsUnavailableError", RuntimeError),

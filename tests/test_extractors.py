@@ -16,7 +16,6 @@ import torch
 from conftest import tiny_cpu_trainer
 from torch import nn
 
-from aurora.cache import file_sha256
 from aurora.extractors import (
     CheckpointExtractor,
     ExtractorConfigError,
@@ -35,6 +34,7 @@ from aurora.extractors import (
     weights_unavailable_message,
 )
 from aurora.extractors.weights import state_dict_sha256
+from aurora.infra.cache import file_sha256
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 S = 32

@@ -10,9 +10,9 @@ from sklearn.datasets import make_blobs
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score
 
-from aurora.cache import Cache
 from aurora.grid.cell import run_cell
 from aurora.grid.sample import fit_sample_rows
+from aurora.infra.cache import Cache
 
 PCA_CFG = {"_target_": "sklearn.decomposition.PCA", "n_components": 4}
 KMEANS = {"_target_": "sklearn.cluster.KMeans", "n_clusters": 5, "n_init": 4}

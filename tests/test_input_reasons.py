@@ -311,7 +311,7 @@ def test_data_root_that_is_a_device_is_refused_unread(tmp_path: Path) -> None:
 def test_data_root_file_is_one_error_line_from_the_cli(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
-    from aurora.cli import main
+    from aurora.run.cli import main
 
     readme = tmp_path / "README.md"
     readme.write_text("# notes\nnot a list of images\n")

@@ -11,7 +11,7 @@ import torch
 from conftest import compose_cfg
 from omegaconf import DictConfig
 
-from aurora.config import plain
+from aurora.infra.config import plain
 
 SHARED_MNV2 = (
     Path(__file__).resolve().parents[2]
@@ -78,8 +78,8 @@ def test_random_weights_with_pretrained_false() -> None:
 def test_the_path_is_required(tmp_path: Path) -> None:
     """timm's own mobilenetv2_100 weights are PyTorch-trained: never fetched for this entry. A
     run without the path stops before any work, naming the key."""
-    from aurora.errors import PipelineError
     from aurora.extractors import WeightsUnavailableError, build_extractor
+    from aurora.infra.errors import PipelineError
     from aurora.run.features import build_extractors
     from aurora.run.settings import RunSettings
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 from aurora.nights import ActivityAccumulator, activity_curve, feature_change
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linear_sum_assignment
 
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 from aurora.nights import (
     EventSettings,
     boundary_f1,

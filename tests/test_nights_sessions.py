@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 from aurora.nights import split_nights
 
 

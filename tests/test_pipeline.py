@@ -14,9 +14,8 @@ import pytest
 from conftest import compose_cfg
 from omegaconf import DictConfig
 
-from aurora.cli import main
 from aurora.data.dataset import read_truth
-from aurora.errors import PipelineError
+from aurora.infra.errors import PipelineError
 from aurora.run import (
     ImageRows,
     RunSettings,
@@ -25,6 +24,7 @@ from aurora.run import (
     run_cluster,
     run_sweep_cell,
 )
+from aurora.run.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

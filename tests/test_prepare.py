@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 from conftest import compose_cfg
 
-from aurora.cache import Cache
 from aurora.data import scan_cache
 from aurora.data.scan_cache import list_inputs, scan_cached
 from aurora.data.sources import scan
-from aurora.errors import PipelineError, SettingsError
+from aurora.infra.cache import Cache
+from aurora.infra.errors import PipelineError, SettingsError
 from aurora.run.__main__ import main as finalize_main
 from aurora.run.prepare import Shards, finalize_prepare, run_prepare
 

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from aurora.cache import Cache
 from aurora.data.synth import render_sky
+from aurora.infra.cache import Cache
 from aurora.preprocess import (
     TOO_DARK,
     ImageFormatError,

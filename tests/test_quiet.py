@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from aurora.logs import AdvertFilter, ConsoleFormatter, LibraryInfoFilter, show_progress
+from aurora.infra.logs import AdvertFilter, ConsoleFormatter, LibraryInfoFilter, show_progress
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -19,10 +19,10 @@ from sklearn.metrics import adjusted_mutual_info_score
 
 from aurora.grid.scoring import nuisance_dependence
 from aurora.preprocess import PreprocessConfig
-from aurora.record import RunRecord
 from aurora.report import ReportDataError, confusion_table, rebuild_report, write_report
 from aurora.report.build import _moon_ami
 from aurora.report.data import MONTAGE_SIZE, montage_picks
+from aurora.report.record import RunRecord
 
 N = 60
 K = 4

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import compose_cfg
 
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 
 EVENT_HEADER = "night,start,end,duration_s,group,share,activity_mean,activity_peak,peak_time,onset"
 

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
-from aurora.cli import main
-from aurora.run_status import (
+from aurora.infra.guard import one_line
+from aurora.infra.run_folder import (
     PREVIOUS_DIR,
     STATUS_FILE,
     begin_run,
     fail_run,
     finish_run,
-    one_line,
     read_status,
 )
+from aurora.run.cli import main
 
 OUTPUTS = [
     "labels.csv",
@@ -101,7 +101,7 @@ def test_sweep_start_moves_earlier_job_folders_only(tmp_path: Path) -> None:
 
 
 def test_one_line_names_bugs_by_type() -> None:
-    from aurora.errors import AuroraError
+    from aurora.infra.errors import AuroraError
 
     assert one_line(AuroraError("no  images\n in x")) == "no images in x"
     assert one_line(KeyError("k")) == "KeyError: 'k'"

@@ -13,7 +13,6 @@ from omegaconf import OmegaConf
 from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
-from aurora.cache import Cache
 from aurora.clustering import COPKMeans, constraints_from_reference
 from aurora.fusion import select_partitions
 from aurora.grid.cell import collect_cells, run_cell, write_cell
@@ -31,6 +30,7 @@ from aurora.grid.scoring import (
     purity,
     stability_scores,
 )
+from aurora.infra.cache import Cache
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 X4 = np.array([[0.0], [1.0], [10.0], [11.0]])

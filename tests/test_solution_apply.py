@@ -17,13 +17,13 @@ from omegaconf import OmegaConf
 from PIL import Image
 from torch import nn
 
-from aurora.cache import Cache
 from aurora.data.sources import scan
-from aurora.errors import AuroraError, PipelineError
 from aurora.extractors import build_extractor, extract_features
+from aurora.infra.cache import Cache
+from aurora.infra.errors import AuroraError, PipelineError
 from aurora.preprocess import PreprocessConfig, build_preprocessed
-from aurora.record import RunRecord
 from aurora.reduction import cached_entry, fit_transform_cached
+from aurora.report.record import RunRecord
 from aurora.run import run_apply
 from aurora.solution import (
     ALLOWED_EXTRACTORS,
@@ -210,7 +210,7 @@ def test_incompatible_version_is_refused(
 
 def _rewrite(folder: Path, edit: Callable[[dict], None]) -> None:
     """Edit the manifest as an adversary would: change it, and record fresh hashes."""
-    from aurora.cache import file_sha256
+    from aurora.infra.cache import file_sha256
 
     manifest = json.loads((folder / "manifest.json").read_text())
     edit(manifest)

@@ -332,7 +332,7 @@ def test_manifest_key_and_round_trip(broken_folder, tmp_path: Path) -> None:
 
 def test_scan_progress_bar(broken_folder, capsys, monkeypatch) -> None:
     root, expected, _ = broken_folder
-    # Bars are drawn on a terminal only (aurora.logs.show_progress): as if this were one.
+    # Bars are drawn on a terminal only (aurora.infra.logs.show_progress): as if this were one.
     monkeypatch.setattr("aurora.data.sources.show_progress", bool, raising=False)
     manifest = scan(root, progress=True)
     assert manifest.n_inputs == len(expected)

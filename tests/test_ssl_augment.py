@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 from aurora.models.augment import SkyAugment, sky_mask
 
 S = 48

@@ -10,8 +10,8 @@ import torch
 from conftest import compose_cfg
 from safetensors.torch import load_file, save_file
 
-from aurora.config import plain
 from aurora.extractors import UnknownModelError, build_extractor
+from aurora.infra.config import plain
 from aurora.models import BackboneError, SimCLR
 
 SHARED_MNV2 = (

@@ -12,7 +12,7 @@ from conftest import compose_cfg
 
 from aurora.checks import check_training
 from aurora.data.datamodule import LoaderConfig, SkyDataModule, TemporalPairDataset
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 from aurora.models.simclr import SimCLR
 from aurora.training import fit_model, train
 

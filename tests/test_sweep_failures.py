@@ -21,10 +21,10 @@ from conftest import compose_cfg
 from omegaconf import DictConfig
 
 import aurora.run.grid
-from aurora.cli import main
-from aurora.errors import PipelineError
 from aurora.grid.cell import FAILED_FILE
+from aurora.infra.errors import PipelineError
 from aurora.run import finalize_sweep, run_sweep_cell
+from aurora.run.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 

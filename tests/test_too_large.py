@@ -21,7 +21,7 @@ from PIL import Image
 from aurora.data.formats import DEFAULT_MAX_PIXELS, detect_format, image_size
 from aurora.data.scan_cache import scan_cached
 from aurora.data.sources import TOO_LARGE, ImageReadError, ImageRecord, read_image, scan
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 from aurora.run import RunSettings, run_cluster
 
 BOMB_SIDE = 30_000  # 900 Mpx: 0.9 GB as grey uint8 once decoded, from an 873 KB file

@@ -257,7 +257,7 @@ def test_a_trainer_lightning_cannot_build_is_one_settings_line(tmp_path: Path) -
     Lightning traceback."""
     import torch
 
-    from aurora.errors import SettingsError
+    from aurora.infra.errors import SettingsError
     from aurora.training import make_trainer
 
     if torch.cuda.is_available():

@@ -33,7 +33,7 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from aurora.clustering.constraints import PairsLike, lift_cannot_links, must_link_groups
-from aurora.errors import AuroraError
+from aurora.infra.errors import AuroraError
 
 
 class InfeasibleConstraintsError(AuroraError):

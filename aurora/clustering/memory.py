@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aurora.errors import AuroraError
+from aurora.infra.errors import AuroraError
 
 DEFAULT_MEMORY_BUDGET_BYTES: int = 4 * 1024**3
 """Default budget for one dense n×n float64 matrix (4 GiB)."""

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
-from aurora.errors import AuroraError
+from aurora.infra.errors import AuroraError
 
 
 class DataError(AuroraError, ValueError):

@@ -22,7 +22,7 @@ import numpy as np
 from aurora.data.metadata import read_time_column
 from aurora.data.sources import scan
 from aurora.data.synth import generate
-from aurora.errors import PipelineError
+from aurora.infra.errors import PipelineError
 from aurora.preprocess import PreprocessConfig, PreprocessedStore, build_preprocessed
 
 log = logging.getLogger("aurora")

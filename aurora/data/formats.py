@@ -131,7 +131,7 @@ def check_max_pixels(value: object, key: str = "data.max_pixels") -> int:
     Raises:
         SettingsError: anything else (naming ``key``).
     """
-    from aurora.errors import SettingsError
+    from aurora.infra.errors import SettingsError
 
     allowed = f"a whole number of pixels >= 1 (e.g. {DEFAULT_MAX_PIXELS} = 100 Mpx)"
     if isinstance(value, bool) or not isinstance(value, int | float | str):

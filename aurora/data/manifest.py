@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from aurora.cache import atomic_write_text, stable_hash
-from aurora.errors import AuroraError
+from aurora.infra.atomic import atomic_write_text
+from aurora.infra.cache import stable_hash
+from aurora.infra.errors import AuroraError
 
 UNREADABLE = "unreadable"
 EMPTY_FILE = "empty file"

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from aurora.errors import AuroraError
+from aurora.infra.errors import AuroraError
 
 __all__ = ["MetadataError", "parse_time", "read_time_column"]
 

@@ -24,7 +24,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from aurora.cache import Cache, atomic_write_text, stable_hash
 from aurora.data.decode import default_jobs
 from aurora.data.formats import DEFAULT_MAX_PIXELS
 from aurora.data.manifest import DataSourceError, ImageReadError, Manifest
@@ -35,6 +34,8 @@ from aurora.data.sources import (
     inspect_inputs,
     resolve_inputs,
 )
+from aurora.infra.atomic import atomic_write_text
+from aurora.infra.cache import Cache, stable_hash
 
 STAGE = "scan"
 PART_STAGE = "scan_parts"

@@ -159,7 +159,7 @@ from aurora.data.themis import (
     stream0_header_time,
 )
 from aurora.data.timestamps import parse_timestamp
-from aurora.logs import show_progress
+from aurora.infra.logs import show_progress
 
 __all__ = [
     "COMPRESSED_EXTENSIONS",

@@ -29,8 +29,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from aurora.cache import Cache, atomic_write_text, stable_hash
 from aurora.extractors.weights import LOADED_WEIGHTS_KEY
+from aurora.infra.atomic import atomic_write_text
+from aurora.infra.cache import Cache, stable_hash
 
 STAGE = "features"
 #: Bump when the meaning of stored features changes (e.g. the uint8 -> float conversion).

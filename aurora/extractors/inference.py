@@ -40,8 +40,6 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, Dataset
 
-from aurora.cache import Cache
-from aurora.errors import AuroraError
 from aurora.extractors.feature_store import (
     STAGE,
     FeatureSet,
@@ -52,7 +50,9 @@ from aurora.extractors.feature_store import (
     provenance_of,
     write_feature_entry,
 )
-from aurora.logs import show_progress
+from aurora.infra.cache import Cache
+from aurora.infra.errors import AuroraError
+from aurora.infra.logs import show_progress
 
 SHARD_STAGE = "features_shards"
 log = logging.getLogger("aurora")
@@ -224,7 +224,7 @@ def extract_features(
         store: preprocessed images (``key``, ``images`` (N, S, S, 3) uint8, ``ids``).
         extractor: maps (B, 3, S, S) float in [0, 1] to (B, D); does its own resize and
             normalisation.
-        cache_root: root of the :class:`aurora.cache.Cache`.
+        cache_root: root of the :class:`aurora.infra.cache.Cache`.
         batch_size: images per forward pass (not part of the cache key).
         num_workers: DataLoader worker processes (0 = read in the main process).
         device: ``auto`` (CUDA ``LOCAL_RANK`` if available, else CPU) or a torch device.
@@ -311,7 +311,7 @@ def build_extractor(cfg: Any, **overrides: Any) -> Any:
     """Instantiate an ``extractor/`` group config, surfacing our own errors unwrapped.
 
     Hydra wraps every constructor error in ``InstantiationException``; an
-    :class:`aurora.errors.AuroraError` (missing weights, a bad checkpoint, a setting) is
+    :class:`aurora.infra.errors.AuroraError` (missing weights, a bad checkpoint, a setting) is
     re-raised as itself so that callers can catch it by type and the user sees its one message.
 
     Args:

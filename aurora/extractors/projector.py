@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from aurora.cache import atomic_write_bytes, atomic_write_text
+from aurora.infra.atomic import atomic_write_bytes, atomic_write_text
 
 CONFIG_NAME = "projector_config.pbtxt"
 #: TensorBoard refuses sprites larger than this many pixels a side.

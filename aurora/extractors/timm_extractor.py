@@ -29,9 +29,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aurora.cache import file_sha256
-from aurora.config import plain
-from aurora.errors import AuroraError
 from aurora.extractors.weights import (
     LOADED_WEIGHTS_KEY,
     WeightsUnavailableError,
@@ -41,6 +38,9 @@ from aurora.extractors.weights import (
     state_dict_sha256,
     weights_unavailable_message,
 )
+from aurora.infra.cache import file_sha256
+from aurora.infra.config import plain
+from aurora.infra.errors import AuroraError
 
 
 class UnknownModelError(AuroraError, ValueError):

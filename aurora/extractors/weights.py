@@ -34,7 +34,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from aurora.errors import AuroraError
+from aurora.infra.errors import AuroraError
 
 #: Files a timm model repository on the hub may hold, in timm's order of preference.
 HUB_FILES = ("model.safetensors", "open_clip_pytorch_model.bin", "pytorch_model.bin")

@@ -34,7 +34,7 @@ from scipy.sparse.csgraph import connected_components
 from tqdm.auto import tqdm
 
 from aurora.fusion.partitions import Signatures, validate_threshold, validate_weights
-from aurora.logs import show_progress
+from aurora.infra.logs import show_progress
 
 __all__ = ["ThresholdComponents", "components_for_thresholds", "finalize_labels"]
 

@@ -11,8 +11,8 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from aurora.cache import atomic_save_npz
 from aurora.fusion.partitions import FusionError
+from aurora.infra.atomic import atomic_save_npz
 
 __all__ = ["FusedNeighbours"]
 

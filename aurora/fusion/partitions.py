@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from aurora.errors import AuroraError
+from aurora.infra.errors import AuroraError
 
 __all__ = [
     "FusionError",

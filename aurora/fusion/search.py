@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from aurora.cache import atomic_write_text
 from aurora.data.manifest import write_labels_csv
 from aurora.fusion.graph import components_for_thresholds, finalize_labels
 from aurora.fusion.neighbours import FusedNeighbours
@@ -35,6 +34,7 @@ from aurora.fusion.partitions import (
     validate_partitions,
     validate_weights,
 )
+from aurora.infra.atomic import atomic_write_text
 
 __all__ = [
     "FusionSearchResult",

@@ -26,10 +26,8 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig
 
-from aurora.cache import Cache, atomic_write_text
 from aurora.clustering import count_violations
 from aurora.clustering.memory import DEFAULT_MEMORY_BUDGET_BYTES, check_estimator_memory
-from aurora.config import make_estimator
 from aurora.grid.sample import fit_on_rows, rows_of
 from aurora.grid.scoring import (
     DEFAULT_SILHOUETTE_SAMPLE,
@@ -38,8 +36,11 @@ from aurora.grid.scoring import (
     nuisance_dependence,
     stability_scores,
 )
+from aurora.infra.atomic import atomic_write_text
+from aurora.infra.cache import Cache
+from aurora.infra.config import make_estimator
+from aurora.infra.guard import one_line
 from aurora.reduction import fit_transform_cached
-from aurora.run_status import one_line
 
 CELL_FILE = "cell.json"
 LABELS_FILE = "labels.npy"

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from aurora.cache import atomic_write_text
+from aurora.infra.atomic import atomic_write_text
 
 CRITERIA: tuple[tuple[str, bool], ...] = (
     ("silhouette", True),

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 
 
 @dataclass(frozen=True)

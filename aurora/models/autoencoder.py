@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 from aurora.models.augment import SkyAugment, sky_mask
 from aurora.models.base import FeatureModule
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from aurora.errors import AuroraError
+from aurora.infra.errors import AuroraError
 from aurora.models.base import FeatureModule
 
 

@@ -7,7 +7,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 
 
 def _check_pairs(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> None:

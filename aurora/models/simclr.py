@@ -10,7 +10,7 @@ import timm
 import torch
 from torch import nn
 
-from aurora.errors import AuroraError
+from aurora.infra.errors import AuroraError
 from aurora.models.augment import SkyAugment
 from aurora.models.base import FeatureModule
 from aurora.models.losses import NTXentLoss, pair_similarities

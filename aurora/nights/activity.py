@@ -27,7 +27,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 
 
 def check_window(window: int, name: str = "window") -> int:

@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 
 
 @functools.cache

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 from aurora.nights.boundaries import change_points
 
 #: Columns of ``events.csv``, in order.

@@ -19,7 +19,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 from aurora.nights.events import Event
 
 #: Largest number of keogram rows drawn (taller keograms are sampled evenly).

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aurora.errors import AuroraError
+from aurora.infra.errors import AuroraError
 
 #: The optional per-frame curves a keogram file may carry, and their dtypes.
 CURVES: dict[str, type] = {"activity": np.float64, "feature_change": np.float64, "groups": np.int64}

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 
 #: Default gap that starts a new night.
 DEFAULT_GAP = timedelta(hours=2)

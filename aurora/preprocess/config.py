@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aurora.errors import AuroraError, SettingsError
+from aurora.infra.errors import AuroraError, SettingsError
 
 #: Side of the square the darkness and Moon decisions are made on (independent of ``size``).
 WORK_SIZE = 256

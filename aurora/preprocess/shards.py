@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aurora.cache import Cache
 from aurora.data.sources import Manifest, Rejection
+from aurora.infra.cache import Cache
 from aurora.preprocess.config import PreprocessConfig
 from aurora.preprocess.store import (
     CHUNK,

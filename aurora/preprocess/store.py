@@ -8,7 +8,7 @@ An entry of the cache stage ``preprocess`` holds:
 - ``index.json``: key, shape, ids, paths, timestamps, rejections (``[id, reason, detail]``),
   duplicates, the configuration.
 
-The entry is filled inside :meth:`aurora.cache.Cache.writing`, so it only becomes visible (and
+The entry is filled inside :meth:`aurora.infra.cache.Cache.writing`, so it only becomes visible (and
 ``exists``) once complete; a killed run leaves nothing that a later run would read as valid.
 Images are decoded and preprocessed in worker processes over chunks of records and written
 to the array in manifest order. Every manifest input ends in exactly one of ``ids``,
@@ -34,7 +34,6 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from aurora.cache import Cache, atomic_save_npz, stable_hash
 from aurora.data.decode import default_jobs
 from aurora.data.sources import (
     ImageReadError,
@@ -44,7 +43,9 @@ from aurora.data.sources import (
     duplicate_detail,
     read_image,
 )
-from aurora.logs import show_progress
+from aurora.infra.atomic import atomic_save_npz
+from aurora.infra.cache import Cache, stable_hash
+from aurora.infra.logs import show_progress
 from aurora.preprocess.chain import preprocess_image
 from aurora.preprocess.config import BAD_IMAGE, PreprocessConfig, PreprocessError
 

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from aurora.cache import Cache, stable_hash
 from aurora.clustering.memory import DEFAULT_MEMORY_BUDGET_BYTES, check_estimator_memory
-from aurora.config import make_estimator, plain
+from aurora.infra.cache import Cache, stable_hash
+from aurora.infra.config import make_estimator, plain
 from aurora.reduction.linear import LINEAR_FILE, LinearMap, embed_new, linear_map
 
 STAGE = "reduce"

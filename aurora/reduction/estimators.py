@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 
 
 def components_for_variance(X: np.ndarray, variance: float) -> int:
@@ -30,7 +30,8 @@ class VarianceMatchedUMAP(TransformerMixin, BaseEstimator):
         variance: fraction of PCA variance that sets the UMAP dimension.
         n_neighbors, min_dist, metric: passed to :class:`umap.UMAP`.
         max_components: upper bound on the dimension (None = no bound).
-        random_state: seed (None = the run seed, filled in by :func:`aurora.config.make_estimator`).
+        random_state: seed (None = the run seed, filled in by
+            :func:`aurora.infra.config.make_estimator`).
 
     Attributes:
         n_components_: the chosen dimension.

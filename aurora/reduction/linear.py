@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from aurora.cache import atomic_save_npz
+from aurora.infra.atomic import atomic_save_npz
 
 #: File of the affine map in a reduction's cache entry and in a solution folder.
 LINEAR_FILE = "linear.npz"

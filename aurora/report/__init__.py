@@ -20,6 +20,7 @@ matplotlib.use("Agg")  # before anything imports pyplot; the report never opens 
 
 import numpy as np  # noqa: E402
 
+from aurora.infra.run_folder import read_status  # noqa: E402
 from aurora.report.build import Rendered, confusion_table, read_ranking, render  # noqa: E402
 from aurora.report.data import (  # noqa: E402
     DATA_FILE,
@@ -28,10 +29,9 @@ from aurora.report.data import (  # noqa: E402
     from_record,
     shrink,
 )
-from aurora.run_status import read_status  # noqa: E402
 
 if TYPE_CHECKING:
-    from aurora.record import RunRecord
+    from aurora.report.record import RunRecord
 
 log = logging.getLogger("aurora")
 
@@ -57,7 +57,7 @@ def write_report(record: RunRecord, out_dir: Path) -> Path:
     """Write ``out_dir/index.html`` with its figures and ``report_data.npz``.
 
     Args:
-        record: the finished run (:class:`aurora.record.RunRecord`).
+        record: the finished run (:class:`aurora.report.record.RunRecord`).
         out_dir: the report folder, usually ``RUN/report``.
 
     Returns:

@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from aurora.explain import SCORE_SCALES, outputs, scored
 from aurora.grid.scoring import nuisance_dependence
 from aurora.report import plots
 from aurora.report.data import ReportData
+from aurora.report.explain import SCORE_SCALES, outputs, scored
 
 TEMPLATE = "report.html.j2"
 RANKING_ROWS = 25
@@ -184,7 +184,7 @@ def status_line(status: Mapping[str, Any] | None, summary: Mapping[str, Any]) ->
     """The run's status in words, and its CSS class (the state).
 
     Args:
-        status: the run folder's ``status.json`` (see :mod:`aurora.run_status`), or None while
+        status: the run folder's ``status.json`` (see :mod:`aurora.infra.run_folder`), or None while
             the run writes its own report (it is then finishing: the summary says how).
         summary: the run's ``summary.json`` (``n_cells``, ``n_failed_cells``).
     """

@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aurora.cache import atomic_save_npz
-from aurora.errors import AuroraError
+from aurora.infra.atomic import atomic_save_npz
+from aurora.infra.errors import AuroraError
 
 if TYPE_CHECKING:
-    from aurora.record import RunRecord
+    from aurora.report.record import RunRecord
 
 DATA_FILE = "report_data.npz"
 FORMAT = "aurora-report-data/1"

@@ -1,6 +1,6 @@
 """The orchestrator: the one package that reads a composed ``cluster`` config.
 
-``cluster.py`` -> :func:`aurora.cli.main` -> :func:`run_cluster` (whole grid, one process),
+``cluster.py`` -> :func:`aurora.run.cli.main` -> :func:`run_cluster` (whole grid, one process),
 :func:`run_sweep_job` (one cell per job of a ``-m`` sweep, finalised by
 :class:`~aurora.run.sweep.FinalizeSweep`) or :func:`run_apply` (``mode=apply``).
 

@@ -16,14 +16,14 @@ from typing import Any
 import numpy as np
 from hydra.utils import instantiate
 
-from aurora.cache import stable_hash
 from aurora.clustering import constraints_from_reference
 from aurora.data.dataset import Truth, ensure_dataset, frame_times, read_truth
 from aurora.data.scan_cache import scan_cached
 from aurora.data.sources import Manifest, Rejection, scan
-from aurora.errors import PipelineError
 from aurora.grid.sample import fit_sample_rows
-from aurora.logs import log, stage
+from aurora.infra.cache import stable_hash
+from aurora.infra.errors import PipelineError
+from aurora.infra.logs import log, stage
 from aurora.preprocess import PreprocessedStore
 from aurora.run.budget import plan_budget
 from aurora.run.features import ExtractedFeatures, build_extractors, extract_all

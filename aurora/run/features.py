@@ -11,10 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from aurora.cache import Cache, link_or_copy, stable_hash
-from aurora.config import UNSET
-from aurora.errors import PipelineError
-from aurora.logs import log, stage
+from aurora.infra.atomic import link_or_copy
+from aurora.infra.cache import Cache, stable_hash
+from aurora.infra.config import UNSET
+from aurora.infra.errors import PipelineError
+from aurora.infra.logs import log, stage
 from aurora.preprocess import PreprocessedStore
 from aurora.run.settings import RunSettings
 from aurora.run.stores import ImageRows, StoreSet

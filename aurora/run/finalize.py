@@ -12,20 +12,20 @@ from typing import Any
 import numpy as np
 from hydra.utils import instantiate
 
-from aurora.cache import Cache
 from aurora.data.dataset import Truth
 from aurora.data.sources import Rejection, write_labels_csv, write_rejected_csv
-from aurora.errors import PipelineError
-from aurora.explain import outputs, truth_lines
 from aurora.fusion import load_partitions, plot_search_landscape, select_partitions
 from aurora.fusion.structure import assess_structure
 from aurora.grid.cell import write_failed_csv
 from aurora.grid.ranking import write_ranking, write_results
 from aurora.grid.scoring import external_scores, nuisance_dependence
-from aurora.logs import log, stage
-from aurora.record import FusionOutcome, RunRecord
+from aurora.infra.cache import Cache
+from aurora.infra.errors import PipelineError
+from aurora.infra.logs import log, stage
 from aurora.reduction import cached_entry, fit_transform_cached
 from aurora.report import write_report
+from aurora.report.explain import outputs, truth_lines
+from aurora.report.record import FusionOutcome, RunRecord
 from aurora.run.context import RunContext
 from aurora.run.nights import write_nights
 from aurora.run.screening import Screened
@@ -336,7 +336,7 @@ def _count_reasons(rejected: Sequence[Rejection]) -> dict[str, int]:
 
 def print_summary(summary: Mapping[str, Any], out_dir: Path) -> None:
     """The end-of-run summary on stdout: counts, notes, each score with its scale, and where
-    every output is (:mod:`aurora.explain`)."""
+    every output is (:mod:`aurora.report.explain`)."""
     run_dir = out_dir.resolve()
     unassigned = summary["n_unassigned"]
     lines = [

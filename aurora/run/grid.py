@@ -16,7 +16,6 @@ from typing import Any, Protocol
 import numpy as np
 from omegaconf.errors import MissingMandatoryValue
 
-from aurora.cache import Cache
 from aurora.grid.cell import (
     CellSpec,
     cell_name,
@@ -26,9 +25,9 @@ from aurora.grid.cell import (
     write_cell,
     write_failed,
 )
-from aurora.guard import error_line
-from aurora.logs import log, stage, to_log_files
-from aurora.run_status import one_line
+from aurora.infra.cache import Cache
+from aurora.infra.guard import error_line, one_line
+from aurora.infra.logs import log, stage, to_log_files
 
 
 class GridFeatures(Protocol):
@@ -40,7 +39,8 @@ class GridFeatures(Protocol):
 
 
 def _is_user_error(err: BaseException) -> bool:
-    """An error aurora reports in one line (see :func:`aurora.guard.run_guarded`), not a bug."""
+    """An error aurora reports in one line (see :func:`aurora.infra.guard.run_guarded`), not a
+    bug."""
     return isinstance(err, MissingMandatoryValue) or error_line(err) is not None
 
 

@@ -2,7 +2,7 @@
 
 A run folder's ``status.json`` says whether its results are current (running, finished,
 finished_with_failures, failed), and a run moves the earlier results aside before it starts
-(:mod:`aurora.run_status`). A grid cell that fails is recorded (``failed.json`` in its folder,
+(:mod:`aurora.infra.run_folder`). A grid cell that fails is recorded (``failed.json`` in its folder,
 ``failed.csv`` and the summary counts) and the other cells are still ranked, fused and
 reported.
 """
@@ -23,24 +23,24 @@ from aurora.checks import (
     check_grid,
     check_jobs,
 )
-from aurora.config import plain
 from aurora.data.formats import DEFAULT_MAX_PIXELS, check_max_pixels
-from aurora.errors import PipelineError
 from aurora.grid.cell import CellSpec, collect_failed, grid_cells
-from aurora.logs import stage
+from aurora.infra.config import plain
+from aurora.infra.errors import PipelineError
+from aurora.infra.logs import stage
+from aurora.infra.run_folder import begin_run, fail_run, finish_run
 from aurora.run.context import RunContext, load_context
 from aurora.run.finalize import finalize, print_summary
 from aurora.run.grid import run_grid
 from aurora.run.nights import write_nights
 from aurora.run.screening import screen_applied, screen_if_enabled
 from aurora.run.settings import BudgetSettings, ExtractSettings, RunSettings, night_settings
-from aurora.run_status import begin_run, fail_run, finish_run
 
 
 def config_paths(cfg: DictConfig) -> list[str]:
     """Every string of the config (outside ``hydra``) that can be read: the paths a run reads.
 
-    :func:`aurora.run_status.begin_run` never moves an earlier output that is or holds one of
+    :func:`aurora.infra.run_folder.begin_run` never moves an earlier output that is or holds one of
     them (a cache, data or checkpoint someone put inside the run folder).
     """
     found: list[str] = []
@@ -64,7 +64,8 @@ def config_paths(cfg: DictConfig) -> list[str]:
 
 
 def start_run(cfg: DictConfig, run_dir: Path, job_dirs: bool = False) -> None:
-    """Mark ``run_dir`` running, moving the earlier results aside (see :mod:`aurora.run_status`)."""
+    """Mark ``run_dir`` running, moving the earlier results aside (see
+    :mod:`aurora.infra.run_folder`)."""
     begin_run(run_dir, keep=config_paths(cfg), job_dirs=job_dirs)
 
 
@@ -80,7 +81,7 @@ def run_cluster(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """The whole chain in one process: data -> features -> grid -> ranking -> fusion -> outputs.
 
     The folder's earlier results are moved aside first and ``status.json`` follows the run
-    (running, finished, finished_with_failures, failed): see :mod:`aurora.run_status`.
+    (running, finished, finished_with_failures, failed): see :mod:`aurora.infra.run_folder`.
     A grid cell that fails is recorded in ``failed.csv`` and the others go on.
 
     Args:

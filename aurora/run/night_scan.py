@@ -24,11 +24,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from aurora.atomic import atomic_save_npz
-from aurora.cache import Cache, stable_hash
 from aurora.data.decode import read_image
 from aurora.data.manifest import ImageRecord
 from aurora.data.sources import ImageReadError
+from aurora.infra.atomic import atomic_save_npz
+from aurora.infra.cache import Cache, stable_hash
 from aurora.nights import ActivityAccumulator, KeogramBuilder, Nights, split_nights
 from aurora.nights.keogram import to_datetime64
 from aurora.sky.camera import meridian_pixels, sky_mask

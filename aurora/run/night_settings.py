@@ -8,7 +8,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 from aurora.nights import EventSettings
 from aurora.nights.activity import check_window
 from aurora.run.night_scan import ScanSettings

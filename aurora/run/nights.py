@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from aurora.atomic import atomic_write_text
-from aurora.logs import stage
+from aurora.infra.atomic import atomic_write_text
+from aurora.infra.logs import stage
 from aurora.nights import (
     Event,
     Keogram,

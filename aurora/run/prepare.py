@@ -31,9 +31,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from aurora.cache import Cache, atomic_write_text
 from aurora.checks import check_device, check_number
-from aurora.config import plain
 from aurora.data.dataset import ensure_dataset
 from aurora.data.manifest import Manifest, write_rejected_csv
 from aurora.data.scan_cache import (
@@ -45,8 +43,12 @@ from aurora.data.scan_cache import (
     remove_scan_shards,
     scan_shard,
 )
-from aurora.errors import PipelineError, SettingsError
-from aurora.logs import log, stage
+from aurora.infra.atomic import atomic_write_text
+from aurora.infra.cache import Cache
+from aurora.infra.config import plain
+from aurora.infra.errors import PipelineError, SettingsError
+from aurora.infra.logs import log, stage
+from aurora.infra.run_folder import fail_run, finish_run
 from aurora.preprocess import (
     PreprocessConfig,
     PreprocessedStore,
@@ -59,7 +61,6 @@ from aurora.run.budget import plan_budget
 from aurora.run.features import build_extractors
 from aurora.run.main import start_run
 from aurora.run.settings import RunSettings
-from aurora.run_status import fail_run, finish_run
 
 PREPARED_FILE = "prepared.json"
 

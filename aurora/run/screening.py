@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from aurora.cache import Cache, stable_hash
 from aurora.data.dataset import Truth
 from aurora.data.decode import default_jobs
 from aurora.data.manifest import ImageRecord
 from aurora.data.sources import Rejection
-from aurora.logs import log, stage
+from aurora.infra.cache import Cache, stable_hash
+from aurora.infra.logs import log, stage
 from aurora.nights.keogram import to_datetime64
 from aurora.preprocess import TOO_DARK, PreprocessedStore
 from aurora.run.context import RunContext

@@ -29,9 +29,9 @@ from aurora.checks import (
     check_seed,
     check_training,
 )
-from aurora.config import plain
 from aurora.data.formats import DEFAULT_MAX_PIXELS, check_max_pixels
-from aurora.errors import SettingsError
+from aurora.infra.config import plain
+from aurora.infra.errors import SettingsError
 from aurora.run.night_settings import NightSettings
 
 

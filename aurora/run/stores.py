@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from aurora.data.sources import Manifest
-from aurora.errors import PipelineError
-from aurora.logs import stage
+from aurora.infra.errors import PipelineError
+from aurora.infra.logs import stage
 from aurora.preprocess import PreprocessConfig, PreprocessedStore, build_preprocessed
 
 

@@ -23,8 +23,6 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from aurora.checks import DataFit, check_against_data, check_grid, check_number
-from aurora.config import plain
-from aurora.errors import PipelineError
 from aurora.grid.cell import (
     CELL_FILE,
     FAILED_FILE,
@@ -34,8 +32,11 @@ from aurora.grid.cell import (
     collect_failed,
     write_failed,
 )
-from aurora.guard import run_guarded
-from aurora.logs import log
+from aurora.infra.config import plain
+from aurora.infra.errors import PipelineError
+from aurora.infra.guard import run_guarded
+from aurora.infra.logs import log
+from aurora.infra.run_folder import fail_run, finish_run
 from aurora.run.context import load_context
 from aurora.run.finalize import check_some_cells, finalize, print_summary
 from aurora.run.grid import record_failure
@@ -43,7 +44,6 @@ from aurora.run.main import check_settings, run_cells, start_run
 from aurora.run.prepare import finalize_prepare
 from aurora.run.screening import screen_if_enabled
 from aurora.run.settings import RunSettings
-from aurora.run_status import fail_run, finish_run
 
 _CELL_GROUPS = ("extractor", "reducer", "clusterer")
 
@@ -144,7 +144,7 @@ def finalize_sweep(cfg: DictConfig, sweep_dir: Path, begin: bool = True) -> dict
     """Rank and fuse every finished cell of a sweep; outputs go into ``sweep_dir``.
 
     Failed jobs (their ``failed.json``) are listed in ``failed.csv`` and counted in the
-    summary; ``status.json`` follows the finalisation (see :mod:`aurora.run_status`).
+    summary; ``status.json`` follows the finalisation (see :mod:`aurora.infra.run_folder`).
 
     Args:
         cfg: the sweep's config (its ``hydra`` node is ignored).

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from aurora.errors import AuroraError
+from aurora.infra.errors import AuroraError
 from aurora.solution.errors import SolutionError
 from aurora.solution.limits import read_limited, solution_file
 

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from aurora.cache import atomic_write_text
 from aurora.data.sources import (
     DEFAULT_MAX_PIXELS,
     Rejection,
@@ -33,9 +32,10 @@ from aurora.data.sources import (
     write_rejected_csv,
 )
 from aurora.extractors import extract_features
+from aurora.infra.atomic import atomic_write_text
+from aurora.infra.run_folder import begin_run, fail_run, finish_run
 from aurora.preprocess import build_preprocessed
 from aurora.reduction import embed_new
-from aurora.run_status import begin_run, fail_run, finish_run
 from aurora.solution.errors import SolutionError
 from aurora.solution.limits import SolutionLimits
 from aurora.solution.store import Solution, load_solution
@@ -255,7 +255,7 @@ def apply_solution(
 
     Returns:
         The summary (also written to ``run_dir/apply_summary.json``); ``status.json`` follows
-        the run as for ``cluster.py`` (:mod:`aurora.run_status`).
+        the run as for ``cluster.py`` (:mod:`aurora.infra.run_folder`).
     """
     run_dir = Path(run_dir)
     keep = [str(solution_dir), str(data_root), cache_dir]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aurora.errors import AuroraError
+from aurora.infra.errors import AuroraError
 
 
 class SolutionError(AuroraError):

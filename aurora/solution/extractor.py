@@ -24,10 +24,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 from torch import nn
 
-from aurora.cache import stable_hash
 from aurora.extractors.checkpoint_extractor import CheckpointExtractor
 from aurora.extractors.timm_extractor import TimmExtractor
 from aurora.extractors.weights import LOADED_WEIGHTS_KEY, state_dict_sha256
+from aurora.infra.cache import stable_hash
 from aurora.solution.errors import SolutionExtractorError
 
 #: The extractor classes a solution may rebuild, by the ``kind`` of their identity. An allow-list

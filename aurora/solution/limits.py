@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from aurora.errors import format_size
+from aurora.infra.errors import format_size
 from aurora.solution.errors import SolutionError, SolutionIntegrityError
 
 MiB = 2**20

@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aurora.cache import atomic_save_npz, atomic_write_text, file_sha256
 from aurora.extractors import build_extractor
 from aurora.fusion import FusedNeighbours
+from aurora.infra.atomic import atomic_save_npz, atomic_write_text
+from aurora.infra.cache import file_sha256
 from aurora.preprocess import PreprocessConfig
 from aurora.reduction import LINEAR_FILE, LinearMap
 from aurora.solution.errors import SolutionError
@@ -44,7 +45,7 @@ from aurora.solution.store import (
 )
 
 if TYPE_CHECKING:
-    from aurora.record import RunRecord
+    from aurora.report.record import RunRecord
 
 #: Packages whose versions the manifest records.
 _PACKAGES = ("numpy", "scikit-learn", "torch", "timm", "umap-learn", "safetensors")
@@ -92,7 +93,7 @@ def save_solution(record: RunRecord, out_dir: Path) -> Path:
     """Write the solution folder of a finished run (replacing an older one atomically).
 
     Args:
-        record: the run record (:class:`aurora.record.RunRecord`).
+        record: the run record (:class:`aurora.report.record.RunRecord`).
         out_dir: destination folder, usually ``RUN/solution``.
 
     Returns:

@@ -38,9 +38,9 @@ from typing import Any
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from aurora.cache import file_sha256
-from aurora.errors import format_size
 from aurora.fusion import FusedNeighbours, FusionError
+from aurora.infra.cache import file_sha256
+from aurora.infra.errors import format_size
 from aurora.preprocess import PreprocessConfig
 from aurora.reduction import LINEAR_FILE, LinearMap
 from aurora.solution.errors import (

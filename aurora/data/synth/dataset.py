@@ -16,11 +16,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from aurora.cache import atomic_write_text
 from aurora.data.decode import default_jobs
 from aurora.data.synth.frames import frame_name, frame_time
 from aurora.data.synth.sky import render_sky
 from aurora.data.synth.truth import CSV_COLUMNS, MORPHOLOGIES, SkyMeta, SynthError
+from aurora.infra.atomic import atomic_write_text
 
 JPEG_QUALITY = 92
 CLOUD_PROB = 0.35

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import cv2
 
-from aurora.cache import atomic_write_text
 from aurora.data.decode import default_jobs
 from aurora.data.synth.dataset import _worker_init, encode_jpeg
 from aurora.data.synth.schedule import (
@@ -41,6 +40,7 @@ from aurora.data.synth.schedule import (
 )
 from aurora.data.synth.sequence import NightCamera, render_night_frame
 from aurora.data.synth.truth import SynthError
+from aurora.infra.atomic import atomic_write_text
 
 NIGHT_PREFIX = "synth_"
 NIGHT_COLUMNS: tuple[str, ...] = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aurora.errors import AuroraError
+from aurora.infra.errors import AuroraError
 
 MORPHOLOGIES: tuple[str, ...] = (
     "single_arc",

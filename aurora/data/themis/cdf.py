@@ -15,7 +15,7 @@ from pathlib import Path
 import cdflib
 import numpy as np
 
-from aurora.errors import AuroraError
+from aurora.infra.errors import AuroraError
 
 _IMAGE_VAR = re.compile(r"^thg_as[fi]_([a-z0-9]{4})$")
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from aurora.data.metadata import parse_time
-from aurora.errors import AuroraError
+from aurora.infra.errors import AuroraError
 
 STREAM0_REASONS = ("truncated", "unreadable", "unsupported format", "too large")
 _TIME_KEY = "Image request start"

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aurora.config import UNSET
+from aurora.infra.config import UNSET
 from aurora.run.settings import RunSettings
 
 #: Feature dimension of a backbone (timm name): its pooled features (``num_classes=0``).

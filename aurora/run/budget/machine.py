@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from aurora.errors import free_bytes
+from aurora.infra.errors import free_bytes
 from aurora.run.budget.model import GB, MB, Budget
 from aurora.run.settings import BudgetSettings
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aurora.errors import AuroraError
+from aurora.infra.errors import AuroraError
 
 GB = 2**30
 MB = 2**20

@@ -9,9 +9,9 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from aurora.atomic import atomic_write_text
 from aurora.data.sources import Manifest
-from aurora.logs import log, to_log_files
+from aurora.infra.atomic import atomic_write_text
+from aurora.infra.logs import log, to_log_files
 from aurora.run.budget.machine import machine_budget
 from aurora.run.budget.model import ESTIMATES_FILE, Budget, BudgetError, StageEstimate, gb
 from aurora.run.budget.stages import estimate_stages

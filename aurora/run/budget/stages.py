@@ -8,9 +8,9 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from aurora.cache import Cache
-from aurora.config import UNSET
 from aurora.data.sources import Manifest
+from aurora.infra.cache import Cache
+from aurora.infra.config import UNSET
 from aurora.run.budget.extractors import (
     FALLBACK_DIM,
     ExtractorFigures,

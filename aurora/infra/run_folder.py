@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aurora.cache import atomic_write_text
-from aurora.guard import error_line
+from aurora.infra.atomic import atomic_write_text
+from aurora.infra.guard import one_line
 
 log = logging.getLogger("aurora")
 
@@ -53,16 +53,6 @@ FINISHED = ("finished", "finished_with_failures")
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def one_line(err: BaseException) -> str:
-    """The error on one line: aurora's own (and disk/memory) errors by their message, a bug
-    with its type."""
-    own = error_line(err)
-    if own is not None:
-        return own
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
 def read_status(run_dir: str | Path) -> dict[str, Any] | None:

@@ -6,11 +6,11 @@ sibling folder and renamed into place only when complete, so a killed run never 
 half-written entry that a later run would read as valid (``rename`` of a directory is atomic on
 POSIX).
 
-The temporary folders are named and cleaned up as every atomic write of :mod:`aurora.atomic`
+The temporary folders are named and cleaned up as every atomic write of :mod:`aurora.infra.atomic`
 (a killed writer's leftovers are removed by the next writer; a live :meth:`Cache.writing`
 touches its folder every :data:`HEARTBEAT_S` so that other hosts see it alive), and a full disk
-raises :class:`aurora.errors.DiskFullError` naming the entry. The single-file writers of
-:mod:`aurora.atomic` are importable from here too.
+raises :class:`aurora.infra.errors.DiskFullError` naming the entry. The single-file writers of
+:mod:`aurora.infra.atomic` are importable from here too.
 """
 
 from __future__ import annotations
@@ -29,31 +29,18 @@ from typing import Any
 
 import numpy as np
 
-from aurora.atomic import (
-    STALE_TMP_AGE_S,
-    atomic_save_npz,
-    atomic_write_bytes,
-    atomic_write_text,
-    check_free_space,
+from aurora.infra.atomic import (
     disk_full_as,
-    link_or_copy,
     remove_stale_tmp,
     tmp_prefix,
 )
-from aurora.errors import AuroraError, DiskFullError, disk_full_error
+from aurora.infra.errors import AuroraError, DiskFullError, disk_full_error
 
 __all__ = [
     "COMPLETE_MARKER",
     "HEARTBEAT_S",
-    "STALE_TMP_AGE_S",
     "Cache",
-    "atomic_save_npz",
-    "atomic_write_bytes",
-    "atomic_write_text",
-    "check_free_space",
     "file_sha256",
-    "link_or_copy",
-    "remove_stale_tmp",
     "stable_hash",
 ]
 
@@ -163,7 +150,7 @@ class Cache:
         A concurrent writer that finished first wins; the loser's work is discarded. Before
         writing, temporaries of dead writers in the stage folder are removed (see
         :func:`remove_stale_tmp`); on any exception this writer's temporary folder is removed,
-        and a full disk is raised as :class:`aurora.errors.DiskFullError` naming the entry.
+        and a full disk is raised as :class:`aurora.infra.errors.DiskFullError` naming the entry.
         """
         final = self.path(stage, key)
         with disk_full_as(final):

@@ -6,8 +6,8 @@ id and host (``.{name}.tmp-{pid}@{host}~XXXXXXXX``), so the leftovers of a kille
 recognised and removed by the next writer (:func:`remove_stale_tmp`): those of a process that
 no longer exists on this host, and those of other hosts not touched for
 :data:`STALE_TMP_AGE_S`. A write that runs out of space raises
-:class:`aurora.errors.DiskFullError` naming the final path (not the temporary one), after
-removing what it had written. :class:`aurora.cache.Cache` builds its atomic entry folders on
+:class:`aurora.infra.errors.DiskFullError` naming the final path (not the temporary one), after
+removing what it had written. :class:`aurora.infra.cache.Cache` builds its atomic entry folders on
 the same names and cleanup.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from aurora.errors import DISK_FULL_ERRNOS, DiskFullError, free_bytes
+from aurora.infra.errors import DISK_FULL_ERRNOS, DiskFullError, free_bytes
 
 STALE_TMP_AGE_S: float = 24 * 3600
 """A temporary entry of another host untouched for this long belongs to a dead writer."""

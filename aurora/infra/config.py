@@ -13,7 +13,7 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import MISSING, OmegaConf
 
-from aurora.errors import SettingsError
+from aurora.infra.errors import SettingsError
 
 #: How an unset required value (``???`` in YAML) reads in a plain container.
 UNSET: str = MISSING

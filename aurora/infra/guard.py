@@ -1,6 +1,6 @@
 """What every command-line entry point shares: known errors become one line, not a traceback.
 
-``cluster.py`` (through :func:`aurora.cli.main`), ``train.py``, a sweep job and the sweep's
+``cluster.py`` (through :func:`aurora.run.cli.main`), ``train.py``, a sweep job and the sweep's
 finalisation all run their work under :func:`run_guarded`.
 """
 
@@ -13,19 +13,19 @@ from typing import Any
 from hydra.errors import InstantiationException
 from omegaconf.errors import MissingMandatoryValue
 
-from aurora.errors import AuroraError, disk_full_error, out_of_memory_error
+from aurora.infra.errors import AuroraError, disk_full_error, out_of_memory_error
 
 
 def error_line(err: BaseException) -> str | None:
     """The one-line message for ``err`` (without ``error:``), or None when it is a bug.
 
-    The policy is by type: an :class:`aurora.errors.AuroraError` (every error a user can
+    The policy is by type: an :class:`aurora.infra.errors.AuroraError` (every error a user can
     cause derives from it) prints its own message, also when Hydra's ``instantiate`` wrapped
     it (a constructor refusing a setting of the YAML). Otherwise a full disk (``ENOSPC`` /
     ``EDQUOT`` anywhere in the ``__cause__`` / ``__context__`` chain, also when raised from
     inside Lightning or torch and wrapped) names the path and the free space, and exhausted
     memory (``MemoryError``, torch's CUDA ``OutOfMemoryError``) names the stage that ran out
-    and what to lower there (:func:`aurora.errors.stage_of`). Anything else, a ``ValueError``
+    and what to lower there (:func:`aurora.infra.errors.stage_of`). Anything else, a ``ValueError``
     raised by aurora's own code included, is a bug: None.
     """
     if not isinstance(err, Exception):
@@ -38,13 +38,23 @@ def error_line(err: BaseException) -> str | None:
     return None if resource is None else str(resource)
 
 
+def one_line(err: BaseException) -> str:
+    """The error on one line: aurora's own (and disk/memory) errors by their message, a bug
+    with its type."""
+    own = error_line(err)
+    if own is not None:
+        return own
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
 def run_guarded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
     """Call ``fn`` and return a process exit code.
 
-    :class:`aurora.errors.AuroraError` (the messages name the file, setting or model at fault),
-    unset required settings, a full disk and exhausted memory are printed as ``error: ...`` on
-    one line with exit code 2 (see :func:`error_line`); anything else is a bug and keeps its
-    traceback.
+    :class:`aurora.infra.errors.AuroraError` (the messages name the file, setting or model at
+    fault), unset required settings, a full disk and exhausted memory are printed as
+    ``error: ...`` on one line with exit code 2 (see :func:`error_line`); anything else is a bug
+    and keeps its traceback.
     """
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:

@@ -2,7 +2,8 @@
 
 Also the two resource errors every stage can meet, a full disk and exhausted memory, and the
 helpers that recognise them in an exception chain raised from inside a library (Lightning,
-torch, numpy), so that :func:`aurora.guard.run_guarded` can say what ran out and what to change.
+torch, numpy), so that :func:`aurora.infra.guard.run_guarded` can say what ran out and what to
+change.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class AuroraError(RuntimeError):
     Every error a user can cause (a setting, an input file, a missing model or weights, a
     resource) derives from it, keeping its other bases (``class CheckpointError(AuroraError,
     ValueError)``) so that ``except ValueError`` still catches it. The command line prints
-    these in one line (:func:`aurora.guard.run_guarded`); any other exception is a bug and
+    these in one line (:func:`aurora.infra.guard.run_guarded`); any other exception is a bug and
     keeps its traceback.
     """
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from aurora.errors import SettingsError
-from aurora.guard import run_guarded
-from aurora.logs import log, quiet_libraries
+from aurora.infra.errors import SettingsError
+from aurora.infra.guard import run_guarded
+from aurora.infra.logs import log, quiet_libraries
 from aurora.run import run_apply, run_cluster, run_sweep_job
 from aurora.run.prepare import run_prepare
 
@@ -32,7 +32,7 @@ def main(cfg: DictConfig, run_dir: str | Path, choices: Mapping[str, str | None]
     the whole chain runs in one process (:func:`aurora.run.run_cluster`).
 
     Known failures (bad data folder, missing weights, impossible settings) are reported in one
-    line instead of a traceback (:func:`aurora.guard.run_guarded`): exit code 2. A run whose
+    line instead of a traceback (:func:`aurora.infra.guard.run_guarded`): exit code 2. A run whose
     outputs were written but some of whose grid cells failed returns 1 (the cells are listed in
     ``failed.csv`` and ``summary.json``). A sweep job never raises: the code it returns is its
     Hydra return value, and the sweep's exit code is set by
