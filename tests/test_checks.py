@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 from conftest import compose_cfg
 
-from aurora.checks import (
+from aurora.data.datamodule import split_indices
+from aurora.infra.errors import RunError, SettingsError
+from aurora.infra.guard import error_line
+from aurora.run.checks import (
     check_against_data,
     check_device,
     check_extract,
@@ -23,9 +26,6 @@ from aurora.checks import (
     check_training,
     int_list,
 )
-from aurora.data.datamodule import split_indices
-from aurora.infra.errors import PipelineError, SettingsError
-from aurora.infra.guard import error_line
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -183,7 +183,7 @@ def test_values_are_fitted_to_the_accepted_count(caplog: pytest.LogCaptureFixtur
 
 def test_fewer_than_two_images_cannot_be_grouped() -> None:
     with pytest.raises(
-        PipelineError, match=r"^data.root: 1 image\(s\) of the folder accepted.*at least 2"
+        RunError, match=r"^data.root: 1 image\(s\) of the folder accepted.*at least 2"
     ):
         check_against_data(1, check_grid([2], 2), FUSION)
 

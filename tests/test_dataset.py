@@ -9,7 +9,7 @@ import pytest
 
 from aurora.data.dataset import ensure_dataset
 from aurora.data.decode import default_jobs
-from aurora.infra.errors import PipelineError
+from aurora.infra.errors import RunError
 
 SKY = {"n": 4, "seed": 0, "size": 32, "moon_prob": 0.0}
 
@@ -25,7 +25,7 @@ def test_jobs_starting_together_get_one_whole_sky(tmp_path: Path) -> None:
 
 def test_a_folder_with_images_is_never_written_into(tmp_path: Path) -> None:
     (tmp_path / "mine.jpg").write_bytes(b"x")
-    with pytest.raises(PipelineError, match="not empty"):
+    with pytest.raises(RunError, match="not empty"):
         ensure_dataset(tmp_path, SKY, 1)
     assert [p.name for p in tmp_path.iterdir()] == ["mine.jpg"]
 

@@ -24,7 +24,7 @@ from aurora.infra.guard import error_line, run_guarded
 
 #: (module, class, the other base it keeps) of every error a user can cause.
 USER_ERRORS = [
-    ("aurora.infra.errors", "PipelineError", RuntimeError),
+    ("aurora.infra.errors", "RunError", RuntimeError),
     ("aurora.infra.errors", "SettingsError", ValueError),
     ("aurora.infra.errors", "DiskFullError", RuntimeError),
     ("aurora.infra.errors", "OutOfMemoryError", MemoryError),

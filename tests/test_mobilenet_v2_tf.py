@@ -79,7 +79,7 @@ def test_the_path_is_required(tmp_path: Path) -> None:
     """timm's own mobilenetv2_100 weights are PyTorch-trained: never fetched for this entry. A
     run without the path stops before any work, naming the key."""
     from aurora.extractors import WeightsUnavailableError, build_extractor
-    from aurora.infra.errors import PipelineError
+    from aurora.infra.errors import RunError
     from aurora.run.features import build_extractors
     from aurora.run.settings import RunSettings
 
@@ -88,7 +88,7 @@ def test_the_path_is_required(tmp_path: Path) -> None:
     settings = RunSettings.from_cfg(cfg)
     for skip in (False, True):  # a missing setting, not missing weights: never left out
         settings = dataclasses.replace(settings, skip_unavailable_extractors=skip)
-        with pytest.raises(PipelineError, match=r"extractors.mobilenet_v2.weights is not set"):
+        with pytest.raises(RunError, match=r"extractors.mobilenet_v2.weights is not set"):
             build_extractors(settings, ["mobilenet_v2"])
     missing = tmp_path / "w.safetensors"
     with pytest.raises(WeightsUnavailableError, match="w.safetensors is not a file"):

@@ -15,7 +15,7 @@ from conftest import compose_cfg
 from omegaconf import DictConfig
 
 from aurora.data.dataset import read_truth
-from aurora.infra.errors import PipelineError
+from aurora.infra.errors import RunError
 from aurora.run import (
     ImageRows,
     RunSettings,
@@ -146,13 +146,13 @@ def test_sweep_cells_then_finalize(sky: Path, tiny_cache: Path, tmp_path: Path) 
 
 def test_sweep_job_needs_its_cell_groups(sky: Path, tiny_cache: Path, tmp_path: Path) -> None:
     cfg = _compose(_overrides(sky, tiny_cache))
-    with pytest.raises(PipelineError, match="reducer"):
+    with pytest.raises(RunError, match="reducer"):
         run_sweep_cell(cfg, tmp_path / "job", {"extractor": "autoencoder", "clusterer": "kmeans"})
 
 
 def test_unknown_grid_name_is_a_clear_error(sky: Path, tiny_cache: Path, tmp_path: Path) -> None:
     cfg = _compose([*_overrides(sky, tiny_cache), "grid.reducers=[pcaa]"])
-    with pytest.raises(PipelineError, match="pcaa"):
+    with pytest.raises(RunError, match="pcaa"):
         run_cluster(cfg, tmp_path / "run")
 
 
@@ -290,7 +290,7 @@ def test_fitted_settings_are_the_config_fitted_in_place(extra: list[str]) -> Non
     in the settings and in the recorded config, as writing it into the config would."""
     from omegaconf import OmegaConf
 
-    from aurora.checks import DataFit
+    from aurora.run.checks import DataFit
 
     cfg = _compose(["data=folder", "data.root=/nowhere", *TINY, *extra])
     search = cfg.fusion.get("search") is not None
@@ -318,7 +318,7 @@ def test_read_truth_reads_the_class_and_the_nuisance_columns_the_table_has(
     assert list(truth.nuisances) == ["moon"] and list(truth.nuisances["moon"]) == ["0", None, "1"]
     assert list(read_truth(table, ["a"], column="cloud").classes) == ["0"]
     assert read_truth(None, ["a"]) == (None, {})
-    with pytest.raises(PipelineError, match="does not exist"):
+    with pytest.raises(RunError, match="does not exist"):
         read_truth(tmp_path / "none.csv", ["a"])
 
 

@@ -19,7 +19,7 @@ from aurora.data import scan_cache
 from aurora.data.scan_cache import list_inputs, scan_cached
 from aurora.data.sources import scan
 from aurora.infra.cache import Cache
-from aurora.infra.errors import PipelineError, SettingsError
+from aurora.infra.errors import RunError, SettingsError
 from aurora.run.__main__ import main as finalize_main
 from aurora.run.prepare import Shards, finalize_prepare, run_prepare
 
@@ -99,7 +99,7 @@ def test_a_missing_shard_is_named_then_redone(messy_sky: Path, tmp_path: Path) -
     sweep.mkdir()
     run_prepare(_cfg(messy_sky, cache, "prepare.shards=2", "prepare.shard=0"), tmp_path / "j0")
     cfg = _cfg(messy_sky, cache, "prepare.shards=2")
-    with pytest.raises(PipelineError, match=r"shards 1 of 2 are not prepared.*prepare.shard=1"):
+    with pytest.raises(RunError, match=r"shards 1 of 2 are not prepared.*prepare.shard=1"):
         finalize_prepare(cfg, sweep)
     assert json.loads((sweep / "status.json").read_text())["state"] == "failed"
     run_prepare(_cfg(messy_sky, cache, "prepare.shards=2", "prepare.shard=1"), tmp_path / "j1")

@@ -20,7 +20,7 @@ from torch import nn
 from aurora.data.sources import scan
 from aurora.extractors import build_extractor, extract_features
 from aurora.infra.cache import Cache
-from aurora.infra.errors import AuroraError, PipelineError
+from aurora.infra.errors import AuroraError, RunError
 from aurora.preprocess import PreprocessConfig, build_preprocessed
 from aurora.reduction import cached_entry, fit_transform_cached
 from aurora.report.record import RunRecord
@@ -418,10 +418,10 @@ def test_apply_takes_the_run_limits(
 
 def test_apply_needs_solution_and_data(tmp_path: Path) -> None:
     cfg = OmegaConf.create({"solution": None, "data": {"root": "x"}})
-    with pytest.raises(PipelineError, match="solution=DIR"):
+    with pytest.raises(RunError, match="solution=DIR"):
         run_apply(cfg, tmp_path)
     cfg = OmegaConf.create({"solution": str(tmp_path / "nope"), "data": {"root": None}})
-    with pytest.raises(PipelineError, match="data.root=NEW_IMAGES"):
+    with pytest.raises(RunError, match="data.root=NEW_IMAGES"):
         run_apply(cfg, tmp_path)
     with pytest.raises(SolutionError, match="does not exist"):
         apply_solution(tmp_path / "nope", "x", tmp_path, cache_dir=tmp_path / "cache")

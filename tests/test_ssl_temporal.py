@@ -10,10 +10,10 @@ import pytest
 import torch
 from conftest import compose_cfg
 
-from aurora.checks import check_training
 from aurora.data.datamodule import LoaderConfig, SkyDataModule, TemporalPairDataset
 from aurora.infra.errors import SettingsError
 from aurora.models.simclr import SimCLR
+from aurora.run.checks import check_training
 from aurora.training import fit_model, train
 
 

@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 
 import aurora.run.grid
 from aurora.grid.cell import FAILED_FILE
-from aurora.infra.errors import PipelineError
+from aurora.infra.errors import RunError
 from aurora.run import finalize_sweep, run_sweep_cell
 from aurora.run.cli import main
 
@@ -129,7 +129,7 @@ def test_sweep_where_every_job_failed_is_a_clear_error(base: list[str], tmp_path
     for job, k in enumerate((0, 1)):
         cfg = _compose([*base, *SWEEP_CELL, f"clusterer.n_clusters={k}"])
         assert main(cfg, sweep / str(job), CHOICES, "RunMode.MULTIRUN") == 2
-    with pytest.raises(PipelineError, match="all 2 grid cells failed"):
+    with pytest.raises(RunError, match="all 2 grid cells failed"):
         finalize_sweep(_compose(base), sweep)
     assert len(_read(sweep / "failed.csv")) == 2
     assert not (sweep / "ranking.csv").exists() and not (sweep / "labels.csv").exists()

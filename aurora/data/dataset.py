@@ -22,7 +22,7 @@ import numpy as np
 from aurora.data.metadata import read_time_column
 from aurora.data.sources import scan
 from aurora.data.synth import generate
-from aurora.infra.errors import PipelineError
+from aurora.infra.errors import RunError
 from aurora.preprocess import PreprocessConfig, PreprocessedStore, build_preprocessed
 
 log = logging.getLogger("aurora")
@@ -40,7 +40,7 @@ def ensure_dataset(root: str | Path, synth: Mapping[str, Any] | None, jobs: int 
     if synth is not None and not (root / "labels.csv").is_file():
         # Never write into a folder that holds anything: it may be a user's images.
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
-            raise PipelineError(
+            raise RunError(
                 f"data.root={root} is not empty and has no labels.csv: the synthetic sky is "
                 "generated only into a new or empty folder (for your own images use data=folder)"
             )
@@ -66,7 +66,7 @@ def ensure_dataset(root: str | Path, synth: Mapping[str, Any] | None, jobs: int 
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         if not (root / "labels.csv").is_file():
-            raise PipelineError(f"the synthetic sky could not be moved into {root}")
+            raise RunError(f"the synthetic sky could not be moved into {root}")
     return root
 
 
@@ -126,17 +126,17 @@ def read_truth(
         The :class:`Truth`; images missing from the table get None (ignored by the scores).
 
     Raises:
-        PipelineError: the table does not exist or has no ``path`` column.
+        RunError: the table does not exist or has no ``path`` column.
     """
     if not truth_csv:
         return Truth(None, {})
     path = Path(truth_csv)
     if not path.is_file():
-        raise PipelineError(f"ground-truth table {path} does not exist")
+        raise RunError(f"ground-truth table {path} does not exist")
     with open(path, newline="", encoding="utf-8", errors="surrogateescape") as f:
         rows = list(csv.DictReader(f))
     if not rows or "path" not in rows[0]:
-        raise PipelineError(f"ground-truth table {path} needs a 'path' column")
+        raise RunError(f"ground-truth table {path} needs a 'path' column")
     table = {r["path"]: r for r in rows}
     classes = np.array([table.get(i, {}).get(column) for i in ids], dtype=object)
     header = rows[0]

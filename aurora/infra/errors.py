@@ -31,8 +31,10 @@ class AuroraError(RuntimeError):
     """
 
 
-class PipelineError(AuroraError):
-    """A run cannot go on; the message says why and what to change."""
+class RunError(AuroraError):
+    """A run cannot go on with what it was given or what an earlier step left: a missing input,
+    folder or model, an unfinished shard, a name the configuration lacks, no image or cell left
+    to group. The message says which and what to change."""
 
 
 class SettingsError(AuroraError, ValueError):

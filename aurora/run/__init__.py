@@ -17,8 +17,9 @@ from aurora.run.context import RunContext, extract_references, load_context
 from aurora.run.features import ExtractedFeatures, extract_all, train_encoder_cached
 from aurora.run.finalize import external_summary, finalize, fuse
 from aurora.run.grid import record_failure, run_grid
-from aurora.run.main import run_apply, run_cluster, start_run
+from aurora.run.main import run_apply, run_cluster
 from aurora.run.settings import RunSettings
+from aurora.run.start import start_run
 from aurora.run.stores import ImageRows, StoreSet
 from aurora.run.sweep import FinalizeSweep, finalize_sweep, run_sweep_cell, run_sweep_job
 

@@ -22,7 +22,7 @@ from aurora.data.scan_cache import scan_cached
 from aurora.data.sources import Manifest, Rejection, scan
 from aurora.grid.sample import fit_sample_rows
 from aurora.infra.cache import stable_hash
-from aurora.infra.errors import PipelineError
+from aurora.infra.errors import RunError
 from aurora.infra.logs import log, stage
 from aurora.preprocess import PreprocessedStore
 from aurora.run.budget import plan_budget
@@ -137,7 +137,7 @@ def load_context(
     built = build_extractors(settings, names, node_key)
     running, skipped = [n for n in names if n not in built[1]], built[1]
     if not running:
-        raise PipelineError(
+        raise RunError(
             "no extractor could run: " + "; ".join(f"{k}: {v}" for k, v in skipped.items())
         )
     # Memory and disk of each stage for this many images, before any of them runs (the cells
@@ -258,7 +258,7 @@ def extract_references(
         ]
         flat = [r.id for r in manifest.records if "/" not in r.id]
         if flat:
-            raise PipelineError(
+            raise RunError(
                 f"reference images must sit in one subfolder per class under {ref_dir}; "
                 f"found {flat[0]} directly in it"
             )
@@ -284,7 +284,7 @@ def extract_references(
                     seen.add(rid)
         ref_ids = [i for i in per_extractor[next(iter(per_extractor))][1].ids if i in accepted]
         if not ref_ids:
-            raise PipelineError(f"no usable reference image under {ref_dir}")
+            raise RunError(f"no usable reference image under {ref_dir}")
         feats: dict[str, tuple[np.ndarray, str]] = {}
         images: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for name, (store, fs) in per_extractor.items():

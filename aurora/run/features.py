@@ -14,7 +14,7 @@ import numpy as np
 from aurora.infra.atomic import link_or_copy
 from aurora.infra.cache import Cache, stable_hash
 from aurora.infra.config import UNSET
-from aurora.infra.errors import PipelineError
+from aurora.infra.errors import RunError
 from aurora.infra.logs import log, stage
 from aurora.preprocess import PreprocessedStore
 from aurora.run.settings import RunSettings
@@ -153,7 +153,7 @@ def train_encoder_cached(
         )
         best = result.best_ckpt or result.last_ckpt
         if not best:
-            raise PipelineError(f"training in {log_dir} wrote no checkpoint")
+            raise RunError(f"training in {log_dir} wrote no checkpoint")
         link_or_copy(best, tmp / "model.ckpt")  # one copy on disk: a hard link when it can
     return cache.path("train", key) / "model.ckpt"
 
@@ -290,7 +290,7 @@ def build_extractors(
         the extractors skipped for missing weights (name -> one-line reason).
 
     Raises:
-        PipelineError: an extractor needs a checkpoint and names no model to train, or its
+        RunError: an extractor needs a checkpoint and names no model to train, or its
             weights are missing and ``skip_unavailable_extractors`` is false.
     """
     # torch is loaded when features are extracted, not when cluster.py starts (a settings
@@ -306,13 +306,13 @@ def build_extractors(
         if _needs_training(params):
             model_name = params.get("train") or name
             if model_name not in settings.train.models:
-                raise PipelineError(
+                raise RunError(
                     f"extractor {name!r} needs a checkpoint: set extractors.{name}.ckpt_path=... "
                     f"or extractors.{name}.train to one of {sorted(settings.train.models)}"
                 )
         else:
             if params.get("weights") == UNSET:  # an entry made for a local file (mobilenet_v2_tf)
-                raise PipelineError(
+                raise RunError(
                     f"{key}.weights is not set: extractor {name!r} needs its weights file "
                     f"(add {key}.weights=PATH to the command)"
                 )
@@ -320,7 +320,7 @@ def build_extractors(
                 extractor = build_extractor(params)
             except WeightsUnavailableError as err:
                 if not settings.skip_unavailable_extractors:
-                    raise PipelineError(
+                    raise RunError(
                         f"{err} (in this run the key is {key}.weights; or leave the extractor "
                         "out with grid.extractors, or set skip_unavailable_extractors=true)"
                     ) from err

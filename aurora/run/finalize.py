@@ -20,7 +20,7 @@ from aurora.grid.cell import write_failed_csv
 from aurora.grid.ranking import write_ranking, write_results
 from aurora.grid.scoring import external_scores, nuisance_dependence
 from aurora.infra.cache import Cache
-from aurora.infra.errors import PipelineError
+from aurora.infra.errors import RunError
 from aurora.infra.logs import log, stage
 from aurora.reduction import cached_entry, fit_transform_cached
 from aurora.report import write_report
@@ -168,7 +168,7 @@ def finalize(
         truth exists, the external scores).
 
     Raises:
-        PipelineError: no cell finished (after writing ``failed.csv``).
+        RunError: no cell finished (after writing ``failed.csv``).
     """
     from aurora.solution import save_solution  # torch, for the extractor's weights
 
@@ -176,7 +176,7 @@ def finalize(
     check_some_cells(cells, failed, out_dir)
     n = {int(c["n_samples"]) for c in cells}
     if n != {len(ids)}:
-        raise PipelineError(f"cells have {sorted(n)} labels but the data set has {len(ids)} images")
+        raise RunError(f"cells have {sorted(n)} labels but the data set has {len(ids)} images")
     with stage("rank") as st:
         ranked = write_ranking(cells, out_dir / "ranking.csv")
         write_results(cells, out_dir / "results.csv")
@@ -258,11 +258,11 @@ def check_some_cells(
         return
     if failed:
         first = failed[0]
-        raise PipelineError(
+        raise RunError(
             f"all {len(failed)} grid cells failed (see {out_dir / 'failed.csv'}); "
             f"the first, {first['cell']}: {first['error']}"
         )
-    raise PipelineError(f"no finished grid cells under {out_dir}")
+    raise RunError(f"no finished grid cells under {out_dir}")
 
 
 def _run_record(

@@ -28,6 +28,8 @@ from aurora.grid.cell import (
 from aurora.infra.cache import Cache
 from aurora.infra.guard import error_line, one_line
 from aurora.infra.logs import log, stage, to_log_files
+from aurora.run.context import RunContext
+from aurora.run.settings import RunSettings
 
 
 class GridFeatures(Protocol):
@@ -155,3 +157,30 @@ def run_grid(
                 raise
             record_failure(out, meta, err)
     return collect_cells(cells_dir)
+
+
+def run_cells(
+    settings: RunSettings,
+    ctx: RunContext,
+    cells: list[CellSpec],
+    cells_dir: Path,
+    stability_splits: int,
+    keep_going: bool = True,
+) -> list[dict[str, Any]]:
+    """:func:`aurora.run.grid.run_grid` on a run's context (features, constraints, truth)."""
+    return run_grid(
+        cells,
+        ctx.features,
+        settings.reducers,
+        settings.clusterers,
+        seed=settings.seed,
+        cache_dir=settings.cache_dir,
+        stability_splits=stability_splits,
+        cells_dir=cells_dir,
+        must_link=ctx.must_link,
+        cannot_link=ctx.cannot_link,
+        truth=ctx.truth.classes,
+        nuisances=ctx.nuisances(),
+        keep_going=keep_going,
+        fit_rows=ctx.fit_rows(settings.grid.fit_sample, settings.seed),
+    )

@@ -13,68 +13,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from aurora.checks import (
-    DataFit,
-    check_against_data,
-    check_device,
-    check_fusion,
-    check_grid,
-    check_jobs,
-)
 from aurora.data.formats import DEFAULT_MAX_PIXELS, check_max_pixels
 from aurora.grid.cell import CellSpec, collect_failed, grid_cells
 from aurora.infra.config import plain
-from aurora.infra.errors import PipelineError
+from aurora.infra.errors import RunError
 from aurora.infra.logs import stage
-from aurora.infra.run_folder import begin_run, fail_run, finish_run
-from aurora.run.context import RunContext, load_context
+from aurora.infra.run_folder import fail_run, finish_run
+from aurora.run.checks import (
+    DataFit,
+    check_against_data,
+    check_grid,
+    check_jobs,
+)
+from aurora.run.context import load_context
 from aurora.run.finalize import finalize, print_summary
-from aurora.run.grid import run_grid
+from aurora.run.grid import run_cells
 from aurora.run.nights import write_nights
 from aurora.run.screening import screen_applied, screen_if_enabled
 from aurora.run.settings import BudgetSettings, ExtractSettings, RunSettings, night_settings
-
-
-def config_paths(cfg: DictConfig) -> list[str]:
-    """Every string of the config (outside ``hydra``) that can be read: the paths a run reads.
-
-    :func:`aurora.infra.run_folder.begin_run` never moves an earlier output that is or holds one of
-    them (a cache, data or checkpoint someone put inside the run folder).
-    """
-    found: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, DictConfig | ListConfig):
-            keys = list(node.keys()) if isinstance(node, DictConfig) else range(len(node))
-            for k in keys:
-                if k == "hydra":
-                    continue
-                try:
-                    value = node[k]  # resolves interpolations; unset or broken ones are skipped
-                except Exception:
-                    continue
-                walk(value)
-        elif isinstance(node, str) and node not in ("", ".", "???"):
-            found.append(node)
-
-    walk(cfg)
-    return found
-
-
-def start_run(cfg: DictConfig, run_dir: Path, job_dirs: bool = False) -> None:
-    """Mark ``run_dir`` running, moving the earlier results aside (see
-    :mod:`aurora.infra.run_folder`)."""
-    begin_run(run_dir, keep=config_paths(cfg), job_dirs=job_dirs)
-
-
-def check_settings(settings: RunSettings) -> None:
-    """The settings checks that need no data (names, types, ranges) beyond those of
-    :meth:`RunSettings.from_cfg`, and that this machine has the extraction device; before any
-    work."""
-    check_fusion(settings.fusion)
-    check_device(settings.extract.device, here=True)
+from aurora.run.start import check_settings, start_run
 
 
 def run_cluster(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -114,9 +73,7 @@ def _grid_cells(settings: RunSettings, n_clusters: tuple[int, ...]) -> list[Cell
     for axis, names in axes.items():
         unknown = sorted(set(names) - set(configured[axis]))
         if unknown:
-            raise PipelineError(
-                f"grid.{axis} names {unknown}; configured: {sorted(configured[axis])}"
-            )
+            raise RunError(f"grid.{axis} names {unknown}; configured: {sorted(configured[axis])}")
     return grid_cells(axes["extractors"], axes["reducers"], axes["clusterers"], list(n_clusters))
 
 
@@ -154,33 +111,6 @@ def _run_cluster(settings: RunSettings, run_dir: Path) -> dict[str, Any]:
     return record.summary
 
 
-def run_cells(
-    settings: RunSettings,
-    ctx: RunContext,
-    cells: list[CellSpec],
-    cells_dir: Path,
-    stability_splits: int,
-    keep_going: bool = True,
-) -> list[dict[str, Any]]:
-    """:func:`aurora.run.grid.run_grid` on a run's context (features, constraints, truth)."""
-    return run_grid(
-        cells,
-        ctx.features,
-        settings.reducers,
-        settings.clusterers,
-        seed=settings.seed,
-        cache_dir=settings.cache_dir,
-        stability_splits=stability_splits,
-        cells_dir=cells_dir,
-        must_link=ctx.must_link,
-        cannot_link=ctx.cannot_link,
-        truth=ctx.truth.classes,
-        nuisances=ctx.nuisances(),
-        keep_going=keep_going,
-        fit_rows=ctx.fit_rows(settings.grid.fit_sample, settings.seed),
-    )
-
-
 def run_apply(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """What ``python cluster.py mode=apply solution=DIR data.root=NEW`` runs.
 
@@ -195,9 +125,9 @@ def run_apply(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """
     sol_dir = cfg.get("solution")
     if not sol_dir:
-        raise PipelineError("mode=apply needs solution=DIR (the solution/ folder of a run)")
+        raise RunError("mode=apply needs solution=DIR (the solution/ folder of a run)")
     if OmegaConf.is_missing(cfg.data, "root") or not cfg.data.get("root"):
-        raise PipelineError("mode=apply needs data=folder data.root=NEW_IMAGES")
+        raise RunError("mode=apply needs data=folder data.root=NEW_IMAGES")
     jobs = check_jobs(cfg.get("jobs"))
     extract = ExtractSettings.from_node(plain(cfg.extract), here=True)
     budget = BudgetSettings.from_node(plain(cfg.get("budget")))

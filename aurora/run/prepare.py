@@ -31,7 +31,6 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from aurora.checks import check_device, check_number
 from aurora.data.dataset import ensure_dataset
 from aurora.data.manifest import Manifest, write_rejected_csv
 from aurora.data.scan_cache import (
@@ -46,7 +45,7 @@ from aurora.data.scan_cache import (
 from aurora.infra.atomic import atomic_write_text
 from aurora.infra.cache import Cache
 from aurora.infra.config import plain
-from aurora.infra.errors import PipelineError, SettingsError
+from aurora.infra.errors import RunError, SettingsError
 from aurora.infra.logs import log, stage
 from aurora.infra.run_folder import fail_run, finish_run
 from aurora.preprocess import (
@@ -58,9 +57,10 @@ from aurora.preprocess import (
 )
 from aurora.preprocess.store import STAGE as STORE_STAGE
 from aurora.run.budget import plan_budget
+from aurora.run.checks import check_device, check_number
 from aurora.run.features import build_extractors
-from aurora.run.main import start_run
 from aurora.run.settings import RunSettings
+from aurora.run.start import start_run
 
 PREPARED_FILE = "prepared.json"
 
@@ -107,7 +107,7 @@ def _targets(settings: RunSettings) -> tuple[list[Target], dict[str, str]]:
     names = settings.grid.axis("extractors", settings.extractors)
     unknown = sorted(set(names) - set(settings.extractors))
     if unknown:
-        raise PipelineError(
+        raise RunError(
             f"grid.extractors names {unknown}; configured: {sorted(settings.extractors)}"
         )
     specs, skipped = build_extractors(settings, names)
@@ -116,7 +116,7 @@ def _targets(settings: RunSettings) -> tuple[list[Target], dict[str, str]]:
     for name, (params, extractor) in specs.items():
         variant = params.get("preprocess", "full")
         if variant not in variants:
-            raise PipelineError(
+            raise RunError(
                 f"extractor {name!r} wants preprocess variant {variant!r}; "
                 f"configured: {sorted(variants)}"
             )
@@ -352,7 +352,7 @@ def finalize_prepare(cfg: DictConfig, sweep_dir: Path, begin: bool = True) -> di
             :class:`aurora.run.sweep.FinalizeSweep` did so at the start of the sweep).
 
     Raises:
-        PipelineError: some blocks are not done, naming them and the command that redoes them.
+        RunError: some blocks are not done, naming them and the command that redoes them.
     """
     if begin:
         start_run(cfg, sweep_dir)
@@ -362,7 +362,7 @@ def finalize_prepare(cfg: DictConfig, sweep_dir: Path, begin: bool = True) -> di
         joined, missing = assemble_prepared(settings, listing, shards.shards, targets)
         if missing:
             listed = ",".join(str(s) for s in missing)
-            raise PipelineError(
+            raise RunError(
                 f"shards {listed} of {shards.shards} are not prepared (failed or killed): rerun "
                 f"them with the same command and prepare.shard={listed}, then "
                 f"python -m aurora.run finalize {sweep_dir}"

@@ -4,7 +4,7 @@
 values: frozen dataclasses for what the orchestrator reads key by key, plain dicts for the
 nodes that are instantiated (``_target_``) or checked as a whole. Nothing below
 :mod:`aurora.run` sees the config. What the data decides later (k lowered to the accepted
-count, minimum group sizes; :class:`aurora.checks.DataFit`) gives new settings through
+count, minimum group sizes; :class:`aurora.run.checks.DataFit`) gives new settings through
 :meth:`RunSettings.fitted`.
 """
 
@@ -19,7 +19,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from aurora.checks import (
+from aurora.data.formats import DEFAULT_MAX_PIXELS, check_max_pixels
+from aurora.infra.config import plain
+from aurora.infra.errors import SettingsError
+from aurora.run.checks import (
     DataFit,
     check_extract,
     check_fit_sample,
@@ -29,9 +32,6 @@ from aurora.checks import (
     check_seed,
     check_training,
 )
-from aurora.data.formats import DEFAULT_MAX_PIXELS, check_max_pixels
-from aurora.infra.config import plain
-from aurora.infra.errors import SettingsError
 from aurora.run.night_settings import NightSettings
 
 
@@ -68,7 +68,7 @@ class ExtractSettings:
         batch_size: images per forward pass (>= 1).
         num_workers: loader worker processes (0 = read in the main process).
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``
-            (:data:`aurora.checks.DEVICE_FORMS`).
+            (:data:`aurora.run.checks.DEVICE_FORMS`).
     """
 
     batch_size: int
@@ -82,7 +82,7 @@ class ExtractSettings:
         Args:
             node: the plain ``extract`` node.
             here: also check that this machine has the device (a run that may extract);
-                see :func:`aurora.checks.check_device`.
+                see :func:`aurora.run.checks.check_device`.
 
         Raises:
             SettingsError: a value that cannot work, naming its key.
@@ -119,7 +119,8 @@ class GridSettings:
     Attributes:
         extractors: names to combine, or None = every configured one; idem ``reducers``,
             ``clusterers``.
-        n_clusters: the k values as given (a list or one value; :func:`aurora.checks.check_grid`).
+        n_clusters: the k values as given (a list or one value;
+            :func:`aurora.run.checks.check_grid`).
         stability_splits: as given.
         fit_sample: the most rows a cell fits its reducer and clusterer on (None = all).
     """
@@ -183,7 +184,8 @@ def night_settings(cfg: DictConfig) -> NightSettings:
     )
 
 
-#: Fusion values that the data can lower (:class:`aurora.checks.DataFit`), as paths in ``fusion``.
+#: Fusion values that the data can lower (:class:`aurora.run.checks.DataFit`), as paths in
+#: ``fusion``.
 _FITTED = (("min_cluster_size",), ("search", "min_sizes"), ("search", "target_groups"))
 _INTERPOLATION = re.compile(r"^\$\{(\.*)([A-Za-z_][\w.]*)\}$")
 
@@ -238,8 +240,8 @@ class RunSettings:
 
         The settings that need no data are checked here, before any work: ``seed``, ``jobs``,
         ``extract.*`` (the device's form; whether this machine has it is
-        :func:`aurora.checks.check_device`'s ``here``, for runs that extract), ``train.*`` and
-        ``trainer.*`` (:func:`aurora.checks.check_training`), ``grid.fit_sample``, ``budget.*``.
+        :func:`aurora.run.checks.check_device`'s ``here``, for runs that extract), ``train.*`` and
+        ``trainer.*`` (:func:`aurora.run.checks.check_training`), ``grid.fit_sample``, ``budget.*``.
 
         Raises:
             SettingsError: one of those values cannot work (the message names the key).

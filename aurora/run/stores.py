@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from aurora.data.sources import Manifest
-from aurora.infra.errors import PipelineError
+from aurora.infra.errors import RunError
 from aurora.infra.logs import stage
 from aurora.preprocess import PreprocessConfig, PreprocessedStore, build_preprocessed
 
@@ -42,7 +42,7 @@ class StoreSet:
     def get(self, variant: str, size: int) -> PreprocessedStore:
         """The store of ``variant`` at ``size`` px, built (or read from the cache) once."""
         if variant not in self.variants:
-            raise PipelineError(
+            raise RunError(
                 f"unknown preprocess variant {variant!r}; configured: {sorted(self.variants)}"
             )
         key = (variant, int(size))

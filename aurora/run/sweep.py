@@ -22,7 +22,6 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from aurora.checks import DataFit, check_against_data, check_grid, check_number
 from aurora.grid.cell import (
     CELL_FILE,
     FAILED_FILE,
@@ -33,17 +32,18 @@ from aurora.grid.cell import (
     write_failed,
 )
 from aurora.infra.config import plain
-from aurora.infra.errors import PipelineError
+from aurora.infra.errors import RunError
 from aurora.infra.guard import run_guarded
 from aurora.infra.logs import log
 from aurora.infra.run_folder import fail_run, finish_run
+from aurora.run.checks import DataFit, check_against_data, check_grid, check_number
 from aurora.run.context import load_context
 from aurora.run.finalize import check_some_cells, finalize, print_summary
-from aurora.run.grid import record_failure
-from aurora.run.main import check_settings, run_cells, start_run
+from aurora.run.grid import record_failure, run_cells
 from aurora.run.prepare import finalize_prepare
 from aurora.run.screening import screen_if_enabled
 from aurora.run.settings import RunSettings
+from aurora.run.start import check_settings, start_run
 
 _CELL_GROUPS = ("extractor", "reducer", "clusterer")
 
@@ -54,7 +54,7 @@ def _sweep_cell(cfg: DictConfig, choices: Mapping[str, str | None]) -> tuple[Run
     picked = {g: choices.get(g) for g in _CELL_GROUPS}
     missing = [g for g, v in picked.items() if v is None]
     if missing:
-        raise PipelineError(f"a sweep job needs the groups {missing} to be chosen")
+        raise RunError(f"a sweep job needs the groups {missing} to be chosen")
     spec = CellSpec(
         str(picked["extractor"]),
         str(picked["reducer"]),
@@ -77,7 +77,7 @@ def run_sweep_cell(
     The cell is the job's ``extractor``, ``reducer`` and ``clusterer`` group choices, with
     ``clusterer.n_clusters``; :class:`FinalizeSweep` ranks and fuses the sweep. A k at or
     above the number of accepted images is lowered to what the data allows, with a warning,
-    as a single run lowers ``grid.n_clusters`` (:func:`aurora.checks.check_against_data`); the
+    as a single run lowers ``grid.n_clusters`` (:func:`aurora.run.checks.check_against_data`); the
     cell is then named by the k it ran with.
     """
     job_dir = Path(job_dir)
@@ -273,7 +273,7 @@ def record_unfinished_jobs(sweep_dir: Path) -> list[Path]:
         ):
             continue
         meta = _job_record(job)
-        err = PipelineError("no result: the job was killed (time or memory limit) or never ran")
+        err = RunError("no result: the job was killed (time or memory limit) or never ran")
         write_failed(job, meta, err)
         recorded.append(job)
     return recorded

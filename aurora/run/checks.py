@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aurora.infra.errors import PipelineError, SettingsError
+from aurora.infra.errors import RunError, SettingsError
 
 log = logging.getLogger("aurora")
 
@@ -173,7 +173,7 @@ def check_fit_sample(value: Any) -> int | None:
 
 
 @dataclass(frozen=True)
-class GridSettings:
+class GridCounts:
     """The grid axes after the checks on their own.
 
     Attributes:
@@ -185,11 +185,11 @@ class GridSettings:
     stability_splits: int
 
 
-def check_grid(n_clusters: Any, stability_splits: Any) -> GridSettings:
+def check_grid(n_clusters: Any, stability_splits: Any) -> GridCounts:
     """Check ``grid.n_clusters`` and ``grid.stability_splits`` on their own."""
     ks = int_list("grid.n_clusters", n_clusters, 2)
     splits = int(check_number("grid.stability_splits", stability_splits, 2, integer=True))
-    return GridSettings(tuple(dict.fromkeys(ks)), splits)
+    return GridCounts(tuple(dict.fromkeys(ks)), splits)
 
 
 def check_fusion(fusion: Mapping[str, Any]) -> None:
@@ -224,9 +224,9 @@ def check_training(
 
     Raises:
         SettingsError: ``batch_size`` < 2, ``num_workers`` < 0, ``val_fraction`` outside
-            [0, 0.5], ``pin_memory`` not null/true/false, ``temporal_pair`` < 0, ``trainer.max_epochs`` not an integer
-            >= 1 (or null), ``trainer.max_steps`` not -1 or an integer >= 1, or both unbounded
-            (-1): the learning-rate schedule needs a finite length.
+            [0, 0.5], ``pin_memory`` not null/true/false, ``temporal_pair`` < 0,
+            ``trainer.max_epochs`` not an integer >= 1 (or null), ``trainer.max_steps`` not -1 or an
+            integer >= 1, or both unbounded (-1): the learning-rate schedule needs a finite length.
     """
     check_int(f"{loader_key}.batch_size", loader.get("batch_size"), 2)
     check_int(f"{loader_key}.num_workers", loader.get("num_workers", 0), 0)
@@ -296,7 +296,7 @@ class DataFit:
 
 def check_against_data(
     n_accepted: int,
-    grid: GridSettings,
+    grid: GridCounts,
     fusion: Mapping[str, Any],
     k_key: str = "grid.n_clusters",
 ) -> DataFit:
@@ -315,10 +315,10 @@ def check_against_data(
         was lowered).
 
     Raises:
-        PipelineError: fewer than 2 accepted images.
+        RunError: fewer than 2 accepted images.
     """
     if n_accepted < 2:
-        raise PipelineError(
+        raise RunError(
             f"data.root: {n_accepted} image(s) of the folder accepted, and grouping needs at "
             "least 2 (is data.root the folder of the frames?)"
         )
