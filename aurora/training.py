@@ -24,12 +24,13 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from aurora.data.datamodule import LoaderConfig, SkyDataModule
-from aurora.data.dataset import ensure_dataset, prepare_images
+from aurora.data.dataset import ensure_dataset
 from aurora.infra.atomic import atomic_write_bytes, check_free_space, remove_stale_tmp
 from aurora.infra.config import plain
 from aurora.infra.errors import AuroraError, SettingsError, disk_full_error
 from aurora.infra.logs import quiet_libraries, show_progress
 from aurora.models.callbacks import ChannelsLast, EpochProgressBar
+from aurora.preprocess.store import prepare_images
 from aurora.run.checks import check_jobs, check_seed, check_training
 
 log = logging.getLogger(__name__)

@@ -200,9 +200,9 @@ def feature_sets(
     """The feature sets to score, and the preprocessed labelled stores (train size, eval size)."""
     from hydra.utils import instantiate
 
-    from aurora.data.dataset import prepare_images
     from aurora.extractors import TimmExtractor
     from aurora.models import load_encoder
+    from aurora.preprocess.store import prepare_images
 
     model, info = load_encoder(ckpt)
     model.eval()

@@ -20,10 +20,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from aurora.data.metadata import read_time_column
-from aurora.data.sources import scan
 from aurora.data.synth import generate
 from aurora.infra.errors import RunError
-from aurora.preprocess import PreprocessConfig, PreprocessedStore, build_preprocessed
 
 log = logging.getLogger("aurora")
 
@@ -68,29 +66,6 @@ def ensure_dataset(root: str | Path, synth: Mapping[str, Any] | None, jobs: int 
         if not (root / "labels.csv").is_file():
             raise RunError(f"the synthetic sky could not be moved into {root}")
     return root
-
-
-def prepare_images(
-    data_root: str | Path,
-    preprocess_cfg: PreprocessConfig,
-    cache_root: str | Path,
-    jobs: int | None = None,
-    progress: bool = True,
-) -> PreprocessedStore:
-    """Scan a folder (or list file) and preprocess it into the cache.
-
-    Args:
-        data_root: image folder (recursive) or text file listing images.
-        preprocess_cfg: the preprocessing chain.
-        cache_root: cache folder.
-        jobs: worker processes (None = all cores).
-        progress: show progress bars.
-
-    Returns:
-        The preprocessed store; every input is in ``store.ids`` or ``store.rejected``.
-    """
-    manifest = scan(data_root, jobs=jobs, progress=progress)
-    return build_preprocessed(manifest, preprocess_cfg, cache_root, jobs=jobs, progress=progress)
 
 
 class Truth(NamedTuple):

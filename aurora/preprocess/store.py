@@ -42,6 +42,7 @@ from aurora.data.sources import (
     Rejection,
     duplicate_detail,
     read_image,
+    scan,
 )
 from aurora.infra.atomic import atomic_save_npz
 from aurora.infra.cache import Cache, stable_hash
@@ -282,6 +283,29 @@ def build_preprocessed(
                 tmp, key, manifest, cfg, _results(records, cfg, jobs or default_jobs()), progress
             )
     return PreprocessedStore(cache.path(STAGE, key), manifest)
+
+
+def prepare_images(
+    data_root: str | Path,
+    preprocess_cfg: PreprocessConfig,
+    cache_root: str | Path,
+    jobs: int | None = None,
+    progress: bool = True,
+) -> PreprocessedStore:
+    """Scan a folder (or list file) and preprocess it into the cache.
+
+    Args:
+        data_root: image folder (recursive) or text file listing images.
+        preprocess_cfg: the preprocessing chain.
+        cache_root: cache folder.
+        jobs: worker processes (None = all cores).
+        progress: show progress bars.
+
+    Returns:
+        The preprocessed store; every input is in ``store.ids`` or ``store.rejected``.
+    """
+    manifest = scan(data_root, jobs=jobs, progress=progress)
+    return build_preprocessed(manifest, preprocess_cfg, cache_root, jobs=jobs, progress=progress)
 
 
 def write_entry(

@@ -51,9 +51,7 @@ drift smoothly inside an event and jump at onsets, :mod:`.night` writes the fram
 from aurora.data.synth.camera import MOON_DISPLAY
 from aurora.data.synth.dataset import (
     CLOUD_PROB,
-    JPEG_QUALITY,
     ImagePlan,
-    encode_jpeg,
     generate,
     image_seed,
     main,
@@ -66,6 +64,8 @@ from aurora.data.synth.frames import (
     FIRST_FRAME,
     FRAME_STEP_S,
     FRAMES_PER_NIGHT,
+    JPEG_QUALITY,
+    encode_jpeg,
     frame_name,
     frame_time,
 )

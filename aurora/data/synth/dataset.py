@@ -17,12 +17,11 @@ import cv2
 import numpy as np
 
 from aurora.data.decode import default_jobs
-from aurora.data.synth.frames import frame_name, frame_time
+from aurora.data.synth.frames import encode_jpeg, frame_name, frame_time, worker_init
 from aurora.data.synth.sky import render_sky
 from aurora.data.synth.truth import CSV_COLUMNS, MORPHOLOGIES, SkyMeta, SynthError
 from aurora.infra.atomic import atomic_write_text
 
-JPEG_QUALITY = 92
 CLOUD_PROB = 0.35
 #: First line of the package docstring, for ``--help``.
 SUMMARY = "Synthetic colour all-sky camera images with known auroral morphology and nuisances."
@@ -77,27 +76,12 @@ def render_plan(plan: ImagePlan, size: int) -> tuple[np.ndarray, SkyMeta]:
     return render_sky(plan.morphology, rng, size, plan.moon, plan.clouds, plan.when)
 
 
-def encode_jpeg(img: np.ndarray) -> bytes:
-    """JPEG bytes (quality :data:`JPEG_QUALITY`) of an RGB uint8 image."""
-    ok, buf = cv2.imencode(
-        ".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-    )
-    if not ok:  # pragma: no cover - cv2 only fails on invalid arrays
-        raise SynthError("JPEG encoding failed")
-    return buf.tobytes()
-
-
 def _render_job(args: tuple[str, ImagePlan, int]) -> dict[str, str]:
     """Render, encode and write one planned image; its ``labels.csv`` row."""
     out_dir, plan, size = args
     img, meta = render_plan(plan, size)
     Path(out_dir, plan.name).write_bytes(encode_jpeg(img))
     return meta.row(plan.name, plan.seed)
-
-
-def _worker_init() -> None:
-    """One OpenCV thread per worker process (the processes are the parallelism)."""
-    cv2.setNumThreads(1)
 
 
 def generate(
@@ -142,7 +126,7 @@ def generate(
         finally:
             cv2.setNumThreads(old)
     else:
-        with ProcessPoolExecutor(jobs, initializer=_worker_init) as pool:
+        with ProcessPoolExecutor(jobs, initializer=worker_init) as pool:
             rows = list(pool.map(_render_job, tasks, chunksize=max(1, n // (jobs * 8))))
     lines = [",".join(CSV_COLUMNS)]
     lines += [",".join(r[c] for c in CSV_COLUMNS) for r in rows]
@@ -162,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
     With ``--night``: a night of frames with known events (:mod:`aurora.data.synth.night`).
     """
-    from aurora.data.synth.night import add_night_arguments, run_night  # night imports us
+    from aurora.data.synth.night import add_night_arguments, run_night  # only with --night
 
     p = argparse.ArgumentParser(prog="python -m aurora.data.synth", description=SUMMARY)
     p.add_argument("out_dir", type=Path)

@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 
 from aurora.data.decode import default_jobs
-from aurora.data.synth.dataset import _worker_init, encode_jpeg
+from aurora.data.synth.frames import encode_jpeg, worker_init
 from aurora.data.synth.schedule import (
     NIGHT_CADENCE_S,
     NIGHT_DURATION_S,
@@ -96,7 +96,7 @@ def _render_all(tasks: list, jobs: int) -> list[str]:
             return [_frame_job(t) for t in tasks]
         finally:
             cv2.setNumThreads(old)
-    with ProcessPoolExecutor(jobs, initializer=_worker_init) as pool:
+    with ProcessPoolExecutor(jobs, initializer=worker_init) as pool:
         return list(pool.map(_frame_job, tasks, chunksize=max(1, len(tasks) // (jobs * 8))))
 
 
