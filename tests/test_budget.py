@@ -13,6 +13,7 @@ from conftest import compose_cfg
 from hydra.utils import instantiate
 
 from aurora.infra.errors import SettingsError
+from aurora.infra.machine import cgroup_memory_limit
 from aurora.run import budget as B
 from aurora.run.budget import machine, model, stages
 from aurora.run.settings import BudgetSettings, RunSettings
@@ -192,15 +193,15 @@ def test_cgroup_limit_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     (tmp_path / "job").mkdir()
     (tmp_path / "job" / "memory.max").write_text("1073741824\n")
     monkeypatch.setattr(Path, "read_text", fake_cgroup("0::/job\n"))
-    assert B.cgroup_memory_limit(tmp_path) == GB
+    assert cgroup_memory_limit(tmp_path) == GB
     (tmp_path / "job" / "memory.max").write_text("max\n")
-    assert B.cgroup_memory_limit(tmp_path) is None
+    assert cgroup_memory_limit(tmp_path) is None
     (tmp_path / "memory" / "j").mkdir(parents=True)
     (tmp_path / "memory" / "j" / "memory.limit_in_bytes").write_text("9223372036854771712\n")
     monkeypatch.setattr(Path, "read_text", fake_cgroup("4:memory:/j\n"))
-    assert B.cgroup_memory_limit(tmp_path) is None
+    assert cgroup_memory_limit(tmp_path) is None
     (tmp_path / "memory" / "j" / "memory.limit_in_bytes").write_text("2147483648\n")
-    assert B.cgroup_memory_limit(tmp_path) == 2 * GB
+    assert cgroup_memory_limit(tmp_path) == 2 * GB
 
 
 def test_budget_settings(sky: Path, tmp_path: Path) -> None:

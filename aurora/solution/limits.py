@@ -70,7 +70,7 @@ class SolutionLimits:
         """The memory the arrays may take, in bytes, and where the figure comes from."""
         if self.memory_bytes is not None:
             return int(self.memory_bytes), self.memory_key
-        from aurora.run.budget.machine import available_memory, cgroup_memory_limit, slurm_memory
+        from aurora.infra.machine import available_memory, cgroup_memory_limit, slurm_memory
 
         known = {
             "the memory available now": available_memory(),

@@ -22,12 +22,7 @@ Modules, each importing only those above it:
 
 from aurora.run.budget.extractors import describe_extractor, reduced_dim
 from aurora.run.budget.grid import fusion_memory, grid_memory
-from aurora.run.budget.machine import (
-    available_memory,
-    cgroup_memory_limit,
-    machine_budget,
-    slurm_memory,
-)
+from aurora.run.budget.machine import machine_budget
 from aurora.run.budget.model import ESTIMATES_FILE, STAGES, Budget, BudgetError, StageEstimate
 from aurora.run.budget.plan import check_budget, format_estimates, plan_budget
 from aurora.run.budget.stages import estimate_stages
@@ -38,8 +33,6 @@ __all__ = [
     "Budget",
     "BudgetError",
     "StageEstimate",
-    "available_memory",
-    "cgroup_memory_limit",
     "check_budget",
     "describe_extractor",
     "estimate_stages",
@@ -49,5 +42,4 @@ __all__ = [
     "machine_budget",
     "plan_budget",
     "reduced_dim",
-    "slurm_memory",
 ]
