@@ -162,7 +162,7 @@ def main() -> None:
     times = []
     for _ in range(args.repeats):
         t = time.perf_counter()
-        fast = COPKMeans(args.k, max_iter=300, tol=1e-4, init=init).fit(
+        fast = COPKMeans(n_clusters=args.k, max_iter=300, tol=1e-4, init=init).fit(
             X, must_link=ml, cannot_link=cl
         )
         times.append(time.perf_counter() - t)
@@ -176,7 +176,9 @@ def main() -> None:
 
     # Same iterations, same init: the labels must agree exactly.
     it = args.slow_iters
-    short = COPKMeans(args.k, max_iter=it, tol=0.0, init=init).fit(X, must_link=ml, cannot_link=cl)
+    short = COPKMeans(n_clusters=args.k, max_iter=it, tol=0.0, init=init).fit(
+        X, must_link=ml, cannot_link=cl
+    )
     Xl, init_l = X.tolist(), init.tolist()
     ml_l = [tuple(map(int, r)) for r in ml]
     cl_l = [tuple(map(int, r)) for r in cl]

@@ -109,7 +109,9 @@ def _worker(method: str, path: str, threshold: float, min_size: int, q: mp.Queue
     base = _rss_mb()
     t0 = time.perf_counter()
     if method == "ours":
-        model = CoAssociationVoting(threshold, min_size, progress=False).fit(parts.T)
+        model = CoAssociationVoting(
+            threshold=threshold, min_cluster_size=min_size, progress=False
+        ).fit(parts.T)
         labels, extra = model.labels_, f"sigs={model.n_signatures_}"
     elif method == "dense":
         labels, extra = dense_vectorised(parts, threshold, min_size), ""

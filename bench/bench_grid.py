@@ -166,7 +166,7 @@ def bench_clusterers(tmp: Path, n: int, k: int) -> None:
             print(f"   {label:<34}{dt:9.2f}{peak:10.0f}{ari:7.3f}", flush=True)
     for big in (25_000, 50_000):
         try:
-            WardClustering(k).fit(np.zeros((big, 2)))
+            WardClustering(n_clusters=k).fit(np.zeros((big, 2)))
             print(f"   dense Ward at n={big:,}: accepted (budget not exceeded)")
         except MemoryLimitError as err:
             print(f"   dense Ward at n={big:,} refused before allocating: {err}")

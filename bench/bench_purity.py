@@ -146,7 +146,14 @@ def main() -> None:
     print("  what the search chooses with another target G or unassigned penalty:")
     for g in args.targets:
         for pen in args.penalties:
-            res = search_fusion(parts, grid.n_partitions, grid.thresholds, grid.min_sizes, g, pen)
+            res = search_fusion(
+                parts,
+                n_partitions=grid.n_partitions,
+                thresholds=grid.thresholds,
+                min_sizes=grid.min_sizes,
+                target_groups=g,
+                unassigned_penalty=pen,
+            )
             y, k = res.labels, res.labels >= 0
             moon_ami = (
                 f", Moon AMI {adjusted_mutual_info_score(moon[k], y[k]):.3f}"

@@ -98,7 +98,9 @@ def chain(n: int, fit_sample: int | None, stability_splits: int = 3) -> dict[str
         write_ranking(collect_cells(root / "cells"), root / "ranking.csv")
         out["rank_s"] = time.perf_counter() - t
         t = time.perf_counter()
-        fused = CoAssociationVoting(0.5, 20, progress=False).fit_predict(np.stack(parts, 1))
+        fused = CoAssociationVoting(threshold=0.5, min_cluster_size=20, progress=False).fit_predict(
+            np.stack(parts, 1)
+        )
         out["fuse_s"] = time.perf_counter() - t
         out["fused_groups"] = int(fused.max() + 1)
     return out

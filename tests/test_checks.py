@@ -12,13 +12,13 @@ import pytest
 from conftest import compose_cfg
 
 from aurora.data.datamodule import split_indices
+from aurora.fusion import FusionSettings
 from aurora.infra.errors import RunError, SettingsError
 from aurora.infra.guard import error_line
 from aurora.run.checks import (
     check_against_data,
     check_device,
     check_extract,
-    check_fusion,
     check_grid,
     check_jobs,
     check_number,
@@ -30,6 +30,7 @@ from aurora.run.checks import (
 ROOT = Path(__file__).resolve().parents[1]
 
 FUSION = {"threshold": 0.5, "min_cluster_size": 20, "n_partitions": 10, "search": None}
+FUSED = FusionSettings.from_node(FUSION)
 SEARCH = {
     "n_partitions": [3, 5],
     "thresholds": [0.3, 0.5],
@@ -54,15 +55,21 @@ def test_impossible_k_names_the_key(bad: object) -> None:
     ("fusion", "key"),
     [
         ({**FUSION, "threshold": 1.5}, "fusion.threshold"),
-        ({**FUSION, "min_cluster_size": 0}, "fusion.min_cluster_size"),
+        ({**FUSION, "min_cluster_size": -1}, "fusion.min_cluster_size"),
+        ({**FUSION, "min_cluster_size": 2.5}, "fusion.min_cluster_size"),
         ({**FUSION, "n_partitions": "ten"}, "fusion.n_partitions"),
         ({**FUSION, "search": {**SEARCH, "thresholds": [0.5, -1]}}, "fusion.search.thresholds"),
-        ({**FUSION, "search": {**SEARCH, "min_sizes": [0]}}, "fusion.search.min_sizes"),
+        ({**FUSION, "search": {**SEARCH, "min_sizes": [-1]}}, "fusion.search.min_sizes"),
+        ({**FUSION, "search": {**SEARCH, "target_groups": 0}}, "fusion.search.target_groups"),
+        ({**FUSION, "search": {**SEARCH, "n_partitions": []}}, "fusion.search.n_partitions"),
+        ({**FUSION, "voting": {"weights": [1.0, -1.0]}}, "fusion.voting.weights"),
+        ({**FUSION, "voting": {"min_cluster_size": 9}}, "fusion.voting.min_cluster_size"),
+        ({**FUSION, "per_extractor": "no"}, "fusion.per_extractor"),
     ],
 )
 def test_impossible_fusion_names_the_key(fusion: dict, key: str) -> None:
     with pytest.raises(SettingsError) as err:
-        check_fusion(fusion)
+        FusionSettings.from_node(fusion)
     assert err.value.key == key and key in str(err.value)
 
 
@@ -170,14 +177,15 @@ def test_numbers_refuse_nan_inf_and_text(bad: object) -> None:
 
 
 def test_values_are_fitted_to_the_accepted_count(caplog: pytest.LogCaptureFixture) -> None:
-    fit = check_against_data(15, check_grid([6, 30, 100], 3), {**FUSION, "search": SEARCH})
+    searched = FusionSettings.from_node({**FUSION, "search": SEARCH})
+    fit = check_against_data(15, check_grid([6, 30, 100], 3), searched)
     assert fit.n_clusters == (6, 14)  # k below the number of images
     assert fit.min_cluster_size == 15
     assert fit.search_min_sizes == (10, 15)
     assert fit.target_groups == 15
     assert "grid.n_clusters" in caplog.text and "[30, 100]" in caplog.text
     # Nothing changes when the data is large enough.
-    big = check_against_data(1000, check_grid([6, 30], 3), {**FUSION, "search": SEARCH})
+    big = check_against_data(1000, check_grid([6, 30], 3), searched)
     assert big.n_clusters == (6, 30) and big.search_min_sizes == (10, 20, 50)
 
 
@@ -185,7 +193,7 @@ def test_fewer_than_two_images_cannot_be_grouped() -> None:
     with pytest.raises(
         RunError, match=r"^data.root: 1 image\(s\) of the folder accepted.*at least 2"
     ):
-        check_against_data(1, check_grid([2], 2), FUSION)
+        check_against_data(1, check_grid([2], 2), FUSED)
 
 
 def test_int_list_keeps_order() -> None:
@@ -216,6 +224,8 @@ CLUSTER_SETTINGS = [
     ("seed=-1", "seed"),
     ("jobs=-3", "jobs"),
     ("jobs=0", "jobs"),
+    ("fusion.threshold=1.5", "fusion.threshold"),
+    ("+fusion.voting.min_cluster_size=9", "fusion.voting.min_cluster_size"),
 ]
 
 

@@ -141,15 +141,20 @@ def test_reducer_refused_before_allocating(name: str, tmp_path: Path) -> None:
 def test_ward_refused_without_connectivity() -> None:
     X = np.random.default_rng(0).normal(size=(300, 3))
     with pytest.raises(MemoryLimitError, match="Ward"):
-        WardClustering(3, memory_budget_bytes=100_000).fit(X)
+        WardClustering(n_clusters=3, memory_budget_bytes=100_000).fit(X)
     # The sparse connectivity path needs no n² matrix.
-    labels = WardClustering(3, connectivity_neighbors=10, memory_budget_bytes=100_000).fit(X)
+    labels = WardClustering(
+        n_clusters=3, connectivity_neighbors=10, memory_budget_bytes=100_000
+    ).fit(X)
     assert labels.labels_.shape == (300,)
 
 
 def test_spectral_and_ward_predict_training_points(blobs) -> None:
     X, _ = blobs
-    for est in (SparseSpectralClustering(3, random_state=0), WardClustering(3)):
+    for est in (
+        SparseSpectralClustering(n_clusters=3, random_state=0),
+        WardClustering(n_clusters=3),
+    ):
         est.fit(X)
         np.testing.assert_array_equal(est.predict(X), est.labels_)
         # A new point next to a training point gets that point's label.

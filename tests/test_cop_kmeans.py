@@ -94,7 +94,9 @@ def test_zero_violations_on_random_problems(seed: int) -> None:
 def test_matches_slow_reference(seed: int) -> None:
     X, ml, cl = random_problem(seed)
     init, _ = kmeans_plusplus(X, 4, random_state=seed)
-    fast = COPKMeans(4, max_iter=50, tol=0.0, init=init).fit(X, must_link=ml, cannot_link=cl)
+    fast = COPKMeans(n_clusters=4, max_iter=50, tol=0.0, init=init).fit(
+        X, must_link=ml, cannot_link=cl
+    )
     slow = slow_cop_kmeans(X, 4, ml.tolist(), cl.tolist(), init, max_iter=50)
     assert count_violations(slow, ml, cl) == (0, 0)
     np.testing.assert_array_equal(fast.labels_, slow)
@@ -103,13 +105,15 @@ def test_matches_slow_reference(seed: int) -> None:
 def test_contradiction_names_the_pair() -> None:
     X = np.random.default_rng(0).normal(size=(10, 2))
     with pytest.raises(ValueError, match=r"cannot-link pair \(0, 2\)"):
-        COPKMeans(2, random_state=0).fit(X, must_link=[(0, 1), (1, 2)], cannot_link=[(0, 2)])
+        COPKMeans(n_clusters=2, random_state=0).fit(
+            X, must_link=[(0, 1), (1, 2)], cannot_link=[(0, 2)]
+        )
 
 
 def test_out_of_range_index_is_named() -> None:
     X = np.zeros((5, 2))
     with pytest.raises(ValueError, match=r"must_link pair \(1, 7\)"):
-        COPKMeans(2).fit(X, must_link=[(1, 7)])
+        COPKMeans(n_clusters=2).fit(X, must_link=[(1, 7)])
 
 
 def test_closure_and_propagation() -> None:
@@ -122,7 +126,7 @@ def test_closure_and_propagation() -> None:
     X = np.concatenate([rng.normal(0, 0.1, (20, 2)), rng.normal(10, 0.1, (20, 2))])
     ml = [(0, 20), (20, 21)]  # 0 is chained to the second blob
     cl = [(21, 30)]  # lifted: 30 cannot join 0, 20, 21
-    m = COPKMeans(2, random_state=0).fit(X, must_link=ml, cannot_link=cl)
+    m = COPKMeans(n_clusters=2, random_state=0).fit(X, must_link=ml, cannot_link=cl)
     assert m.labels_[0] == m.labels_[20] == m.labels_[21]
     assert m.labels_[30] != m.labels_[0]
     assert count_violations(m.labels_, ml, cl) == (0, 0)
@@ -131,7 +135,7 @@ def test_closure_and_propagation() -> None:
 def test_equals_kmeans_without_constraints() -> None:
     X, _ = make_blobs(n_samples=500, centers=5, n_features=3, random_state=1)
     init, _ = kmeans_plusplus(X, 5, random_state=3)
-    ours = COPKMeans(5, init=init).fit(X)
+    ours = COPKMeans(n_clusters=5, init=init).fit(X)
     ref = KMeans(5, init=init, n_init=1).fit(X)
     assert adjusted_rand_score(ours.labels_, ref.labels_) == 1.0
     np.testing.assert_allclose(ours.inertia_, ref.inertia_, rtol=1e-9)
@@ -141,7 +145,7 @@ def test_equals_kmeans_without_constraints() -> None:
 def test_infeasible_raises_clear_error() -> None:
     # Three mutually cannot-linked points need three clusters; k=2 is impossible.
     X = np.random.default_rng(0).normal(size=(10, 2))
-    model = COPKMeans(2, random_state=0, n_restarts=2)
+    model = COPKMeans(n_clusters=2, random_state=0, n_restarts=2)
     with pytest.raises(InfeasibleConstraintsError, match=r"n_clusters=2, after 3 attempt"):
         model.fit(X, cannot_link=[(0, 1), (1, 2), (0, 2)])
 
@@ -153,6 +157,6 @@ def test_constraints_from_reference() -> None:
     assert cl.tolist() == [[1, 2], [1, 5], [2, 5]]
     # After closure and lifting: every cross-class pair is separated, every class together.
     X = np.random.default_rng(0).normal(size=(8, 2))
-    lab = COPKMeans(3, random_state=0).fit(X, must_link=ml, cannot_link=cl).labels_
+    lab = COPKMeans(n_clusters=3, random_state=0).fit(X, must_link=ml, cannot_link=cl).labels_
     assert lab[1] == lab[3] == lab[6] and lab[2] == lab[7]
     assert len({lab[1], lab[2], lab[5]}) == 3

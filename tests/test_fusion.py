@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from fractions import Fraction
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from aurora.fusion import (
     CoAssociationVoting,
     FusedNeighbours,
     FusionError,
+    FusionParameterError,
+    FusionSettings,
     components_for_thresholds,
     compress_partitions,
     finalize_labels,
@@ -23,6 +26,7 @@ from aurora.fusion import (
     search_fusion,
     select_partitions,
 )
+from aurora.infra.errors import SettingsError
 
 
 def dense_voting(
@@ -103,7 +107,10 @@ def test_matches_dense_definition_on_random_inputs() -> None:
     for case in range(300):
         c = _random_case(rng, case)
         model = CoAssociationVoting(
-            c["threshold"], c["min_size"], c["weights"], max_block_entries=c["block"]
+            threshold=c["threshold"],
+            min_cluster_size=c["min_size"],
+            weights=c["weights"],
+            max_block_entries=c["block"],
         )
         got = model.fit_predict(c["parts"].T)
         expected = dense_voting(c["parts"], c["threshold"], c["min_size"], c["weights"])
@@ -116,18 +123,21 @@ def test_float_weights_on_the_cut_are_decided_exactly() -> None:
     # 0.1 + 0.2 > 0.3 in floats but not in exact arithmetic: c = 0.3/3 is not > 0.1.
     parts = np.array([[0, 0], [0, 0], [1, 2]])
     w = [0.1, 0.2, 0.7]
-    got = CoAssociationVoting(0.1, 1, w).fit_predict(parts.T)
+    got = CoAssociationVoting(threshold=0.1, min_cluster_size=1, weights=w).fit_predict(parts.T)
     assert np.array_equal(got, dense_voting(parts, 0.1, 1, np.array(w)))
     assert np.array_equal(got, [0, 1])
     # Slightly below the exact sum they join.
-    assert np.array_equal(CoAssociationVoting(0.0999, 1, w).fit_predict(parts.T), [0, 0])
+    assert np.array_equal(
+        CoAssociationVoting(threshold=0.0999, min_cluster_size=1, weights=w).fit_predict(parts.T),
+        [0, 0],
+    )
 
 
 def test_identical_partitions_fuse_to_themselves() -> None:
     rng = np.random.default_rng(1)
     raw = rng.integers(0, 7, size=150) * 13 + 5  # arbitrary label values
     parts = np.tile(raw, (5, 1))
-    got = CoAssociationVoting(0.5, 1).fit_predict(parts.T)
+    got = CoAssociationVoting(threshold=0.5, min_cluster_size=1).fit_predict(parts.T)
     _, first = np.unique(raw, return_index=True)
     order = np.argsort(first)
     expected = np.empty_like(raw)
@@ -136,7 +146,7 @@ def test_identical_partitions_fuse_to_themselves() -> None:
     assert np.array_equal(got, expected)
     # Images unassigned everywhere are never joined: singletons, dropped by min size 2.
     parts[:, :10] = -1
-    got = CoAssociationVoting(0.5, 2).fit_predict(parts.T)
+    got = CoAssociationVoting(threshold=0.5, min_cluster_size=2).fit_predict(parts.T)
     assert np.all(got[:10] == -1) and np.all(got[10:] >= 0)
 
 
@@ -144,17 +154,21 @@ def test_threshold_zero_with_one_shared_label_joins_everything() -> None:
     rng = np.random.default_rng(2)
     parts = rng.integers(-1, 50, size=(8, 200))
     parts[3] = 0
-    assert np.array_equal(CoAssociationVoting(0.0, 1).fit_predict(parts.T), np.zeros(200))
+    assert np.array_equal(
+        CoAssociationVoting(threshold=0.0, min_cluster_size=1).fit_predict(parts.T), np.zeros(200)
+    )
 
 
 def test_negative_threshold_joins_even_unassigned_images() -> None:
     parts = np.array([[-1, -1, 0], [-1, 1, 2]])
-    assert np.array_equal(CoAssociationVoting(-0.01, 1).fit_predict(parts.T), [0, 0, 0])
+    assert np.array_equal(
+        CoAssociationVoting(threshold=-0.01, min_cluster_size=1).fit_predict(parts.T), [0, 0, 0]
+    )
 
 
 def test_min_size_larger_than_n_gives_all_unassigned() -> None:
     parts = np.zeros((3, 40), dtype=int)
-    model = CoAssociationVoting(0.5, 41).fit(parts.T)
+    model = CoAssociationVoting(threshold=0.5, min_cluster_size=41).fit(parts.T)
     assert np.all(model.labels_ == -1) and model.n_groups_ == 0
     assert model.n_unassigned_ == 40
 
@@ -162,7 +176,9 @@ def test_min_size_larger_than_n_gives_all_unassigned() -> None:
 def test_signature_with_too_few_votes_splits_into_single_images() -> None:
     # Three identical images assigned in only 1 of 4 partitions: c = 0.25, not > 0.5.
     parts = np.array([[0, 0, 0, 1], [-1, -1, -1, 1], [-1, -1, -1, 1], [-1, -1, -1, 1]])
-    assert np.array_equal(CoAssociationVoting(0.5, 1).fit_predict(parts.T), [0, 1, 2, 3])
+    assert np.array_equal(
+        CoAssociationVoting(threshold=0.5, min_cluster_size=1).fit_predict(parts.T), [0, 1, 2, 3]
+    )
 
 
 def test_many_thresholds_in_one_pass_equal_single_runs() -> None:
@@ -173,35 +189,41 @@ def test_many_thresholds_in_one_pass_equal_single_runs() -> None:
     thresholds = [0.9, -0.1, 0.3, 0.5, 0.0, 2.0]
     results = components_for_thresholds(sigs, thresholds, w, max_block_entries=500)
     for t, res in zip(thresholds, results, strict=True):
-        single = CoAssociationVoting(t, 3, w).fit_predict(parts.T)
+        single = CoAssociationVoting(threshold=t, min_cluster_size=3, weights=w).fit_predict(
+            parts.T
+        )
         assert np.array_equal(finalize_labels(res, sigs.inverse, 3), single)
 
 
 def test_bad_inputs_raise_fusion_error() -> None:
     with pytest.raises(FusionError, match="2-D"):
-        CoAssociationVoting(0.5, 1).fit(np.zeros(5, int))
+        CoAssociationVoting(threshold=0.5, min_cluster_size=1).fit(np.zeros(5, int))
     with pytest.raises(FusionError, match="label -3"):
-        CoAssociationVoting(0.5, 1).fit(np.array([[0], [-3]]))
+        CoAssociationVoting(threshold=0.5, min_cluster_size=1).fit(np.array([[0], [-3]]))
     with pytest.raises(FusionError, match="non-negative"):
-        CoAssociationVoting(0.5, 1, weights=[1.0, -1.0]).fit(np.zeros((3, 2), int))
+        CoAssociationVoting(threshold=0.5, min_cluster_size=1, weights=[1.0, -1.0]).fit(
+            np.zeros((3, 2), int)
+        )
     with pytest.raises(FusionError, match="shape"):
-        CoAssociationVoting(0.5, 1, weights=[1.0]).fit(np.zeros((3, 2), int))
+        CoAssociationVoting(threshold=0.5, min_cluster_size=1, weights=[1.0]).fit(
+            np.zeros((3, 2), int)
+        )
     with pytest.raises(FusionError, match="finite"):
-        CoAssociationVoting(float("nan"), 1).fit(np.zeros((3, 2), int))
+        CoAssociationVoting(threshold=float("nan"), min_cluster_size=1).fit(np.zeros((3, 2), int))
     with pytest.raises(FusionError, match="min_cluster_size"):
-        CoAssociationVoting(0.5, -1).fit(np.zeros((3, 2), int))
+        CoAssociationVoting(threshold=0.5, min_cluster_size=-1).fit(np.zeros((3, 2), int))
 
 
 def test_group_size_loss_hand_made() -> None:
     y = np.array([0, 0, 0, 1, 1, -1])
     # Sizes [3, 2] vs target [3, 3]: (0 + 1) / 2; one unassigned image at 0.25.
-    assert group_size_loss(y, 2, 0.25) == pytest.approx((0.5, 0.75))
+    assert group_size_loss(y, 2, unassigned_penalty=0.25) == pytest.approx((0.5, 0.75))
     # More groups than G: target padded with zeros, [3, 2, 1] vs [3, 3, 0] -> 2/3.
     assert group_size_loss(np.array([0, 0, 0, 1, 1, 2]), 2)[0] == pytest.approx(2 / 3)
     # Fewer groups than G: sizes padded with zeros, [4] vs [2, 2] -> (2 + 2) / 2.
     assert group_size_loss(np.zeros(4, int), 2)[0] == pytest.approx(2.0)
     # Nothing assigned: every target group is missing.
-    assert group_size_loss(np.full(4, -1), 2, 1.0) == pytest.approx((2.0, 6.0))
+    assert group_size_loss(np.full(4, -1), 2, unassigned_penalty=1.0) == pytest.approx((2.0, 6.0))
     assert group_size_loss(np.repeat(np.arange(4), 5), 4) == (0.0, 0.0)
 
 
@@ -215,7 +237,9 @@ def _toy_partitions() -> tuple[np.ndarray, np.ndarray]:
 
 def test_search_picks_known_best() -> None:
     parts, truth = _toy_partitions()
-    res = search_fusion(parts, [6, 2], [0.1, 0.3, 0.6], [1, 5], target_groups=4)
+    res = search_fusion(
+        parts, n_partitions=[6, 2], thresholds=[0.1, 0.3, 0.6], min_sizes=[1, 5], target_groups=4
+    )
     assert len(res.table) == 2 * 3 * 2
     assert res.best["loss"] == 0.0
     assert np.array_equal(res.labels, truth)
@@ -225,7 +249,7 @@ def test_search_picks_known_best() -> None:
     row = next(r for r in res.table if r["n_partitions"] == 6 and r["threshold"] == 0.1)
     assert row["n_groups"] <= 2 and row["loss"] > 0
     # Asking for more partitions than exist uses them all.
-    res = search_fusion(parts, [50], [0.6], [1], target_groups=4)
+    res = search_fusion(parts, n_partitions=[50], thresholds=[0.6], min_sizes=[1], target_groups=4)
     assert res.table[0]["n_partitions"] == 6
 
 
@@ -233,7 +257,14 @@ def test_search_penalty_prefers_assigning(tmp_path: Path) -> None:
     parts, truth = _toy_partitions()
     parts = parts.copy()
     parts[:, :3] = np.arange(3)[None, :] + 10  # three outliers that form a group of 3
-    res = search_fusion(parts[:3], [3], [0.5], [1, 4], target_groups=4, unassigned_penalty=5.0)
+    res = search_fusion(
+        parts[:3],
+        n_partitions=[3],
+        thresholds=[0.5],
+        min_sizes=[1, 4],
+        target_groups=4,
+        unassigned_penalty=5.0,
+    )
     assert res.best["min_cluster_size"] == 1  # dropping 3 images costs 15 > size mismatch
 
 
@@ -242,7 +273,17 @@ def test_run_fusion_search_writes_outputs(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     emb = truth[:, None] * 10.0 + rng.normal(size=(120, 3))
     ids = [f"img_{i:03d}.png" for i in range(120)]
-    res = run_fusion_search(parts, ids, tmp_path, [3, 6], [0.3, 0.6], [1], 4, 0.1, emb)
+    res = run_fusion_search(
+        parts,
+        ids,
+        tmp_path,
+        n_partitions=[3, 6],
+        thresholds=[0.3, 0.6],
+        min_sizes=[1],
+        target_groups=4,
+        unassigned_penalty=0.1,
+        embedding=emb,
+    )
     with (tmp_path / "labels.csv").open() as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["path", "label"] and len(rows) == 121
@@ -324,3 +365,77 @@ def test_load_partitions_rejects_mismatched_lengths(tmp_path: Path) -> None:
     np.save(tmp_path / "b.npy", np.zeros(6, np.int64))
     with pytest.raises(FusionError, match="6 labels"):
         load_partitions([tmp_path / "a.npy", tmp_path / "b.npy"])
+
+
+# ------------------------------------------------------ one validator per parameter, two callers
+
+FUSION_NODE = {"threshold": 0.5, "min_cluster_size": 2, "n_partitions": 3, "per_extractor": True}
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "3", float("nan")])
+def test_min_size_is_refused_alike_by_the_estimator_and_the_settings(bad: object) -> None:
+    with pytest.raises(FusionParameterError) as by_estimator:
+        CoAssociationVoting(min_cluster_size=bad).fit(np.zeros((3, 2), int))
+    with pytest.raises(FusionParameterError) as by_settings:
+        FusionSettings.from_node({**FUSION_NODE, "min_cluster_size": bad})
+    assert by_estimator.value.key == "min_cluster_size"
+    assert by_settings.value.key == "fusion.min_cluster_size"
+    assert by_estimator.value.allowed == by_settings.value.allowed
+    assert isinstance(by_settings.value, SettingsError)  # the run's one error line
+    assert isinstance(by_estimator.value, FusionError)  # what the estimator promises
+
+
+def test_threshold_of_a_setting_must_be_in_the_range_of_the_co_association() -> None:
+    parts = np.array([[0, 0, 1], [0, 1, 1]])
+    # The estimator takes any finite t: below 0 all join, at the top none does.
+    assert CoAssociationVoting(threshold=-0.1).fit_predict(parts.T).tolist() == [0, 0, 0]
+    assert CoAssociationVoting(threshold=1.0).fit_predict(parts.T).tolist() == [0, 1, 2]
+    with pytest.raises(FusionParameterError, match=r"^threshold=inf "):
+        CoAssociationVoting(threshold=float("inf")).fit(parts.T)
+    # A setting must be useful: [0, 1] unweighted, [0, mean weight] weighted.
+    for bad in (-0.1, 1.5):
+        with pytest.raises(SettingsError, match=r"^fusion\.threshold=.*\[0, 1\]"):
+            FusionSettings.from_node({**FUSION_NODE, "threshold": bad})
+    weighted = {**FUSION_NODE, "threshold": 1.5, "voting": {"weights": [2.0, 2.0, 2.0]}}
+    assert FusionSettings.from_node(weighted).threshold == 1.5
+    with pytest.raises(SettingsError, match=r"^fusion\.search\.thresholds=.*\[0, 1\]"):
+        FusionSettings.from_node({**FUSION_NODE, "search": {**SEARCH_NODE, "thresholds": [0.5, 2]}})
+
+
+SEARCH_NODE = {
+    "n_partitions": [2, 9],
+    "thresholds": [0.3, 0.6],
+    "min_sizes": [1, 4],
+    "target_groups": 3,
+    "unassigned_penalty": 0.1,
+    "weights": None,
+}
+
+
+def test_settings_make_the_estimators_they_describe() -> None:
+    rng = np.random.default_rng(5)
+    parts = rng.integers(-1, 3, size=(4, 60))
+    settings = FusionSettings.from_node({**FUSION_NODE, "voting": {"weights": [1, 2, 1, 1]}})
+    voting = settings.voting_estimator()
+    expected = CoAssociationVoting(threshold=0.5, min_cluster_size=2, weights=[1, 2, 1, 1])
+    assert np.array_equal(voting.fit_predict(parts.T), expected.fit_predict(parts.T))
+    searched = FusionSettings.from_node({**FUSION_NODE, "search": SEARCH_NODE})
+    assert searched.candidates == 9  # the most partitions any grid point fuses
+    res = searched.search.search(parts)  # 9 > P = 4: left out
+    direct = search_fusion(
+        parts, n_partitions=[2], thresholds=[0.3, 0.6], min_sizes=[1, 4], target_groups=3,
+        unassigned_penalty=0.1,
+    )  # fmt: skip
+    assert res.table == direct.table and np.array_equal(res.labels, direct.labels)
+
+
+def test_fitted_settings_take_the_lowered_values_and_keep_the_rest() -> None:
+    searched = FusionSettings.from_node({**FUSION_NODE, "search": SEARCH_NODE})
+    fitted = searched.fitted(1, (1, 2), 2)
+    assert fitted.min_cluster_size == 1 and fitted.voting_estimator().min_cluster_size == 1
+    assert fitted.search is not None
+    assert (fitted.search.min_sizes, fitted.search.target_groups) == ((1, 2), 2)
+    assert fitted.search.thresholds == searched.search.thresholds
+    assert searched.min_cluster_size == 2  # frozen: the original is unchanged
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        searched.threshold = 0.1  # type: ignore[misc]

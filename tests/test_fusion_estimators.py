@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from sklearn.base import clone
 from sklearn.metrics import adjusted_rand_score
@@ -24,6 +23,7 @@ from aurora.fusion import (
     CoAssociationVoting,
     FusedNeighbours,
     FusionError,
+    FusionSettings,
     run_fusion_search,
     search_fusion,
 )
@@ -123,7 +123,9 @@ NPZ_LAYOUT = {  # neighbours.npz of a saved solution: these arrays, nothing else
 def test_voting_identical_to_before_redesign() -> None:
     per_case = []
     for parts, w, t, ms, block in _voting_cases():
-        m = CoAssociationVoting(t, ms, w, max_block_entries=block).fit(parts.T)
+        m = CoAssociationVoting(
+            threshold=t, min_cluster_size=ms, weights=w, max_block_entries=block
+        ).fit(parts.T)
         stats = [m.n_groups_, m.n_unassigned_, m.n_signatures_, m.n_signature_edges_]
         per_case.append(_digest(m.labels_, m.group_sizes_, stats))
     assert _digest(np.array(per_case)) == BEFORE_VOTING
@@ -132,20 +134,38 @@ def test_voting_identical_to_before_redesign() -> None:
 def test_neighbours_identical_to_before_redesign() -> None:
     x, y, q = _neighbour_case()
     for (k, max_distance), expected in BEFORE_NEIGHBOURS.items():
-        model = FusedNeighbours(k, max_distance).fit(x, y)
+        model = FusedNeighbours(n_neighbors=k, max_distance=max_distance).fit(x, y)
         nearest = model.kneighbors(q)[0][:, 0]  # the old predict's second output
         assert _digest(model.predict(q), nearest) == expected, (k, max_distance)
 
 
 def test_search_and_written_files_identical_to_before_redesign(tmp_path: Path) -> None:
     parts, truth = _search_case()
-    res = search_fusion(parts, [2, 5, 8], [0.2, 0.4, 0.6, 0.8], [1, 10, 30], 5, 0.05)
+    res = search_fusion(
+        parts,
+        n_partitions=[2, 5, 8],
+        thresholds=[0.2, 0.4, 0.6, 0.8],
+        min_sizes=[1, 10, 30],
+        target_groups=5,
+        unassigned_penalty=0.05,
+    )
     rows = np.array([repr(sorted(r.items())) for r in res.table])
     assert _digest(rows, res.labels, np.array(repr(sorted(res.best.items())))) == BEFORE_SEARCH
 
     ids = [f"img_{i:03d}.png" for i in range(200)]
     emb = np.random.default_rng(3).normal(size=(200, 4)) + truth[:, None] * 4
-    run_fusion_search(parts, ids, tmp_path, [3, 8], [0.3, 0.6], [1, 10], 5, 0.1, emb, 3)
+    run_fusion_search(
+        parts,
+        ids,
+        tmp_path,
+        n_partitions=[3, 8],
+        thresholds=[0.3, 0.6],
+        min_sizes=[1, 10],
+        target_groups=5,
+        unassigned_penalty=0.1,
+        embedding=emb,
+        n_neighbors=3,
+    )
     for name, expected in BEFORE_SEARCH_FILES.items():
         data = (tmp_path / name).read_bytes()
         if name == "labels.csv":  # one labels.csv writer now: same rows, "\n" line ends
@@ -172,7 +192,7 @@ def test_neighbours_file_in_the_old_layout_loads(tmp_path: Path) -> None:
     )
     model = FusedNeighbours.load(path)
     assert model.get_params() == {"n_neighbors": 3, "max_distance": None}
-    fresh = FusedNeighbours(3).fit(x, y)
+    fresh = FusedNeighbours(n_neighbors=3).fit(x, y)
     assert np.array_equal(model.predict(q), fresh.predict(q))
     assert model.n_features_in_ == 5 and np.array_equal(model.classes_, np.arange(6))
     # and what save writes back is the same layout
@@ -201,7 +221,13 @@ API_CHECKS = (
 @pytest.mark.parametrize(
     "estimator",
     [
-        CoAssociationVoting(0.3, 4, [1.0, 2.0, 0.5], max_block_entries=100, progress=False),
+        CoAssociationVoting(
+            threshold=0.3,
+            min_cluster_size=4,
+            weights=[1.0, 2.0, 0.5],
+            max_block_entries=100,
+            progress=False,
+        ),
         FusedNeighbours(n_neighbors=5, max_distance=1.5),
     ],
     ids=["voting", "neighbours"],
@@ -234,26 +260,32 @@ def test_voting_follows_estimator_conventions() -> None:
     base = rng.integers(0, 5, 120)
     X = np.where(rng.random((120, 6)) < 0.8, base[:, None], rng.integers(-1, 5, (120, 6)))
     X_copy = X.copy()
-    model = CoAssociationVoting(0.5, 3)
+    model = CoAssociationVoting(threshold=0.5, min_cluster_size=3)
     assert model.fit(X) is model
     assert np.array_equal(X, X_copy)  # input untouched
     assert model.n_features_in_ == 6 and model.labels_.shape == (120,)
     assert not hasattr(clone(model), "labels_")
-    assert np.array_equal(CoAssociationVoting(0.5, 3).fit_predict(X), model.labels_)
+    assert np.array_equal(
+        CoAssociationVoting(threshold=0.5, min_cluster_size=3).fit_predict(X), model.labels_
+    )
     # lists, Fortran order and read-only arrays give the same answer
     frozen = np.asfortranarray(X)
     frozen.flags.writeable = False
     for same in (X.tolist(), frozen):
-        assert np.array_equal(CoAssociationVoting(0.5, 3).fit_predict(same), model.labels_)
+        assert np.array_equal(
+            CoAssociationVoting(threshold=0.5, min_cluster_size=3).fit_predict(same), model.labels_
+        )
     # the order of the partitions does not matter (weights follow their partition)
     w = rng.uniform(0.5, 2, 6)
     perm = rng.permutation(6)
-    a = CoAssociationVoting(0.4, 1, w).fit_predict(X)
-    b = CoAssociationVoting(0.4, 1, w[perm]).fit_predict(X[:, perm])
+    a = CoAssociationVoting(threshold=0.4, min_cluster_size=1, weights=w).fit_predict(X)
+    b = CoAssociationVoting(threshold=0.4, min_cluster_size=1, weights=w[perm]).fit_predict(
+        X[:, perm]
+    )
     assert np.array_equal(a, b)
     # the order of the images only renumbers the groups
     rows = rng.permutation(120)
-    c = CoAssociationVoting(0.4, 1, w).fit_predict(X[rows])
+    c = CoAssociationVoting(threshold=0.4, min_cluster_size=1, weights=w).fit_predict(X[rows])
     assert adjusted_rand_score(a[rows], c) == 1.0
 
 
@@ -269,7 +301,7 @@ def test_voting_bad_input_names_the_shape() -> None:
 
 def test_neighbours_query_errors_and_empty_query() -> None:
     x, y, q = _neighbour_case()
-    model = FusedNeighbours(4).fit(x, y)
+    model = FusedNeighbours(n_neighbors=4).fit(x, y)
     with pytest.raises(FusionError, match=r"\(q, 5\)"):
         model.predict(q[:, :3])
     with pytest.raises(FusionError, match="finite"):
@@ -291,7 +323,30 @@ def test_default_fusion_config_builds_the_voting_estimator() -> None:
     node = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "fusion" / "default.yaml")
     fusion = OmegaConf.to_container(node, resolve=True)
     assert "neighbours" not in fusion  # declared once, never read: removed
-    voting = instantiate(fusion["voting"])
+    settings = FusionSettings.from_node(fusion)
+    voting = settings.voting_estimator()
     assert isinstance(voting, CoAssociationVoting)
-    assert voting.get_params()["threshold"] == fusion["threshold"]
-    assert voting.get_params()["min_cluster_size"] == fusion["min_cluster_size"]
+    assert voting.get_params() == {
+        "threshold": fusion["threshold"],
+        "min_cluster_size": fusion["min_cluster_size"],
+        **fusion["voting"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("make", "args"),
+    [
+        (CoAssociationVoting, (0.5,)),
+        (CoAssociationVoting, (0.5, 2)),
+        (FusedNeighbours, (3,)),
+    ],
+)
+def test_estimators_take_keywords_only(make: type, args: tuple) -> None:
+    with pytest.raises(TypeError, match="positional"):
+        make(*args)
+
+
+def test_search_takes_its_grid_by_keyword_only() -> None:
+    parts = np.zeros((2, 5), int)
+    with pytest.raises(TypeError, match="positional"):
+        search_fusion(parts, [2], [0.5], [1], 2)  # type: ignore[misc]

@@ -280,16 +280,13 @@ def test_detected_moon_is_the_nuisance_when_the_truth_has_no_moon_column(tmp_pat
     assert "fused_ami_moon" not in without  # no all-None column from the truth table
 
 
-@pytest.mark.parametrize(
-    "extra",
-    [[], ["fusion=search"], ["fusion.voting.min_cluster_size=9"]],
-    ids=["voting", "search", "voting-own-size"],
-)
+@pytest.mark.parametrize("extra", [[], ["fusion=search"]], ids=["voting", "search"])
 def test_fitted_settings_are_the_config_fitted_in_place(extra: list[str]) -> None:
-    """The data's fit reaches the fusion values that follow the fitted ones (and only those),
-    in the settings and in the recorded config, as writing it into the config would."""
+    """The data's fit reaches the fusion settings, the voting they make and the recorded
+    config, as writing it into the config would."""
     from omegaconf import OmegaConf
 
+    from aurora.fusion import FusionSettings
     from aurora.run.checks import DataFit
 
     cfg = _compose(["data=folder", "data.root=/nowhere", *TINY, *extra])
@@ -302,10 +299,10 @@ def test_fitted_settings_are_the_config_fitted_in_place(extra: list[str]) -> Non
     if search:
         ref.fusion.search.min_sizes = list(fit.search_min_sizes)
         ref.fusion.search.target_groups = fit.target_groups
-    assert fitted.fusion == OmegaConf.to_container(ref.fusion, resolve=True)
+    assert fitted.fusion == FusionSettings.from_node(OmegaConf.to_container(ref.fusion))
     assert fitted.config == OmegaConf.to_container(ref, resolve=True)
-    assert fitted.fusion["voting"]["min_cluster_size"] == (9 if "9" in str(extra) else 5)
-    assert settings.fusion["min_cluster_size"] == 2  # the settings it came from are unchanged
+    assert fitted.fusion.voting_estimator().get_params()["min_cluster_size"] == 5
+    assert settings.fusion.min_cluster_size == 2  # the settings it came from are unchanged
 
 
 def test_read_truth_reads_the_class_and_the_nuisance_columns_the_table_has(

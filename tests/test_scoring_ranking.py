@@ -107,7 +107,7 @@ def test_stability_with_constraints() -> None:
     X, y = make_blobs(n_samples=120, centers=3, cluster_std=0.3, random_state=1)
     ml, cl = constraints_from_reference([None] * 110 + ["a"] * 5 + ["b"] * 5)
     s = stability_scores(
-        COPKMeans(3, random_state=0), X, n_splits=2, seed=0, must_link=ml, cannot_link=cl
+        COPKMeans(n_clusters=3, random_state=0), X, n_splits=2, seed=0, must_link=ml, cannot_link=cl
     )
     assert s["stability_ari"] == pytest.approx(1.0)
 

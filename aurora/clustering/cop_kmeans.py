@@ -81,6 +81,7 @@ class COPKMeans(ClusterMixin, BaseEstimator):
 
     def __init__(
         self,
+        *,
         n_clusters: int = 8,
         max_iter: int = 300,
         tol: float = 1e-4,

@@ -59,6 +59,7 @@ class SparseSpectralClustering(_NearestNeighbourPredict):
 
     def __init__(
         self,
+        *,
         n_clusters: int = 8,
         n_neighbors: int = 10,
         eigen_solver: str | None = None,
@@ -125,6 +126,7 @@ class WardClustering(_NearestNeighbourPredict):
 
     def __init__(
         self,
+        *,
         n_clusters: int = 8,
         connectivity_neighbors: int | None = None,
         memory_budget_bytes: int | None = DEFAULT_MEMORY_BUDGET_BYTES,

@@ -9,10 +9,13 @@
   thesis's loss.
 - :class:`FusedNeighbours` (``neighbours.py``): labels new images by nearest neighbours in the
   embedding (a scikit-learn classifier, saved as ``.npz``).
+- :class:`FusionSettings` (``settings.py``): the typed ``fusion.*`` settings, checked by the
+  validators of ``params.py`` that the estimators call too.
 """
 
 from aurora.fusion.graph import ThresholdComponents, components_for_thresholds, finalize_labels
 from aurora.fusion.neighbours import FusedNeighbours
+from aurora.fusion.params import FusionParameterError
 from aurora.fusion.partitions import (
     FusionError,
     Signatures,
@@ -28,15 +31,20 @@ from aurora.fusion.search import (
     search_fusion,
 )
 from aurora.fusion.selection import load_partitions, select_partitions
+from aurora.fusion.settings import FusionSettings, SearchSettings, VotingSettings
 from aurora.fusion.voting import CoAssociationVoting
 
 __all__ = [
     "CoAssociationVoting",
     "FusedNeighbours",
     "FusionError",
+    "FusionParameterError",
     "FusionSearchResult",
+    "FusionSettings",
+    "SearchSettings",
     "Signatures",
     "ThresholdComponents",
+    "VotingSettings",
     "compress_partitions",
     "components_for_thresholds",
     "finalize_labels",

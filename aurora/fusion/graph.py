@@ -33,7 +33,8 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import connected_components
 from tqdm.auto import tqdm
 
-from aurora.fusion.partitions import Signatures, validate_threshold, validate_weights
+from aurora.fusion.params import validate_weights
+from aurora.fusion.partitions import Signatures
 from aurora.infra.logs import show_progress
 
 __all__ = ["ThresholdComponents", "components_for_thresholds", "finalize_labels"]
@@ -180,7 +181,7 @@ def components_for_thresholds(
 
     Args:
         sigs: output of :func:`compress_partitions`.
-        thresholds: thresholds ``t`` (any order).
+        thresholds: finite thresholds ``t`` (any order).
         weights: (P,) validated non-negative weights, default ones.
         max_block_entries: bound on the multiply-adds (hence result entries) of one block.
         progress: show a tqdm bar; ``None`` = only for large inputs.
@@ -191,7 +192,7 @@ def components_for_thresholds(
     m, n_part = sigs.table.shape
     w = validate_weights(weights, n_part)
     arith = _Arithmetic(w, n_part)
-    fracs = [validate_threshold(t) for t in thresholds]
+    fracs = [_exact(t) for t in thresholds]
     cuts = [arith.cut(f) for f in fracs]
     valid = sigs.table >= 0
 
@@ -224,6 +225,12 @@ def components_for_thresholds(
         component[act] = act[comps[j].labels()]
         results[j] = ThresholdComponents(float(fracs[j]), self_ok[j], component, n_edges[j])
     return results  # type: ignore[return-value]
+
+
+def _exact(threshold: float) -> Fraction:
+    """A threshold as an exact rational (floats are dyadic rationals). Its checks are the
+    caller's (:func:`aurora.fusion.params.validate_threshold`); here below 0 joins everything."""
+    return Fraction(float(threshold))
 
 
 def _scan_blocks(

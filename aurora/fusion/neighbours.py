@@ -34,7 +34,7 @@ class FusedNeighbours(ClassifierMixin, BaseEstimator):
         n_features_in_: d.
     """
 
-    def __init__(self, n_neighbors: int = 1, max_distance: float | None = None) -> None:
+    def __init__(self, *, n_neighbors: int = 1, max_distance: float | None = None) -> None:
         self.n_neighbors = n_neighbors
         self.max_distance = max_distance
 
@@ -158,7 +158,9 @@ class FusedNeighbours(ClassifierMixin, BaseEstimator):
                 if str(z["format"]) != _FORMAT:
                     raise FusionError(f"{path}: not a FusedNeighbours file ({z['format']})")
                 md = float(z["max_distance"])
-                model = cls(int(z["n_neighbors"]), None if np.isnan(md) else md)
+                model = cls(
+                    n_neighbors=int(z["n_neighbors"]), max_distance=None if np.isnan(md) else md
+                )
                 model.embedding_ = z["embedding"]
                 model.labels_ = z["labels"]
         except (OSError, KeyError, ValueError) as exc:

@@ -1,4 +1,4 @@
-"""Fusion input: the checks on partitions and settings, and their compression to signatures.
+"""Fusion input: the checks on partitions, and their compression to signatures.
 
 A partition is one clustering of the ``n`` images: one integer label per image, -1 =
 unassigned. Internally the partitions of one fusion are an int64 array (P, n), one row per
@@ -9,10 +9,7 @@ indistinguishable to the voting, which therefore works on the ``m <= n`` unique 
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -23,10 +20,7 @@ __all__ = [
     "FusionError",
     "Signatures",
     "compress_partitions",
-    "validate_min_size",
     "validate_partitions",
-    "validate_threshold",
-    "validate_weights",
 ]
 
 
@@ -63,38 +57,6 @@ def validate_partitions(partitions: Any) -> np.ndarray:
             f"partition {p} has label {int(arr[p].min())}; labels must be >= 0, or -1 = unassigned"
         )
     return arr
-
-
-def validate_weights(weights: Sequence[float] | np.ndarray | None, n_partitions: int) -> np.ndarray:
-    """(P,) float64 non-negative finite partition weights; ``None`` means all ones."""
-    if weights is None:
-        return np.ones(n_partitions, dtype=np.float64)
-    w = np.asarray(weights, dtype=np.float64)
-    if w.shape != (n_partitions,):
-        raise FusionError(f"weights must have shape ({n_partitions},), got {w.shape}")
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise FusionError(f"weights must be finite and non-negative, got {w.tolist()}")
-    return w
-
-
-def validate_threshold(threshold: float) -> Fraction:
-    """The threshold as an exact rational (floats are dyadic rationals)."""
-    try:
-        t = float(threshold)
-    except (TypeError, ValueError) as exc:
-        raise FusionError(f"threshold must be a real number, got {threshold!r}") from exc
-    if not math.isfinite(t):
-        raise FusionError(f"threshold must be finite, got {threshold!r}")
-    return Fraction(t)
-
-
-def validate_min_size(min_cluster_size: int) -> int:
-    """A non-negative integer minimum group size."""
-    if isinstance(min_cluster_size, bool) or int(min_cluster_size) != min_cluster_size:
-        raise FusionError(f"min_cluster_size must be an integer, got {min_cluster_size!r}")
-    if min_cluster_size < 0:
-        raise FusionError(f"min_cluster_size must be >= 0, got {min_cluster_size}")
-    return int(min_cluster_size)
 
 
 @dataclass(frozen=True)

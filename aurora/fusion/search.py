@@ -27,13 +27,16 @@ import numpy as np
 from aurora.data.manifest import write_labels_csv
 from aurora.fusion.graph import components_for_thresholds, finalize_labels
 from aurora.fusion.neighbours import FusedNeighbours
-from aurora.fusion.partitions import (
-    FusionError,
-    compress_partitions,
-    validate_min_size,
-    validate_partitions,
+from aurora.fusion.params import (
+    validate_each,
+    validate_min_cluster_size,
+    validate_n_partitions,
+    validate_target_groups,
+    validate_threshold,
+    validate_unassigned_penalty,
     validate_weights,
 )
+from aurora.fusion.partitions import FusionError, compress_partitions, validate_partitions
 from aurora.infra.atomic import atomic_write_text
 
 __all__ = [
@@ -52,7 +55,7 @@ TABLE_COLUMNS = (
 
 
 def group_size_loss(
-    labels: np.ndarray, target_groups: int, unassigned_penalty: float = 0.0
+    labels: np.ndarray, target_groups: int, *, unassigned_penalty: float = 0.0
 ) -> tuple[float, float]:
     """Thesis loss of one fused labelling (see module docstring).
 
@@ -64,8 +67,8 @@ def group_size_loss(
     Returns:
         ``(size_loss, loss)`` where ``loss = size_loss + unassigned_penalty * n_unassigned``.
     """
-    if target_groups < 1:
-        raise FusionError(f"target_groups must be >= 1, got {target_groups}")
+    target_groups = validate_target_groups(target_groups)
+    unassigned_penalty = validate_unassigned_penalty(unassigned_penalty)
     y = np.asarray(labels)
     n = y.size
     sizes = np.sort(np.bincount(y[y >= 0]))[::-1] if (y >= 0).any() else np.zeros(0)
@@ -108,13 +111,13 @@ def _fmt(v: Any) -> str:
 
 def search_fusion(
     partitions_ranked: np.ndarray,
+    *,
     n_partitions: Sequence[int],
     thresholds: Sequence[float],
     min_sizes: Sequence[int],
     target_groups: int,
     unassigned_penalty: float = 0.0,
     weights: Sequence[float] | None = None,
-    *,
     max_block_entries: int = 4_000_000,
     progress: bool | None = None,
 ) -> FusionSearchResult:
@@ -122,10 +125,10 @@ def search_fusion(
 
     Args:
         partitions_ranked: (P, n) int labels, best-ranked partition first, -1 = unassigned.
-        n_partitions: numbers of leading partitions to fuse; values above P mean P (the table
-            records the number actually fused).
-        thresholds: co-association thresholds.
-        min_sizes: minimum group sizes.
+        n_partitions: numbers of leading partitions to fuse (each >= 1); values above P mean P
+            (the table records the number actually fused).
+        thresholds: co-association thresholds (finite).
+        min_sizes: minimum group sizes (each >= 0).
         target_groups: G of the loss.
         unassigned_penalty: loss per unassigned image.
         weights: optional (P,) weights of the ranked partitions (the prefix is used).
@@ -134,21 +137,23 @@ def search_fusion(
 
     Returns:
         The table, the best row and its labels.
+
+    Raises:
+        FusionError: bad partitions, or a parameter that cannot work
+            (:class:`aurora.fusion.params.FusionParameterError`, naming it).
     """
     parts = validate_partitions(partitions_ranked)
     n_total = parts.shape[0]
     w_all = validate_weights(weights, n_total)
-    if not n_partitions or not thresholds or not min_sizes:
-        raise FusionError("n_partitions, thresholds and min_sizes must each be non-empty")
+    ks = validate_each(n_partitions, validate_n_partitions, key="n_partitions")
+    thresholds = validate_each(thresholds, validate_threshold, key="thresholds", weights=w_all)
+    sizes = validate_each(min_sizes, validate_min_cluster_size, key="min_sizes")
+    target_groups = validate_target_groups(target_groups)
+    unassigned_penalty = validate_unassigned_penalty(unassigned_penalty)
     if parts.shape[1] == 0:
         raise FusionError("no images to fuse (n = 0)")
-    for k in n_partitions:
-        if int(k) < 1:
-            raise FusionError(f"n_partitions values must be >= 1, got {k}")
     # Fewer candidates than asked (e.g. an extractor with few cells): use them all, once.
-    counts = list(dict.fromkeys(min(int(k), n_total) for k in n_partitions))
-    sizes = [validate_min_size(s) for s in min_sizes]
-    group_size_loss(np.zeros(0, np.int64), target_groups)  # validates target_groups
+    counts = list(dict.fromkeys(min(k, n_total) for k in ks))
 
     table: list[dict[str, Any]] = []
     best_row: dict[str, Any] | None = None
@@ -158,7 +163,9 @@ def search_fusion(
         max_block_entries=max_block_entries, progress=progress,
     )  # fmt: skip
     for k, t, ms, labels in grid:
-        size_loss, loss = group_size_loss(labels, target_groups, unassigned_penalty)
+        size_loss, loss = group_size_loss(
+            labels, target_groups, unassigned_penalty=unassigned_penalty
+        )
         n_un = int((labels < 0).sum())
         sizes_found = np.bincount(labels[labels >= 0]) if n_un < labels.size else [0]
         row = {
@@ -255,6 +262,7 @@ def run_fusion_search(
     partitions_ranked: np.ndarray,
     ids: Sequence[str],
     out_dir: str | Path,
+    *,
     n_partitions: Sequence[int],
     thresholds: Sequence[float],
     min_sizes: Sequence[int],
@@ -269,8 +277,9 @@ def run_fusion_search(
     """
     out = Path(out_dir)
     res = search_fusion(
-        partitions_ranked, n_partitions, thresholds, min_sizes, target_groups,
-        unassigned_penalty, weights,
+        partitions_ranked, n_partitions=n_partitions, thresholds=thresholds,
+        min_sizes=min_sizes, target_groups=target_groups,
+        unassigned_penalty=unassigned_penalty, weights=weights,
     )  # fmt: skip
     res.write_table(out / "fusion_search.csv")
     plot_search_landscape(res, out / "fusion_landscape.png")
@@ -278,5 +287,7 @@ def run_fusion_search(
         raise FusionError(f"{len(ids)} image ids but {res.labels.size} labels")
     write_labels_csv(out / "labels.csv", ids, {"label": [int(v) for v in res.labels]})
     if embedding is not None and (res.labels >= 0).any():
-        FusedNeighbours(n_neighbors).fit(embedding, res.labels).save(out / "neighbours.npz")
+        FusedNeighbours(n_neighbors=n_neighbors).fit(embedding, res.labels).save(
+            out / "neighbours.npz"
+        )
     return res

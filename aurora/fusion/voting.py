@@ -24,14 +24,8 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils.validation import validate_data
 
 from aurora.fusion.graph import components_for_thresholds, finalize_labels
-from aurora.fusion.partitions import (
-    FusionError,
-    compress_partitions,
-    validate_min_size,
-    validate_partitions,
-    validate_threshold,
-    validate_weights,
-)
+from aurora.fusion.params import validate_min_cluster_size, validate_threshold, validate_weights
+from aurora.fusion.partitions import FusionError, compress_partitions, validate_partitions
 
 __all__ = ["CoAssociationVoting", "FusionError"]
 
@@ -40,8 +34,9 @@ class CoAssociationVoting(ClusterMixin, BaseEstimator):
     """Fuse partitions by co-association majority voting (see module docstring).
 
     Args:
-        threshold: join two images when c(i, j) > threshold (strict).
-        min_cluster_size: groups with fewer images get label -1.
+        threshold: join two images when c(i, j) > threshold (strict); any finite number,
+            useful in [0, mean weight] (:func:`aurora.fusion.params.validate_threshold`).
+        min_cluster_size: groups with fewer images get label -1 (>= 0).
         weights: optional (n_partitions,) non-negative partition weights (normalisation stays
             1/P).
         max_block_entries: memory/speed knob: multiply-adds per sparse product block.
@@ -59,6 +54,7 @@ class CoAssociationVoting(ClusterMixin, BaseEstimator):
 
     def __init__(
         self,
+        *,
         threshold: float = 0.5,
         min_cluster_size: int = 1,
         weights: Sequence[float] | None = None,
@@ -84,7 +80,8 @@ class CoAssociationVoting(ClusterMixin, BaseEstimator):
 
         Raises:
             FusionError: ``X`` not 2-D, no partition, non-integer labels or labels below -1;
-                bad ``threshold``, ``min_cluster_size`` or ``weights``.
+                bad ``threshold``, ``min_cluster_size`` or ``weights``
+                (:class:`aurora.fusion.params.FusionParameterError`, naming the parameter).
         """
         try:
             X = validate_data(self, X, dtype=None, ensure_all_finite=False, ensure_min_samples=0)
@@ -93,12 +90,12 @@ class CoAssociationVoting(ClusterMixin, BaseEstimator):
                 f"X must be a 2-D array (n_samples, n_partitions) of integer labels: {exc}"
             ) from exc
         parts = validate_partitions(X.T)
-        min_size = validate_min_size(self.min_cluster_size)
+        min_size = validate_min_cluster_size(self.min_cluster_size)
         w = validate_weights(self.weights, parts.shape[0])
-        validate_threshold(self.threshold)
+        threshold = validate_threshold(self.threshold, weights=w)
         sigs = compress_partitions(parts)
         (res,) = components_for_thresholds(
-            sigs, [self.threshold], w,
+            sigs, [threshold], w,
             max_block_entries=self.max_block_entries, progress=self.progress,
         )  # fmt: skip
         self.labels_ = finalize_labels(res, sigs.inverse, min_size)

@@ -41,6 +41,7 @@ class VarianceMatchedUMAP(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
+        *,
         variance: float = 0.8,
         n_neighbors: int = 15,
         min_dist: float = 0.0,

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from aurora.fusion.settings import FusionSettings
 from aurora.infra.errors import RunError, SettingsError
 
 log = logging.getLogger("aurora")
@@ -192,26 +193,6 @@ def check_grid(n_clusters: Any, stability_splits: Any) -> GridCounts:
     return GridCounts(tuple(dict.fromkeys(ks)), splits)
 
 
-def check_fusion(fusion: Mapping[str, Any]) -> None:
-    """Check the fusion settings on their own (``fusion.*`` and ``fusion.search.*``)."""
-    check_number("fusion.threshold", fusion.get("threshold"), 0.0, 1.0)
-    check_number("fusion.min_cluster_size", fusion.get("min_cluster_size"), 1, integer=True)
-    check_number("fusion.n_partitions", fusion.get("n_partitions"), 1, integer=True)
-    search = fusion.get("search")
-    if search:
-        int_list("fusion.search.n_partitions", search.get("n_partitions"), 1)
-        int_list("fusion.search.min_sizes", search.get("min_sizes"), 1)
-        int_list("fusion.search.target_groups", search.get("target_groups"), 1)
-        thresholds = search.get("thresholds")
-        if not isinstance(thresholds, Sequence) or not thresholds:
-            raise SettingsError(
-                "fusion.search.thresholds", thresholds, "a list of numbers in [0, 1]"
-            )
-        for t in thresholds:
-            check_number("fusion.search.thresholds", t, 0.0, 1.0)
-        check_number("fusion.search.unassigned_penalty", search.get("unassigned_penalty", 0.0), 0.0)
-
-
 def check_training(
     loader: Mapping[str, Any], trainer: Mapping[str, Any], loader_key: str = "train.loader"
 ) -> None:
@@ -297,7 +278,7 @@ class DataFit:
 def check_against_data(
     n_accepted: int,
     grid: GridCounts,
-    fusion: Mapping[str, Any],
+    fusion: FusionSettings,
     k_key: str = "grid.n_clusters",
 ) -> DataFit:
     """Fit the grid and fusion settings to the number of accepted images.
@@ -305,7 +286,7 @@ def check_against_data(
     Args:
         n_accepted: images that passed preprocessing (reference images included).
         grid: the checked grid settings.
-        fusion: the plain ``fusion`` node (checked by :func:`check_fusion`).
+        fusion: the checked fusion settings.
         k_key: the key the k values were set under, for the warning (a sweep job's is
             ``clusterer.n_clusters``).
 
@@ -325,19 +306,10 @@ def check_against_data(
     what = f"{n_accepted} accepted images"
     # k below the number of points: silhouette, spectral and Ward need at least one shared group.
     ks = fit_to_data(k_key, grid.n_clusters, max(2, n_accepted - 1), what)
-    (mcs,) = fit_to_data(
-        "fusion.min_cluster_size", [int(fusion["min_cluster_size"])], n_accepted, what
-    )
-    search = fusion.get("search")
-    if not search:
+    (mcs,) = fit_to_data("fusion.min_cluster_size", [fusion.min_cluster_size], n_accepted, what)
+    search = fusion.search
+    if search is None:
         return DataFit(tuple(ks), mcs)
-    sizes = fit_to_data(
-        "fusion.search.min_sizes",
-        int_list("fusion.search.min_sizes", search["min_sizes"], 1),
-        n_accepted,
-        what,
-    )
-    (g,) = fit_to_data(
-        "fusion.search.target_groups", [int(search["target_groups"])], n_accepted, what
-    )
+    sizes = fit_to_data("fusion.search.min_sizes", list(search.min_sizes), n_accepted, what)
+    (g,) = fit_to_data("fusion.search.target_groups", [search.target_groups], n_accepted, what)
     return DataFit(tuple(ks), mcs, tuple(sizes), g)

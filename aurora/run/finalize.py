@@ -10,11 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from hydra.utils import instantiate
 
 from aurora.data.dataset import Truth
 from aurora.data.sources import Rejection, write_labels_csv, write_rejected_csv
-from aurora.fusion import load_partitions, plot_search_landscape, select_partitions
+from aurora.fusion import (
+    FusionSettings,
+    load_partitions,
+    plot_search_landscape,
+    select_partitions,
+)
 from aurora.fusion.structure import assess_structure
 from aurora.grid.cell import write_failed_csv
 from aurora.grid.ranking import write_ranking, write_results
@@ -32,27 +36,25 @@ from aurora.run.screening import Screened
 from aurora.run.settings import RunSettings
 
 
-def fuse(fusion: Mapping[str, Any], ranking_csv: Path, out_dir: Path) -> FusionOutcome:
+def fuse(fusion: FusionSettings, ranking_csv: Path, out_dir: Path) -> FusionOutcome:
     """Fuse the best-ranked partitions (per extractor or overall) by co-association voting.
 
-    With ``fusion.search`` set, each group's setting is chosen by the thesis's loss and the
+    With a search, each group's setting is chosen by the thesis's loss and the
     group with the lowest loss gives ``labels.csv``; otherwise the configured voting is used and
     the group holding the best-ranked cell gives it.
 
     Args:
-        fusion: the ``fusion`` node (plain).
+        fusion: the fusion settings (fitted to the data).
         ranking_csv: the grid's ``ranking.csv``.
         out_dir: where per-group search tables and landscapes go.
     """
-    search = fusion.get("search")
-    top_n = max(search["n_partitions"]) if search else int(fusion["n_partitions"])
-    groups = select_partitions(ranking_csv, top_n, bool(fusion["per_extractor"]))
+    search = fusion.search
+    groups = select_partitions(ranking_csv, fusion.candidates, fusion.per_extractor)
     outcomes: list[FusionOutcome] = []
     for name, paths in groups.items():
         parts = load_partitions(paths)
-        if search:
-            n_avail = [p for p in search["n_partitions"] if p <= parts.shape[0]] or [parts.shape[0]]
-            res = instantiate(search, n_partitions=n_avail)(parts)
+        if search is not None:
+            res = search.search(parts)
             res.write_table(out_dir / f"fusion_search_{name}.csv")
             plot_search_landscape(res, out_dir / f"fusion_landscape_{name}.png")
             b = res.best
@@ -67,16 +69,15 @@ def fuse(fusion: Mapping[str, Any], ranking_csv: Path, out_dir: Path) -> FusionO
                 )
             )
         else:
-            n = min(int(fusion["n_partitions"]), parts.shape[0])
-            voting = instantiate(fusion["voting"])
-            labels = voting.fit_predict(parts[:n].T)  # (n_images, n_partitions)
+            n = min(fusion.n_partitions, parts.shape[0])
+            labels = fusion.voting_estimator().fit_predict(parts[:n].T)  # (n_images, n_partitions)
             outcomes.append(
                 FusionOutcome(
                     np.asarray(labels, dtype=np.int64),
                     name,
                     n,
-                    float(fusion["threshold"]),
-                    int(fusion["min_cluster_size"]),
+                    fusion.threshold,
+                    fusion.min_cluster_size,
                     None,
                 )
             )
@@ -91,7 +92,7 @@ def fuse(fusion: Mapping[str, Any], ranking_csv: Path, out_dir: Path) -> FusionO
         }
         for o in outcomes
     }
-    best = min(outcomes, key=lambda o: o.loss) if search else outcomes[0]
+    best = min(outcomes, key=lambda o: o.loss) if search is not None else outcomes[0]
     best.per_group = per_group
     return best
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from aurora.data.formats import DEFAULT_MAX_PIXELS, check_max_pixels
+from aurora.fusion.settings import FusionSettings
 from aurora.infra.config import plain
 from aurora.infra.errors import SettingsError
 from aurora.run.checks import (
@@ -184,12 +184,6 @@ def night_settings(cfg: DictConfig) -> NightSettings:
     )
 
 
-#: Fusion values that the data can lower (:class:`aurora.run.checks.DataFit`), as paths in
-#: ``fusion``.
-_FITTED = (("min_cluster_size",), ("search", "min_sizes"), ("search", "target_groups"))
-_INTERPOLATION = re.compile(r"^\$\{(\.*)([A-Za-z_][\w.]*)\}$")
-
-
 @dataclass(frozen=True)
 class RunSettings:
     """Everything a ``cluster.py`` run reads from its config.
@@ -206,11 +200,9 @@ class RunSettings:
         extractors: name -> ``extractors.<name>`` node (an unset ``ckpt_path`` reads ``"???"``).
         reducers: name -> ``reducers.<name>`` node.
         clusterers: name -> ``clusterers.<name>`` node.
-        fusion: the ``fusion`` node.
+        fusion: the fusion's settings, checked.
         skip_unavailable_extractors: leave out an ImageNet extractor whose weights are missing.
         config: the whole resolved config (recorded with the solution).
-        fusion_links: (leaf, target) paths in ``fusion`` where a leaf interpolates a value
-            the data can lower (``voting.min_cluster_size: ${..min_cluster_size}``).
         budget: the memory and disk the run must fit.
         nights: stations, screening, nights and events (the time-aware half).
     """
@@ -226,10 +218,9 @@ class RunSettings:
     extractors: dict[str, dict[str, Any]]
     reducers: dict[str, dict[str, Any]]
     clusterers: dict[str, dict[str, Any]]
-    fusion: dict[str, Any]
+    fusion: FusionSettings
     skip_unavailable_extractors: bool
     config: dict[str, Any]
-    fusion_links: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
     budget: BudgetSettings = BudgetSettings()
     nights: NightSettings = NightSettings()
 
@@ -241,7 +232,8 @@ class RunSettings:
         The settings that need no data are checked here, before any work: ``seed``, ``jobs``,
         ``extract.*`` (the device's form; whether this machine has it is
         :func:`aurora.run.checks.check_device`'s ``here``, for runs that extract), ``train.*`` and
-        ``trainer.*`` (:func:`aurora.run.checks.check_training`), ``grid.fit_sample``, ``budget.*``.
+        ``trainer.*`` (:func:`aurora.run.checks.check_training`), ``grid.fit_sample``, ``budget.*``,
+        ``fusion.*`` (:meth:`aurora.fusion.FusionSettings.from_node`).
 
         Raises:
             SettingsError: one of those values cannot work (the message names the key).
@@ -300,10 +292,9 @@ class RunSettings:
             extractors=plain(cfg.extractors),
             reducers=plain(cfg.reducers),
             clusterers=plain(cfg.clusterers),
-            fusion=plain(cfg.fusion),
+            fusion=FusionSettings.from_node(plain(cfg.fusion)),
             skip_unavailable_extractors=bool(cfg.skip_unavailable_extractors),
             config=plain(cfg),
-            fusion_links=tuple(_links(OmegaConf.to_container(cfg.fusion, resolve=False))),
             budget=BudgetSettings.from_node(plain(cfg.get("budget"))),
             nights=night_settings(cfg),
         )
@@ -318,53 +309,13 @@ class RunSettings:
         """These settings with the fusion values fitted to the data.
 
         ``fusion.min_cluster_size`` (and ``fusion.search.min_sizes`` / ``target_groups`` with a
-        search) take the fitted values, and so does every fusion value that interpolates one
-        of them, in ``fusion`` and in the recorded ``config``.
+        search) take the fitted values, in ``fusion`` and in the recorded ``config``.
         """
-        values = {_FITTED[0]: fit.min_cluster_size}
-        if fit.search_min_sizes is not None:
-            values[_FITTED[1]] = list(fit.search_min_sizes)
-            values[_FITTED[2]] = fit.target_groups
-        fusion = copy.deepcopy(self.fusion)
-        for path, value in values.items():
-            _set(fusion, path, value)
-        for leaf, target in self.fusion_links:
-            if target in values:
-                _set(fusion, leaf, values[target])
-        config = {**self.config, "fusion": copy.deepcopy(fusion)}
+        fusion = self.fusion.fitted(fit.min_cluster_size, fit.search_min_sizes, fit.target_groups)
+        node = copy.deepcopy(self.config["fusion"])
+        node["min_cluster_size"] = fusion.min_cluster_size
+        if fusion.search is not None:
+            node["search"]["min_sizes"] = list(fusion.search.min_sizes)
+            node["search"]["target_groups"] = fusion.search.target_groups
+        config = {**self.config, "fusion": node}
         return dataclasses.replace(self, fusion=fusion, config=config)
-
-
-def _links(
-    node: dict[str, Any], path: tuple[str, ...] = ()
-) -> list[tuple[tuple[str, ...], tuple[str, ...]]]:
-    """(leaf, target) paths inside the unresolved ``fusion`` node where a leaf is exactly an
-    interpolation of one of the values the data can lower (relative ``${..x}`` or absolute
-    ``${fusion.x}``)."""
-    out = []
-    for key, value in node.items():
-        leaf = (*path, str(key))
-        if isinstance(value, dict):
-            out += _links(value, leaf)
-            continue
-        m = _INTERPOLATION.match(value) if isinstance(value, str) else None
-        if m is None:
-            continue
-        dots, name = len(m.group(1)), tuple(m.group(2).split("."))
-        if dots == 0:
-            target = name[1:] if name[0] == "fusion" else None
-        else:
-            target = (*path[: len(path) - (dots - 1)], *name) if dots - 1 <= len(path) else None
-        if target in _FITTED:
-            out.append((leaf, target))
-    return out
-
-
-def _set(tree: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    """Set ``tree[path[0]][path[1]]... = value`` (a missing or null branch is left alone)."""
-    node: Any = tree
-    for key in path[:-1]:
-        node = node.get(key)
-        if not isinstance(node, dict):
-            return
-    node[path[-1]] = value

@@ -9,7 +9,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig
 
 from aurora.infra.run_folder import begin_run
-from aurora.run.checks import check_device, check_fusion
+from aurora.run.checks import check_device
 from aurora.run.settings import RunSettings
 
 
@@ -49,5 +49,4 @@ def check_settings(settings: RunSettings) -> None:
     """The settings checks that need no data (names, types, ranges) beyond those of
     :meth:`RunSettings.from_cfg`, and that this machine has the extraction device; before any
     work."""
-    check_fusion(settings.fusion)
     check_device(settings.extract.device, here=True)

@@ -247,10 +247,8 @@ def estimate_stages(
 
     # fusion
     fusion = settings.fusion
-    search = fusion.get("search")
-    p = max(search["n_partitions"]) if search else int(fusion.get("n_partitions", 10))
-    per_group = n_cells // max(1, len(exts)) if fusion.get("per_extractor") else n_cells
-    p = max(1, min(p, per_group or n_cells))
+    per_group = n_cells // max(1, len(exts)) if fusion.per_extractor else n_cells
+    p = max(1, min(fusion.candidates, per_group or n_cells))
     fuse = StageEstimate(
         "fusion",
         fusion_memory(n, p, base, held),
