@@ -1,4 +1,5 @@
-"""Clustering estimators scikit-learn lacks, constraint helpers and memory guards."""
+"""Clustering estimators scikit-learn lacks, constraint helpers and memory guards.
+Must not import anything of aurora but infra/ (reduction/ and grid/ build on it)."""
 
 from aurora.clustering.constraints import (
     constraints_from_reference,

@@ -1,5 +1,6 @@
 """Feature extractors (timm ImageNet networks, our trained encoders), where their weights come
-from (:mod:`.weights`), batched cached extraction and TensorBoard projector export."""
+from (:mod:`.weights`), batched cached extraction and TensorBoard projector export.
+Must not import run/, training.py, grid/, fusion/, report/ or solution/."""
 
 from aurora.extractors.checkpoint_extractor import CheckpointExtractor
 from aurora.extractors.feature_store import assemble_features

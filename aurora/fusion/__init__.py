@@ -1,4 +1,5 @@
 """Fusion of many partitions into one grouping by co-association majority voting.
+Must not import run/, report/ or solution/.
 
 - :class:`CoAssociationVoting` (``voting.py``): the exact voting as a scikit-learn clusterer,
   ``X`` (n_samples, n_partitions); the work is in ``graph.py`` (signatures from

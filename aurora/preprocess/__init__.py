@@ -1,4 +1,5 @@
 """The thesis preprocessing chain in OpenCV: sky circle, dark rejection, LAB contrast, stars, Moon.
+Must not import models/, extractors/ or anything above them (only data/ and infra/).
 
 Modules, in the order the chain uses them (each imports only those above it):
 

@@ -1,4 +1,5 @@
 """Dimensionality reduction: the cached stage, reducers as arrays, and reducers of our own.
+Must not import torch, grid/, fusion/ or run/ (only clustering/ and infra/).
 
 Reducers from scikit-learn and umap-learn are used directly from ``conf/reducer/*.yaml``;
 :mod:`.estimators` holds the ones we add (scikit-learn style), :mod:`.cached` fits a reducer

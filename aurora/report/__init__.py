@@ -1,4 +1,6 @@
 """The run report: a static HTML folder a physicist opens from disk.
+Also the run's record (:mod:`.record`) and its scores in words (:mod:`.explain`). Must not import
+run/ or solution/.
 
 ``write_report(record, RUN/report)`` is called at the end of every ``cluster.py`` run;
 ``python -m aurora.report RUN`` rebuilds the page from the run folder alone (it reads

@@ -1,5 +1,5 @@
 """Saved solutions: a run's groups as data (layout and loading :mod:`.store`, writing
-:mod:`.save`) that label new images (:mod:`.apply`)."""
+:mod:`.save`) that label new images (:mod:`.apply`). Must not import run/ (run/ calls it)."""
 
 from aurora.solution.apply import ApplyResult, apply_solution, label_images, write_apply_outputs
 from aurora.solution.errors import (

@@ -1,4 +1,5 @@
 """Synthetic colour all-sky camera images with known auroral morphology and nuisances.
+Must not import anything of aurora outside data/ but infra/ (no preprocess/, models/, run/).
 
 The sky is rendered on a coarse grid in *linear radiance*, warped into the fisheye circle of
 the full image, and only then are stars, the Moon disk, camera tone curve, noise, the black

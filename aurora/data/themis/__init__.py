@@ -1,4 +1,5 @@
 """THEMIS all-sky imager files, in the two formats users download.
+Must not import anything of aurora outside data/ but infra/.
 
 - :mod:`.cdf`: L1 CDF (``thg_l1_asf_<site>_YYYYMMDDHH_vNN.cdf``), an hour of frames read with
   cdflib (:func:`cdf_frames`, :func:`read_cdf_frame`, :class:`CdfError`).
