@@ -214,24 +214,32 @@ def test_budget_settings(sky: Path, tmp_path: Path) -> None:
     assert BudgetSettings.from_node(None) == BudgetSettings()
 
 
-def test_features_stage_name_matches_inference() -> None:
-    from aurora.extractors.inference import STAGE
+def test_budget_reads_the_feature_cache_keys_of_the_extraction() -> None:
+    """The budget and the extraction read one home of the feature cache's names (no copies)."""
+    from aurora.extractors import feature_keys, feature_store, inference
 
-    assert stages.FEATURES_STAGE == STAGE
+    assert stages.SHARD_SIZE is feature_keys.SHARD_SIZE
+    assert inference.STAGE is feature_store.STAGE is feature_keys.STAGE
+    assert inference.extract_features.__kwdefaults__["shard_size"] == feature_keys.SHARD_SIZE
+    assert stages.entry_provenances is feature_keys.entry_provenances
+    assert inference.feature_key is feature_store.feature_key is feature_keys.feature_key
 
 
 def test_package_needs_no_torch() -> None:
-    """Importing the package (all its modules) imports neither torch nor aurora.extractors."""
+    """Importing the package (all its modules) imports no torch, and of aurora.extractors only
+    the torch-free feature cache keys."""
     import subprocess
 
     code = (
         "import sys, aurora.run.budget; "
-        "print('torch' in sys.modules, 'aurora.extractors' in sys.modules, "
+        "print('torch' in sys.modules, "
+        "sorted(m for m in sys.modules if m.startswith('aurora.extractors.')), "
         "sorted(m for m in sys.modules if m.startswith('aurora.run.budget.')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     mods = ["extractors", "grid", "machine", "model", "plan", "stages"]
-    assert out.stdout.strip() == f"False False {[f'aurora.run.budget.{m}' for m in mods]}"
+    budget = [f"aurora.run.budget.{m}" for m in mods]
+    assert out.stdout.strip() == f"False ['aurora.extractors.feature_keys'] {budget}"
 
 
 def _grid_peak(n: int, dim: int) -> float:

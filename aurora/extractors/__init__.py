@@ -2,32 +2,77 @@
 from (:mod:`.weights`), batched cached extraction and TensorBoard projector export.
 Must not import run/, training.py, grid/, fusion/, report/ or solution/."""
 
-from aurora.extractors.checkpoint_extractor import CheckpointExtractor
-from aurora.extractors.feature_store import assemble_features
-from aurora.extractors.inference import (
-    Extractor,
-    FeatureSet,
-    StoreBatches,
-    build_extractor,
-    extract_features,
-    feature_key,
-    load_feature_set,
-)
-from aurora.extractors.projector import (
-    add_projector_labels,
-    export_feature_set,
-    export_projector,
-    read_metadata,
-)
-from aurora.extractors.timm_extractor import ExtractorConfigError, TimmExtractor, UnknownModelError
-from aurora.extractors.weights import (
-    WeightsMismatchError,
-    WeightsSource,
-    WeightsUnavailableError,
-    load_timm_weights,
-    resolve_weights,
-    weights_unavailable_message,
-)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aurora.extractors.checkpoint_extractor import CheckpointExtractor
+    from aurora.extractors.feature_keys import feature_key
+    from aurora.extractors.feature_store import FeatureSet, assemble_features, load_feature_set
+    from aurora.extractors.inference import (
+        Extractor,
+        StoreBatches,
+        build_extractor,
+        extract_features,
+    )
+    from aurora.extractors.projector import (
+        add_projector_labels,
+        export_feature_set,
+        export_projector,
+        read_metadata,
+    )
+    from aurora.extractors.timm_extractor import (
+        ExtractorConfigError,
+        TimmExtractor,
+        UnknownModelError,
+    )
+    from aurora.extractors.weights import (
+        WeightsMismatchError,
+        WeightsSource,
+        WeightsUnavailableError,
+        load_timm_weights,
+        resolve_weights,
+        weights_unavailable_message,
+    )
+
+#: Where each name of the package is defined. Its modules are imported on first use, so that
+#: :mod:`aurora.extractors.feature_keys` can be read without torch (the run's budget does).
+_HOMES = {
+    "CheckpointExtractor": "checkpoint_extractor",
+    "Extractor": "inference",
+    "ExtractorConfigError": "timm_extractor",
+    "FeatureSet": "feature_store",
+    "StoreBatches": "inference",
+    "TimmExtractor": "timm_extractor",
+    "UnknownModelError": "timm_extractor",
+    "WeightsMismatchError": "weights",
+    "WeightsSource": "weights",
+    "WeightsUnavailableError": "weights",
+    "add_projector_labels": "projector",
+    "assemble_features": "feature_store",
+    "build_extractor": "inference",
+    "export_feature_set": "projector",
+    "export_projector": "projector",
+    "extract_features": "inference",
+    "feature_key": "feature_keys",
+    "load_feature_set": "feature_store",
+    "load_timm_weights": "weights",
+    "read_metadata": "projector",
+    "resolve_weights": "weights",
+    "weights_unavailable_message": "weights",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value  # once: later reads find it without this function
+    return value
+
 
 __all__ = [
     "CheckpointExtractor",

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from aurora.extractors.weights import LOADED_WEIGHTS_KEY, state_dict_sha256
+from aurora.extractors.feature_keys import LOADED_WEIGHTS_KEY
+from aurora.extractors.weights import state_dict_sha256
 from aurora.infra.cache import file_sha256
 
 

@@ -14,7 +14,8 @@ The identity of a network with weights holds ``state_sha256``, the hash aurora c
 weights loaded in it (:func:`aurora.extractors.weights.state_dict_sha256`), never a hash a file
 or a solution's manifest claims: two networks share an entry only when they hold the same
 weights, and an entry is read only when the hash it records is the reader's
-(:func:`entry_matches`).
+(:func:`aurora.extractors.feature_keys.weights_match`). The keys, names and matching rules live
+in :mod:`aurora.extractors.feature_keys` (torch-free: the run's budget reads them too).
 """
 
 from __future__ import annotations
@@ -29,14 +30,16 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from aurora.extractors.weights import LOADED_WEIGHTS_KEY
+from aurora.extractors.feature_keys import (
+    FEATURES_FILE,
+    FORMAT,
+    IDS_FILE,
+    PROVENANCE_FILE,
+    STAGE,
+    feature_key,
+)
 from aurora.infra.atomic import atomic_write_text
 from aurora.infra.cache import Cache, stable_hash
-
-STAGE = "features"
-#: Bump when the meaning of stored features changes (e.g. the uint8 -> float conversion).
-#: v2: keyed by the hash of the weights loaded (v1 keys held hashes a solution could claim).
-FORMAT = "features-v2"
 
 
 class ImageStore(Protocol):
@@ -68,27 +71,12 @@ class FeatureSet:
     path: Path
 
 
-def feature_key(store_key: str, identity: dict[str, Any]) -> str:
-    """Cache key of the features of a store under an extractor identity."""
-    return stable_hash(FORMAT, store_key, identity)
-
-
-def entry_matches(fs: FeatureSet, identity: dict[str, Any]) -> bool:
-    """Whether an entry was computed with the weights of ``identity`` (its ``state_sha256``).
-
-    The key already holds that hash; this reads it back from the entry's provenance, so an
-    entry put under a key it does not belong to (a damaged or edited cache) is not read.
-    """
-    recorded = (fs.provenance.get("extractor") or {}).get(LOADED_WEIGHTS_KEY)
-    return recorded == identity.get(LOADED_WEIGHTS_KEY)
-
-
 def load_feature_set(path: str | Path) -> FeatureSet:
     """Open a complete feature cache entry (features memory-mapped)."""
     path = Path(path)
-    prov = json.loads((path / "provenance.json").read_text())
-    ids = json.loads((path / "ids.json").read_text())
-    feats = np.load(path / "features.npy", mmap_mode="r")
+    prov = json.loads((path / PROVENANCE_FILE).read_text())
+    ids = json.loads((path / IDS_FILE).read_text())
+    feats = np.load(path / FEATURES_FILE, mmap_mode="r")
     return FeatureSet(ids=ids, features=feats, key=path.name, provenance=prov, path=path)
 
 
@@ -150,7 +138,7 @@ def write_feature_entry(
     }
     with Cache(cache_root).writing(STAGE, key) as tmp:
         out = np.lib.format.open_memmap(
-            tmp / "features.npy", mode="w+", dtype=np.float32, shape=(n, dim)
+            tmp / FEATURES_FILE, mode="w+", dtype=np.float32, shape=(n, dim)
         )
         for a, b, block in blocks:
             if block.shape != (b - a, dim):
@@ -158,8 +146,8 @@ def write_feature_entry(
             out[a:b] = block
         out.flush()
         del out
-        atomic_write_text(tmp / "ids.json", json.dumps([str(i) for i in store.ids]))
-        atomic_write_text(tmp / "provenance.json", json.dumps(provenance, indent=2, default=str))
+        atomic_write_text(tmp / IDS_FILE, json.dumps([str(i) for i in store.ids]))
+        atomic_write_text(tmp / PROVENANCE_FILE, json.dumps(provenance, indent=2, default=str))
 
 
 def assemble_features(

@@ -40,12 +40,16 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from torch.utils.data import DataLoader, Dataset
 
-from aurora.extractors.feature_store import (
+from aurora.extractors.feature_keys import (
+    SHARD_SIZE,
+    SHARD_STAGE,
     STAGE,
+    feature_key,
+    weights_match,
+)
+from aurora.extractors.feature_store import (
     FeatureSet,
     ImageStore,
-    entry_matches,
-    feature_key,
     load_feature_set,
     provenance_of,
     write_feature_entry,
@@ -54,7 +58,6 @@ from aurora.infra.cache import Cache
 from aurora.infra.errors import AuroraError
 from aurora.infra.logs import show_progress
 
-SHARD_STAGE = "features_shards"
 log = logging.getLogger("aurora")
 
 
@@ -214,7 +217,7 @@ def extract_features(
     batch_size: int = 64,
     num_workers: int = 0,
     device: str | torch.device = "auto",
-    shard_size: int = 4096,
+    shard_size: int = SHARD_SIZE,
     progress: bool = True,
     shard: tuple[int, int] | None = None,
 ) -> FeatureSet | None:
@@ -246,7 +249,7 @@ def extract_features(
     cache = Cache(cache_root)
     if cache.exists(STAGE, key):
         found = load_feature_set(cache.path(STAGE, key))
-        if entry_matches(found, identity):
+        if weights_match(found.provenance, identity):
             return found
         log.warning(
             "feature entry %s records other weights than the extractor's: computing it again",

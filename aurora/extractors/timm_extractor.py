@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aurora.extractors.feature_keys import LOADED_WEIGHTS_KEY
 from aurora.extractors.weights import (
-    LOADED_WEIGHTS_KEY,
     WeightsUnavailableError,
     cached_hub_file,
     load_timm_weights,

@@ -16,8 +16,9 @@ for a pretrained config), made before any network is built:
 drops, are ignored; any other mismatch is a :class:`WeightsMismatchError` naming the keys).
 
 :func:`state_dict_sha256` hashes the weights a network holds once they are loaded: every
-extractor's identity carries it as ``state_sha256`` (:data:`LOADED_WEIGHTS_KEY`), so the feature
-cache is keyed by bytes aurora hashed itself, never by a hash a file or a manifest claims.
+extractor's identity carries it as ``state_sha256``
+(:data:`aurora.extractors.feature_keys.LOADED_WEIGHTS_KEY`), so the feature cache is keyed by
+bytes aurora hashed itself, never by a hash a file or a manifest claims.
 """
 
 from __future__ import annotations
@@ -39,8 +40,6 @@ from aurora.infra.errors import AuroraError
 #: Files a timm model repository on the hub may hold, in timm's order of preference.
 HUB_FILES = ("model.safetensors", "open_clip_pytorch_model.bin", "pytorch_model.bin")
 PROBE_TIMEOUT_S = 3.0
-#: The identity field holding :func:`state_dict_sha256` of the weights loaded in the network.
-LOADED_WEIGHTS_KEY = "state_sha256"
 
 
 def state_dict_sha256(state: Mapping[str, torch.Tensor]) -> str:

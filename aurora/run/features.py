@@ -17,6 +17,7 @@ from aurora.infra.config import UNSET
 from aurora.infra.errors import RunError
 from aurora.infra.logs import log, stage
 from aurora.preprocess import PreprocessedStore
+from aurora.run.extractor_plan import ExtractorPlan
 from aurora.run.settings import RunSettings
 from aurora.run.stores import ImageRows, StoreSet
 
@@ -158,9 +159,28 @@ def train_encoder_cached(
     return cache.path("train", key) / "model.ckpt"
 
 
-def _needs_training(params: Mapping[str, Any]) -> bool:
-    """The extractor is one of ours with no checkpoint yet (``ckpt_path: ???``)."""
-    return params.get("ckpt_path") == UNSET
+def _train_planned(
+    settings: RunSettings, plan: ExtractorPlan, store: PreprocessedStore, run_dir: Path
+) -> Path:
+    """The checkpoint of the encoder ``plan`` trains first, trained on ``store`` (or cached)."""
+    if plan.trains is None:
+        raise ValueError(f"extractor {plan.name!r} is not trained first")
+    train = settings.train
+    with stage("train") as st:
+        ckpt = train_encoder_cached(
+            store.images,
+            store.key,
+            train.models[plan.trains],
+            train.trainer,
+            train.loader,
+            seed=settings.seed,
+            cache_root=settings.cache_dir,
+            log_dir=run_dir / "train" / plan.name,
+            logger_cfg=train.logger,
+            callbacks_cfg=train.callbacks,
+        )
+        st["msg"] = f"{plan.name}: {len(store)} images -> {ckpt}"
+    return ckpt
 
 
 def extract_all(
@@ -206,28 +226,14 @@ def extract_all(
             pending(len(store))
             pending = None
 
-    train, extract = settings.train, settings.extract
+    extract = settings.extract
     for name, (params, extractor) in specs.items():
-        variant = params.get("preprocess", "full")
-        if extractor is None:
-            model_name = params.get("train") or name
-            store = stores.get(variant, train.image_size)
+        plan = settings.plans[name]
+        variant = plan.preprocess
+        if extractor is None:  # an encoder of ours, trained first (on the plan's store)
+            store = stores.get(variant, plan.size)
             data_checks(store)
-            with stage("train") as st:
-                ckpt = train_encoder_cached(
-                    store.images,
-                    store.key,
-                    train.models[model_name],
-                    train.trainer,
-                    train.loader,
-                    seed=settings.seed,
-                    cache_root=settings.cache_dir,
-                    log_dir=run_dir / "train" / name,
-                    logger_cfg=train.logger,
-                    callbacks_cfg=train.callbacks,
-                )
-                st["msg"] = f"{name}: {len(store)} images -> {ckpt}"
-            params["ckpt_path"] = str(ckpt)
+            params["ckpt_path"] = str(_train_planned(settings, plan, store, run_dir))
             extractor = build_extractor(params)
         store = stores.get(variant, int(extractor.input_size))
         data_checks(store)
@@ -300,12 +306,12 @@ def build_extractors(
     skipped: dict[str, str] = {}
     specs: dict[str, tuple[dict[str, Any], Any]] = {}
     for name in names:
-        params = dict(settings.extractors[name])
+        plan = settings.plans[name]
+        params = dict(plan.node)
         key = (node_key or {}).get(name, f"extractors.{name}")
         extractor = None
-        if _needs_training(params):
-            model_name = params.get("train") or name
-            if model_name not in settings.train.models:
+        if plan.trains is not None:
+            if plan.trains not in settings.train.models:
                 raise RunError(
                     f"extractor {name!r} needs a checkpoint: set extractors.{name}.ckpt_path=... "
                     f"or extractors.{name}.train to one of {sorted(settings.train.models)}"

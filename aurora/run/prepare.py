@@ -113,14 +113,16 @@ def _targets(settings: RunSettings) -> tuple[list[Target], dict[str, str]]:
     specs, skipped = build_extractors(settings, names)
     variants = {k: instantiate(v) for k, v in settings.preprocess.items()}
     targets = []
-    for name, (params, extractor) in specs.items():
-        variant = params.get("preprocess", "full")
+    for name, (_, extractor) in specs.items():
+        plan = settings.plans[name]
+        variant = plan.preprocess
         if variant not in variants:
             raise RunError(
                 f"extractor {name!r} wants preprocess variant {variant!r}; "
                 f"configured: {sorted(variants)}"
             )
-        size = settings.train.image_size if extractor is None else int(extractor.input_size)
+        # Trained first: its training store (the plan's); else the network's own input size.
+        size = plan.size if extractor is None else int(extractor.input_size)
         targets.append(Target(name, dataclasses.replace(variants[variant], size=size), extractor))
     return targets, skipped
 

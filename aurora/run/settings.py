@@ -32,6 +32,7 @@ from aurora.run.checks import (
     check_seed,
     check_training,
 )
+from aurora.run.extractor_plan import ExtractorPlan, plan_extractors
 from aurora.run.night_settings import NightSettings
 
 
@@ -205,6 +206,10 @@ class RunSettings:
         config: the whole resolved config (recorded with the solution).
         budget: the memory and disk the run must fit.
         nights: stations, screening, nights and events (the time-aware half).
+        plans: extractor name -> its :class:`~aurora.run.extractor_plan.ExtractorPlan` (the
+            store it reads, whether it trains first), made from ``extractors`` and
+            ``train.image_size`` whenever the settings are made (here, and by
+            :meth:`with_nodes`).
     """
 
     seed: int
@@ -223,6 +228,11 @@ class RunSettings:
     config: dict[str, Any]
     budget: BudgetSettings = BudgetSettings()
     nights: NightSettings = NightSettings()
+    plans: dict[str, ExtractorPlan] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        plans = plan_extractors(self.extractors, image_size=self.train.image_size)
+        object.__setattr__(self, "plans", plans)  # frozen: set once, here
 
     @classmethod
     def from_cfg(cls, cfg: DictConfig) -> RunSettings:

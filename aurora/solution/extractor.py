@@ -25,8 +25,9 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from aurora.extractors.checkpoint_extractor import CheckpointExtractor
+from aurora.extractors.feature_keys import LOADED_WEIGHTS_KEY
 from aurora.extractors.timm_extractor import TimmExtractor
-from aurora.extractors.weights import LOADED_WEIGHTS_KEY, state_dict_sha256
+from aurora.extractors.weights import state_dict_sha256
 from aurora.infra.cache import stable_hash
 from aurora.solution.errors import SolutionExtractorError
 

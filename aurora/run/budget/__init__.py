@@ -12,8 +12,9 @@ Modules, each importing only those above it:
 
 - :mod:`~aurora.run.budget.model`: the cost model, its calibrated constants (where each comes
   from), the estimate, budget and refusal types.
-- :mod:`~aurora.run.budget.extractors`: each extractor's input size, feature dimension and
-  network size; a reducer's output dimension.
+- :mod:`~aurora.run.budget.extractors`: each extractor's feature dimension and network size
+  (its store: the extractor's plan, :mod:`aurora.run.extractor_plan`); a reducer's output
+  dimension.
 - :mod:`~aurora.run.budget.grid`: the grid's worst cell and the fusion.
 - :mod:`~aurora.run.budget.stages`: every stage of a run, with the cache lookups.
 - :mod:`~aurora.run.budget.machine`: what the machine or job allows.

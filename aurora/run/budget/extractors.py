@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aurora.infra.config import UNSET
+from aurora.run.extractor_plan import ExtractorPlan
 from aurora.run.settings import RunSettings
 
 #: Feature dimension of a backbone (timm name): its pooled features (``num_classes=0``).
@@ -47,23 +47,36 @@ TRAIN_ACTIVATION_BYTES_PER_PIXEL = {
     "autoencoder": 800,
 }
 FALLBACK_TRAIN_ACTIVATION = 3000
-#: Default input side of timm models whose config gives none (``input_size: null``).
-TIMM_INPUT_SIZE = {"inception_v3": 299}
-DEFAULT_TIMM_INPUT_SIZE = 224
 
 
 @dataclass(frozen=True)
 class ExtractorFigures:
-    """What the estimate needs of one extractor node."""
+    """What the estimate needs of one extractor: its plan (store, training) and sizes.
 
-    name: str
-    variant: str
-    size: int
+    Attributes:
+        plan: the extractor's plan (``settings.plans[name]``).
+        dim: feature dimension D.
+        params: parameters of its network.
+        activation: training activation bytes per input pixel.
+        trains: the model (key of ``models``) trained first, or None (none, or not configured:
+            the run stops on that before the estimate).
+    """
+
+    plan: ExtractorPlan
     dim: int
     params: int
-    activation: int  # training activation bytes per input pixel
-    trains: str | None  # model (key of models) trained first, or None
-    node: Mapping[str, Any]
+    activation: int
+    trains: str | None
+
+    @property
+    def name(self) -> str:
+        """The extractor's name."""
+        return self.plan.name
+
+    @property
+    def store(self) -> tuple[str, int]:
+        """(preprocess variant, side in px) of the store it reads."""
+        return self.plan.preprocess, self.plan.size
 
 
 def _autoencoder_params(node: Mapping[str, Any], size: int) -> int:
@@ -105,35 +118,25 @@ def _model_figures(model: Mapping[str, Any], size: int) -> tuple[int, int, int]:
 def describe_extractor(settings: RunSettings, name: str) -> ExtractorFigures:
     """The store, feature dimension and network size of extractor ``name``.
 
-    The store's side is the extractor's input size: ``input_size`` when the node gives one,
-    else the timm model's default (299 for Inception-v3, 224 for the others; an overlay's
-    ``input_size`` wins), else, for our own encoders, ``train.image_size`` (the size they are
-    trained at here; a checkpoint made elsewhere may have another). Dimensions and parameters
-    come from the tables above (:data:`FEATURE_DIMS`, :data:`PARAMS`) or the model's node.
+    The store is the extractor's plan's (:class:`~aurora.run.extractor_plan.ExtractorPlan`:
+    for a checkpoint made elsewhere, ``train.image_size``, the size ours are trained at).
+    Dimensions and parameters come from the tables above (:data:`FEATURE_DIMS`,
+    :data:`PARAMS`) or the model's node.
     """
-    node = dict(settings.extractors[name])
-    variant = str(node.get("preprocess") or "full")
-    if "model_name" in node:  # timm
-        model_name = str(node["model_name"])
-        overlay = (node.get("pretrained_cfg_overlay") or {}).get("input_size")
-        size = node.get("input_size") or (overlay[-1] if overlay else None)
-        size = int(size or TIMM_INPUT_SIZE.get(model_name, DEFAULT_TIMM_INPUT_SIZE))
+    plan = settings.plans[name]
+    if plan.timm_model is not None:
+        model_name = plan.timm_model
         return ExtractorFigures(
-            name,
-            variant,
-            size,
+            plan,
             FEATURE_DIMS.get(model_name, FALLBACK_DIM),
             PARAMS.get(model_name, FALLBACK_PARAMS),
             TRAIN_ACTIVATION_BYTES_PER_PIXEL.get(model_name, FALLBACK_TRAIN_ACTIVATION),
             None,
-            node,
         )
-    size = int(node.get("input_size") or settings.train.image_size)
-    model_name = str(node.get("train") or name)
-    model = settings.train.models.get(model_name)
-    dim, params, act = _model_figures(model or {}, size)
-    trains = model_name if node.get("ckpt_path") == UNSET and model is not None else None
-    return ExtractorFigures(name, variant, size, dim, params, act, trains, node)
+    model = settings.train.models.get(str(plan.model))
+    dim, params, act = _model_figures(model or {}, plan.size)
+    trains = plan.trains if model is not None else None
+    return ExtractorFigures(plan, dim, params, act, trains)
 
 
 def reduced_dim(reducer: Mapping[str, Any], dim: int) -> int:
