@@ -11,7 +11,7 @@ e.g. on the Yellow River Station day of ``../shared/REAL_DATA.md`` (``build_yrs.
     python bench/bench_ssl_real.py /tmp/yrs/images /tmp/yrs/truth.csv \\
         --train-root /tmp/yrs_all/images trainer.max_epochs=4
 
-Trains with :func:`aurora.training.train` (what ``python train.py`` runs) on the ``train``
+Trains with :func:`aurora.run.train.train` (what ``python train.py`` runs) on the ``train``
 config composed with ``data=folder data.root=TRAIN_DIR model=simclr_real
 model.pretrained_file=WEIGHTS preprocess=minimal preprocess.size=128 logger=none`` and the
 overrides (last wins; ``model.pretrained=false model.pretrained_file=null`` trains from scratch;
@@ -27,6 +27,10 @@ MobileNet-v2 from the ImageNet file at both sizes, untrained):
 - ``R2 bright``/``R2 time``: ridge R^2 on odd hours (fitted on even hours) from the features to
   the mean grey level inside the sky disc of the preprocessed frame, and to (sin, cos) of the
   hour (averaged).
+
+``--cluster`` then runs ``experiment=real`` (``bench/bench_real.py``) on the best SimCLR row's
+features (``extractors.simclr.input_size`` = that row's size) and prints the chosen cell's and
+the fused AMI, and the fused AMI over the 10-NN AMI of the same features.
 
 Its last line is ``ssl kmeans4_ami=F knn_ami=F brightness_r2=F minutes=F`` for the SimCLR row
 with the best mean of K-means and 10-NN AMI (minutes: training wall time, 0 with ``--ckpt``).
@@ -186,8 +190,8 @@ def format_table(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def train_recipe(cfg: Any) -> tuple[Path, float]:
-    """Train with :func:`aurora.training.train`; (last checkpoint, wall minutes)."""
-    from aurora.training import train
+    """Train with :func:`aurora.run.train.train`; (last checkpoint, wall minutes)."""
+    from aurora.run.train import train
 
     t0 = time.perf_counter()
     result = train(cfg)
@@ -224,6 +228,37 @@ def feature_sets(
         net = TimmExtractor("mobilenetv2_100", weights=str(weights), input_size=s, **TF)
         out[f"MobileNet-v2 ImageNet @ {s} px"] = embed(net, store.images)
     return out, small, big
+
+
+def cluster_overrides(ckpt: Path, size: int) -> list[str]:
+    """``cluster`` overrides: ``experiment=real`` on the checkpoint's features at ``size`` px."""
+    return [
+        "experiment=real",
+        "+extractor@extractors.simclr=simclr",
+        f"extractors.simclr.ckpt_path={ckpt}",
+        "extractors.simclr.preprocess=minimal",
+        "extractors.simclr.dihedral=false",
+        f"extractors.simclr.input_size={size}",
+        "grid.extractors=[simclr]",
+    ]
+
+
+def cluster_figures(data_dir: str, truth: str, ckpt: Path, size: int, out: Path) -> dict[str, Any]:
+    """Chosen cell's and fused AMI of ``experiment=real`` on the SimCLR features (bench_real)."""
+    from bench_real import bench as bench_real
+
+    figures = bench_real(data_dir, truth, cluster_overrides(ckpt, size), out)
+    chosen, fused = figures["rows"][0], figures["rows"][1]
+    knn = figures["rows"][-1]["knn_ami"]  # the SimCLR features' own row
+    return {
+        "size": size,
+        "chosen_cell": chosen["name"],
+        "chosen_ami": chosen["ami"],
+        "fused_ami": fused["ami"],
+        "fused_groups": fused["groups"],
+        "knn_ami": knn,
+        "fused_over_knn": fused["ami"] / knn if knn else float("nan"),
+    }
 
 
 def bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -268,6 +303,15 @@ def bench(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads,
         "rows": rows,
     }
+    if args.cluster:
+        size = int(best["name"].split("@")[1].split()[0])
+        c = cluster_figures(args.data_dir, args.truth, ckpt, size, out / "cluster")
+        figures["cluster"] = c
+        print(
+            f"experiment=real on SimCLR @ {size} px: chosen cell AMI {c['chosen_ami']:.3f}, "
+            f"fused AMI {c['fused_ami']:.3f} ({c['fused_groups']} groups) = "
+            f"{c['fused_over_knn']:.2f} x its 10-NN AMI {c['knn_ami']:.3f}"
+        )
     (out / "bench_ssl_real.json").write_text(json.dumps(figures, indent=2) + "\n")
     print(
         f"ssl kmeans4_ami={best['kmeans4_ami']:.3f} knn_ami={best['knn_ami']:.3f} "
@@ -289,6 +333,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--eval-size", type=int, default=224, help="second evaluation size (px)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     ap.add_argument("--seed", type=int, default=0, help="seed of the PCA/K-means")
+    ap.add_argument(
+        "--cluster",
+        action="store_true",
+        help="also run experiment=real on the best SimCLR features (chosen cell, fused AMI)",
+    )
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of the train config")
     args = ap.parse_intermixed_args(argv)
     if args.out is None:

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from aurora.extractors import CheckpointExtractor
 from aurora.models import load_encoder
-from aurora.training import train
+from aurora.run.train import train
 
 SHARED_MNV2 = (
     Path(__file__).resolve().parents[2]
@@ -58,6 +58,24 @@ def test_train_py_trains_the_recipe_from_scratch(
     with torch.inference_mode():
         feats = ex(torch.rand(2, 3, 32, 32))
     assert feats.shape == (2, 1280) and torch.isfinite(feats).all()
+    # Read at another size than trained: the encoder sees the frames resized to that size.
+    big = CheckpointExtractor(result.last_ckpt, preprocess="minimal", input_size=48)
+    x = torch.rand(2, 3, 32, 32)
+    with torch.inference_mode():
+        want = model.eval().encode(
+            torch.nn.functional.interpolate(
+                x, size=(48, 48), mode="bilinear", align_corners=False, antialias=True
+            ).clamp(0, 1)
+        )
+        assert torch.allclose(big(x), want, atol=1e-5)
+        assert not torch.allclose(ex(x), big(x), atol=1e-3)
+    assert big.identity()["input_size"] == 48 and ex.identity()["input_size"] == 32
+    params = big.export_params()
+    assert params["input_size"] == 48 and "input_size" not in ex.export_params()
+    rebuilt = CheckpointExtractor.from_export(params)
+    rebuilt.load_state_dict(big.state_dict())
+    with torch.inference_mode():
+        assert torch.allclose(rebuilt(x), big(x))
 
 
 def test_train_py_starts_from_the_imagenet_file(

@@ -37,6 +37,9 @@ class CheckpointExtractor(nn.Module):
             ``ckpt_path`` is unset; None = the model named like the extractor. Stored as
             ``train_model`` (``train`` is :class:`torch.nn.Module`'s), not part of
             :meth:`identity`.
+        input_size: side in px the images are resized to before encoding; None = the size the
+            encoder was trained at. A convolutional encoder pools over any size: SimCLR trained
+            on 128 px views may see more of the sky's forms at 224 px (BENCHMARKS.md, issue 28).
 
     Raises:
         aurora.models.CheckpointError: missing, unreadable or foreign checkpoint.
@@ -48,9 +51,17 @@ class CheckpointExtractor(nn.Module):
         dihedral: bool = False,
         preprocess: str = "full",
         train: str | None = None,
+        input_size: int | None = None,
     ) -> None:
         super().__init__()
         from aurora.models import CheckpointError, load_encoder
+
+        if input_size is not None and (
+            isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 8
+        ):
+            raise CheckpointError(
+                f"extractor input_size must be null or an integer >= 8, got {input_size!r}"
+            )
 
         path = Path(ckpt_path).expanduser()
         if not path.is_file():
@@ -60,7 +71,7 @@ class CheckpointExtractor(nn.Module):
                 f"extractor.ckpt_path to the written .ckpt file"
             )
         module, info = load_encoder(path)
-        self._attach(module, info, str(ckpt_path), file_sha256(path), dihedral)
+        self._attach(module, info, str(ckpt_path), file_sha256(path), dihedral, input_size)
         self.preprocess = preprocess
         self.train_model = train
 
@@ -71,6 +82,7 @@ class CheckpointExtractor(nn.Module):
         ckpt_path: str | None,
         ckpt_sha256: str | None,
         dihedral: bool,
+        input_size: int | None = None,
     ) -> None:
         self.dihedral = bool(dihedral)
         self.ckpt_path = ckpt_path
@@ -78,7 +90,7 @@ class CheckpointExtractor(nn.Module):
         self.train_model: str | None = None
         self.encoder = module.eval().requires_grad_(False)
         self.info = dict(info)
-        self.input_size = int(info["image_size"])
+        self.input_size = int(input_size or info["image_size"])
         self.num_features = int(info["feature_dim"])
         self.ckpt_sha256 = ckpt_sha256
         self.state_sha256 = self.rehash_weights()
@@ -98,12 +110,15 @@ class CheckpointExtractor(nn.Module):
         :meth:`from_export` of these, then the weights of :meth:`state_dict`, is this
         extractor again (how a saved solution carries it: JSON and safetensors, no code).
         """
-        return {
+        params = {
             "model_class": self.info.get("model_class"),
             "hparams": self.info.get("hparams", {}),
             "feature_dim": self.num_features,
             "dihedral": self.dihedral,
         }
+        if self.input_size != int(self.info["image_size"]):
+            params["input_size"] = self.input_size
+        return params
 
     @classmethod
     def from_export(cls, params: Mapping[str, Any]) -> CheckpointExtractor:
@@ -124,7 +139,8 @@ class CheckpointExtractor(nn.Module):
         }
         obj = cls.__new__(cls)
         nn.Module.__init__(obj)
-        obj._attach(module, info, None, None, bool(params.get("dihedral", False)))
+        dihedral, size = bool(params.get("dihedral", False)), params.get("input_size")
+        obj._attach(module, info, None, None, dihedral, None if size is None else int(size))
         return obj
 
     def identity(self) -> dict[str, Any]:
@@ -153,7 +169,7 @@ class CheckpointExtractor(nn.Module):
         }
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Resize to the trained size and encode (the mean over the 8 dihedral views if asked).
+        """Resize to ``input_size`` and encode (the mean over the 8 dihedral views if asked).
 
         Args:
             x: (B, 3, H, W) float images in [0, 1].

@@ -107,6 +107,7 @@ EXTRACTOR_PARAMS: dict[str, dict[str, Any]] = {
             "hparams": _OBJECT_OF_VALUES,
             "feature_dim": {"type": "integer", "minimum": 1, "maximum": _INT32},
             "dihedral": {"type": "boolean"},
+            "input_size": {"type": "integer", "minimum": 8, "maximum": _INT32},
         },
     },
 }
