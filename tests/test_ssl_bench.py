@@ -57,3 +57,15 @@ def test_the_recipe_is_what_train_py_composes(bench, tmp_path: Path) -> None:
     assert cfg.model.pretrained_file == "/w/mnv2.safetensors"
     assert cfg.preprocess.size == bench.TRAIN_SIZE and cfg.trainer.max_epochs == 2
     assert cfg.out_dir == str(tmp_path / "train") and cfg.data.root == "/data/day"
+
+
+def test_the_cluster_run_reads_the_checkpoint_at_the_chosen_size(bench, tmp_path: Path) -> None:
+    from conftest import compose_cfg
+
+    ckpt = tmp_path / "last.ckpt"
+    cfg = compose_cfg("cluster", bench.cluster_overrides(ckpt, 224))
+    node = cfg.extractors.simclr
+    assert list(cfg.grid.extractors) == ["simclr"]
+    assert node.ckpt_path == str(ckpt) and node.input_size == 224
+    assert node.preprocess == "minimal" and node.dihedral is False
+    assert list(cfg.grid.reducers) == ["pca", "umap"]  # experiment=real's grid
