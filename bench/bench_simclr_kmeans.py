@@ -24,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from aurora.data.datamodule import LoaderConfig
 from aurora.data.synth import MORPHOLOGIES, render_sky
 from aurora.models import load_encoder
-from aurora.training import fit_model
+from aurora.training.fit import fit_model
 
 
 def synthetic_sky(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,7 +79,7 @@ def main() -> None:
 
     model = {"_target_": "aurora.models.SimCLR", "backbone": args.backbone, "lr": 2e-3}
     trainer = {
-        "_target_": "aurora.training.make_trainer",
+        "_target_": "aurora.training.trainer.make_trainer",
         "accelerator": "cpu",
         "precision": "32-true",
         "max_epochs": args.epochs,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from aurora.data.datamodule import LoaderConfig
-from aurora.training import fit_model
+from aurora.training.fit import fit_model
 
 WARMUP = 2
 
@@ -81,7 +81,7 @@ def main() -> None:
     images = sky_array(n, args.size)
     loader = LoaderConfig(batch_size=args.batch, num_workers=args.workers, val_fraction=0.0)
     trainer = {
-        "_target_": "aurora.training.make_trainer",
+        "_target_": "aurora.training.trainer.make_trainer",
         "accelerator": "gpu" if gpu else "cpu",
         "precision": precision,
         "max_epochs": 1,

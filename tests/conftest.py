@@ -40,7 +40,7 @@ def _single_torch_thread() -> None:
 def tiny_cpu_trainer() -> dict:
     """A quiet one-epoch CPU ``trainer`` config for tests that need a real checkpoint."""
     return {
-        "_target_": "aurora.training.make_trainer",
+        "_target_": "aurora.training.trainer.make_trainer",
         "accelerator": "cpu",
         "precision": "32-true",
         "max_epochs": 1,

@@ -338,7 +338,7 @@ def test_run_refuses_a_device_this_machine_lacks(
 def test_train_refuses_a_setting_before_any_work(
     tiny_train_overrides: list[str], tmp_path: Path, override: str, key: str
 ) -> None:
-    from aurora.training import train
+    from aurora.run.train import train
 
     cache = tmp_path / "cache"
     cfg = compose_cfg("train", [*tiny_train_overrides, f"paths.cache_dir={cache}", override])

@@ -11,12 +11,13 @@ from conftest import compose_cfg
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-import aurora.training
+import aurora.training.fit
 from aurora.infra.errors import SettingsError
 from aurora.run import run_cluster
 from aurora.run.features import training_key
 from aurora.run.settings import RunSettings
-from aurora.training import instantiate_callbacks, train
+from aurora.run.train import train
+from aurora.training.trainer import instantiate_callbacks
 
 # What the tests wrote on the command line before conf/debug/tiny.yaml held it.
 TINY_CLUSTER = [
@@ -121,7 +122,7 @@ def test_only_callbacks_that_change_training_change_the_training_key() -> None:
     assert training_key(*args, OmegaConf.to_container(stop)) != before
 
 
-def _epochs_and_callbacks(result: aurora.training.TrainResult) -> tuple[int, list[str]]:
+def _epochs_and_callbacks(result: aurora.training.fit.TrainResult) -> tuple[int, list[str]]:
     """Epochs trained, and the classes of the callbacks whose state the last checkpoint holds."""
     ckpt = torch.load(result.last_ckpt, map_location="cpu", weights_only=False)
     return result.epochs, sorted(k.split("{")[0] for k in ckpt["callbacks"])
@@ -157,14 +158,14 @@ def test_cluster_py_trains_its_encoder_with_the_callbacks(
 ) -> None:
     """``python cluster.py callbacks=early_stopping``: the encoder it trains stops early."""
     epochs = []
-    real = aurora.training.fit_model
+    real = aurora.training.fit.fit_model
 
-    def fit_model(*args: Any, **kwargs: Any) -> aurora.training.TrainResult:
+    def fit_model(*args: Any, **kwargs: Any) -> aurora.training.fit.TrainResult:
         result = real(*args, **kwargs)
         epochs.append(_epochs_and_callbacks(result))
         return result
 
-    monkeypatch.setattr(aurora.training, "fit_model", fit_model)
+    monkeypatch.setattr(aurora.training.fit, "fit_model", fit_model)
     cfg: DictConfig = compose_cfg(
         "cluster",
         [

@@ -65,4 +65,4 @@ def test_train_config_composes_for_each_model_and_trainer() -> None:
             for trainer in ("cpu", "gpu", "ddp"):
                 cfg = compose("train", overrides=[f"model={model}", f"trainer={trainer}"])
                 assert cfg.model._target_.startswith("aurora.models.")
-                assert cfg.trainer._target_ == "aurora.training.make_trainer"
+                assert cfg.trainer._target_ == "aurora.training.trainer.make_trainer"

@@ -23,7 +23,8 @@ from aurora.infra.atomic import atomic_write_bytes, check_free_space, link_or_co
 from aurora.infra.cache import Cache
 from aurora.infra.errors import DiskFullError, OutOfMemoryError, disk_full_error
 from aurora.infra.guard import error_line, run_guarded
-from aurora.training import fit_model, is_complete_checkpoint
+from aurora.training.checkpoints import is_complete_checkpoint
+from aurora.training.fit import fit_model
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
@@ -36,7 +37,7 @@ SIMCLR = {
     "warmup_fraction": 0.0,
 }
 TRAINER = {
-    "_target_": "aurora.training.make_trainer",
+    "_target_": "aurora.training.trainer.make_trainer",
     "accelerator": "cpu",
     "precision": "32-true",
     "max_epochs": 2,

@@ -333,7 +333,7 @@ def test_shared_mobilenet_v2_weights_load_and_classify() -> None:
 
 @pytest.mark.parametrize("kind", ["autoencoder", "simclr"])
 def test_checkpoint_extractor(kind: str, tmp_path: Path) -> None:
-    training = pytest.importorskip("aurora.training")
+    training = pytest.importorskip("aurora.training.fit")
     from aurora.data.datamodule import LoaderConfig
 
     warnings.filterwarnings("ignore", ".*does not have many workers.*")

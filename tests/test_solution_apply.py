@@ -429,7 +429,7 @@ def test_apply_needs_solution_and_data(tmp_path: Path) -> None:
 
 def test_checkpoint_extractor_is_copied(tmp_path: Path) -> None:
     """A checkpoint extractor's .ckpt travels inside the solution and is used from there."""
-    training = pytest.importorskip("aurora.training")
+    training = pytest.importorskip("aurora.training.fit")
     from aurora.data.datamodule import LoaderConfig
 
     rng = np.random.default_rng(0)

@@ -14,7 +14,8 @@ from aurora.data.datamodule import LoaderConfig, SkyDataModule, TemporalPairData
 from aurora.infra.errors import SettingsError
 from aurora.models.simclr import SimCLR
 from aurora.run.checks import check_training
-from aurora.training import fit_model, train
+from aurora.run.train import train
+from aurora.training.fit import fit_model
 
 
 def _frames(n: int, size: int = 8) -> np.ndarray:
@@ -72,7 +73,7 @@ def test_bad_or_unusable_temporal_pair_is_one_settings_error(tmp_path: Path) -> 
         fit_model(
             np.ascontiguousarray(_frames(16, 32)),
             model_cfg,
-            {"_target_": "aurora.training.make_trainer", "max_epochs": 1},
+            {"_target_": "aurora.training.trainer.make_trainer", "max_epochs": 1},
             tmp_path,
             loader=LoaderConfig(batch_size=4, num_workers=0, temporal_pair=2),
         )

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from aurora.data.datamodule import DataError, LoaderConfig, SkyDataModule, split_indices
 from aurora.models import load_encoder
 from aurora.models.checkpoint import CheckpointError
-from aurora.training import fit_model
+from aurora.training.fit import fit_model
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 S = 32
@@ -36,7 +36,7 @@ warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
 def _trainer(**kw) -> dict:
     cfg = {
-        "_target_": "aurora.training.make_trainer",
+        "_target_": "aurora.training.trainer.make_trainer",
         "accelerator": "cpu",
         "precision": "32-true",
         "max_epochs": 1,
@@ -196,7 +196,7 @@ def _compose(overrides: list[str]):
 @pytest.mark.parametrize("trainer", ["cpu", "gpu", "ddp"])
 def test_config_groups_compose(trainer: str) -> None:
     cfg = _compose([f"trainer={trainer}", "model=autoencoder", "logger=none"])
-    assert cfg.trainer._target_ == "aurora.training.make_trainer"
+    assert cfg.trainer._target_ == "aurora.training.trainer.make_trainer"
     assert cfg.model._target_ == "aurora.models.AutoEncoder"
     if trainer != "cpu":
         assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.channels_last
@@ -225,7 +225,7 @@ def test_hydra_config_trains(sky: np.ndarray, tmp_path: Path) -> None:
 
 def test_train_end_to_end(tmp_path: Path, monkeypatch) -> None:
     """train(cfg) on the synthetic data set, generated and preprocessed as cluster.py does."""
-    from aurora.training import train
+    from aurora.run.train import train
 
     monkeypatch.setenv("AURORA_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("AURORA_CACHE_DIR", str(tmp_path / "cache"))
@@ -258,7 +258,7 @@ def test_a_trainer_lightning_cannot_build_is_one_settings_line(tmp_path: Path) -
     import torch
 
     from aurora.infra.errors import SettingsError
-    from aurora.training import make_trainer
+    from aurora.training.trainer import make_trainer
 
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")

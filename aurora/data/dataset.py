@@ -1,7 +1,7 @@
 """A data set as a run sees it: the folder (generated first for the synthetic sky), its
 preprocessed images, the ground-truth table and the time of every frame.
 
-Used by both ``cluster.py`` (:mod:`aurora.run`) and ``train.py`` (:func:`aurora.training.train`);
+Used by both ``cluster.py`` (:mod:`aurora.run`) and ``train.py`` (:func:`aurora.run.train.train`);
 every function takes plain values, not a config.
 """
 

@@ -1,6 +1,6 @@
 """Feature extractors (timm ImageNet networks, our trained encoders), where their weights come
 from (:mod:`.weights`), batched cached extraction and TensorBoard projector export.
-Must not import run/, training.py, grid/, fusion/, report/ or solution/."""
+Must not import run/, training/, grid/, fusion/, report/ or solution/."""
 
 from __future__ import annotations
 

@@ -154,7 +154,7 @@ def _known_warnings() -> None:
 def quiet_libraries() -> None:
     """Each library line once, no adverts, the known library warnings handled (idempotent).
 
-    Called by each entry point (:func:`aurora.run.cli.main`, :func:`aurora.training.train`) and
+    Called by each entry point (:func:`aurora.run.cli.main`, :func:`aurora.run.train.train`) and
     before each training (Lightning adds its handlers when it is first imported).
     """
     _route_lightning()

@@ -1,5 +1,5 @@
 """Self-supervised feature learning: autoencoder and SimCLR LightningModules.
-Must not import run/, training.py or report/ (its import of extractors/ for the timm backbone
+Must not import run/, training/ or report/ (its import of extractors/ for the timm backbone
 is listed to go in tests/test_house.py)."""
 
 from aurora.models.augment import AugmentConfig, SkyAugment, sky_mask

@@ -1,5 +1,5 @@
-"""The orchestrator: the one package that reads a composed ``cluster`` config.
-Nothing of aurora imports it (but ``training.py``, until the recipe of ``train.py`` moves here).
+"""The orchestrator: the one package that reads a composed config (``cluster`` or ``train``).
+Nothing of aurora imports it; :mod:`.train` is the recipe of ``train.py``.
 
 ``cluster.py`` -> :func:`aurora.run.cli.main` -> :func:`run_cluster` (whole grid, one process),
 :func:`run_sweep_job` (one cell per job of a ``-m`` sweep, finalised by

@@ -139,7 +139,8 @@ def train_encoder_cached(
         return cache.path("train", key) / "model.ckpt"
     # Lightning is loaded only when an encoder is trained (a cached checkpoint needs none).
     from aurora.data.datamodule import LoaderConfig
-    from aurora.training import fit_model, instantiate_callbacks
+    from aurora.training.fit import fit_model
+    from aurora.training.trainer import instantiate_callbacks
 
     with cache.writing("train", key) as tmp:
         result = fit_model(

@@ -34,6 +34,7 @@ from aurora.run.context import RunContext
 from aurora.run.nights import write_nights
 from aurora.run.screening import Screened
 from aurora.run.settings import RunSettings
+from aurora.training.loggers import logs_to_tensorboard
 
 
 def fuse(fusion: FusionSettings, ranking_csv: Path, out_dir: Path) -> FusionOutcome:
@@ -286,8 +287,7 @@ def _run_record(
     embedding = fit_transform_cached(
         feats.features, reducer_cfg, seed, cache, feats.key, fit_rows=fit_rows
     )
-    logger_target = str((settings.train.logger or {}).get("_target_", ""))
-    tb = out_dir / "tb" if "TensorBoard" in logger_target else None
+    tb = out_dir / "tb" if logs_to_tensorboard(settings.train.logger) else None
     return RunRecord(
         run_dir=out_dir,
         ids=list(ctx.ids),
