@@ -6,6 +6,7 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from aurora.run.cli import main as run_main
@@ -15,8 +16,8 @@ from aurora.run.cli import main as run_main
 def main(cfg: DictConfig) -> int:
     """Hydra entry point; the work happens in :func:`aurora.run.cli.main`."""
     hc = HydraConfig.get()
-    code = run_main(cfg, hc.runtime.output_dir, dict(hc.runtime.choices), str(hc.mode))
-    if "MULTIRUN" in str(hc.mode):
+    code = run_main(cfg, hc.runtime.output_dir, dict(hc.runtime.choices), hc.mode)
+    if hc.mode is RunMode.MULTIRUN:
         # A job's SystemExit would end the whole sweep: its failure is recorded in its folder
         # and aurora.run.sweep.FinalizeSweep sets the sweep's exit code at the end.
         return code

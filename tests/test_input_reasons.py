@@ -311,11 +311,13 @@ def test_data_root_that_is_a_device_is_refused_unread(tmp_path: Path) -> None:
 def test_data_root_file_is_one_error_line_from_the_cli(
     tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
+    from hydra.types import RunMode
+
     from aurora.run.cli import main
 
     readme = tmp_path / "README.md"
     readme.write_text("# notes\nnot a list of images\n")
     overrides = ["debug=tiny", "data=folder", f"data.root={readme}", f"paths.cache_dir={tmp_path}"]
-    assert main(compose_cfg("cluster", overrides), tmp_path / "run", {}, "RunMode.RUN") == 2
+    assert main(compose_cfg("cluster", overrides), tmp_path / "run", {}, RunMode.RUN) == 2
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and out[0].startswith(f"error: data.root={readme} is a file, not a folder")

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import compose_cfg
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from aurora.data.dataset import read_truth
@@ -159,7 +160,7 @@ def test_unknown_grid_name_is_a_clear_error(sky: Path, tiny_cache: Path, tmp_pat
 def test_missing_folder_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     missing = tmp_path / "nowhere"
     cfg = _compose(["data=folder", f"data.root={missing}", *TINY])
-    assert main(cfg, tmp_path / "run", {}, "RunMode.RUN") == 2
+    assert main(cfg, tmp_path / "run", {}, RunMode.RUN) == 2
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and str(missing) in out[0] and out[0].startswith("error:")
 
@@ -236,7 +237,7 @@ def test_image_rows_matches_direct_indexing() -> None:
 
 def test_unset_data_root_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     cfg = _compose(["data=folder", *TINY])
-    assert main(cfg, tmp_path / "run", {}, "RunMode.RUN") == 2
+    assert main(cfg, tmp_path / "run", {}, RunMode.RUN) == 2
     out = capsys.readouterr().out.strip().splitlines()
     assert out == ["error: data.root is not set (add data.root=... to the command)"]
 

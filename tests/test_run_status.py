@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from aurora.infra.guard import one_line
@@ -117,11 +118,11 @@ def test_failed_rerun_leaves_no_result_that_looks_current(
     bad = copy.deepcopy(good)
     bad.data.root = f"{good.data.root}_gone"
     run = tmp_path / "run"
-    assert main(good, run, {}, "RunMode.RUN") == 0
+    assert main(good, run, {}, RunMode.RUN) == 0
     assert read_status(run)["state"] == "finished"
     assert 'class="status finished"' in (run / "report" / "index.html").read_text()
 
-    assert main(bad, run, {}, "RunMode.RUN") == 2
+    assert main(bad, run, {}, RunMode.RUN) == 2
     for name in ("labels.csv", "summary.json", "report", "ranking.csv", "solution", "cells"):
         assert not (run / name).exists(), name
     status = json.loads((run / STATUS_FILE).read_text())

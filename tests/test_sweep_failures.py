@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import compose_cfg
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import aurora.run.grid
@@ -79,7 +80,7 @@ def test_one_process_grid_goes_on_past_a_failing_cell(
     _fail_cells(monkeypatch, agglomerative_k4, ValueError("planted\nbug"))
     run = tmp_path / "run"
     with caplog.at_level(logging.INFO, logger="aurora"):
-        code = main(_compose(base), run, {}, "RunMode.RUN")
+        code = main(_compose(base), run, {}, RunMode.RUN)
     assert code == 1  # outputs written, but not every cell finished
 
     ranking = _read(run / "ranking.csv")
@@ -109,7 +110,7 @@ def test_sweep_job_records_its_failure_and_returns_a_code(
     # An aurora error (impossible setting): one line, exit code 2, failed.json.
     job = tmp_path / "0"
     cfg = _compose([*base, *SWEEP_CELL, "clusterer.n_clusters=1"])
-    assert main(cfg, job, CHOICES, "RunMode.MULTIRUN") == 2
+    assert main(cfg, job, CHOICES, RunMode.MULTIRUN) == 2
     doc = json.loads((job / FAILED_FILE).read_text())
     assert doc["cell"] == "autoencoder/pca/kmeans/k1/s0"
     assert doc["type"] == "SettingsError" and "clusterer.n_clusters" in doc["error"]
@@ -119,7 +120,7 @@ def test_sweep_job_records_its_failure_and_returns_a_code(
     _fail_cells(monkeypatch, lambda c: True, KeyError("planted"))
     job = tmp_path / "1"
     cfg = _compose([*base, *SWEEP_CELL, "clusterer.n_clusters=3"])
-    assert main(cfg, job, CHOICES, "RunMode.MULTIRUN") == 1
+    assert main(cfg, job, CHOICES, RunMode.MULTIRUN) == 1
     doc = json.loads((job / FAILED_FILE).read_text())
     assert doc["type"] == "KeyError" and "Traceback" in doc["traceback"]
 
@@ -128,7 +129,7 @@ def test_sweep_where_every_job_failed_is_a_clear_error(base: list[str], tmp_path
     sweep = tmp_path / "sweep"
     for job, k in enumerate((0, 1)):
         cfg = _compose([*base, *SWEEP_CELL, f"clusterer.n_clusters={k}"])
-        assert main(cfg, sweep / str(job), CHOICES, "RunMode.MULTIRUN") == 2
+        assert main(cfg, sweep / str(job), CHOICES, RunMode.MULTIRUN) == 2
     with pytest.raises(RunError, match="all 2 grid cells failed"):
         finalize_sweep(_compose(base), sweep)
     assert len(_read(sweep / "failed.csv")) == 2

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from aurora.infra.errors import SettingsError
@@ -22,7 +23,9 @@ def _unknown_mode(mode: Any) -> None:
     raise SettingsError("mode", mode, f"one of {', '.join(MODES)}")
 
 
-def main(cfg: DictConfig, run_dir: str | Path, choices: Mapping[str, str | None], mode: str) -> int:
+def main(
+    cfg: DictConfig, run_dir: str | Path, choices: Mapping[str, str | None], hydra_mode: RunMode
+) -> int:
     """Run ``cluster.py``'s mode; returns the process exit code.
 
     ``mode=apply`` labels new images with a saved solution (:func:`aurora.run.run_apply`);
@@ -42,7 +45,7 @@ def main(cfg: DictConfig, run_dir: str | Path, choices: Mapping[str, str | None]
         cfg: the composed ``cluster`` config.
         run_dir: the Hydra output folder (run directory, or the job's folder of a sweep).
         choices: the config group choices (a sweep job's cell).
-        mode: Hydra's run mode (``RunMode.RUN`` or ``RunMode.MULTIRUN``).
+        hydra_mode: Hydra's run mode (:class:`hydra.types.RunMode`: ``RUN`` or ``MULTIRUN``).
     """
     quiet_libraries()  # each library line once, no adverts, known warnings handled
     if cfg.mode not in MODES:
@@ -53,11 +56,11 @@ def main(cfg: DictConfig, run_dir: str | Path, choices: Mapping[str, str | None]
         try:  # a sweep job never raises (see run_sweep_job); neither does a prepare job
             return run_guarded(run_prepare, cfg, Path(run_dir))
         except Exception:
-            if "MULTIRUN" in mode:
+            if hydra_mode is RunMode.MULTIRUN:
                 log.exception("prepare job in %s failed", run_dir)
                 return 1
             raise
-    if "MULTIRUN" in mode:
+    if hydra_mode is RunMode.MULTIRUN:
         return run_sweep_job(cfg, run_dir, choices)
     summary: dict[str, Any] = {}
 
