@@ -234,7 +234,6 @@ def cluster_overrides(ckpt: Path, size: int) -> list[str]:
     """``cluster`` overrides: ``experiment=real`` on the checkpoint's features at ``size`` px."""
     return [
         "experiment=real",
-        "+extractor@extractors.simclr=simclr",
         f"extractors.simclr.ckpt_path={ckpt}",
         "extractors.simclr.preprocess=minimal",
         "extractors.simclr.dihedral=false",
