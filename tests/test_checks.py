@@ -99,8 +99,8 @@ def test_impossible_training_names_the_key(loader: dict, trainer: dict, key: str
 def test_training_length_may_come_from_steps_alone() -> None:
     check_training(LOADER, {"max_epochs": -1, "max_steps": 100})  # Lightning's "no epoch limit"
     check_training(LOADER, {"max_epochs": None, "max_steps": -1})  # Lightning's default length
-    with pytest.raises(SettingsError, match=r"^loader\.batch_size=0 "):
-        check_training({**LOADER, "batch_size": 0}, TRAINER, loader_key="loader")  # train.py
+    with pytest.raises(SettingsError, match=r"^train\.loader\.batch_size=0 "):
+        check_training({**LOADER, "batch_size": 0}, TRAINER)  # one key for train.py and cluster.py
 
 
 @pytest.mark.parametrize("bad", ["abc", -1, 2**32, 1.5, None, True, float("nan")])
@@ -331,8 +331,8 @@ def test_run_refuses_a_device_this_machine_lacks(
         ("jobs=0", "jobs"),
         ("jobs=-3", "jobs"),
         ("trainer.max_epochs=-1", "trainer.max_epochs"),
-        ("loader.batch_size=0", "loader.batch_size"),
-        ("loader.num_workers=-1", "loader.num_workers"),
+        ("train.loader.batch_size=0", "train.loader.batch_size"),
+        ("train.loader.num_workers=-1", "train.loader.num_workers"),
     ],
 )
 def test_train_refuses_a_setting_before_any_work(

@@ -48,8 +48,8 @@ TINY_TRAIN = [
     "preprocess.size=32",
     "trainer.max_epochs=1",
     "++trainer.enable_progress_bar=false",
-    "loader.batch_size=8",
-    "loader.num_workers=0",
+    "train.loader.batch_size=8",
+    "train.loader.num_workers=0",
     "jobs=1",
     "++synthetic_sky.n=48",
     "++synthetic_sky.size=64",
@@ -133,8 +133,8 @@ def test_train_py_stops_early_with_callbacks_early_stopping(
 ) -> None:
     """``python train.py callbacks=early_stopping`` stops; the default run trains every epoch."""
     cfg_train.trainer.max_epochs = 3
-    cfg_train.loader.val_fraction = 0.25
-    three = ["trainer.max_epochs=3", "loader.val_fraction=0.25", f"out_dir={tmp_path / 'es'}"]
+    cfg_train.train.loader.val_fraction = 0.25
+    three = ["trainer.max_epochs=3", "train.loader.val_fraction=0.25", f"out_dir={tmp_path / 'es'}"]
     stopping = compose_cfg("train", [*tiny_train_overrides, *three, *STOP_AT_ONCE])
     assert _epochs_and_callbacks(train(cfg_train)) == (3, ["ModelCheckpoint"])
     assert _epochs_and_callbacks(train(stopping)) == (2, ["EarlyStopping", "ModelCheckpoint"])
@@ -145,10 +145,15 @@ def test_early_stopping_without_a_validation_split_is_a_settings_error(
 ) -> None:
     cfg = compose_cfg(
         "train",
-        [*tiny_train_overrides, *STOP_AT_ONCE, "loader.val_fraction=0", f"out_dir={tmp_path}"],
+        [
+            *tiny_train_overrides,
+            *STOP_AT_ONCE,
+            "train.loader.val_fraction=0",
+            f"out_dir={tmp_path}",
+        ],
     )
     with pytest.raises(
-        SettingsError, match="loader.val_fraction=0 .*EarlyStopping watches val/loss"
+        SettingsError, match="train.loader.val_fraction=0 .*EarlyStopping watches val/loss"
     ):
         train(cfg)
 

@@ -209,7 +209,7 @@ def test_gpu_oom_in_training_names_the_training_batch_size(
     assert line.startswith(
         "error: out of GPU memory during training (Tried to allocate 2.00 GiB, 1.50 GiB free)"
     )
-    assert "train.loader.batch_size" in line and "loader.batch_size for train.py" in line
+    assert "lower the training batch size (train.loader.batch_size)" in line
     assert isinstance(OutOfMemoryError("host"), MemoryError)
 
 

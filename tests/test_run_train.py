@@ -85,3 +85,24 @@ def test_the_logger_groups_of_conf() -> None:
     conf = ROOT / "conf" / "logger"
     assert logs_to_tensorboard(yaml.safe_load((conf / "tensorboard.yaml").read_text()))
     assert not logs_to_tensorboard(yaml.safe_load((conf / "none.yaml").read_text()))
+
+
+def test_the_two_entry_configs_name_their_settings_alike() -> None:
+    """train.py and cluster.py: one key per setting (``train.loader.*``, ``jobs``, ``seed``)."""
+    from conftest import compose_cfg
+
+    train, cluster = compose_cfg("train", []), compose_cfg("cluster", [])
+    assert set(train.train.loader) == set(cluster.train.loader)
+    for key in ("jobs", "seed"):
+        assert key in train and key in cluster
+    assert "loader" not in train and "loader" not in cluster
+
+
+def test_the_old_loader_key_of_train_py_is_refused_by_hydra() -> None:
+    """``loader.batch_size=...`` (the name before ``train.loader``) is Hydra's struct error."""
+    from conftest import compose_cfg
+    from hydra.errors import ConfigCompositionException
+
+    with pytest.raises(ConfigCompositionException, match="loader"):
+        compose_cfg("train", ["loader.batch_size=8"])
+    assert compose_cfg("train", ["train.loader.batch_size=8"]).train.loader.batch_size == 8

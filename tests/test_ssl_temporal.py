@@ -1,4 +1,4 @@
-"""Temporal positive pairs (``loader.temporal_pair``): two frames a few rows apart as the two
+"""Temporal positive pairs (``train.loader.temporal_pair``): two frames a few rows apart as the two
 views of SimCLR; off by default."""
 
 from __future__ import annotations
@@ -66,10 +66,10 @@ def test_a_pair_of_one_frame_is_the_single_frame_path() -> None:
 
 
 def test_bad_or_unusable_temporal_pair_is_one_settings_error(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="loader.temporal_pair"):
-        check_training({"batch_size": 4, "temporal_pair": -1}, {"max_epochs": 1}, "loader")
+    with pytest.raises(SettingsError, match="train.loader.temporal_pair"):
+        check_training({"batch_size": 4, "temporal_pair": -1}, {"max_epochs": 1})
     model_cfg = {"_target_": "aurora.models.AutoEncoder"}
-    with pytest.raises(SettingsError, match="loader.temporal_pair=2 cannot work"):
+    with pytest.raises(SettingsError, match="train.loader.temporal_pair=2 cannot work"):
         fit_model(
             np.ascontiguousarray(_frames(16, 32)),
             model_cfg,
@@ -93,7 +93,7 @@ def test_train_py_trains_simclr_on_temporal_pairs(
             "model.backbone=resnet18",
             "model.proj_hidden_dim=16",
             "model.proj_dim=8",
-            "loader.temporal_pair=3",
+            "train.loader.temporal_pair=3",
             f"out_dir={tmp_path / 'run'}",
         ],
     )

@@ -214,7 +214,7 @@ def test_hydra_config_trains(sky: np.ndarray, tmp_path: Path) -> None:
             "logger=none",
         ]
     )
-    loader = LoaderConfig(**OmegaConf.to_container(cfg.loader))
+    loader = LoaderConfig(**OmegaConf.to_container(cfg.train.loader))
     loader = LoaderConfig(batch_size=8, num_workers=0, val_fraction=loader.val_fraction)
     res = fit_model(sky, cfg.model, cfg.trainer, tmp_path, logger_cfg=cfg.logger, loader=loader)
     assert res.global_step == 1
@@ -242,8 +242,8 @@ def test_train_end_to_end(tmp_path: Path, monkeypatch) -> None:
             "+trainer.fast_dev_run=true",
             "+trainer.enable_progress_bar=false",
             "logger=none",
-            "loader.batch_size=8",
-            "loader.num_workers=0",
+            "train.loader.batch_size=8",
+            "train.loader.num_workers=0",
             "jobs=1",
             f"out_dir={tmp_path / 'run'}",
         ]

@@ -124,10 +124,7 @@ MEMORY_HINTS: dict[str, str] = {
         "the network and its weights alone do not fit; batch sizes do not change that: free "
         "memory, or leave that extractor out (grid.extractors)"
     ),
-    "training": (
-        "lower the training batch size (train.loader.batch_size for cluster.py, "
-        "loader.batch_size for train.py) or the image size"
-    ),
+    "training": ("lower the training batch size (train.loader.batch_size) or the image size"),
     "feature extraction": "lower extract.batch_size",
     "the grid": (
         "lower grid.fit_sample (the rows each cell fits on), or leave out the methods whose "

@@ -193,15 +193,12 @@ def check_grid(n_clusters: Any, stability_splits: Any) -> GridCounts:
     return GridCounts(tuple(dict.fromkeys(ks)), splits)
 
 
-def check_training(
-    loader: Mapping[str, Any], trainer: Mapping[str, Any], loader_key: str = "train.loader"
-) -> None:
+def check_training(loader: Mapping[str, Any], trainer: Mapping[str, Any]) -> None:
     """Check the training loader and length on their own.
 
     Args:
-        loader: the loader node (``train.loader`` of cluster.py, ``loader`` of train.py).
+        loader: the ``train.loader`` node (cluster.py and train.py alike).
         trainer: the ``trainer`` node.
-        loader_key: the loader node's key, for the messages.
 
     Raises:
         SettingsError: ``batch_size`` < 2, ``num_workers`` < 0, ``val_fraction`` outside
@@ -209,14 +206,14 @@ def check_training(
             ``trainer.max_epochs`` not an integer >= 1 (or null), ``trainer.max_steps`` not -1 or an
             integer >= 1, or both unbounded (-1): the learning-rate schedule needs a finite length.
     """
-    check_int(f"{loader_key}.batch_size", loader.get("batch_size"), 2)
-    check_int(f"{loader_key}.num_workers", loader.get("num_workers", 0), 0)
-    check_number(f"{loader_key}.val_fraction", loader.get("val_fraction", 0.0), 0.0, 0.5)
-    check_int(f"{loader_key}.temporal_pair", loader.get("temporal_pair", 0), 0)
+    check_int("train.loader.batch_size", loader.get("batch_size"), 2)
+    check_int("train.loader.num_workers", loader.get("num_workers", 0), 0)
+    check_number("train.loader.val_fraction", loader.get("val_fraction", 0.0), 0.0, 0.5)
+    check_int("train.loader.temporal_pair", loader.get("temporal_pair", 0), 0)
     pin = loader.get("pin_memory")
     if pin is not None and not isinstance(pin, bool):
         raise SettingsError(
-            f"{loader_key}.pin_memory", pin, "null (when CUDA is used), true or false"
+            "train.loader.pin_memory", pin, "null (when CUDA is used), true or false"
         )
     max_steps = trainer.get("max_steps", -1)
     if max_steps is not None and max_steps != -1:

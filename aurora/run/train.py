@@ -26,7 +26,8 @@ def train(cfg: DictConfig) -> TrainResult:
 
     Args:
         cfg: the composed ``train`` config (groups data, preprocess, model, trainer, logger,
-            callbacks, paths; keys ``seed``, ``loader``, ``ckpt_path``, ``out_dir``, ``jobs``).
+            callbacks, paths; keys ``seed``, ``jobs``, ``train.loader``, ``ckpt_path``,
+            ``out_dir``).
 
     Returns:
         The run's :class:`~aurora.training.fit.TrainResult`; checkpoints and TensorBoard logs
@@ -38,7 +39,7 @@ def train(cfg: DictConfig) -> TrainResult:
     """
     # Settings first, before any work (one error line naming the key).
     seed, jobs = check_seed(cfg.get("seed")), check_jobs(cfg.get("jobs"))
-    check_training(plain(cfg.loader), plain(cfg.trainer), loader_key="loader")
+    check_training(plain(cfg.train.loader), plain(cfg.trainer))
     out_dir = cfg.get("out_dir") or HydraConfig.get().runtime.output_dir
     callbacks = instantiate_callbacks(cfg.get("callbacks"))  # a bad node stops before any work
 
@@ -58,7 +59,7 @@ def train(cfg: DictConfig) -> TrainResult:
         cfg.trainer,
         out_dir,
         logger_cfg=cfg.logger,
-        loader=LoaderConfig(**plain(cfg.loader)),
+        loader=LoaderConfig(**plain(cfg.train.loader)),
         seed=seed,
         ckpt_path=cfg.get("ckpt_path"),
         callbacks=callbacks,

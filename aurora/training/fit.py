@@ -124,7 +124,7 @@ def _make_model(
     model = instantiate(plain(model_cfg), image_size=dm.image_size, seed=seed, _convert_="all")
     if dm.loader.temporal_pair and not getattr(model, "accepts_pairs", False):
         raise SettingsError(
-            "loader.temporal_pair",
+            "train.loader.temporal_pair",
             dm.loader.temporal_pair,
             f"{type(model).__name__} trains on single images; 0 (pairs are for model=simclr)",
         )
@@ -144,7 +144,7 @@ def _monitor(dm: SkyDataModule, callbacks: list[pl.Callback]) -> str | None:
     watching = [c for c in callbacks if str(getattr(c, "monitor", "")).startswith("val/")]
     if monitor is None and watching:
         raise SettingsError(
-            "loader.val_fraction",
+            "train.loader.val_fraction",
             dm.loader.val_fraction,
             f"{type(watching[0]).__name__} watches {watching[0].monitor}, and "
             f"{len(dm.train_idx)} images at this fraction leave none for validation: raise it "
