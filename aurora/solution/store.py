@@ -216,13 +216,11 @@ def _check_declared(manifest: Mapping[str, Any], path: Path, limits: SolutionLim
         raise over_limit(
             f"{where}: n_reference", manifest["n_reference"], limits.max_reference, "max_reference"
         )
-    sizes = {"preprocess.size": manifest["preprocess"].get("size")}
     ext = manifest["extractor"]
-    if ext["kind"] == "timm":
-        sizes["extractor.params.input_size"] = ext["params"].get("input_size")
-    elif ext["kind"] == "checkpoint":
+    sizes = {"preprocess.size": manifest["preprocess"].get("size")}
+    sizes["extractor.params.input_size"] = ext["params"].get("input_size")  # timm, checkpoint
+    if ext["kind"] == "checkpoint":
         sizes["extractor.params.hparams.image_size"] = ext["params"]["hparams"].get("image_size")
-        sizes["extractor.params.input_size"] = ext["params"].get("input_size")
     for field, size in sizes.items():
         if isinstance(size, int | float) and size > limits.max_image_size:
             raise over_limit(f"{where}: {field}", size, limits.max_image_size, "max_image_size")
