@@ -127,6 +127,8 @@ def _old_augment() -> type:
         pytest.skip(f"git history with {BEFORE} is not available")
     import sys
 
+    # The module paths of then that have moved since (issue 29: aurora.errors -> aurora.infra).
+    src = src.replace("from aurora.errors import", "from aurora.infra.errors import")
     module = types.ModuleType("augment_before")
     sys.modules[module.__name__] = module  # dataclasses look their module up
     try:
