@@ -18,12 +18,8 @@ from torch import nn
 
 from aurora.extractors import (
     CheckpointExtractor,
-    ExtractorConfigError,
     FeatureSet,
     TimmExtractor,
-    UnknownModelError,
-    WeightsMismatchError,
-    WeightsUnavailableError,
     add_projector_labels,
     build_extractor,
     export_feature_set,
@@ -31,10 +27,15 @@ from aurora.extractors import (
     extract_features,
     feature_key,
     read_metadata,
+)
+from aurora.infra.cache import file_sha256
+from aurora.models.timm_config import ExtractorConfigError, UnknownModelError
+from aurora.models.weights import (
+    WeightsMismatchError,
+    WeightsUnavailableError,
+    state_dict_sha256,
     weights_unavailable_message,
 )
-from aurora.extractors.weights import state_dict_sha256
-from aurora.infra.cache import file_sha256
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 S = 32
@@ -506,7 +507,7 @@ def test_resolve_weights_decides_the_source(
     offline: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """One decision, in timm's order: file, Hugging Face cache, hub, else a clear refusal."""
-    from aurora.extractors import weights as w
+    from aurora.models import weights as w
 
     local = tmp_path / "w.safetensors"
     local.write_bytes(b"w")

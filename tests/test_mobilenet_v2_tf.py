@@ -78,8 +78,9 @@ def test_random_weights_with_pretrained_false() -> None:
 def test_the_path_is_required(tmp_path: Path) -> None:
     """timm's own mobilenetv2_100 weights are PyTorch-trained: never fetched for this entry. A
     run without the path stops before any work, naming the key."""
-    from aurora.extractors import WeightsUnavailableError, build_extractor
+    from aurora.extractors import build_extractor
     from aurora.infra.errors import RunError
+    from aurora.models.weights import WeightsUnavailableError
     from aurora.run.features import build_extractors
     from aurora.run.settings import RunSettings
 

@@ -19,8 +19,8 @@ from conftest import compose_cfg
 from safetensors.torch import load_file, load_model, save_file
 
 from aurora.extractors import TimmExtractor, feature_key
-from aurora.extractors.weights import state_dict_sha256
 from aurora.infra.cache import file_sha256
+from aurora.models.weights import state_dict_sha256
 from aurora.run import run_cluster
 from aurora.solution import ALLOWED_EXTRACTORS, apply_solution, load_solution
 from aurora.solution.extractor import WEIGHTS_FILE

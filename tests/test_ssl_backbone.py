@@ -10,9 +10,10 @@ import torch
 from conftest import compose_cfg
 from safetensors.torch import load_file, save_file
 
-from aurora.extractors import UnknownModelError, build_extractor
+from aurora.extractors import build_extractor
 from aurora.infra.config import plain
 from aurora.models import BackboneError, SimCLR
+from aurora.models.timm_config import UnknownModelError
 
 SHARED_MNV2 = (
     Path(__file__).resolve().parents[2]

@@ -23,33 +23,16 @@ if TYPE_CHECKING:
         export_projector,
         read_metadata,
     )
-    from aurora.extractors.timm_extractor import (
-        ExtractorConfigError,
-        TimmExtractor,
-        UnknownModelError,
-    )
-    from aurora.extractors.weights import (
-        WeightsMismatchError,
-        WeightsSource,
-        WeightsUnavailableError,
-        load_timm_weights,
-        resolve_weights,
-        weights_unavailable_message,
-    )
+    from aurora.extractors.timm_extractor import TimmExtractor
 
 #: Where each name of the package is defined. Its modules are imported on first use, so that
 #: :mod:`aurora.extractors.feature_keys` can be read without torch (the run's budget does).
 _HOMES = {
     "CheckpointExtractor": "checkpoint_extractor",
     "Extractor": "inference",
-    "ExtractorConfigError": "timm_extractor",
     "FeatureSet": "feature_store",
     "StoreBatches": "inference",
     "TimmExtractor": "timm_extractor",
-    "UnknownModelError": "timm_extractor",
-    "WeightsMismatchError": "weights",
-    "WeightsSource": "weights",
-    "WeightsUnavailableError": "weights",
     "add_projector_labels": "projector",
     "assemble_features": "feature_store",
     "build_extractor": "inference",
@@ -58,10 +41,7 @@ _HOMES = {
     "extract_features": "inference",
     "feature_key": "feature_keys",
     "load_feature_set": "feature_store",
-    "load_timm_weights": "weights",
     "read_metadata": "projector",
-    "resolve_weights": "weights",
-    "weights_unavailable_message": "weights",
 }
 
 
@@ -77,14 +57,9 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CheckpointExtractor",
     "Extractor",
-    "ExtractorConfigError",
     "FeatureSet",
     "StoreBatches",
     "TimmExtractor",
-    "UnknownModelError",
-    "WeightsMismatchError",
-    "WeightsSource",
-    "WeightsUnavailableError",
     "add_projector_labels",
     "assemble_features",
     "build_extractor",
@@ -93,8 +68,5 @@ __all__ = [
     "extract_features",
     "feature_key",
     "load_feature_set",
-    "load_timm_weights",
     "read_metadata",
-    "resolve_weights",
-    "weights_unavailable_message",
 ]

@@ -1,7 +1,7 @@
 """Encoders trained here (autoencoder bottleneck, SimCLR backbone) as feature extractors.
 
 The identity's ``state_sha256`` is the hash of the weights the encoder holds once they are loaded
-(:func:`~aurora.extractors.weights.state_dict_sha256`), which the feature cache trusts.
+(:func:`~aurora.models.weights.state_dict_sha256`), which the feature cache trusts.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from aurora.extractors.feature_keys import LOADED_WEIGHTS_KEY
-from aurora.extractors.weights import state_dict_sha256
 from aurora.infra.cache import file_sha256
+from aurora.models.weights import state_dict_sha256
 
 
 class CheckpointExtractor(nn.Module):

@@ -11,7 +11,7 @@ fills it from the entries of the stores of a data set's shards (``mode=prepare``
 by image id.
 
 The identity of a network with weights holds ``state_sha256``, the hash aurora computed of the
-weights loaded in it (:func:`aurora.extractors.weights.state_dict_sha256`), never a hash a file
+weights loaded in it (:func:`aurora.models.weights.state_dict_sha256`), never a hash a file
 or a solution's manifest claims: two networks share an entry only when they hold the same
 weights, and an entry is read only when the hash it records is the reader's
 (:func:`aurora.extractors.feature_keys.weights_match`). The keys, names and matching rules live

@@ -46,13 +46,13 @@ def create_backbone(
         BackboneError: unknown model name, bad ``model_kwargs``/overlay, pretrained weights
             that cannot be obtained, or a weights file that does not fit the network.
     """
-    from aurora.extractors.timm_extractor import (
+    from aurora.models.timm_config import (
         ExtractorConfigError,
-        _timm_value,
         check_model_kwargs,
         check_pretrained_cfg_overlay,
+        timm_value,
     )
-    from aurora.extractors.weights import WeightsMismatchError, load_timm_weights
+    from aurora.models.weights import WeightsMismatchError, load_timm_weights
 
     if not timm.is_model(name):
         raise BackboneError(f"unknown timm backbone '{name}' (see timm.list_models())")
@@ -61,9 +61,9 @@ def create_backbone(
         overlay = check_pretrained_cfg_overlay(name, pretrained_cfg_overlay or {})
     except ExtractorConfigError as err:
         raise BackboneError(str(err).replace("extractor.", "model.")) from err
-    kwargs: dict[str, Any] = {**_timm_value(extra), "num_classes": 0}
+    kwargs: dict[str, Any] = {**timm_value(extra), "num_classes": 0}
     if overlay:
-        kwargs["pretrained_cfg_overlay"] = _timm_value(overlay)
+        kwargs["pretrained_cfg_overlay"] = timm_value(overlay)
     from_hub = pretrained and not pretrained_file
     try:
         model = timm.create_model(name, pretrained=from_hub, **kwargs)

@@ -270,7 +270,7 @@ def unavailable_note(message: str, key: str) -> str:
     """Why an extractor without its weights was left out, and how to use it, in one line.
 
     Args:
-        message: the :class:`~aurora.extractors.WeightsUnavailableError` message (its first
+        message: the :class:`~aurora.models.weights.WeightsUnavailableError` message (its first
             sentence says what was tried: "... are not available: WHY.").
         key: the extractor's config key (``extractors.resnet50``).
     """
@@ -302,7 +302,8 @@ def build_extractors(
     """
     # torch is loaded when features are extracted, not when cluster.py starts (a settings
     # error is reported in one line without it).
-    from aurora.extractors import WeightsUnavailableError, build_extractor
+    from aurora.extractors import build_extractor
+    from aurora.models.weights import WeightsUnavailableError
 
     skipped: dict[str, str] = {}
     specs: dict[str, tuple[dict[str, Any], Any]] = {}

@@ -27,8 +27,8 @@ from torch import nn
 from aurora.extractors.checkpoint_extractor import CheckpointExtractor
 from aurora.extractors.feature_keys import LOADED_WEIGHTS_KEY
 from aurora.extractors.timm_extractor import TimmExtractor
-from aurora.extractors.weights import state_dict_sha256
 from aurora.infra.cache import stable_hash
+from aurora.models.weights import state_dict_sha256
 from aurora.solution.errors import SolutionExtractorError
 
 #: The extractor classes a solution may rebuild, by the ``kind`` of their identity. An allow-list

@@ -360,7 +360,7 @@ def _declared_network(kind: str, params: Mapping[str, Any], path: Path) -> Any:
             if kind == "timm":
                 import timm
 
-                from aurora.extractors.timm_extractor import check_model_kwargs
+                from aurora.models.timm_config import check_model_kwargs
 
                 name = str(params["model_name"])
                 if not timm.is_model(name):
