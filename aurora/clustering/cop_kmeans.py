@@ -57,6 +57,46 @@ def _sq_dists(a: np.ndarray, b: np.ndarray, b_sq: np.ndarray | None = None) -> n
     return d2
 
 
+def _group_means(
+    X: np.ndarray, group_of: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Size (G,) and mean (G, d) of each must-link group of the rows of ``X`` (n, d)."""
+    n = X.shape[0]
+    sizes = np.bincount(group_of, minlength=n_groups).astype(X.dtype)
+    member = csr_matrix((np.ones(n, dtype=X.dtype), (group_of, np.arange(n))), shape=(n_groups, n))
+    return sizes, np.asarray(member @ X) / sizes[:, None]
+
+
+def _processing_order(
+    gpairs: np.ndarray, n_groups: int, sizes: np.ndarray
+) -> tuple[np.ndarray, list[list[int]]]:
+    """The constrained groups in their fixed processing order, and their neighbours.
+
+    Args:
+        gpairs: (p, 2) cannot-links between group ids.
+        n_groups: number of groups G.
+        sizes: (G,) group sizes.
+
+    Returns:
+        (ordered (c,) group ids: most cannot-link neighbours first, then larger groups, then
+        group id; nbrs: for the r-th processed group, its neighbours' positions in that order).
+    """
+    constrained = np.unique(gpairs)
+    local = np.full(n_groups, -1, dtype=np.int64)
+    local[constrained] = np.arange(constrained.size)
+    lp = local[gpairs]
+    adj = csr_matrix(
+        (np.ones(2 * len(lp), dtype=np.int8), (lp.ravel(), lp[:, ::-1].ravel())),
+        shape=(constrained.size, constrained.size),
+    )
+    degree = np.diff(adj.indptr)
+    order_local = np.lexsort((constrained, -sizes[constrained], -degree))
+    pos = np.empty(constrained.size, dtype=np.int64)
+    pos[order_local] = np.arange(constrained.size)
+    nbrs = [pos[adj.indices[adj.indptr[q] : adj.indptr[q + 1]]].tolist() for q in order_local]
+    return constrained[order_local], nbrs
+
+
 class COPKMeans(ClusterMixin, BaseEstimator):
     """K-means with must-link / cannot-link constraints (COP-K-means).
 
@@ -122,41 +162,15 @@ class COPKMeans(ClusterMixin, BaseEstimator):
             raise ValueError(f"n_clusters={k} must be between 1 and the number of points {n}")
         n_groups, group_of = must_link_groups(n, must_link)
         gpairs = lift_cannot_links(group_of, cannot_link)
-
-        sizes = np.bincount(group_of, minlength=n_groups).astype(X.dtype)
-        member = csr_matrix(
-            (np.ones(n, dtype=X.dtype), (group_of, np.arange(n))), shape=(n_groups, n)
-        )
-        gmean = np.asarray(member @ X) / sizes[:, None]
-
-        # Constrained groups, their fixed processing order and neighbour lists (local ids).
-        constrained = np.unique(gpairs)
-        local = np.full(n_groups, -1, dtype=np.int64)
-        local[constrained] = np.arange(constrained.size)
-        lp = local[gpairs]
-        adj = csr_matrix(
-            (np.ones(2 * len(lp), dtype=np.int8), (lp.ravel(), lp[:, ::-1].ravel())),
-            shape=(constrained.size, constrained.size),
-        )
-        degree = np.diff(adj.indptr)
-        order_local = np.lexsort((constrained, -sizes[constrained], -degree))
-        ordered = constrained[order_local]
-        pos = np.empty(constrained.size, dtype=np.int64)
-        pos[order_local] = np.arange(constrained.size)
-        # Neighbours of the r-th processed group, as positions in processing order.
-        nbrs = [pos[adj.indices[adj.indptr[q] : adj.indptr[q + 1]]].tolist() for q in order_local]
+        sizes, gmean = _group_means(X, group_of, n_groups)
+        ordered, nbrs = _processing_order(gpairs, n_groups, sizes)
 
         tol_abs = float(np.mean(np.var(X, axis=0))) * self.tol
         rng = check_random_state(self.random_state)
         attempts = int(self.n_restarts) + 1
         stuck: _Stuck | None = None
         for attempt in range(attempts):
-            if attempt == 0 and not (isinstance(self.init, str) and self.init == "k-means++"):
-                centers = check_array(self.init, dtype=X.dtype, copy=True)
-                if centers.shape != (k, d):
-                    raise ValueError(f"init has shape {centers.shape}, expected {(k, d)}")
-            else:
-                centers, _ = kmeans_plusplus(X, k, random_state=rng)
+            centers = self._initial_centers(X, k, rng, first=attempt == 0)
             try:
                 centers, assign, n_iter = self._lloyd(gmean, sizes, centers, ordered, nbrs, tol_abs)
             except _Stuck as err:
@@ -178,6 +192,18 @@ class COPKMeans(ClusterMixin, BaseEstimator):
             f"n_clusters={k}, after {attempts} attempt(s). Raise n_clusters or n_restarts, or "
             "remove cannot-links."
         )
+
+    def _initial_centers(
+        self, X: np.ndarray, k: int, rng: np.random.RandomState, *, first: bool
+    ) -> np.ndarray:
+        """Centres (k, d) of one attempt: a given ``init`` on the first, else K-means++."""
+        if first and not (isinstance(self.init, str) and self.init == "k-means++"):
+            centers = check_array(self.init, dtype=X.dtype, copy=True)
+            if centers.shape != (k, X.shape[1]):
+                raise ValueError(f"init has shape {centers.shape}, expected {(k, X.shape[1])}")
+            return centers
+        centers, _ = kmeans_plusplus(X, k, random_state=rng)
+        return centers
 
     def _lloyd(
         self,
