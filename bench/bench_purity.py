@@ -41,6 +41,7 @@ from aurora.fusion import (
     search_fusion,
     select_partitions,
 )
+from aurora.grid.scoring import n_groups
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,7 +77,7 @@ def fusion_frontier(
                 "n_partitions": n,
                 "threshold": t,
                 "min_cluster_size": m,
-                "n_groups": int(labels.max() + 1),
+                "n_groups": n_groups(labels),
                 "unassigned": float(1 - kept.mean()),
                 "homogeneity": float(homogeneity_score(truth[kept], labels[kept])),
                 "ami": float(adjusted_mutual_info_score(truth[kept], labels[kept])),

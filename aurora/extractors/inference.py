@@ -29,7 +29,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -54,6 +53,7 @@ from aurora.extractors.feature_store import (
     provenance_of,
     write_feature_entry,
 )
+from aurora.infra.atomic import atomic_save_npy
 from aurora.infra.cache import Cache
 from aurora.infra.errors import AuroraError
 from aurora.infra.logs import show_progress
@@ -120,18 +120,6 @@ def resolve_shard(shard: tuple[int, int] | None) -> tuple[int, int]:
     if world < 1 or not 0 <= rank < world:
         raise ValueError(f"invalid extraction shard (rank={rank}, world={world})")
     return rank, world
-
-
-def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, arr)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _shard_path(shard_dir: Path, s: int) -> Path:
@@ -203,7 +191,7 @@ def _run_shards(
                 s, start, stop = shards[j]
                 if done == stop - start:
                     feats = torch.cat(parts).float().cpu().numpy()
-                    _atomic_save_npy(_shard_path(shard_dir, s), feats)
+                    atomic_save_npy(_shard_path(shard_dir, s), feats)
                     parts, done = [], 0
     finally:
         bar.close()

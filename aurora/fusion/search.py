@@ -37,6 +37,7 @@ from aurora.fusion.params import (
     validate_weights,
 )
 from aurora.fusion.partitions import FusionError, compress_partitions, validate_partitions
+from aurora.grid.scoring import n_groups
 from aurora.infra.atomic import atomic_write_text
 
 __all__ = [
@@ -172,7 +173,7 @@ def search_fusion(
             "n_partitions": k,
             "threshold": t,
             "min_cluster_size": ms,
-            "n_groups": int(labels.max(initial=-1)) + 1,
+            "n_groups": n_groups(labels),
             "n_unassigned": n_un,
             "largest_group": int(np.max(sizes_found)),
             "size_loss": size_loss,

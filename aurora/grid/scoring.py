@@ -41,6 +41,16 @@ NAN = float("nan")
 DEFAULT_SILHOUETTE_SAMPLE = 10_000
 
 
+def n_groups(labels: np.ndarray) -> int:
+    """Number K of groups of a labelling numbered 0..K-1 (-1 = unassigned): the largest label
+    plus one, 0 when no image is assigned (or there are none).
+
+    Args:
+        labels: (N,) integer labels.
+    """
+    return int(np.asarray(labels).max(initial=-1)) + 1
+
+
 def _valid_internal(labels: np.ndarray) -> bool:
     n_clusters = np.unique(labels).size
     return 2 <= n_clusters <= labels.size - 1

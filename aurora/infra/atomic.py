@@ -226,6 +226,29 @@ def atomic_save_npz(path: str | Path, **arrays: np.ndarray) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
+    """Save one array to an ``.npy`` file atomically (never a half-written file at ``path``).
+
+    Raises:
+        DiskFullError: when the array does not fit (checked before writing, and on ENOSPC).
+    """
+    path = Path(path)
+    array = np.asarray(array)
+    with disk_full_as(path, array.nbytes):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_tmp(path.parent, path.name)
+        check_free_space(path.parent, array.nbytes, path)
+        tmp = _tmp_sibling(path)
+        try:
+            with open(tmp, "wb") as f:
+                np.save(f, array)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
 _NO_LINK_ERRNOS = frozenset(
     {errno.EXDEV, errno.EPERM, errno.EACCES, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
 )

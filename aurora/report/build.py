@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from aurora.grid.scoring import nuisance_dependence
+from aurora.grid.scoring import n_groups, nuisance_dependence
 from aurora.report import plots
 from aurora.report.data import ReportData
 from aurora.report.explain import SCORE_SCALES, outputs, scored
@@ -54,7 +54,7 @@ class Table:
 
 def group_names(labels: np.ndarray) -> list[tuple[int, str]]:
     """(label, display name) of groups 0..K-1, then unassigned when present."""
-    k = int(labels.max() + 1) if (labels >= 0).any() else 0
+    k = n_groups(labels)
     out = [(g, str(g)) for g in range(k)]
     if (labels < 0).any():
         out.append((-1, "unassigned"))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from aurora.grid.scoring import n_groups
 from aurora.infra.atomic import atomic_save_npz
 from aurora.infra.errors import AuroraError
 
@@ -71,7 +72,7 @@ class ReportData:
     @property
     def n_groups(self) -> int:
         """Number of fused groups (labels 0..K-1)."""
-        return int(self.labels.max() + 1) if (self.labels >= 0).any() else 0
+        return n_groups(self.labels)
 
     def times(self) -> list[datetime | None]:
         """Timestamps as datetimes (None when unknown)."""

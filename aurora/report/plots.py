@@ -13,6 +13,8 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from aurora.grid.scoring import n_groups
+
 UNASSIGNED_RGBA = (0.62, 0.62, 0.62, 1.0)
 _INDICES: tuple[tuple[str, str], ...] = (
     ("silhouette", "silhouette ↑"),
@@ -101,7 +103,7 @@ def plot_map(
         caption: how the map was made (x/y axis meaning).
         references: (N,) bool labelled reference images (drawn as stars), or None.
     """
-    k = int(labels.max() + 1) if (labels >= 0).any() else 0
+    k = n_groups(labels)
     colours = group_colours(k)
     fig = _figure(8.0, 6.6)
     ax = fig.add_subplot()
@@ -231,7 +233,7 @@ def plot_timeline(times: Sequence[datetime | None], labels: np.ndarray) -> Figur
         return None
     t = mdates.date2num([times[i] for i in np.flatnonzero(known)])
     lab = np.asarray(labels)[known]
-    k = int(labels.max() + 1) if (labels >= 0).any() else 0
+    k = n_groups(labels)
     colours = group_colours(k)
     fig = _figure(10.0, 6.4)
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])

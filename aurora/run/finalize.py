@@ -23,6 +23,7 @@ from aurora.fusion.structure import assess_structure
 from aurora.grid.cell import write_failed_csv
 from aurora.grid.ranking import write_ranking, write_results
 from aurora.grid.scoring import external_scores, nuisance_dependence
+from aurora.grid.scoring import n_groups as count_groups
 from aurora.infra.cache import Cache
 from aurora.infra.errors import RunError
 from aurora.infra.logs import log, stage
@@ -84,7 +85,7 @@ def fuse(fusion: FusionSettings, ranking_csv: Path, out_dir: Path) -> FusionOutc
             )
     per_group = {
         o.group: {
-            "n_groups": _n_groups(o.labels),
+            "n_groups": count_groups(o.labels),
             "unassigned": int((o.labels < 0).sum()),
             "n_partitions": o.n_partitions,
             "threshold": o.threshold,
@@ -96,11 +97,6 @@ def fuse(fusion: FusionSettings, ranking_csv: Path, out_dir: Path) -> FusionOutc
     best = min(outcomes, key=lambda o: o.loss) if search is not None else outcomes[0]
     best.per_group = per_group
     return best
-
-
-def _n_groups(labels: np.ndarray) -> int:
-    """Groups of a fused labelling (labels 0..K-1; -1 = unassigned)."""
-    return int(labels.max() + 1) if (labels >= 0).any() else 0
 
 
 def external_summary(
@@ -188,7 +184,7 @@ def finalize(
         labels = [int(v) for v in fusion.labels]
         write_labels_csv(out_dir / "labels.csv", ids, {"label": labels}, ctx.duplicates)
         write_rejected_csv(rejected, out_dir / "rejected.csv")
-        n_groups = _n_groups(fusion.labels)
+        n_groups = count_groups(fusion.labels)
         st["msg"] = (
             f"{fusion.group}: {n_groups} groups, {int((fusion.labels < 0).sum())} unassigned "
             f"(P={fusion.n_partitions}, t={fusion.threshold}, min size {fusion.min_cluster_size})"

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from aurora.grid.scoring import n_groups as count_groups
 from aurora.infra.atomic import atomic_write_text
 from aurora.infra.logs import stage
 from aurora.nights import (
@@ -99,7 +100,7 @@ def write_nights(
         night_of = [""] * len(screened.ids)
         events: list[Event] = []
         per_night: list[dict[str, Any]] = []
-        n_groups = int(labels.max()) + 1 if len(labels) and labels.max() >= 0 else 0
+        n_groups = count_groups(labels)
         for night in screened.scan.nights:
             for r in night.rows:
                 night_of[r] = night.name

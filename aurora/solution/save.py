@@ -25,6 +25,7 @@ import numpy as np
 
 from aurora.extractors import build_extractor
 from aurora.fusion import FusedNeighbours
+from aurora.grid.scoring import n_groups
 from aurora.infra.atomic import atomic_save_npz, atomic_write_text
 from aurora.infra.cache import file_sha256
 from aurora.preprocess import PreprocessConfig
@@ -150,7 +151,7 @@ def save_solution(record: RunRecord, out_dir: Path) -> Path:
             "versions": _package_versions(),
             "seed": int(record.seed),
             "n_reference": n,
-            "n_groups": int(labels.max() + 1) if assigned.any() else 0,
+            "n_groups": n_groups(labels),
             "n_unassigned": int((~assigned).sum()),
             "solution_cell": str(record.solution_cell.get("cell", "")),
             "features_key": str(record.features_key),

@@ -39,6 +39,7 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from aurora.fusion import FusedNeighbours, FusionError
+from aurora.grid.scoring import n_groups
 from aurora.infra.cache import file_sha256
 from aurora.infra.errors import format_size
 from aurora.preprocess import PreprocessConfig
@@ -481,8 +482,7 @@ def _check_counts(
 ) -> None:
     """The manifest's numbers must follow from the reference arrays they describe."""
     assigned = labels >= 0
-    n_groups = int(labels.max() + 1) if assigned.any() else 0
-    found = {"n_groups": n_groups, "n_unassigned": int((~assigned).sum())}
+    found = {"n_groups": n_groups(labels), "n_unassigned": int((~assigned).sum())}
     for key, value in found.items():
         if manifest[key] != value:
             raise SolutionError(
