@@ -26,14 +26,9 @@ from typing import Any
 
 from aurora.data.decode import default_jobs
 from aurora.data.formats import DEFAULT_MAX_PIXELS
+from aurora.data.inputs import resolve_inputs
 from aurora.data.manifest import DataSourceError, ImageReadError, Manifest
-from aurora.data.sources import (
-    Inspected,
-    Result,
-    assemble_manifest,
-    inspect_inputs,
-    resolve_inputs,
-)
+from aurora.data.sources import Inspected, Result, assemble_manifest, inspect_inputs
 from aurora.infra.atomic import atomic_write_text
 from aurora.infra.cache import Cache, stable_hash
 
