@@ -47,6 +47,89 @@ from aurora.models.weights import (
 )
 
 
+class _Creator:
+    """``timm.create_model`` of one network with its checked ``model_kwargs`` and overlay.
+
+    Args:
+        model_name: timm model name.
+        kwargs: checked ``model_kwargs`` (plain values).
+        overlay: checked ``pretrained_cfg_overlay`` (plain values).
+    """
+
+    def __init__(self, model_name: str, kwargs: dict[str, Any], overlay: dict[str, Any]) -> None:
+        self.model_name = model_name
+        self.kwargs = kwargs
+        self.create_kwargs: dict[str, Any] = {
+            **timm_value(kwargs),
+            "num_classes": 0,
+            "pretrained_cfg_overlay": timm_value(overlay) or None,
+        }
+
+    def __call__(self, with_weights: bool) -> nn.Module:
+        """The network, with timm's pretrained weights when ``with_weights``."""
+        import timm
+
+        try:
+            return timm.create_model(self.model_name, pretrained=with_weights, **self.create_kwargs)
+        except TypeError as err:
+            if not self.kwargs:
+                raise
+            raise ExtractorConfigError(
+                f"timm model '{self.model_name}' does not accept model_kwargs {self.kwargs}: {err}"
+            ) from err
+
+
+def _network_with_weights(
+    create: _Creator, *, pretrained: bool, weights: str | None, seed: int
+) -> tuple[nn.Module, str, str | None, str | None]:
+    """Decide where the weights come from, then build the network holding them.
+
+    A run that cannot get its weights stops here, before any network is built.
+
+    Returns:
+        (network, weights source kind, weights file or None, that file's sha256 or None).
+    """
+    from timm.models import get_pretrained_cfg
+
+    model_name = create.model_name
+    default_cfg = get_pretrained_cfg(model_name)
+    hub_id = default_cfg.hf_hub_id if default_cfg is not None else None
+    url = default_cfg.url if default_cfg is not None else None
+    source = resolve_weights(model_name, pretrained, weights, hub_id, url)
+    path: str | None = None
+    sha: str | None = None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # reproducible random initialisation
+        model = create(False)
+    if source.path is not None:
+        load_timm_weights(model, source.path, model_name)
+        path, sha = str(source.path), file_sha256(source.path)
+    elif source.kind == "hub":
+        try:
+            model = create(True)
+        except ExtractorConfigError:
+            raise
+        except Exception as err:
+            raise WeightsUnavailableError(
+                weights_unavailable_message(
+                    model_name, hub_id, f"the download failed ({type(err).__name__})."
+                )
+            ) from err
+        local = cached_hub_file(hub_id) if hub_id else None
+        if local is not None:
+            path, sha = str(local), file_sha256(local)
+    return model, source.kind, path, sha
+
+
+def _identity_cfg(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of timm's pretrained config that define the features, JSON-native.
+
+    Lists, not tuples, so the identity round-trips through JSON.
+    """
+    keep = ("architecture", "tag", "hf_hub_id", "input_size", "interpolation", "mean", "std")
+    return {k: list(cfg[k]) if isinstance(cfg.get(k), tuple) else cfg.get(k) for k in keep}
+
+
 class TimmExtractor(nn.Module):
     """A timm ImageNet network with its classifier removed: images in, pooled features out.
 
@@ -89,7 +172,6 @@ class TimmExtractor(nn.Module):
         super().__init__()
         import timm
         from timm.data import resolve_model_data_config
-        from timm.models import get_pretrained_cfg
 
         self.model_name = model_name
         self.pretrained = pretrained
@@ -101,56 +183,14 @@ class TimmExtractor(nn.Module):
 
         if not timm.is_model(model_name):
             raise UnknownModelError(f"timm has no model named '{model_name}'")
-        kwargs = check_model_kwargs(model_name, model_kwargs or {})
-        overlay = check_pretrained_cfg_overlay(model_name, pretrained_cfg_overlay or {})
-        self.model_kwargs_ = kwargs
-        self.pretrained_cfg_overlay_ = overlay
-        create_kwargs: dict[str, Any] = {
-            **timm_value(kwargs),
-            "num_classes": 0,
-            "pretrained_cfg_overlay": timm_value(overlay) or None,
-        }
-
-        def create(with_weights: bool) -> nn.Module:
-            try:
-                return timm.create_model(model_name, pretrained=with_weights, **create_kwargs)
-            except TypeError as err:
-                if not kwargs:
-                    raise
-                raise ExtractorConfigError(
-                    f"timm model '{model_name}' does not accept model_kwargs {kwargs}: {err}"
-                ) from err
-
-        # Decide where the weights come from before building anything: a run that cannot get
-        # its weights stops here, before any work.
-        default_cfg = get_pretrained_cfg(model_name)
-        hub_id = default_cfg.hf_hub_id if default_cfg is not None else None
-        url = default_cfg.url if default_cfg is not None else None
-        source = resolve_weights(model_name, pretrained, weights, hub_id, url)
-        self.weights_source = source.kind
-        self.weights_path: str | None = None
-
-        sha: str | None = None
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)  # reproducible random initialisation
-            model = create(False)
-        if source.path is not None:
-            load_timm_weights(model, source.path, model_name)
-            self.weights_path, sha = str(source.path), file_sha256(source.path)
-        elif source.kind == "hub":
-            try:
-                model = create(True)
-            except ExtractorConfigError:
-                raise
-            except Exception as err:
-                raise WeightsUnavailableError(
-                    weights_unavailable_message(
-                        model_name, hub_id, f"the download failed ({type(err).__name__})."
-                    )
-                ) from err
-            local = cached_hub_file(hub_id) if hub_id else None
-            if local is not None:
-                self.weights_path, sha = str(local), file_sha256(local)
+        self.model_kwargs_ = check_model_kwargs(model_name, model_kwargs or {})
+        self.pretrained_cfg_overlay_ = check_pretrained_cfg_overlay(
+            model_name, pretrained_cfg_overlay or {}
+        )
+        create = _Creator(model_name, self.model_kwargs_, self.pretrained_cfg_overlay_)
+        model, self.weights_source, self.weights_path, sha = _network_with_weights(
+            create, pretrained=pretrained, weights=weights, seed=seed
+        )
         cfg = dict(model.pretrained_cfg)
         if sha is None:
             sha = state_dict_sha256(model.state_dict())
@@ -164,11 +204,7 @@ class TimmExtractor(nn.Module):
             self.interpolation = "bilinear"
         self.num_features = int(model.num_features)
         self.weights_sha256 = sha
-        keep = ("architecture", "tag", "hf_hub_id", "input_size", "interpolation", "mean", "std")
-        # JSON-native values (lists, not tuples) so the identity round-trips through JSON.
-        self.pretrained_cfg = {
-            k: list(cfg[k]) if isinstance(cfg.get(k), tuple) else cfg.get(k) for k in keep
-        }
+        self.pretrained_cfg = _identity_cfg(cfg)
         mean = torch.tensor(data_cfg["mean"], dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(data_cfg["std"], dtype=torch.float32).view(1, 3, 1, 1)
         self.register_buffer("mean", mean, persistent=False)
