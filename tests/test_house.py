@@ -27,7 +27,6 @@ MAX_FUNCTION_LINES = 80
 UPWARD_ARROWS: dict[tuple[str, str], str] = {}
 #: Modules over the bar today (path under aurora/ -> lines); none may grow.
 LONG_MODULES: dict[str, int] = {
-    "data/themis/stream0.py": 408,
     "report/build.py": 408,
     "solution/limits.py": 441,
     "solution/store.py": 576,

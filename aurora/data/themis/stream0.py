@@ -5,8 +5,9 @@ One file per minute (``20140310_0600_gill_themis19_full.pgm.gz``), a concatenati
 comment lines (site, exposure, ``#"Image request start" 2014-03-10 06:00:00.063119 UTC``).
 Plain, gzip or bzip2; see :func:`stream0_frames`. A file cut short (a download that stopped)
 keeps its complete frames; the one it stops in is its cut (:func:`stream0_cut`). A single plain
-PGM frame is an ordinary image that OpenCV reads as 16-bit; only its header time comes from here
-(:func:`stream0_header_time`).
+PGM frame is an ordinary image that OpenCV reads as 16-bit; only its header time comes from
+:mod:`aurora.data.themis.stream0_parse` (:func:`stream0_header_time`), which parses the bytes
+(headers, frames) that this module reads, decompresses and keeps for the decoding threads.
 
 Parsed here: the University of Calgary reader (``themis-imager-readfile`` 1.4) pins
 numpy < 2, which the rest of the stack does not run on (the synthetic sky renders differently
@@ -28,30 +29,18 @@ from typing import Any
 
 import numpy as np
 
-from aurora.data.metadata import parse_time
-from aurora.infra.errors import AuroraError
+from aurora.data.themis.stream0_parse import (
+    FRAME_BYTES,
+    THEMIS_HEADER,
+    Stream0Error,
+    header_lines,
+    parse_frames,
+)
 
-STREAM0_REASONS = ("truncated", "unreadable", "unsupported format", "too large")
-_TIME_KEY = "Image request start"
-_THEMIS_HEADER = (256, 256, 65535)  # what the reader decodes: 256 x 256, 16-bit
 _CACHE_FILES = 8  # decoded files kept (about 2.6 MB each)
-_FRAME_BYTES = _THEMIS_HEADER[0] * _THEMIS_HEADER[1] * 2
 #: Most bytes a stream0 file may decompress to (2048 frames; a minute holds 20): a compressed
 #: file that says more is refused before it fills memory.
-MAX_STREAM_BYTES = 2048 * _FRAME_BYTES
-
-
-class Stream0Error(AuroraError):
-    """A THEMIS stream0 file that cannot become frames.
-
-    Args:
-        message: one line naming the file.
-        reason: ``truncated``, ``unreadable``, ``unsupported format`` or ``too large``.
-    """
-
-    def __init__(self, message: str, reason: str = "unreadable") -> None:
-        super().__init__(message)
-        self.reason = reason
+MAX_STREAM_BYTES = 2048 * FRAME_BYTES
 
 
 def compression_of(head: bytes) -> str | None:
@@ -63,139 +52,11 @@ def compression_of(head: bytes) -> str | None:
     return None
 
 
-def _header_lines(head: bytes) -> tuple[list[bytes], list[int]] | None:
-    """Comment lines and numeric fields of the first PGM header in ``head``.
-
-    Returns:
-        (comment lines, the up to three numbers width, height, maxval), or None when
-        ``head`` does not start with a binary PGM magic.
-    """
-    if not head.startswith(b"P5") or head[2:3] not in (b"\n", b"\r", b" ", b"\t"):
-        return None
-    comments: list[bytes] = []
-    numbers: list[int] = []
-    lines = head[2:].split(b"\n")
-    for line in lines[:-1]:  # the last piece may be cut by the end of ``head``
-        line = line.strip(b"\r")
-        if line.startswith(b"#"):
-            comments.append(line)
-            continue
-        for token in line.split():
-            if not token.isdigit():
-                return comments, numbers
-            numbers.append(int(token))
-        if len(numbers) >= 3:
-            break
-    return comments, numbers[:3]
-
-
-def stream0_header_time(head: bytes) -> datetime | None:
-    """UTC time given by the first PGM header of ``head`` (``#"Image request start" ...``).
-
-    Args:
-        head: the first bytes of an uncompressed PGM file (4096 hold any THEMIS header).
-
-    Returns:
-        The frame's UTC time, or None when the header carries no (valid) such line.
-    """
-    parsed = _header_lines(head)
-    if parsed is None:
-        return None
-    for line in parsed[0]:
-        text = line.decode("ascii", "replace")
-        if text.startswith(f'#"{_TIME_KEY}"'):
-            return parse_time(text[len(_TIME_KEY) + 3 :])
-    return None
-
-
 @dataclass(frozen=True)
 class _Stream:
     frames: np.ndarray  # (n, 256, 256) uint16, read-only
     times: list[datetime | None]  # (n,)
     cut: tuple[int, str] | None = None  # (index, message) of a last frame cut short
-
-
-def _parse_frames(
-    data: bytes, path: str
-) -> tuple[list[np.ndarray], list[datetime | None], tuple[int, str] | None]:
-    """Split an uncompressed stream0 file into its 16-bit PGM frames and header times.
-
-    Each frame is ``P5``, then whitespace-separated width, height and maxval with ``#`` comment
-    lines anywhere between them, one whitespace byte, and width x height big-endian 16-bit
-    pixels.
-
-    Returns:
-        The complete frames, their times, and ``(index, message)`` of a last frame that stops
-        early (a download cut short), else None.
-    """
-    frames: list[np.ndarray] = []
-    times: list[datetime | None] = []
-    pos, n = 0, len(data)
-    raster = _FRAME_BYTES
-    while pos < n:
-        while pos < n and data[pos : pos + 1].isspace():
-            pos += 1
-        if pos >= n:
-            break
-        if data[pos : pos + 2] != b"P5":
-            if b"P5".startswith(data[pos : pos + 2]):  # the file stops inside the magic
-                return frames, times, _cut_header(path, len(frames))
-            raise Stream0Error(
-                f"{path}: bytes after frame {len(frames)} are not a binary PGM frame", "unreadable"
-            )
-        pos += 2
-        numbers: list[int] = []
-        when: datetime | None = None
-        while len(numbers) < 3:
-            while pos < n and data[pos : pos + 1].isspace():
-                pos += 1
-            if pos >= n:
-                return frames, times, _cut_header(path, len(frames))
-            if data[pos : pos + 1] == b"#":
-                end = data.find(b"\n", pos)
-                if end < 0:
-                    return frames, times, _cut_header(path, len(frames))
-                text = data[pos:end].decode("ascii", "replace").strip()
-                if text.startswith(f'#"{_TIME_KEY}"'):
-                    when = parse_time(text[len(_TIME_KEY) + 3 :])
-                pos = end + 1
-                continue
-            end = pos
-            while end < n and data[end : end + 1].isdigit():
-                end += 1
-            if end == pos:
-                raise Stream0Error(f"{path}: frame {len(frames)}: bad PGM header", "unreadable")
-            if end == n:  # a number that may go on past the end of the data
-                return frames, times, _cut_header(path, len(frames))
-            numbers.append(int(data[pos:end]))
-            pos = end
-        if tuple(numbers) != _THEMIS_HEADER:
-            raise Stream0Error(
-                f"{path}: frame {len(frames)} is {tuple(numbers)} (width, height, maxval); "
-                f"THEMIS stream0 frames are {_THEMIS_HEADER}",
-                "unsupported format",
-            )
-        pos += 1  # the single whitespace byte before the raster
-        if pos + raster > n:
-            held = max(0, n - pos)
-            message = (
-                f"{path}: frame {len(frames)} holds {held} of {raster} pixel bytes "
-                f"({raster - held} bytes missing: the file is cut short)"
-            )
-            return frames, times, (len(frames), message)
-        frame = np.frombuffer(data, dtype=">u2", count=raster // 2, offset=pos)
-        frames.append(frame.reshape(numbers[1], numbers[0]).astype(np.uint16))
-        times.append(when)
-        pos += raster
-    return frames, times, None
-
-
-def _cut_header(path: str, index: int) -> tuple[int, str]:
-    """The cut of a frame whose header stops early: all its pixel bytes are missing."""
-    return index, (
-        f"{path}: frame {index}: header cut short (all {_FRAME_BYTES} pixel bytes missing: "
-        "the file is cut short)"
-    )
 
 
 def _decompressor(compression: str) -> Any:
@@ -247,7 +108,7 @@ def _read_all(path: str, compression: str | None) -> tuple[bytes, bool]:
 
 def _too_big(path: str, limit: int) -> Stream0Error:
     return Stream0Error(
-        f"{path}: holds more than {limit >> 20} MiB of frames ({limit // _FRAME_BYTES} frames; "
+        f"{path}: holds more than {limit >> 20} MiB of frames ({limit // FRAME_BYTES} frames; "
         "a stream0 file holds a minute, 20 frames)",
         "too large",
     )
@@ -268,7 +129,7 @@ def _decode_stream(path: str) -> _Stream:
     except (OSError, zlib.error, ValueError) as e:  # BadGzipFile is an OSError
         what = f"corrupt {compression} data" if compression else "cannot read file"
         raise Stream0Error(f"{path}: {what}: {e}", "unreadable") from e
-    parsed = _header_lines(data[:4096])
+    parsed = header_lines(data[:4096])
     in_magic = parsed is None and len(data) < 3 and b"P5".startswith(data)
     if not complete and (in_magic or (parsed is not None and len(parsed[1]) < 3)):
         raise Stream0Error(
@@ -282,19 +143,19 @@ def _decode_stream(path: str) -> _Stream:
             f"{path}: {what} does not hold a binary PGM (only THEMIS stream0 PGM files are read)",
             "unsupported format",
         )
-    if tuple(parsed[1]) != _THEMIS_HEADER:
+    if tuple(parsed[1]) != THEMIS_HEADER:
         raise Stream0Error(
             f"{path}: multi-frame or compressed PGM with frames of width, height, maxval "
-            f"{tuple(parsed[1])}; the THEMIS stream0 reader reads {_THEMIS_HEADER}",
+            f"{tuple(parsed[1])}; the THEMIS stream0 reader reads {THEMIS_HEADER}",
             "unsupported format",
         )
-    frames, times, cut = _parse_frames(data, path)
+    frames, times, cut = parse_frames(data, path)
     if cut is None and not complete:  # the compressed data stops between two frames
         k = len(frames)
         cut = (
             k,
             f"{path}: truncated {compression} data: it stops after frame {k - 1} (no end-of-"
-            f"stream marker); frame {k} ({_FRAME_BYTES} pixel bytes) and any later are missing",
+            f"stream marker); frame {k} ({FRAME_BYTES} pixel bytes) and any later are missing",
         )
     if not frames:
         message = cut[1] if cut is not None else f"{path}: holds no frame"
