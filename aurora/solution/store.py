@@ -51,16 +51,18 @@ from aurora.solution.errors import (
     SolutionVersionError,
 )
 from aurora.solution.extractor import ALLOWED_EXTRACTORS, SolutionExtractor, rebuild_extractor
-from aurora.solution.limits import (
+from aurora.solution.headers import (
     ArrayHeader,
-    MiB,
-    SolutionLimits,
     check_stored,
     expect_array,
     npz_headers,
+    safetensors_tensors,
+)
+from aurora.solution.limits import (
+    MiB,
+    SolutionLimits,
     over_limit,
     read_limited,
-    safetensors_tensors,
     solution_file,
     strict_json,
 )
