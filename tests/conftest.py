@@ -16,10 +16,12 @@ session, so the tiny autoencoder is trained once, not once per test:
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
@@ -31,6 +33,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 
+#: ``debug=tiny`` (conf/debug/tiny.yaml) and a small grid on it: two reducers, two clusterers,
+#: two k, and a fusion that can group 24 images.
+TINY_GRID = [
+    "debug=tiny",
+    "grid.reducers=[pca,none]",
+    "grid.clusterers=[kmeans,agglomerative]",
+    "grid.n_clusters=[3,4]",
+    "fusion.n_partitions=3",
+    "fusion.min_cluster_size=2",
+]
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _single_torch_thread() -> None:
@@ -39,8 +52,9 @@ def _single_torch_thread() -> None:
     torch.set_num_threads(1)
 
 
-def tiny_cpu_trainer() -> dict:
-    """A quiet one-epoch CPU ``trainer`` config for tests that need a real checkpoint."""
+def tiny_cpu_trainer(**changes: object) -> dict:
+    """A quiet one-epoch CPU ``trainer`` node for tests that need a real checkpoint, with
+    ``changes`` (Lightning ``Trainer`` arguments) on top."""
     return {
         "_target_": "aurora.training.trainer.make_trainer",
         "accelerator": "cpu",
@@ -48,16 +62,26 @@ def tiny_cpu_trainer() -> dict:
         "max_epochs": 1,
         "enable_progress_bar": False,
         "enable_model_summary": False,
+        **changes,
+    }
+
+
+def tiny_simclr(**changes: object) -> dict:
+    """The ``model`` node of a tiny SimCLR (timm's ``test_resnet`` backbone, a small projection
+    head, no warm-up), with ``changes`` on top."""
+    return {
+        "_target_": "aurora.models.SimCLR",
+        "backbone": "test_resnet",
+        "proj_hidden_dim": 32,
+        "proj_dim": 16,
+        "warmup_fraction": 0.0,
+        **changes,
     }
 
 
 def array_digest(*arrays: object) -> str:
     """16 hex digits of the SHA-256 of the arrays' dtypes, shapes and bytes: a result to compare
     with one recorded before a redesign."""
-    import hashlib
-
-    import numpy as np
-
     h = hashlib.sha256()
     for a in arrays:
         arr = np.asarray(a)
@@ -70,6 +94,15 @@ def compose_cfg(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
     """The ``config_name`` config (``cluster`` or ``train``) as its script composes it."""
     with initialize_config_dir(str(CONF), version_base="1.3"):
         return compose(config_name, overrides=list(overrides))
+
+
+@pytest.fixture(scope="module")
+def blobs() -> tuple[np.ndarray, np.ndarray]:
+    """Three well separated blobs: features (90, 12) and their blob (90,)."""
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(n_samples=90, centers=3, n_features=12, cluster_std=0.5, random_state=0)
+    return X, y
 
 
 @pytest.fixture(scope="session")

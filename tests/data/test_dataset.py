@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aurora.data.dataset import ensure_dataset
+from aurora.data.dataset import ensure_dataset, read_truth
 from aurora.data.decode import default_jobs
 from aurora.infra.errors import RunError
 
@@ -34,3 +34,17 @@ def test_default_jobs_is_this_process_allocation() -> None:
     import os
 
     assert default_jobs() == len(os.sched_getaffinity(0))
+
+
+def test_read_truth_reads_the_class_and_the_nuisance_columns_the_table_has(
+    tmp_path: Path,
+) -> None:
+    table = tmp_path / "truth.csv"
+    table.write_text("path,morphology,moon,cloud\na,arc,1,0\nb,corona,0,1\n")
+    truth = read_truth(table, ["b", "zz", "a"], nuisance_columns=("moon", "glare"))
+    assert list(truth.classes) == ["corona", None, "arc"]  # an image not in the table: None
+    assert list(truth.nuisances) == ["moon"] and list(truth.nuisances["moon"]) == ["0", None, "1"]
+    assert list(read_truth(table, ["a"], column="cloud").classes) == ["0"]
+    assert read_truth(None, ["a"]) == (None, {})
+    with pytest.raises(RunError, match="does not exist"):
+        read_truth(tmp_path / "none.csv", ["a"])

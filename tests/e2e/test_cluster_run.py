@@ -11,35 +11,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, compose_cfg
+from conftest import ROOT, TINY_GRID, compose_cfg
 from hydra.types import RunMode
-from omegaconf import DictConfig
 
-from aurora.data.dataset import read_truth
 from aurora.infra.errors import RunError
 from aurora.run import (
-    ImageRows,
-    RunSettings,
-    external_summary,
     finalize_sweep,
     run_cluster,
     run_sweep_cell,
 )
 from aurora.run.cli import main
-
-# The grid of these tests on top of debug=tiny (conf/debug/tiny.yaml).
-TINY = [
-    "debug=tiny",
-    "grid.reducers=[pca,none]",
-    "grid.clusterers=[kmeans,agglomerative]",
-    "grid.n_clusters=[3,4]",
-    "fusion.n_partitions=3",
-    "fusion.min_cluster_size=2",
-]
-
-
-def _compose(overrides: list[str]) -> DictConfig:
-    return compose_cfg("cluster", overrides)
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +43,7 @@ def _overrides(sky: Path, cache: Path) -> list[str]:
         f"data.root={sky}",
         f"data.truth={sky / 'labels.csv'}",
         f"paths.cache_dir={cache}",
-        *TINY,
+        *TINY_GRID,
     ]
 
 
@@ -74,7 +55,7 @@ def _read(path: Path) -> list[dict[str, str]]:
 def test_run_writes_the_contract_files_and_accounts_for_every_input(
     sky: Path, tiny_cache: Path, tmp_path: Path
 ) -> None:
-    cfg = _compose(_overrides(sky, tiny_cache))
+    cfg = compose_cfg("cluster", _overrides(sky, tiny_cache))
     run_dir = tmp_path / "run"
     summary = run_cluster(cfg, run_dir)
 
@@ -113,7 +94,7 @@ def test_run_writes_the_contract_files_and_accounts_for_every_input(
 
 
 def test_second_run_reuses_the_cache(sky: Path, tmp_path: Path) -> None:
-    cfg = _compose(_overrides(sky, tmp_path / "cache"))  # a cold cache of its own
+    cfg = compose_cfg("cluster", _overrides(sky, tmp_path / "cache"))  # a cold cache of its own
     run_cluster(cfg, tmp_path / "a")
     ckpts = sorted((tmp_path / "cache" / "train").iterdir())
     feats = sorted((tmp_path / "cache" / "features").iterdir())
@@ -129,11 +110,11 @@ def test_sweep_cells_then_finalize(sky: Path, tiny_cache: Path, tmp_path: Path) 
     base = _overrides(sky, tiny_cache)
     for job, k in enumerate((3, 4)):
         cell = ["extractor=autoencoder", "reducer=pca", "clusterer=kmeans"]
-        cfg = _compose([*base, *cell, f"clusterer.n_clusters={k}"])
+        cfg = compose_cfg("cluster", [*base, *cell, f"clusterer.n_clusters={k}"])
         choices = {"extractor": "autoencoder", "reducer": "pca", "clusterer": "kmeans"}
         row = run_sweep_cell(cfg, sweep / str(job), choices)
         assert row["n_clusters"] == k
-    summary = finalize_sweep(_compose(base), sweep)
+    summary = finalize_sweep(compose_cfg("cluster", base), sweep)
     assert len(_read(sweep / "ranking.csv")) == 2
     n = summary["n_accepted"] + summary["n_duplicates"] + summary["n_rejected"]
     assert (
@@ -144,20 +125,20 @@ def test_sweep_cells_then_finalize(sky: Path, tiny_cache: Path, tmp_path: Path) 
 
 
 def test_sweep_job_needs_its_cell_groups(sky: Path, tiny_cache: Path, tmp_path: Path) -> None:
-    cfg = _compose(_overrides(sky, tiny_cache))
+    cfg = compose_cfg("cluster", _overrides(sky, tiny_cache))
     with pytest.raises(RunError, match="reducer"):
         run_sweep_cell(cfg, tmp_path / "job", {"extractor": "autoencoder", "clusterer": "kmeans"})
 
 
 def test_unknown_grid_name_is_a_clear_error(sky: Path, tiny_cache: Path, tmp_path: Path) -> None:
-    cfg = _compose([*_overrides(sky, tiny_cache), "grid.reducers=[pcaa]"])
+    cfg = compose_cfg("cluster", [*_overrides(sky, tiny_cache), "grid.reducers=[pcaa]"])
     with pytest.raises(RunError, match="pcaa"):
         run_cluster(cfg, tmp_path / "run")
 
 
 def test_missing_folder_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     missing = tmp_path / "nowhere"
-    cfg = _compose(["data=folder", f"data.root={missing}", *TINY])
+    cfg = compose_cfg("cluster", ["data=folder", f"data.root={missing}", *TINY_GRID])
     assert main(cfg, tmp_path / "run", {}, RunMode.RUN) == 2
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and str(missing) in out[0] and out[0].startswith("error:")
@@ -203,7 +184,7 @@ def test_reference_images_constrain_cop_kmeans(sky: Path, tiny_cache: Path, tmp_
         "grid.n_clusters=[3]",
     ]
     run_dir = tmp_path / "run"
-    run_cluster(_compose(over), run_dir)
+    run_cluster(compose_cfg("cluster", over), run_dir)
     labels = {r["path"]: int(r["label"]) for r in _read(run_dir / "labels.csv")}
     rejected = {r["path"]: r["reason"] for r in _read(run_dir / "rejected.csv")}
     assert rejected["reference/corona/broken.jpg"] == "empty file"
@@ -218,119 +199,8 @@ def test_reference_images_constrain_cop_kmeans(sky: Path, tiny_cache: Path, tmp_
     assert by_class["corona"] != by_class["single_arc"]  # cannot-link across classes
 
 
-def test_image_rows_matches_direct_indexing() -> None:
-    rng = np.random.default_rng(0)
-    a = rng.integers(0, 255, (10, 4, 4, 3), dtype=np.uint8)
-    b = rng.integers(0, 255, (5, 4, 4, 3), dtype=np.uint8)
-    ra, rb = np.array([9, 2, 4]), np.array([0, 3])
-    direct = np.concatenate([a[ra], b[rb]])
-    view = ImageRows([(a, ra), (b, rb)])
-    assert view.shape == direct.shape and len(view) == 5
-    idx = np.array([4, 0, 3, 1, 1])
-    np.testing.assert_array_equal(view[idx], direct[idx])
-    np.testing.assert_array_equal(view[1:4], direct[1:4])
-    np.testing.assert_array_equal(view[3], direct[3])
-    np.testing.assert_array_equal(np.asarray(view), direct)
-
-
 def test_unset_data_root_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    cfg = _compose(["data=folder", *TINY])
+    cfg = compose_cfg("cluster", ["data=folder", *TINY_GRID])
     assert main(cfg, tmp_path / "run", {}, RunMode.RUN) == 2
     out = capsys.readouterr().out.strip().splitlines()
     assert out == ["error: data.root is not set (add data.root=... to the command)"]
-
-
-def test_fused_scores_leave_the_unassigned_out_of_the_groups(tmp_path: Path) -> None:
-    from sklearn.metrics import homogeneity_score
-
-    ids = [f"im{i}.png" for i in range(8)]
-    morph = ["a", "a", "a", "b", "b", "b", "a", "b"]
-    moon = ["0", "1", "0", "1", "0", "1", "1", "0"]
-    table = tmp_path / "truth.csv"
-    table.write_text(
-        "path,morphology,moon\n"
-        + "".join(f"{i},{m},{n}\n" for i, m, n in zip(ids, morph, moon, strict=True))
-    )
-    cells = tmp_path / "cell.npy"
-    np.save(cells, np.array([0, 0, 0, 1, 1, 1, 0, 1]))
-    truth = read_truth(table, ids)
-    # Two pure groups and two unassigned images of different morphologies: scoring -1 as a
-    # group would make the groups look impure.
-    fused = np.array([0, 0, 0, 1, 1, 1, -1, -1])
-    out = external_summary(truth, [{"cell": "c", "labels_path": str(cells)}], fused)
-    assert out["fused_external"]["homogeneity"] == pytest.approx(1.0)
-    assert out["fused_unassigned_fraction"] == pytest.approx(0.25)
-    assert homogeneity_score(morph, fused) < 0.9  # what counting -1 as a group would give
-    assert out["best_cell_external"]["ami"] == pytest.approx(1.0)
-
-
-def test_detected_moon_is_the_nuisance_when_the_truth_has_no_moon_column(tmp_path: Path) -> None:
-    ids = [f"im{i}.png" for i in range(6)]
-    table = tmp_path / "truth.csv"
-    table.write_text("path,morphology\n" + "".join(f"{i},arc\n" for i in ids))
-    cells = tmp_path / "cell.npy"
-    np.save(cells, np.array([0, 0, 0, 1, 1, 1]))
-    truth = read_truth(table, ids)
-    fused = np.array([0, 0, 0, 1, 1, 1])
-    detected = np.array([False, False, False, True, True, True])
-    out = external_summary(truth, [{"cell": "c", "labels_path": str(cells)}], fused, detected)
-    assert out["fused_ami_moon"] == pytest.approx(1.0)  # the groups are the detected Moon
-    without = external_summary(truth, [{"cell": "c", "labels_path": str(cells)}], fused)
-    assert "fused_ami_moon" not in without  # no all-None column from the truth table
-
-
-@pytest.mark.parametrize("extra", [[], ["fusion=search"]], ids=["voting", "search"])
-def test_fitted_settings_are_the_config_fitted_in_place(extra: list[str]) -> None:
-    """The data's fit reaches the fusion settings, the voting they make and the recorded
-    config, as writing it into the config would."""
-    from omegaconf import OmegaConf
-
-    from aurora.fusion import FusionSettings
-    from aurora.run.checks import DataFit
-
-    cfg = _compose(["data=folder", "data.root=/nowhere", *TINY, *extra])
-    search = cfg.fusion.get("search") is not None
-    fit = DataFit((3,), 5, (5, 7) if search else None, 4 if search else None)
-    settings = RunSettings.from_cfg(cfg)
-    fitted = settings.fitted(fit)
-    ref = cfg.copy()  # the obvious way: the values written into the config, then resolved
-    ref.fusion.min_cluster_size = fit.min_cluster_size
-    if search:
-        ref.fusion.search.min_sizes = list(fit.search_min_sizes)
-        ref.fusion.search.target_groups = fit.target_groups
-    assert fitted.fusion == FusionSettings.from_node(OmegaConf.to_container(ref.fusion))
-    assert fitted.config == OmegaConf.to_container(ref, resolve=True)
-    assert fitted.fusion.voting_estimator().get_params()["min_cluster_size"] == 5
-    assert settings.fusion.min_cluster_size == 2  # the settings it came from are unchanged
-
-
-def test_read_truth_reads_the_class_and_the_nuisance_columns_the_table_has(
-    tmp_path: Path,
-) -> None:
-    table = tmp_path / "truth.csv"
-    table.write_text("path,morphology,moon,cloud\na,arc,1,0\nb,corona,0,1\n")
-    truth = read_truth(table, ["b", "zz", "a"], nuisance_columns=("moon", "glare"))
-    assert list(truth.classes) == ["corona", None, "arc"]  # an image not in the table: None
-    assert list(truth.nuisances) == ["moon"] and list(truth.nuisances["moon"]) == ["0", None, "1"]
-    assert list(read_truth(table, ["a"], column="cloud").classes) == ["0"]
-    assert read_truth(None, ["a"]) == (None, {})
-    with pytest.raises(RunError, match="does not exist"):
-        read_truth(tmp_path / "none.csv", ["a"])
-
-
-def test_aligned_features_get_their_own_cache_key() -> None:
-    """Features cut to the images every extractor kept are other rows than the cached entry's:
-    their reductions must not be cached under the entry's key."""
-    from types import SimpleNamespace
-
-    from aurora.run import ExtractedFeatures
-    from aurora.run.context import _rows
-
-    store = SimpleNamespace(ids=["a", "b", "c"], images=np.arange(12).reshape(3, 2, 2, 1))
-    feats = np.arange(6.0).reshape(3, 2)
-    f = ExtractedFeatures("x", feats, "k", ["a", "b", "c"], False, store, "full", {}, {}, None)
-    same, fewer = _rows(f, ["a", "b", "c"]), _rows(f, ["c", "a"])
-    assert same.key == "k" and same.features is feats
-    assert fewer.key != "k" and fewer.ids == ["c", "a"]
-    np.testing.assert_array_equal(fewer.features, feats[[2, 0]])
-    np.testing.assert_array_equal(np.asarray(fewer.images), store.images[[2, 0]])

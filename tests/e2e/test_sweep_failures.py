@@ -19,10 +19,9 @@ import numpy as np
 import pytest
 from conftest import ROOT, compose_cfg
 from hydra.types import RunMode
-from omegaconf import DictConfig
 
 import aurora.run.grid
-from aurora.grid.cell import FAILED_FILE
+from aurora.grid.cell_files import FAILED_FILE
 from aurora.infra.errors import RunError
 from aurora.run import finalize_sweep, run_sweep_cell
 from aurora.run.cli import main
@@ -42,10 +41,6 @@ CHOICES = {"extractor": "autoencoder", "reducer": "pca", "clusterer": "kmeans"}
 def base(tiny_overrides: list[str]) -> list[str]:
     """Overrides of the session's 24-image synthetic sky and cache (debug=tiny) and the grid."""
     return [*tiny_overrides, *GRID]
-
-
-def _compose(overrides: list[str]) -> DictConfig:
-    return compose_cfg("cluster", overrides)
 
 
 def _read(path: Path) -> list[dict[str, str]]:
@@ -78,7 +73,7 @@ def test_one_process_grid_goes_on_past_a_failing_cell(
     _fail_cells(monkeypatch, agglomerative_k4, ValueError("planted\nbug"))
     run = tmp_path / "run"
     with caplog.at_level(logging.INFO, logger="aurora"):
-        code = main(_compose(base), run, {}, RunMode.RUN)
+        code = main(compose_cfg("cluster", base), run, {}, RunMode.RUN)
     assert code == 1  # outputs written, but not every cell finished
 
     ranking = _read(run / "ranking.csv")
@@ -107,7 +102,7 @@ def test_sweep_job_records_its_failure_and_returns_a_code(
 ) -> None:
     # An aurora error (impossible setting): one line, exit code 2, failed.json.
     job = tmp_path / "0"
-    cfg = _compose([*base, *SWEEP_CELL, "clusterer.n_clusters=1"])
+    cfg = compose_cfg("cluster", [*base, *SWEEP_CELL, "clusterer.n_clusters=1"])
     assert main(cfg, job, CHOICES, RunMode.MULTIRUN) == 2
     doc = json.loads((job / FAILED_FILE).read_text())
     assert doc["cell"] == "autoencoder/pca/kmeans/k1/s0"
@@ -117,7 +112,7 @@ def test_sweep_job_records_its_failure_and_returns_a_code(
     # A bug: recorded with its traceback, the job returns 1 instead of raising.
     _fail_cells(monkeypatch, lambda c: True, KeyError("planted"))
     job = tmp_path / "1"
-    cfg = _compose([*base, *SWEEP_CELL, "clusterer.n_clusters=3"])
+    cfg = compose_cfg("cluster", [*base, *SWEEP_CELL, "clusterer.n_clusters=3"])
     assert main(cfg, job, CHOICES, RunMode.MULTIRUN) == 1
     doc = json.loads((job / FAILED_FILE).read_text())
     assert doc["type"] == "KeyError" and "Traceback" in doc["traceback"]
@@ -126,10 +121,10 @@ def test_sweep_job_records_its_failure_and_returns_a_code(
 def test_sweep_where_every_job_failed_is_a_clear_error(base: list[str], tmp_path: Path) -> None:
     sweep = tmp_path / "sweep"
     for job, k in enumerate((0, 1)):
-        cfg = _compose([*base, *SWEEP_CELL, f"clusterer.n_clusters={k}"])
+        cfg = compose_cfg("cluster", [*base, *SWEEP_CELL, f"clusterer.n_clusters={k}"])
         assert main(cfg, sweep / str(job), CHOICES, RunMode.MULTIRUN) == 2
     with pytest.raises(RunError, match="all 2 grid cells failed"):
-        finalize_sweep(_compose(base), sweep)
+        finalize_sweep(compose_cfg("cluster", base), sweep)
     assert len(_read(sweep / "failed.csv")) == 2
     assert not (sweep / "ranking.csv").exists() and not (sweep / "labels.csv").exists()
     assert json.loads((sweep / "status.json").read_text())["state"] == "failed"
@@ -203,7 +198,7 @@ def test_sweep_job_lowers_a_k_above_the_images_as_a_single_run_does(
     sweep = tmp_path / "sweep"
     rows = []
     for job, k in enumerate((30, 3, 40)):
-        cfg = _compose([*base, *SWEEP_CELL, f"clusterer.n_clusters={k}"])
+        cfg = compose_cfg("cluster", [*base, *SWEEP_CELL, f"clusterer.n_clusters={k}"])
         with caplog.at_level(logging.WARNING, logger="aurora"):
             rows.append(run_sweep_cell(cfg, sweep / str(job), CHOICES))
     assert [r["n_clusters"] for r in rows] == [23, 3, 23]
@@ -217,7 +212,7 @@ def test_sweep_job_lowers_a_k_above_the_images_as_a_single_run_does(
     assert not list(sweep.rglob(FAILED_FILE))
 
     # The finalisation ranks and fuses each cell once (k=30 and k=40 computed the same cell).
-    summary = finalize_sweep(_compose(base), sweep)
+    summary = finalize_sweep(compose_cfg("cluster", base), sweep)
     ranking = _read(sweep / "ranking.csv")
     assert sorted(r["cell"] for r in ranking) == [
         "autoencoder/pca/kmeans/k23/s0",

@@ -16,7 +16,8 @@ from sklearn.datasets import make_blobs
 
 from aurora.clustering import COPKMeans, constraints_from_reference
 from aurora.fusion import select_partitions
-from aurora.grid.cell import collect_cells, run_cell, write_cell
+from aurora.grid.cell import run_cell
+from aurora.grid.cell_files import collect_cells, write_cell
 from aurora.grid.ranking import (
     RANKING_COLUMNS,
     borda_rank,
@@ -27,6 +28,7 @@ from aurora.grid.ranking import (
 from aurora.grid.scoring import (
     external_scores,
     internal_scores,
+    n_groups,
     nuisance_dependence,
     purity,
     stability_scores,
@@ -228,3 +230,15 @@ def test_fusion_reads_the_ranking_it_is_given(tmp_path: Path) -> None:
     groups = select_partitions(root / "ranking.csv", 2, per_extractor=True)
     assert list(groups) == ["cae", "simclr", "resnet50"]
     assert groups["cae"] == [Path(r["labels_path"]) for r in ranked if r["extractor"] == "cae"]
+
+
+def test_n_groups_counts_the_groups_of_a_fused_labelling() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        k = int(rng.integers(0, 6))
+        labels = np.concatenate([np.arange(k), rng.integers(-1, max(k, 1), 20)])
+        labels = rng.permutation(labels[labels < k]) if k else np.full(5, -1)
+        assert n_groups(labels) == len(set(labels.tolist()) - {-1})  # labels 0..K-1 all used
+    assert n_groups(np.array([], dtype=np.int64)) == 0
+    assert n_groups(np.array([-1, -1])) == 0
+    assert n_groups([2, 0, 1, -1]) == 3

@@ -1,7 +1,8 @@
-"""Tests for the content-addressed cache."""
+"""The content-addressed cache and the atomic array writers."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from aurora.infra.atomic import atomic_save_npz
+from aurora.infra.atomic import atomic_save_npy, atomic_save_npz
 from aurora.infra.cache import Cache, stable_hash
 
 
@@ -57,3 +58,16 @@ def test_atomic_save_npz_round_trip(tmp_path: Path) -> None:
     atomic_save_npz(path, x=np.arange(3))
     np.testing.assert_array_equal(np.load(path)["x"], np.arange(3))
     assert [p.name for p in path.parent.iterdir()] == ["a.npz"]
+
+
+def test_atomic_save_npy_writes_what_np_save_writes(tmp_path: Path) -> None:
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    np.save(tmp_path / "ref.npy", arr)
+    path = tmp_path / "sub" / "shard_00000.npy"
+    dead = path.with_name(f".{path.name}.{'0' * 32}.tmp")  # a killed writer's, older name form
+    dead.parent.mkdir()
+    dead.write_bytes(b"half")
+    os.utime(dead, (0, 0))  # untouched for far longer than STALE_TMP_AGE_S
+    atomic_save_npy(path, arr)
+    assert path.read_bytes() == (tmp_path / "ref.npy").read_bytes()
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left

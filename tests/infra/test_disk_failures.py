@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_cpu_trainer, tiny_simclr
 
 import aurora.infra.atomic as atomic_mod
 from aurora.data.datamodule import LoaderConfig
@@ -29,22 +30,8 @@ from aurora.training.fit import fit_model
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
 S = 32
-SIMCLR = {
-    "_target_": "aurora.models.SimCLR",
-    "backbone": "test_resnet",
-    "proj_hidden_dim": 32,
-    "proj_dim": 16,
-    "warmup_fraction": 0.0,
-}
-TRAINER = {
-    "_target_": "aurora.training.trainer.make_trainer",
-    "accelerator": "cpu",
-    "precision": "32-true",
-    "max_epochs": 2,
-    "log_every_n_steps": 1,
-    "enable_progress_bar": False,
-    "enable_model_summary": False,
-}
+SIMCLR = tiny_simclr()
+TRAINER = tiny_cpu_trainer(max_epochs=2, log_every_n_steps=1)
 LOADER = {"batch_size": 8, "num_workers": 0, "val_fraction": 0.25}
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 

@@ -1,4 +1,5 @@
-"""Settings checks: impossible values are refused by key; list values are fitted to the data."""
+"""Settings checks: impossible values are refused by key; list values are fitted to the data;
+every experiment of conf/ composes into settings whose extractors, reducers and clusterers exist."""
 
 from __future__ import annotations
 
@@ -9,12 +10,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, compose_cfg
+from conftest import CONF, ROOT, TINY_GRID, compose_cfg
 
 from aurora.data.datamodule import split_indices
 from aurora.fusion import FusionSettings
 from aurora.infra.errors import RunError, SettingsError
 from aurora.infra.guard import error_line
+from aurora.run import (
+    RunSettings,
+    run_cluster,
+    run_sweep_cell,
+)
 from aurora.run.checks import (
     check_against_data,
     check_device,
@@ -256,7 +262,6 @@ def fresh(tiny_overrides: list[str], tmp_path: Path) -> list[str]:
 def test_run_refuses_a_setting_before_any_work(
     fresh: list[str], tmp_path: Path, override: str, key: str
 ) -> None:
-    from aurora.run import run_cluster
 
     cfg = compose_cfg("cluster", [*fresh, override])
     _refused(lambda: run_cluster(cfg, tmp_path / "run"), key)
@@ -270,7 +275,6 @@ def test_run_refuses_a_setting_before_any_work(
 def test_sweep_job_and_prepare_refuse_a_setting_before_any_work(
     fresh: list[str], tmp_path: Path, override: str, key: str
 ) -> None:
-    from aurora.run import run_sweep_cell
     from aurora.run.prepare import run_prepare
 
     cell = ["extractor=autoencoder", "reducer=pca", "clusterer=kmeans", "clusterer.n_clusters=3"]
@@ -308,7 +312,6 @@ def test_run_refuses_a_device_this_machine_lacks(
 ) -> None:
     import torch
 
-    from aurora.run import run_cluster
     from aurora.run.prepare import run_prepare
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
@@ -356,3 +359,81 @@ def test_cli_exit_code_of_a_setting_is_2(fresh: list[str], tmp_path: Path) -> No
     ]
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "cache").exists()
+
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_experiment_composes_with_a_consistent_grid(name: str) -> None:
+    cfg = compose_cfg("cluster", [f"experiment={name}"])
+    for axis in ("extractors", "reducers", "clusterers"):
+        chosen = cfg.grid.get(axis) or list(cfg[axis])
+        assert set(chosen) <= set(cfg[axis]), (name, axis)
+    assert all(int(k) >= 2 for k in cfg.grid.n_clusters)
+    settings = RunSettings.from_cfg(cfg)  # what a run reads of it, read once
+    for name, ext in settings.extractors.items():
+        assert ext["preprocess"] in settings.preprocess, name
+        assert ext.get("train") in (None, *settings.train.models), name
+    fusion = settings.fusion  # typed, and what the config says
+    assert isinstance(fusion, FusionSettings)
+    assert (fusion.threshold, fusion.min_cluster_size) == (
+        cfg.fusion.threshold,
+        cfg.fusion.min_cluster_size,
+    )
+    assert fusion.per_extractor is cfg.fusion.per_extractor
+    if cfg.fusion.search is None:
+        assert fusion.search is None
+    else:
+        assert fusion.search is not None
+        assert fusion.search.target_groups == cfg.fusion.search.target_groups
+        assert list(fusion.search.thresholds) == list(cfg.fusion.search.thresholds)
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("fusion.threshold=1.5", "fusion.threshold"),
+        ("fusion.search.min_sizes=[10,-2]", "fusion.search.min_sizes"),
+        ("+fusion.voting.threshold=0.6", "fusion.voting.threshold"),
+    ],
+)
+def test_a_bad_fusion_setting_is_one_error_naming_its_key(override: str, key: str) -> None:
+    extra = ["fusion=search"] if "search" in override else []
+    cfg = compose_cfg("cluster", ["data.root=/nowhere", *extra, override])
+    with pytest.raises(SettingsError) as err:
+        RunSettings.from_cfg(cfg)
+    assert err.value.key == key and str(err.value).startswith(f"{key}=")
+
+
+def test_train_config_composes_for_each_model_and_trainer() -> None:
+    for model in ("simclr", "autoencoder"):
+        for trainer in ("cpu", "gpu", "ddp"):
+            cfg = compose_cfg("train", [f"model={model}", f"trainer={trainer}"])
+            assert cfg.model._target_.startswith("aurora.models.")
+            assert cfg.trainer._target_ == "aurora.training.trainer.make_trainer"
+
+
+@pytest.mark.parametrize("extra", [[], ["fusion=search"]], ids=["voting", "search"])
+def test_fitted_settings_are_the_config_fitted_in_place(extra: list[str]) -> None:
+    """The data's fit reaches the fusion settings, the voting they make and the recorded
+    config, as writing it into the config would."""
+    from omegaconf import OmegaConf
+
+    from aurora.fusion import FusionSettings
+    from aurora.run.checks import DataFit
+
+    cfg = compose_cfg("cluster", ["data=folder", "data.root=/nowhere", *TINY_GRID, *extra])
+    search = cfg.fusion.get("search") is not None
+    fit = DataFit((3,), 5, (5, 7) if search else None, 4 if search else None)
+    settings = RunSettings.from_cfg(cfg)
+    fitted = settings.fitted(fit)
+    ref = cfg.copy()  # the obvious way: the values written into the config, then resolved
+    ref.fusion.min_cluster_size = fit.min_cluster_size
+    if search:
+        ref.fusion.search.min_sizes = list(fit.search_min_sizes)
+        ref.fusion.search.target_groups = fit.target_groups
+    assert fitted.fusion == FusionSettings.from_node(OmegaConf.to_container(ref.fusion))
+    assert fitted.config == OmegaConf.to_container(ref, resolve=True)
+    assert fitted.fusion.voting_estimator().get_params()["min_cluster_size"] == 5
+    assert settings.fusion.min_cluster_size == 2  # the settings it came from are unchanged

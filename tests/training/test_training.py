@@ -9,8 +9,7 @@ import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
-from conftest import CONF
-from hydra import compose, initialize_config_dir
+from conftest import compose_cfg, tiny_cpu_trainer, tiny_simclr
 from omegaconf import OmegaConf
 
 from aurora.data.datamodule import DataError, LoaderConfig, SkyDataModule, split_indices
@@ -19,14 +18,7 @@ from aurora.models.checkpoint import CheckpointError
 from aurora.training.fit import fit_model
 
 S = 32
-SIMCLR = {
-    "_target_": "aurora.models.SimCLR",
-    "backbone": "test_resnet",
-    "proj_hidden_dim": 32,
-    "proj_dim": 16,
-    "lr": 3e-3,
-    "warmup_fraction": 0.0,
-}
+SIMCLR = tiny_simclr(lr=3e-3)
 AE = {"_target_": "aurora.models.AutoEncoder", "depth": 2, "width": 8, "latent_dim": 16}
 TB = {"_target_": "lightning.pytorch.loggers.TensorBoardLogger", "name": "tb", "version": ""}
 LOADER = LoaderConfig(batch_size=8, num_workers=0, val_fraction=0.25)
@@ -34,18 +26,8 @@ LOADER = LoaderConfig(batch_size=8, num_workers=0, val_fraction=0.25)
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
 
-def _trainer(**kw) -> dict:
-    cfg = {
-        "_target_": "aurora.training.trainer.make_trainer",
-        "accelerator": "cpu",
-        "precision": "32-true",
-        "max_epochs": 1,
-        "log_every_n_steps": 1,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-    }
-    cfg.update(kw)
-    return cfg
+def _trainer(**changes: object) -> dict:
+    return tiny_cpu_trainer(log_every_n_steps=1, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -188,14 +170,9 @@ def test_resume_is_exact(sky: np.ndarray, tmp_path: Path) -> None:
     assert not torch.equal(other.model.state_dict()[w], first.model.state_dict()[w])
 
 
-def _compose(overrides: list[str]):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
-
-
 @pytest.mark.parametrize("trainer", ["cpu", "gpu", "ddp"])
 def test_config_groups_compose(trainer: str) -> None:
-    cfg = _compose([f"trainer={trainer}", "model=autoencoder", "logger=none"])
+    cfg = compose_cfg("train", [f"trainer={trainer}", "model=autoencoder", "logger=none"])
     assert cfg.trainer._target_ == "aurora.training.trainer.make_trainer"
     assert cfg.model._target_ == "aurora.models.AutoEncoder"
     if trainer != "cpu":
@@ -204,7 +181,8 @@ def test_config_groups_compose(trainer: str) -> None:
 
 def test_hydra_config_trains(sky: np.ndarray, tmp_path: Path) -> None:
     """The YAML groups as train.py composes them, run through fit_model."""
-    cfg = _compose(
+    cfg = compose_cfg(
+        "train",
         [
             "model=simclr",
             "model.backbone=test_resnet",
@@ -212,7 +190,7 @@ def test_hydra_config_trains(sky: np.ndarray, tmp_path: Path) -> None:
             "+trainer.fast_dev_run=true",
             "+trainer.enable_progress_bar=false",
             "logger=none",
-        ]
+        ],
     )
     loader = LoaderConfig(**OmegaConf.to_container(cfg.train.loader))
     loader = LoaderConfig(batch_size=8, num_workers=0, val_fraction=loader.val_fraction)
@@ -229,7 +207,8 @@ def test_train_end_to_end(tmp_path: Path, monkeypatch) -> None:
 
     monkeypatch.setenv("AURORA_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("AURORA_CACHE_DIR", str(tmp_path / "cache"))
-    cfg = _compose(
+    cfg = compose_cfg(
+        "train",
         [
             "data=synth",
             "data.synth.n=24",
@@ -246,7 +225,7 @@ def test_train_end_to_end(tmp_path: Path, monkeypatch) -> None:
             "train.loader.num_workers=0",
             "jobs=1",
             f"out_dir={tmp_path / 'run'}",
-        ]
+        ],
     )
     res = train(cfg)
     assert res.global_step == 1
