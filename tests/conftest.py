@@ -1,4 +1,10 @@
-"""Suite-wide settings and the shared fixtures of the end-to-end tests.
+"""Suite-wide settings, the shared fixtures and the small helpers of every test folder.
+
+The tests mirror the packages (``tests/<package>/``; whole runs in ``tests/e2e/``, the benchmark
+scripts in ``tests/bench/``). This file stays at the top of ``tests/``: its fixtures reach every
+folder, and pytest puts ``tests/`` on ``sys.path`` when it loads it, so ``from conftest import
+compose_cfg`` works from any folder (test file names are unique, so no folder needs an
+``__init__.py``).
 
 Torch runs on one thread (tiny networks run fastest and most repeatably so) and no test may
 reach for a model hub. The end-to-end tests share one tiny synthetic sky and one cache per
@@ -11,6 +17,12 @@ session, so the tiny autoencoder is trained once, not once per test:
 - :func:`tiny_overrides`: ``debug=tiny`` (conf/debug/tiny.yaml) on that sky and cache.
 - :func:`cfg_cluster`, :func:`cfg_train`: those compositions of ``cluster`` and ``train``,
   a fresh copy for each test; :func:`compose_cfg` composes with other overrides (groups).
+- :func:`blobs`: three separated blobs (90, 12) for the reducer and clusterer tests.
+
+Helpers (imported by name): :data:`ROOT` and :data:`CONF`, :data:`TINY_GRID` (``debug=tiny``
+and a small grid), :func:`compose_cfg`, :func:`tiny_cpu_trainer` and :func:`tiny_simclr` (the
+``trainer`` and ``model`` nodes of a tiny CPU training), :func:`array_digest` (a result's bytes
+to compare with one recorded before a redesign).
 """
 
 from __future__ import annotations
