@@ -28,7 +28,6 @@ UPWARD_ARROWS: dict[tuple[str, str], str] = {}
 #: Modules over the bar today (path under aurora/ -> lines); none may grow.
 LONG_MODULES: dict[str, int] = {
     "report/build.py": 408,
-    "solution/store.py": 576,
 }
 #: Functions over the bar today ("path:name" -> lines); none may grow.
 LONG_FUNCTIONS: dict[str, int] = {

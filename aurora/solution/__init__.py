@@ -1,4 +1,4 @@
-"""Saved solutions: a run's groups as data (layout and loading :mod:`.store`, writing
+"""Saved solutions: a run's groups as data (layout :mod:`.layout`, loading :mod:`.store`, writing
 :mod:`.save`) that label new images (:mod:`.apply`). Must not import run/ (run/ calls it)."""
 
 from aurora.solution.apply import ApplyResult, apply_solution, label_images, write_apply_outputs
@@ -15,11 +15,11 @@ from aurora.solution.extractor import (
     export_extractor,
     rebuild_extractor,
 )
+from aurora.solution.layout import MANIFEST
 from aurora.solution.limits import SolutionLimits
 from aurora.solution.save import save_solution
 from aurora.solution.schema import FORMAT_VERSION, MANIFEST_SCHEMA
 from aurora.solution.store import (
-    MANIFEST,
     NOVELTY_QUANTILE,
     Solution,
     aurora_version,

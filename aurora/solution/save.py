@@ -1,4 +1,4 @@
-"""Writing a finished run's solution folder (the layout is described in :mod:`.store`).
+"""Writing a finished run's solution folder (the layout is described in :mod:`.layout`).
 
 :func:`save_solution` rebuilds the run's extractor from its config (and checks it is the one
 that made the features), exports its weights, copies the reducer's affine map, writes the
@@ -32,14 +32,11 @@ from aurora.preprocess import PreprocessConfig
 from aurora.reduction import LINEAR_FILE, LinearMap
 from aurora.solution.errors import SolutionError
 from aurora.solution.extractor import export_extractor
+from aurora.solution.layout import MANIFEST, NEIGHBOURS, REFERENCE, RUN_INFO
 from aurora.solution.schema import FORMAT_VERSION, validate_manifest
 from aurora.solution.store import (
-    MANIFEST,
-    NEIGHBOURS,
     NOVELTY_QUANTILE,
     PLACEMENT_NEIGHBOURS,
-    REFERENCE,
-    RUN_INFO,
     aurora_version,
     neighbour_distances,
     novelty_threshold,
