@@ -13,8 +13,8 @@ downloaded here; reduce/cluster/score timings depend on the feature shapes, not 
 made them; quality is not measured), then every extractor x reducer x clusterer x k cell through
 the orchestrator's own grid loop :func:`aurora.run.run_grid` (what ``cluster.py`` runs: the cell
 function :func:`aurora.grid.cell.run_cell` with reductions fitted once per feature set and reducer,
-cached in a fresh cache, :func:`~aurora.grid.cell.write_cell`, failures recorded, then
-:func:`~aurora.grid.cell.collect_cells`), :func:`~aurora.grid.ranking.write_results` and
+cached in a fresh cache, :func:`~aurora.grid.cell_files.write_cell`, failures recorded, then
+:func:`~aurora.grid.cell_files.collect_cells`), :func:`~aurora.grid.ranking.write_results` and
 :func:`~aurora.grid.ranking.write_ranking`. ``cop_kmeans`` gets must-link / cannot-link constraints
 from a few "reference" images per synthetic morphology (:func:`constraints_from_reference`); its
 violations are counted on the pairs given and on every pair of references they imply.
@@ -261,7 +261,8 @@ def bench_grid(
     from threadpoolctl import threadpool_info, threadpool_limits
 
     from aurora.clustering import count_violations
-    from aurora.grid.cell import collect_failed, grid_cells
+    from aurora.grid.cell import grid_cells
+    from aurora.grid.cell_files import collect_failed
     from aurora.grid.ranking import write_ranking, write_results
     from aurora.run import run_grid
 

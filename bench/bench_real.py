@@ -407,7 +407,7 @@ def bench(
     Raises:
         BenchError: no truth for any image, no times, or a one-sided time split.
     """
-    from aurora.grid.cell import collect_cells
+    from aurora.grid.cell_files import collect_cells
     from aurora.run import RunSettings, load_context, run_cluster
 
     cfg = compose_config(data_dir, truth_csv, overrides)

@@ -63,7 +63,8 @@ def chain(n: int, fit_sample: int | None, stability_splits: int = 3) -> dict[str
     from sklearn.metrics import adjusted_rand_score
 
     from aurora.fusion import CoAssociationVoting
-    from aurora.grid.cell import collect_cells, run_cell, write_cell
+    from aurora.grid.cell import run_cell
+    from aurora.grid.cell_files import collect_cells, write_cell
     from aurora.grid.ranking import write_ranking
     from aurora.grid.sample import fit_sample_rows
     from aurora.infra.cache import Cache

@@ -7,8 +7,9 @@ number, and all NaN cells of a criterion share the rank after the last number. T
 score is the sum of the four ranks; cells are ordered by Borda score (lowest first), ties
 broken by the cell name (string order), so the order is deterministic.
 
-Writers: :func:`write_ranking` ranks the grid's cells (as ``aurora.grid.cell.collect_cells`` returns
-them) and writes ``ranking.csv`` (:data:`RANKING_COLUMNS`, read back by the fusion stage);
+Writers: :func:`write_ranking` ranks the grid's cells (as
+``aurora.grid.cell_files.collect_cells`` returns them) and writes ``ranking.csv``
+(:data:`RANKING_COLUMNS`, read back by the fusion stage);
 :func:`write_results` writes every scalar field of every cell to ``results.csv``.
 """
 

@@ -45,8 +45,8 @@ OUTPUT_NAMES = (
     "tb",
 )
 OUTPUT_PATTERNS = ("fusion_search_*.csv", "fusion_landscape_*.png")
-#: A sweep job folder is recognised by one of these (written by :mod:`aurora.grid.cell`), in it or
-#: in its cell's sub-folder.
+#: A sweep job folder is recognised by one of these (written by :mod:`aurora.grid.cell_files`),
+#: in it or in its cell's sub-folder.
 JOB_MARKERS = ("cell.json", "failed.json", "*/cell.json", "*/failed.json", "prepared.json")
 FINISHED = ("finished", "finished_with_failures")
 

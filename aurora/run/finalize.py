@@ -20,7 +20,7 @@ from aurora.fusion import (
     select_partitions,
 )
 from aurora.fusion.structure import assess_structure
-from aurora.grid.cell import write_failed_csv
+from aurora.grid.cell_files import write_failed_csv
 from aurora.grid.ranking import write_ranking, write_results
 from aurora.grid.scoring import external_scores, nuisance_dependence
 from aurora.grid.scoring import n_groups as count_groups
@@ -154,10 +154,10 @@ def finalize(
     Args:
         settings: the run's settings (fitted to the data).
         ctx: data and features of the run.
-        cells: the finished cells (:func:`aurora.grid.cell.collect_cells`).
+        cells: the finished cells (:func:`aurora.grid.cell_files.collect_cells`).
         out_dir: the run (or sweep) folder.
         extra: more summary entries.
-        failed: the cells that failed (:func:`aurora.grid.cell.collect_failed`).
+        failed: the cells that failed (:func:`aurora.grid.cell_files.collect_failed`).
         screened: the screening of the data frames: ``screen.csv``, keograms and events
             are written from it (:mod:`aurora.run.nights`), or None.
 

@@ -16,15 +16,8 @@ from typing import Any, Protocol
 import numpy as np
 from omegaconf.errors import MissingMandatoryValue
 
-from aurora.grid.cell import (
-    CellSpec,
-    cell_name,
-    clear_cell,
-    collect_cells,
-    run_cell,
-    write_cell,
-    write_failed,
-)
+from aurora.grid.cell import CellSpec, cell_name, run_cell
+from aurora.grid.cell_files import clear_cell, collect_cells, write_cell, write_failed
 from aurora.infra.cache import Cache
 from aurora.infra.guard import error_line, one_line
 from aurora.infra.logs import log, stage, to_log_files
@@ -93,7 +86,7 @@ def run_grid(
     """Run the given grid cells and write each one's ``cell.json`` + ``labels.npy``.
 
     A cell that raises is recorded (``failed.json`` in its folder, read back with
-    :func:`aurora.grid.cell.collect_failed`; see :func:`record_failure`) and the grid goes on.
+    :func:`aurora.grid.cell_files.collect_failed`; see :func:`record_failure`) and the grid goes on.
 
     Args:
         cells: the cells to run.
@@ -112,7 +105,7 @@ def run_grid(
         fit_rows: the rows every cell fits on (``grid.fit_sample``), or None = all.
 
     Returns:
-        The finished cells under ``cells_dir`` as rows (see :func:`aurora.grid.cell.collect_cells`).
+        The finished cells under ``cells_dir`` (:func:`aurora.grid.cell_files.collect_cells`).
     """
     cache = Cache(cache_dir)
     for spec in cells:

@@ -16,7 +16,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from aurora.data.formats import DEFAULT_MAX_PIXELS, check_max_pixels
-from aurora.grid.cell import CellSpec, collect_failed, grid_cells
+from aurora.grid.cell import CellSpec, grid_cells
+from aurora.grid.cell_files import collect_failed
 from aurora.infra.config import plain
 from aurora.infra.errors import RunError
 from aurora.infra.logs import stage

@@ -22,10 +22,10 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from aurora.grid.cell import (
+from aurora.grid.cell import CellSpec
+from aurora.grid.cell_files import (
     CELL_FILE,
     FAILED_FILE,
-    CellSpec,
     clear_cell,
     collect_cells,
     collect_failed,
