@@ -40,8 +40,6 @@ LONG_FUNCTIONS: dict[str, int] = {
     "run/finalize.py:finalize": 98,
     "run/grid.py:run_grid": 84,
     "run/prepare.py:assemble_prepared": 82,
-    "solution/apply.py:label_images": 90,
-    "solution/save.py:save_solution": 93,
 }
 
 

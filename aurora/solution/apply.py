@@ -108,7 +108,6 @@ def label_images(
         manifest, solution.preprocess_cfg, cache_root, jobs=jobs, progress=progress
     )
     rejected = list(store.rejected)
-    d = solution.embedding.shape[1]
     if len(store) == 0:
         empty = np.zeros(0)
         return ApplyResult(
@@ -116,7 +115,7 @@ def label_images(
             empty.astype(np.int64),
             empty,
             empty.astype(bool),
-            np.zeros((0, d)),
+            np.zeros((0, solution.embedding.shape[1])),
             rejected,
             manifest.n_inputs,
         )
@@ -130,28 +129,9 @@ def label_images(
         progress=progress,
     )
     assert fs is not None  # single process: always assembles
-    feats = np.asarray(fs.features, dtype=np.float32)
-    if feats.shape[1] != solution.features.shape[1]:
-        raise SolutionError(
-            f"new features have {feats.shape[1]} dimensions, "
-            f"the solution's {solution.features.shape[1]}"
-        )
-    emb = embed_new(
-        feats,
-        linear=solution.linear,
-        train_features=solution.features,
-        train_embedding=solution.embedding,
-        n_neighbors=solution.placement_neighbours,
-    ).astype(np.float32)
-    labels = np.asarray(solution.neighbours.predict(emb), dtype=np.int64)
-    # Distance and novelty in feature space: the embedding keeps only a few directions (an
-    # image unlike any sky may differ in the others), and a fitted UMAP/Isomap places its
-    # own training points differently from transformed new ones.
-    ref = solution.features[solution.labels >= 0]
-    fdist, _ = NearestNeighbors(n_neighbors=1).fit(ref).kneighbors(feats)
-    dist = fdist[:, 0].astype(np.float64)
-    thr = solution.novelty_threshold
-    novel = dist > thr if thr is not None else np.zeros(len(dist), bool)
+    feats = _checked_features(fs.features, solution)
+    emb, labels = _place(feats, solution)
+    dist, novel = _novelty(feats, solution)
     return ApplyResult(
         list(fs.ids),
         labels,
@@ -165,6 +145,44 @@ def label_images(
         store=store,
         records=list(manifest.records),
     )
+
+
+def _checked_features(features: np.ndarray, solution: Solution) -> np.ndarray:
+    """The new images' (M, D) features as float32, with the solution's D."""
+    feats = np.asarray(features, dtype=np.float32)
+    if feats.shape[1] != solution.features.shape[1]:
+        raise SolutionError(
+            f"new features have {feats.shape[1]} dimensions, "
+            f"the solution's {solution.features.shape[1]}"
+        )
+    return feats
+
+
+def _place(feats: np.ndarray, solution: Solution) -> tuple[np.ndarray, np.ndarray]:
+    """(M, d) float32 places of the new images in the solution's embedding and their (M,)
+    int64 groups (that of the nearest assigned reference image there)."""
+    emb = embed_new(
+        feats,
+        linear=solution.linear,
+        train_features=solution.features,
+        train_embedding=solution.embedding,
+        n_neighbors=solution.placement_neighbours,
+    ).astype(np.float32)
+    return emb, np.asarray(solution.neighbours.predict(emb), dtype=np.int64)
+
+
+def _novelty(feats: np.ndarray, solution: Solution) -> tuple[np.ndarray, np.ndarray]:
+    """(M,) float64 feature-space distance of each new image to the nearest assigned reference
+    image, and (M,) bool whether it is above the solution's novelty threshold."""
+    # Distance and novelty in feature space: the embedding keeps only a few directions (an
+    # image unlike any sky may differ in the others), and a fitted UMAP/Isomap places its
+    # own training points differently from transformed new ones.
+    ref = solution.features[solution.labels >= 0]
+    fdist, _ = NearestNeighbors(n_neighbors=1).fit(ref).kneighbors(feats)
+    dist = fdist[:, 0].astype(np.float64)
+    thr = solution.novelty_threshold
+    novel = dist > thr if thr is not None else np.zeros(len(dist), bool)
+    return dist, novel
 
 
 def write_apply_outputs(result: ApplyResult, out_dir: str | Path) -> None:
