@@ -92,6 +92,10 @@ class PreprocessResult:
     detail: str | None = None
 
 
+#: The circle of a rejection made before any circle was found.
+_NO_CIRCLE = SkyCircle(math.nan, math.nan, math.nan)
+
+
 def _saturated_fraction(
     raw: np.ndarray,
     rgb: np.ndarray,
@@ -138,32 +142,13 @@ def preprocess_image(raw: np.ndarray, cfg: PreprocessConfig) -> PreprocessResult
     Raises:
         ImageFormatError: for arrays that are not images.
     """
-    nan = SkyCircle(math.nan, math.nan, math.nan)
-    need = MIN_IMAGE_SIDE if cfg.circle is not None else MIN_SEARCH_SIDE
-    if raw.ndim in (2, 3) and min(raw.shape[:2]) < need:
-        h, w = raw.shape[:2]
-        why = "" if cfg.circle is not None else " to find the sky circle"
-        return PreprocessResult(
-            None, TOO_SMALL, nan, detail=f"{w}x{h} px, at least {need} px per side needed{why}"
-        )
+    small = _too_small(raw, cfg)
+    if small is not None:
+        return small
     rgb = to_uint8(raw, cfg.u16_percentiles)
-    if cfg.circle is not None:
-        circle = SkyCircle(*cfg.circle)
-    else:
-        try:
-            circle = find_sky_circle(rgb)
-        except SkyCircleError as err:
-            frac = _saturated_fraction(raw, rgb)
-            if frac >= SATURATED_FRACTION:
-                detail = f"{frac:.0%} of the frame at the maximum value"
-                return PreprocessResult(None, ALL_SATURATED, nan, detail=detail)
-            whole = value_quantile(resize(rgb, WORK_SIZE), 0.9) if cfg.dark_threshold else 255
-            if whole < cfg.dark_threshold:
-                detail = _dark_detail(
-                    whole, cfg.dark_threshold, "of the whole frame (no sky circle)"
-                )
-                return PreprocessResult(None, TOO_DARK, nan, detail=detail)
-            return PreprocessResult(None, NO_SKY_CIRCLE, nan, detail=str(err))
+    circle = _sky_circle(raw, rgb, cfg)
+    if isinstance(circle, PreprocessResult):
+        return circle
     crop, _, _ = crop_square(rgb, circle)
     work = resize(crop, WORK_SIZE)
     sat = sensor_saturation(raw)
@@ -183,22 +168,104 @@ def preprocess_image(raw: np.ndarray, cfg: PreprocessConfig) -> PreprocessResult
         detail = _dark_detail(level, cfg.dark_threshold, "inside the sky circle")
         return PreprocessResult(None, TOO_DARK, circle, moon, glare, twilight, detail)
 
-    size = cfg.size
-    img = resize(crop, size)
+    img = resize(crop, cfg.size)
     grey = bool((img[..., 0] == img[..., 1]).all() and (img[..., 1] == img[..., 2]).all())
     if cfg.moon == "mask":
-        for gx, gy, gr in glares:  # glare is masked like the Moon and its glow
-            f = size / WORK_SIZE
-            img = mask_moon(img, (gx + 0.5) * f - 0.5, (gy + 0.5) * f - 0.5, gr * f)
-        if moon.present:
-            x0, y0, k = square_to_orig(circle, size)
-            mx, my = (moon.x + 0.5 - x0) / k - 0.5, (moon.y + 0.5 - y0) / k - 0.5
-            img = mask_moon(img, mx, my, moon.r / k)
-            if cfg.moon_light:
-                img = subtract_moonlight(img, mx, my)
+        img = _mask_moon_and_glare(img, circle, moon, glares, moon_light=cfg.moon_light)
+    inside = disk(cfg.size)
+    img = _contrast(img, cfg, inside, twilight=twilight, grey=grey)
+    if cfg.star_kernel > 1:
+        img = cv2.medianBlur(img, cfg.star_kernel)
+    img[~inside] = 0
+    return PreprocessResult(img, None, circle, moon, glare, twilight)
+
+
+def _too_small(raw: np.ndarray, cfg: PreprocessConfig) -> PreprocessResult | None:
+    """The rejection of an image (H, W[, 3]) too small for the chain, else None."""
+    need = MIN_IMAGE_SIDE if cfg.circle is not None else MIN_SEARCH_SIDE
+    if raw.ndim in (2, 3) and min(raw.shape[:2]) < need:
+        h, w = raw.shape[:2]
+        why = "" if cfg.circle is not None else " to find the sky circle"
+        return PreprocessResult(
+            None,
+            TOO_SMALL,
+            _NO_CIRCLE,
+            detail=f"{w}x{h} px, at least {need} px per side needed{why}",
+        )
+    return None
+
+
+def _sky_circle(
+    raw: np.ndarray, rgb: np.ndarray, cfg: PreprocessConfig
+) -> SkyCircle | PreprocessResult:
+    """The sky circle of the config, else the one found in ``rgb`` (H, W, 3) uint8.
+
+    Where none is found: the rejection that says why (saturated frame, too dark a frame, or
+    no circle).
+    """
+    if cfg.circle is not None:
+        return SkyCircle(*cfg.circle)
+    try:
+        return find_sky_circle(rgb)
+    except SkyCircleError as err:
+        frac = _saturated_fraction(raw, rgb)
+        if frac >= SATURATED_FRACTION:
+            detail = f"{frac:.0%} of the frame at the maximum value"
+            return PreprocessResult(None, ALL_SATURATED, _NO_CIRCLE, detail=detail)
+        whole = value_quantile(resize(rgb, WORK_SIZE), 0.9) if cfg.dark_threshold else 255
+        if whole < cfg.dark_threshold:
+            detail = _dark_detail(whole, cfg.dark_threshold, "of the whole frame (no sky circle)")
+            return PreprocessResult(None, TOO_DARK, _NO_CIRCLE, detail=detail)
+        return PreprocessResult(None, NO_SKY_CIRCLE, _NO_CIRCLE, detail=str(err))
+
+
+def _mask_moon_and_glare(
+    img: np.ndarray,
+    circle: SkyCircle,
+    moon: MoonInfo,
+    glares: list[tuple[float, float, float]],
+    *,
+    moon_light: bool,
+) -> np.ndarray:
+    """Replace the edge glare, the Moon and their glow by the sky around them.
+
+    Args:
+        img: (size, size, 3) the circle's square at the output size.
+        circle: the sky circle (original pixels).
+        moon: the Moon (original pixels).
+        glares: (x, y, r) of each glare in the working square (:data:`WORK_SIZE` px).
+        moon_light: also subtract the moonlight scattered over the sky.
+    """
+    size = img.shape[0]
+    for gx, gy, gr in glares:  # glare is masked like the Moon and its glow
+        f = size / WORK_SIZE
+        img = mask_moon(img, (gx + 0.5) * f - 0.5, (gy + 0.5) * f - 0.5, gr * f)
+    if moon.present:
+        x0, y0, k = square_to_orig(circle, size)
+        mx, my = (moon.x + 0.5 - x0) / k - 0.5, (moon.y + 0.5 - y0) / k - 0.5
+        img = mask_moon(img, mx, my, moon.r / k)
+        if moon_light:
+            img = subtract_moonlight(img, mx, my)
+    return img
+
+
+def _contrast(
+    img: np.ndarray, cfg: PreprocessConfig, inside: np.ndarray, *, twilight: bool, grey: bool
+) -> np.ndarray:
+    """Background, residual stretch of a wide input and LAB contrast inside the circle.
+
+    Args:
+        img: (size, size, 3) RGB, uint8 (or wider after the background subtraction).
+        cfg: chain settings.
+        inside: (size, size) bool, the sky circle.
+        twilight: a bright sky: its L is not stretched.
+        grey: the input is grey (R = G = B), and so stays the output.
+
+    Returns:
+        (size, size, 3) uint8 RGB.
+    """
     if cfg.background > 0:
         img = subtract_background(img, cfg.background)
-    inside = disk(size)
     l_gain = cfg.max_gain
     if img.dtype != np.uint8:
         img, gain = stretch_residual(img, inside, cfg.l_percentiles[1], l_gain)
@@ -219,7 +286,4 @@ def preprocess_image(raw: np.ndarray, cfg: PreprocessConfig) -> PreprocessResult
         if grey:
             # LAB -> RGB rounds each channel on its own (R, G, B may differ by 1): stay grey.
             img = np.repeat(img[..., 1:2], 3, axis=2)
-    if cfg.star_kernel > 1:
-        img = cv2.medianBlur(img, cfg.star_kernel)
-    img[~inside] = 0
-    return PreprocessResult(img, None, circle, moon, glare, twilight)
+    return img
