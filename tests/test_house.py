@@ -27,13 +27,10 @@ MAX_FUNCTION_LINES = 80
 UPWARD_ARROWS: dict[tuple[str, str], str] = {}
 #: Modules over the bar today (path under aurora/ -> lines); none may grow.
 LONG_MODULES: dict[str, int] = {
-    "report/build.py": 408,
 }
 #: Functions over the bar today ("path:name" -> lines); none may grow.
 LONG_FUNCTIONS: dict[str, int] = {
     "extractors/inference.py:extract_features": 99,
-    "report/build.py:render": 163,
-    "report/plots.py:plot_map": 81,
     "run/context.py:load_context": 86,
     "run/context.py:extract_references": 97,
     "run/finalize.py:finalize": 98,

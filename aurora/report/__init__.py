@@ -23,7 +23,7 @@ matplotlib.use("Agg")  # before anything imports pyplot; the report never opens 
 import numpy as np  # noqa: E402
 
 from aurora.infra.run_folder import read_status  # noqa: E402
-from aurora.report.build import Rendered, confusion_table, read_ranking, render  # noqa: E402
+from aurora.report.build import Rendered, read_ranking, render  # noqa: E402
 from aurora.report.data import (  # noqa: E402
     DATA_FILE,
     ReportData,
@@ -31,6 +31,7 @@ from aurora.report.data import (  # noqa: E402
     from_record,
     shrink,
 )
+from aurora.report.tables import confusion_table  # noqa: E402
 
 if TYPE_CHECKING:
     from aurora.report.record import RunRecord

@@ -1,4 +1,5 @@
-"""Draw the figures and fill the HTML template of a run's report."""
+"""Draw the figures and fill the HTML template of a run's report (the numbers it shows come from
+:mod:`.tables`)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,13 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from aurora.grid.scoring import n_groups, nuisance_dependence
 from aurora.report import plots
 from aurora.report.data import ReportData
 from aurora.report.explain import SCORE_SCALES, outputs, scored
+from aurora.report.tables import confusion_table, group_names, group_stats, moon_ami
 
 TEMPLATE = "report.html.j2"
 RANKING_ROWS = 25
-UNKNOWN_CLASS = "(not in table)"
 
 
 @dataclass
@@ -32,109 +32,6 @@ class Rendered:
     index: Path
     figures: dict[str, Figure] = field(default_factory=dict)
     images: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-@dataclass
-class Table:
-    """A labelled count table: ``counts[i, j]`` for row ``rows[i]`` and column ``cols[j]``."""
-
-    rows: list[str]
-    cols: list[str]
-    counts: np.ndarray
-
-    def view(self) -> list[dict[str, Any]]:
-        """Rows for the template: name, ``cells`` as (count, row share) pairs, total."""
-        out = []
-        for name, row in zip(self.rows, self.counts, strict=True):
-            total = int(row.sum())
-            cells = [(int(c), float(c / total) if total else 0.0) for c in row]
-            out.append({"name": name, "cells": cells, "total": total})
-        return out
-
-
-def group_names(labels: np.ndarray) -> list[tuple[int, str]]:
-    """(label, display name) of groups 0..K-1, then unassigned when present."""
-    k = n_groups(labels)
-    out = [(g, str(g)) for g in range(k)]
-    if (labels < 0).any():
-        out.append((-1, "unassigned"))
-    return out
-
-
-def confusion_table(labels: np.ndarray, truth: np.ndarray) -> Table:
-    """Counts of group × true class (rows: groups 0..K-1 then unassigned; columns sorted).
-
-    Images without a true class (``""``) get the column :data:`UNKNOWN_CLASS`.
-    """
-    labels = np.asarray(labels)
-    truth = np.asarray(truth, dtype=str)
-    classes = sorted({c for c in truth if c})
-    if (truth == "").any():
-        classes.append(UNKNOWN_CLASS)
-    col = {c: j for j, c in enumerate(classes)}
-    rows = group_names(labels)
-    row = {g: i for i, (g, _) in enumerate(rows)}
-    counts = np.zeros((len(rows), len(classes)), np.int64)
-    for g, c in zip(labels, truth, strict=True):
-        counts[row[int(g) if g >= 0 else -1], col[c or UNKNOWN_CLASS]] += 1
-    return Table([name for _, name in rows], classes, counts)
-
-
-def _share(mask: np.ndarray) -> float:
-    return float(mask.mean()) if len(mask) else math.nan
-
-
-def group_stats(data: ReportData) -> list[dict[str, Any]]:
-    """One row per group (and unassigned): size, share, Moon share, majority class, time span."""
-    n = len(data.labels)
-    times = data.timestamps
-    out = []
-    for g, name in group_names(data.labels):
-        m = data.labels == g if g >= 0 else data.labels < 0
-        row: dict[str, Any] = {
-            "label": g,
-            "name": name,
-            "n": int(m.sum()),
-            "share": float(m.sum() / n) if n else 0.0,
-            "moon": _share(data.moon[m]),
-        }
-        if data.moon_truth is not None:
-            row["moon_truth"] = _share(np.isin(data.moon_truth[m], ["1", "True", "true"]))
-        if data.truth is not None:
-            vals, counts = np.unique(data.truth[m], return_counts=True)
-            best = int(np.argmax(counts))
-            row["majority"] = str(vals[best]) or UNKNOWN_CLASS
-            row["majority_share"] = float(counts[best] / counts.sum())
-        ts = sorted(t for t in times[m] if t)
-        if ts:
-            row["first"], row["last"] = _span(ts[0], ts[-1])
-        out.append(row)
-    return out
-
-
-def _span(first: str, last: str) -> tuple[str, str]:
-    """ISO times shortened to minutes; the date of ``last`` dropped when it is ``first``'s."""
-    a, b = first[:16].replace("T", " "), last[:16].replace("T", " ")
-    return a, (b[11:] if a[:10] == b[:10] else b)
-
-
-def _moon_ami(labels: np.ndarray, flag: np.ndarray) -> float:
-    """:func:`~aurora.grid.scoring.nuisance_dependence` of the assigned images' groups on a
-    Moon flag.
-
-    Args:
-        labels: (N,) fused labels, -1 = unassigned (left out).
-        flag: (N,) str Moon flag, ``""`` = unknown (left out).
-
-    Returns:
-        The AMI, or NaN when the known flag takes fewer than two values among the assigned
-        images (a Moon that is never, or always, in the sky cannot have split the groups).
-    """
-    m = labels >= 0
-    f = np.asarray(flag)[m]
-    if np.unique(f[f != ""]).size < 2:
-        return math.nan
-    return nuisance_dependence(labels[m], f)
 
 
 def read_ranking(path: Path) -> list[dict[str, Any]]:
@@ -267,21 +164,47 @@ def render(
     Returns:
         The index path, and the figures / montage images (for TensorBoard).
     """
-    from jinja2 import Environment, FileSystemLoader, select_autoescape
-
     out_dir.mkdir(parents=True, exist_ok=True)
     fig_dir = out_dir / "figures"
     if fig_dir.exists():
         shutil.rmtree(fig_dir)  # stale montages of an earlier render
     fig_dir.mkdir()
     res = Rendered(out_dir / "index.html")
-    labels = data.labels
-    k = data.n_groups
-    colours = plots.group_colours(k)
+    montages, stats = _draw_montages(data, fig_dir, res)
+    figures = _draw_figures(data, ranking, fig_dir, res, solution_cell=solution_cell)
+    landscapes = _copy_landscapes(run_dir, fig_dir)
+    nights = _night_panels(summary, run_dir, fig_dir)
+    page = _template().render(
+        **_run_context(summary, run_dir, status),
+        **_group_context(data),
+        **figures,
+        **_ranking_context(ranking, solution_cell),
+        solution_cell=solution_cell,
+        montages=montages,
+        stats=stats,
+        nights=nights,
+        season_png="figures/season.png" if (fig_dir / "season.png").exists() else None,
+        landscapes=landscapes,
+        scales=SCORE_SCALES,
+        esc=html.escape,
+    )
+    res.index.write_text(page, encoding="utf-8")
+    return res
 
+
+def _draw_montages(
+    data: ReportData, fig_dir: Path, res: Rendered
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One montage PNG per group with picks (kept in ``res.images``).
+
+    Returns:
+        The montages for the template (each group's statistics, picture, count shown and
+        colour), and every group's statistics (:func:`group_stats`).
+    """
+    colours = plots.group_colours(data.n_groups)
     montages = []
     stats = {s["label"]: s for s in group_stats(data)}
-    for g, name in group_names(labels):
+    for g, name in group_names(data.labels):
         sel = data.montage_labels == g
         if not sel.any():
             continue
@@ -297,31 +220,74 @@ def render(
                 "colour": plots.hex_colour(plots.colour_of(g, colours)),
             }
         )
+    return montages, list(stats.values())
 
+
+def _draw_figures(
+    data: ReportData,
+    ranking: Sequence[Mapping[str, Any]],
+    fig_dir: Path,
+    res: Rendered,
+    *,
+    solution_cell: str | None,
+) -> dict[str, Any]:
+    """The map, the timeline and the ranking figure as PNGs (kept in ``res.figures``).
+
+    Returns:
+        Their template fields (``map_png``, ``map_method``, ``timeline``, ``ranking_png``;
+        None for a figure the run has no data for).
+    """
     centres = {
         int(g): int(data.montage_index[np.flatnonzero(data.montage_labels == g)[0]])
         for g in np.unique(data.montage_labels)
     }
-    is_ref = data.reference != ""
     fig = plots.plot_map(
-        data.map2d, labels, centres, data.montage_index, data.map_method, references=is_ref
+        data.map2d,
+        data.labels,
+        centres,
+        data.montage_index,
+        data.map_method,
+        references=data.reference != "",
     )
-    plots.save(fig, fig_dir / "map.png")
-    res.figures["map"] = fig
-
-    timeline = None
-    fig = plots.plot_timeline(data.times(), labels)
-    if fig is not None:
-        plots.save(fig, fig_dir / "timeline.png")
-        res.figures["timeline"] = fig
-        timeline = "figures/timeline.png"
-
-    ranking_png = None
+    map_png = _save_figure(fig, "map", fig_dir, res)
+    timeline = _save_figure(
+        plots.plot_timeline(data.times(), data.labels), "timeline", fig_dir, res
+    )
     fig = plots.plot_ranking(ranking, highlight=solution_cell)
-    if fig is not None:
-        plots.save(fig, fig_dir / "ranking.png")
-        res.figures["ranking"] = fig
-        ranking_png = "figures/ranking.png"
+    return {
+        "map_png": map_png,
+        "map_method": data.map_method,
+        "timeline": timeline,
+        "ranking_png": _save_figure(fig, "ranking", fig_dir, res),
+    }
+
+
+def _save_figure(fig: Figure | None, name: str, fig_dir: Path, res: Rendered) -> str | None:
+    """Save ``fig`` as ``figures/NAME.png`` (kept in ``res.figures``); its page address, or None
+    when there is no figure."""
+    if fig is None:
+        return None
+    plots.save(fig, fig_dir / f"{name}.png")
+    res.figures[name] = fig
+    return f"figures/{name}.png"
+
+
+def _copy_landscapes(run_dir: Path, fig_dir: Path) -> list[dict[str, str]]:
+    """The fusion landscapes of the run, copied beside the page: picture and fusion group."""
+    landscapes = []
+    for src in sorted(run_dir.glob("fusion_landscape_*.png")):
+        shutil.copyfile(src, fig_dir / src.name)
+        landscapes.append(
+            {"src": f"figures/{src.name}", "group": src.stem.removeprefix("fusion_landscape_")}
+        )
+    return landscapes
+
+
+def _ranking_context(
+    ranking: Sequence[Mapping[str, Any]], solution_cell: str | None
+) -> dict[str, Any]:
+    """The ranking table's columns and first :data:`RANKING_ROWS` rows (formatted), and the
+    number of cells."""
     rank_cols = [
         "rank", "cell", "silhouette", "calinski_harabasz", "davies_bouldin",
         "stability_ari", "stability_ami", "borda",
@@ -330,16 +296,14 @@ def render(
         {"cells": [_fmt(r.get(c)) for c in rank_cols], "solution": r.get("cell") == solution_cell}
         for r in ranking[:RANKING_ROWS]
     ]
+    return {"rank_cols": rank_cols, "rank_rows": rank_rows, "n_cells": len(ranking)}
 
-    landscapes = []
-    for src in sorted(run_dir.glob("fusion_landscape_*.png")):
-        shutil.copyfile(src, fig_dir / src.name)
-        landscapes.append(
-            {"src": f"figures/{src.name}", "group": src.stem.removeprefix("fusion_landscape_")}
-        )
 
-    nights = _night_panels(summary, run_dir, fig_dir)
-
+def _group_context(data: ReportData) -> dict[str, Any]:
+    """Counts of the groups, their tables against the truth and the labelled reference images,
+    and their dependence on each Moon flag."""
+    labels = data.labels
+    is_ref = data.reference != ""
     confusion = None
     if data.truth is not None:
         confusion = confusion_table(labels, data.truth)
@@ -347,10 +311,54 @@ def render(
     moon_flags = {"Moon detected by preprocessing": data.moon.astype(str)}
     if data.moon_truth is not None:
         moon_flags["Moon flag of the truth table"] = data.moon_truth
-    moon_rows = [{"name": k_, "ami": _fmt(_moon_ami(labels, v))} for k_, v in moon_flags.items()]
+    moon_rows = [{"name": k_, "ami": _fmt(moon_ami(labels, v))} for k_, v in moon_flags.items()]
+    return {
+        "n_groups": data.n_groups,
+        "n_images": len(labels),
+        "n_unassigned": int((labels < 0).sum()),
+        "has_moon_truth": data.moon_truth is not None,
+        "has_truth": data.truth is not None,
+        "confusion": confusion,
+        "references": references,
+        "moon_rows": moon_rows,
+    }
 
+
+def _run_context(
+    summary: Mapping[str, Any], run_dir: Path, status: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """What the page says of the run: title, status, duration, fusion, extractors skipped or
+    untrained, agreement with the truth table, and the output files beside the page."""
     fusion = summary.get("fusion") or {}
     status_text, status_class = status_line(status, summary)
+    return {
+        "title": f"aurora report: {Path(str(summary.get('data_root', run_dir))).name}",
+        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "run_dir": str(run_dir.resolve()),
+        "summary": summary,
+        "status_text": status_text,
+        "status_class": status_class,
+        "failed_cells": summary.get("failed_cells") or [],
+        "duration": _duration(summary.get("seconds")),
+        "fusion": fusion,
+        "per_group": fusion.get("per_group") or {},
+        "skipped": summary.get("skipped_extractors") or {},
+        "random_init": summary.get("random_init_extractors") or [],
+        "external": _external_rows(summary),
+        "fused_ami_moon": summary.get("fused_ami_moon"),
+        "headline": _truth_headline(summary),
+        "outputs": [  # the files beside this page (report/index.html is the page itself)
+            {"name": name, "what": what, "href": f"../{name}"}
+            for name, what, _ in outputs(run_dir)
+            if not name.startswith("report/")
+        ],
+    }
+
+
+def _template() -> Any:
+    """The page's Jinja template, with the number filters ``fmt`` and ``pct``."""
+    from jinja2 import Environment, FileSystemLoader, select_autoescape
+
     env = Environment(
         loader=FileSystemLoader(Path(__file__).parent / "templates"),
         autoescape=select_autoescape(["html", "j2"]),
@@ -359,50 +367,4 @@ def render(
     )
     env.filters["fmt"] = _fmt
     env.filters["pct"] = lambda v: "–" if v is None or math.isnan(v) else f"{100 * v:.0f}%"
-    page = env.get_template(TEMPLATE).render(
-        title=f"aurora report: {Path(str(summary.get('data_root', run_dir))).name}",
-        generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        run_dir=str(run_dir.resolve()),
-        summary=summary,
-        status_text=status_text,
-        status_class=status_class,
-        failed_cells=summary.get("failed_cells") or [],
-        duration=_duration(summary.get("seconds")),
-        fusion=fusion,
-        per_group=fusion.get("per_group") or {},
-        n_groups=k,
-        n_images=len(labels),
-        n_unassigned=int((labels < 0).sum()),
-        skipped=summary.get("skipped_extractors") or {},
-        random_init=summary.get("random_init_extractors") or [],
-        solution_cell=solution_cell,
-        montages=montages,
-        stats=list(stats.values()),
-        has_moon_truth=data.moon_truth is not None,
-        has_truth=data.truth is not None,
-        map_png="figures/map.png",
-        map_method=data.map_method,
-        timeline=timeline,
-        nights=nights,
-        season_png="figures/season.png" if (fig_dir / "season.png").exists() else None,
-        ranking_png=ranking_png,
-        rank_cols=rank_cols,
-        rank_rows=rank_rows,
-        n_cells=len(ranking),
-        landscapes=landscapes,
-        external=_external_rows(summary),
-        confusion=confusion,
-        references=references,
-        moon_rows=moon_rows,
-        fused_ami_moon=summary.get("fused_ami_moon"),
-        scales=SCORE_SCALES,
-        headline=_truth_headline(summary),
-        outputs=[  # the files beside this page (report/index.html is the page itself)
-            {"name": name, "what": what, "href": f"../{name}"}
-            for name, what, _ in outputs(run_dir)
-            if not name.startswith("report/")
-        ],
-        esc=html.escape,
-    )
-    res.index.write_text(page, encoding="utf-8")
-    return res
+    return env.get_template(TEMPLATE)

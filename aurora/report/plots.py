@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
@@ -142,6 +143,26 @@ def plot_map(
             zorder=3,
             label=f"labelled reference images ({int(references.sum())})",
         )
+    _number_groups(ax, map2d, centres, colours)
+    ax.set_xlabel("map axis 1")
+    ax.set_ylabel("map axis 2")
+    ax.set_title(f"Embedding map: {k} groups, {n} images\n({caption})", fontsize=10)
+    if un.any() or len(shown) or (references is not None and references.any()):
+        ax.legend(loc="best", fontsize=8, framealpha=0.8)
+    return fig
+
+
+def _number_groups(
+    ax: Axes, map2d: np.ndarray, centres: Mapping[int, int], colours: np.ndarray
+) -> None:
+    """Write each group's number on the map at its central image.
+
+    Args:
+        ax: the map's axes.
+        map2d: (N, 2) coordinates.
+        centres: group -> index of its image nearest the group centre (-1 skipped).
+        colours: (K, 4) RGBA of the groups.
+    """
     for g, i in centres.items():
         if g < 0:
             continue
@@ -160,12 +181,6 @@ def plot_map(
                 "lw": 0.5,
             },
         )
-    ax.set_xlabel("map axis 1")
-    ax.set_ylabel("map axis 2")
-    ax.set_title(f"Embedding map: {k} groups, {n} images\n({caption})", fontsize=10)
-    if un.any() or len(shown) or (references is not None and references.any()):
-        ax.legend(loc="best", fontsize=8, framealpha=0.8)
-    return fig
 
 
 def _float(v: Any) -> float:

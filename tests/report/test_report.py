@@ -20,9 +20,9 @@ from sklearn.metrics import adjusted_mutual_info_score
 from aurora.grid.scoring import nuisance_dependence
 from aurora.preprocess import PreprocessConfig
 from aurora.report import ReportDataError, confusion_table, rebuild_report, write_report
-from aurora.report.build import _moon_ami
 from aurora.report.data import MONTAGE_SIZE, montage_picks
 from aurora.report.record import RunRecord
+from aurora.report.tables import moon_ami
 
 N = 60
 K = 4
@@ -312,16 +312,16 @@ def test_moon_ami_is_the_scoring_nuisance_dependence() -> None:
     for _ in range(20):
         labels = rng.integers(-1, 4, 60)
         moon = ((labels == 1) | (rng.random(60) < 0.3)).astype(str)
-        got, old = _moon_ami(labels, moon), before(labels, moon)
+        got, old = moon_ami(labels, moon), before(labels, moon)
         assert got == old  # the same float, bit for bit
         m = labels >= 0
         assert got == nuisance_dependence(labels[m], moon[m])
     # Undefined when the flag does not vary (no Moon at all), or nothing is assigned.
-    assert np.isnan(_moon_ami(labels, np.full(60, "False")))
-    assert np.isnan(_moon_ami(np.full(60, -1), moon))
+    assert np.isnan(moon_ami(labels, np.full(60, "False")))
+    assert np.isnan(moon_ami(np.full(60, -1), moon))
     # A truth table's unknown flags ("") are left out, as everywhere in aurora.grid.scoring.
     flag = moon.copy()
     flag[:10] = ""
     m = labels >= 0
     m[:10] = False
-    assert _moon_ami(labels, flag) == nuisance_dependence(labels[m], flag[m])
+    assert moon_ami(labels, flag) == nuisance_dependence(labels[m], flag[m])
