@@ -235,16 +235,9 @@ def extract_features(
     identity = extractor.identity()
     key = feature_key(store.key, identity)
     cache = Cache(cache_root)
-    if cache.exists(STAGE, key):
-        found = load_feature_set(cache.path(STAGE, key))
-        if weights_match(found.provenance, identity):
-            return found
-        log.warning(
-            "feature entry %s records other weights than the extractor's: computing it again",
-            key,
-        )
-        del found
-        cache.remove(STAGE, key)
+    found = _cached_entry(cache, key, identity)
+    if found is not None:
+        return found
 
     n = len(store)
     if len(store.ids) != n:
@@ -270,8 +263,6 @@ def extract_features(
         )
     if rank != 0 or not all(_shard_done(shard_dir, s, b - a) for s, a, b in bounds):
         return None
-
-    first = np.load(_shard_path(shard_dir, 0), mmap_mode="r")
     runtime = {
         "batch_size": batch_size,
         "device": str(dev),
@@ -279,10 +270,58 @@ def extract_features(
         "shard_size": shard_size,
         "world": world,
     }
+    return _assemble(cache, store, extractor, identity, shard_dir, bounds, runtime=runtime)
+
+
+def _cached_entry(cache: Cache, key: str, identity: dict[str, Any]) -> FeatureSet | None:
+    """The cached feature entry ``key``, if it holds the extractor's weights.
+
+    An entry that records other weights than ``identity`` is removed (computed again).
+    """
+    if not cache.exists(STAGE, key):
+        return None
+    found = load_feature_set(cache.path(STAGE, key))
+    if weights_match(found.provenance, identity):
+        return found
+    log.warning(
+        "feature entry %s records other weights than the extractor's: computing it again",
+        key,
+    )
+    del found
+    cache.remove(STAGE, key)
+    return None
+
+
+def _assemble(
+    cache: Cache,
+    store: ImageStore,
+    extractor: Extractor,
+    identity: dict[str, Any],
+    shard_dir: Path,
+    bounds: Sequence[tuple[int, int, int]],
+    *,
+    runtime: dict[str, Any],
+) -> FeatureSet:
+    """Join the finished shards into the final entry, then remove them.
+
+    Args:
+        cache: the feature cache.
+        store: the preprocessed images.
+        extractor: the extractor (its provenance is recorded).
+        identity: its identity (part of the key).
+        shard_dir: the shard files.
+        bounds: (shard, first row, end row) of every shard, in row order.
+        runtime: the runtime knobs recorded with the entry (not part of the key).
+
+    Returns:
+        The :class:`FeatureSet` (N, D) read back from the cache.
+    """
+    key = feature_key(store.key, identity)
+    first = np.load(_shard_path(shard_dir, 0), mmap_mode="r")
     blocks = ((a, b, np.load(_shard_path(shard_dir, s), mmap_mode="r")) for s, a, b in bounds)
     try:
         write_feature_entry(
-            cache_root,
+            cache.root,
             store,
             identity,
             provenance_of(extractor, identity),
