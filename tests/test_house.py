@@ -33,7 +33,6 @@ LONG_FUNCTIONS: dict[str, int] = {
     "run/context.py:load_context": 86,
     "run/context.py:extract_references": 97,
     "run/finalize.py:finalize": 98,
-    "run/grid.py:run_grid": 84,
     "run/prepare.py:assemble_prepared": 82,
 }
 

@@ -111,16 +111,7 @@ def run_grid(
     for spec in cells:
         feats = features[spec.extractor]
         clusterer = {**clusterers[spec.clusterer], "n_clusters": spec.n_clusters}
-        meta = {
-            "extractor": spec.extractor,
-            "reducer": spec.reducer,
-            "clusterer": spec.clusterer,
-            "n_clusters": spec.n_clusters,
-            "seed": seed,
-            "random_init": feats.random_init,
-        }
-        if spec.requested is not None:
-            meta["n_clusters_requested"] = spec.requested
+        meta = _cell_meta(spec, seed, random_init=feats.random_init)
         out = cells_dir / spec.name
         clear_cell(out)
         try:
@@ -150,6 +141,21 @@ def run_grid(
                 raise
             record_failure(out, meta, err)
     return collect_cells(cells_dir)
+
+
+def _cell_meta(spec: CellSpec, seed: int, *, random_init: bool) -> dict[str, Any]:
+    """What ``cell.json`` (or ``failed.json``) records of a cell besides its results."""
+    meta: dict[str, Any] = {
+        "extractor": spec.extractor,
+        "reducer": spec.reducer,
+        "clusterer": spec.clusterer,
+        "n_clusters": spec.n_clusters,
+        "seed": seed,
+        "random_init": random_init,
+    }
+    if spec.requested is not None:
+        meta["n_clusters_requested"] = spec.requested
+    return meta
 
 
 def run_cells(
