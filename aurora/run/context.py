@@ -16,10 +16,9 @@ from typing import Any
 import numpy as np
 from hydra.utils import instantiate
 
-from aurora.clustering import constraints_from_reference
 from aurora.data.dataset import Truth, ensure_dataset, frame_times, read_truth
 from aurora.data.scan_cache import scan_cached
-from aurora.data.sources import Manifest, Rejection, scan
+from aurora.data.sources import Manifest, Rejection
 from aurora.grid.sample import fit_sample_rows
 from aurora.infra.cache import stable_hash
 from aurora.infra.errors import RunError
@@ -27,10 +26,9 @@ from aurora.infra.logs import log, stage
 from aurora.preprocess import PreprocessedStore
 from aurora.run.budget import plan_budget
 from aurora.run.features import ExtractedFeatures, build_extractors, extract_all
-from aurora.run.settings import ExtractSettings, RunSettings
+from aurora.run.references import References, extract_references
+from aurora.run.settings import RunSettings
 from aurora.run.stores import ImageRows, StoreSet, store_rows
-
-REFERENCE_PREFIX = "reference/"
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,7 @@ class RunContext:
     truth: Truth = Truth(None, {})  # the truth table's classes and nuisances
 
     def fit_rows(self, fit_sample: int | None, seed: int) -> np.ndarray | None:
-        """The rows every grid cell fits on (:func:`aurora.grid.cell.fit_sample_rows`): at most
+        """The rows every grid cell fits on (:func:`aurora.grid.sample.fit_sample_rows`): at most
         ``fit_sample``, evenly spaced in time, plus every row a constraint names; None when
         there are no more rows than that."""
         pairs = [np.asarray(p).ravel() for p in (self.must_link, self.cannot_link) if p is not None]
@@ -69,37 +67,6 @@ class RunContext:
         table's ``moon`` column, else the Moon detected by preprocessing)."""
         found = self.truth.nuisances
         return {**found, "moon": found.get("moon", self.moon)}
-
-
-@dataclass(frozen=True)
-class References:
-    """Labelled reference images, extracted like the data, to append to a run's rows.
-
-    Attributes:
-        ids: (R,) ``reference/<class>/<file>``.
-        source_ids: (R,) ``<class>/<file>``, their ids in the reference folder.
-        paths: (R,) their files.
-        classes: (R,) their class (subfolder).
-        moon: (R,) bool, Moon detected by preprocessing.
-        timestamps: (R,) datetimes or None.
-        rejected: reference inputs that did not become images.
-        features: extractor name -> ((R, D) features, the cache key of their extraction).
-        images: extractor name -> (store images, (R,) rows) of the preprocessed images.
-        must_link: (M, 2) row pairs of the run (data rows first) inside a class.
-        cannot_link: (C, 2) row pairs across classes.
-    """
-
-    ids: list[str]
-    source_ids: list[str]
-    paths: list[str]
-    classes: list[str]
-    moon: np.ndarray
-    timestamps: list[Any]
-    rejected: list[Rejection]
-    features: dict[str, tuple[np.ndarray, str]]
-    images: dict[str, tuple[np.ndarray, np.ndarray]]
-    must_link: np.ndarray
-    cannot_link: np.ndarray
 
 
 def load_context(
@@ -123,15 +90,7 @@ def load_context(
             a stage over the budget stops the run there).
     """
     data, jobs = settings.data, settings.jobs
-    with stage("data") as st:
-        root = ensure_dataset(data.root, data.synth, jobs)
-        manifest = scan_cached(
-            root, settings.cache_dir, jobs=jobs, progress=True, max_pixels=data.max_pixels
-        )
-        st["msg"] = (
-            f"{manifest.n_inputs} inputs in {root}: {len(manifest.records)} readable candidates,"
-            f" {len(manifest.rejected)} rejected while scanning"
-        )
+    manifest = _scan_data(settings)
     names = list(names if names is not None else settings.extractors)
     # Weights found or not before the budget: it lists only the extractors (and cells) that run.
     built = build_extractors(settings, names, node_key)
@@ -190,6 +149,21 @@ def load_context(
     )
 
 
+def _scan_data(settings: RunSettings) -> Manifest:
+    """The data stage: the data set (made first when synthetic) scanned, through its cache."""
+    data, jobs = settings.data, settings.jobs
+    with stage("data") as st:
+        root = ensure_dataset(data.root, data.synth, jobs)
+        manifest = scan_cached(
+            root, settings.cache_dir, jobs=jobs, progress=True, max_pixels=data.max_pixels
+        )
+        st["msg"] = (
+            f"{manifest.n_inputs} inputs in {root}: {len(manifest.records)} readable candidates,"
+            f" {len(manifest.rejected)} rejected while scanning"
+        )
+    return manifest
+
+
 def _rows(f: ExtractedFeatures, ids: list[str]) -> ExtractedFeatures:
     """``f`` restricted to ``ids`` (in that order), with its images."""
     images = ImageRows([(f.store.images, store_rows(f.store, ids))])
@@ -216,105 +190,6 @@ def _append(f: ExtractedFeatures, refs: References, ids: list[str]) -> Extracted
         key=stable_hash(f.key, key, refs.source_ids),
         ids=ids,
         images=ImageRows([*f.images.parts, refs.images[f.name]]),
-    )
-
-
-def extract_references(
-    ref_dir: Path,
-    features: Mapping[str, ExtractedFeatures],
-    stores: StoreSet,
-    extract: ExtractSettings,
-    cache_dir: str | Path,
-    jobs: int | None,
-    rejected: Sequence[Rejection] = (),
-) -> References:
-    """Labelled reference images (one subfolder per class), through the same preprocessing and
-    extractors as the data.
-
-    They join the data set at the end (ids ``reference/<class>/<file>``) and give must-link
-    inside a class and cannot-link across classes for the clusterers that take constraints
-    (COP-K-means).
-
-    Args:
-        ref_dir: the reference folder.
-        features: the run's features per extractor (its extractor and preprocessing are used).
-        stores: the run's stores (their variants and cache are used).
-        extract: batch size and device of the extraction.
-        cache_dir: cache folder.
-        jobs: worker processes.
-        rejected: the run's rejections so far (a reference rejected twice is recorded once).
-
-    Returns:
-        The :class:`References`; their constraints count the run's ``len(ids)`` data rows of
-        ``features`` first.
-    """
-    from aurora.extractors import extract_features  # torch: loaded with the first extraction
-
-    with stage("references") as st:
-        manifest = scan(ref_dir, jobs=jobs)
-        refs = StoreSet(manifest, stores.variants, stores.cache_root, stores.jobs)
-        dropped = [
-            Rejection(REFERENCE_PREFIX + r.path, r.reason, r.detail) for r in manifest.rejected
-        ]
-        flat = [r.id for r in manifest.records if "/" not in r.id]
-        if flat:
-            raise RunError(
-                f"reference images must sit in one subfolder per class under {ref_dir}; "
-                f"found {flat[0]} directly in it"
-            )
-        accepted: set[str] | None = None
-        per_extractor: dict[str, tuple[PreprocessedStore, Any]] = {}
-        for name, f in features.items():
-            store = refs.get(f.preprocess, int(f.extractor.input_size))
-            fs = extract_features(
-                store,
-                f.extractor,
-                cache_dir,
-                batch_size=extract.batch_size,
-                num_workers=0,
-                device=extract.device,
-            )
-            per_extractor[name] = (store, fs)
-            accepted = set(fs.ids) if accepted is None else accepted & set(fs.ids)
-            seen = {x.path for x in [*rejected, *dropped]}
-            for r in store.rejected:
-                rid = REFERENCE_PREFIX + r.path
-                if rid not in seen:
-                    dropped.append(Rejection(rid, r.reason, r.detail))
-                    seen.add(rid)
-        ref_ids = [i for i in per_extractor[next(iter(per_extractor))][1].ids if i in accepted]
-        if not ref_ids:
-            raise RunError(f"no usable reference image under {ref_dir}")
-        feats: dict[str, tuple[np.ndarray, str]] = {}
-        images: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for name, (store, fs) in per_extractor.items():
-            fpos = {i: k for k, i in enumerate(fs.ids)}
-            feats[name] = (fs.features[[fpos[i] for i in ref_ids]], fs.key)
-            images[name] = (store.images, store_rows(store, ref_ids))
-        store = next(iter(per_extractor.values()))[0]
-        rows = store_rows(store, ref_ids)
-        id_to_path = {r.id: r.path for r in manifest.records}
-        classes = [i.split("/", 1)[0] for i in ref_ids]
-        n_data = len(next(iter(features.values())).ids)
-        must, cannot = (
-            np.asarray(p) for p in constraints_from_reference([None] * n_data + classes)
-        )
-        st["msg"] = (
-            f"{len(ref_ids)} reference images in {len(set(classes))} classes: "
-            f"{len(must)} must-link, {len(cannot)} cannot-link"
-        )
-    return References(
-        ids=[REFERENCE_PREFIX + i for i in ref_ids],
-        source_ids=ref_ids,
-        paths=[id_to_path[i] for i in ref_ids],
-        classes=classes,
-        moon=np.asarray(store.moon)[rows],
-        timestamps=[store.timestamps[k] for k in rows],
-        rejected=dropped,
-        features=feats,
-        images=images,
-        must_link=must,
-        cannot_link=cannot,
     )
 
 
