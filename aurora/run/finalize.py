@@ -189,29 +189,10 @@ def finalize(
             f"{fusion.group}: {n_groups} groups, {int((fusion.labels < 0).sum())} unassigned "
             f"(P={fusion.n_partitions}, t={fusion.threshold}, min size {fusion.min_cluster_size})"
         )
-    summary: dict[str, Any] = {
-        "data_root": settings.data.root,
-        "n_inputs": len(ids) + len(ctx.duplicates) + len(rejected),
-        "n_duplicates": len(ctx.duplicates),
-        "n_accepted": len(ids),
-        "n_rejected": len(rejected),
-        "rejected_by_reason": _count_reasons(rejected),
-        "n_groups": n_groups,
-        "n_unassigned": int((fusion.labels < 0).sum()),
-        "fusion": {
-            "group": fusion.group,
-            "n_partitions": fusion.n_partitions,
-            "threshold": fusion.threshold,
-            "min_cluster_size": fusion.min_cluster_size,
-            "loss": fusion.loss,
-            "per_group": fusion.per_group,
-        },
-        "best_cell": ranked[0]["cell"],
-        "n_cells": len(cells) + len(failed),
-        "n_failed_cells": len(failed),
-        "failed_cells": [{"cell": f["cell"], "error": f["error"]} for f in failed],
-        **(extra or {}),
-    }
+    summary = _summary(
+        settings, ctx, fusion, best=ranked[0]["cell"], n_cells=len(cells), failed=failed
+    )
+    summary.update(extra or {})
     if n_groups == 0:
         summary["notice"] = _no_groups_reason(fusion, len(ids))
         log.warning("no groups: %s", summary["notice"])
@@ -234,6 +215,50 @@ def finalize(
         rep = write_report(record, out_dir / "report")
         st["msg"] = str(rep)
     return record
+
+
+def _summary(
+    settings: RunSettings,
+    ctx: RunContext,
+    fusion: FusionOutcome,
+    *,
+    best: str,
+    n_cells: int,
+    failed: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    """The first entries of ``summary.json``: the images counted, the fused groups, the cells.
+
+    Args:
+        settings: the run's settings.
+        ctx: data and features of the run.
+        fusion: the chosen fusion.
+        best: the best-ranked cell's name.
+        n_cells: cells that finished.
+        failed: the cells that failed.
+    """
+    ids, rejected = ctx.ids, ctx.rejected
+    return {
+        "data_root": settings.data.root,
+        "n_inputs": len(ids) + len(ctx.duplicates) + len(rejected),
+        "n_duplicates": len(ctx.duplicates),
+        "n_accepted": len(ids),
+        "n_rejected": len(rejected),
+        "rejected_by_reason": _count_reasons(rejected),
+        "n_groups": count_groups(fusion.labels),
+        "n_unassigned": int((fusion.labels < 0).sum()),
+        "fusion": {
+            "group": fusion.group,
+            "n_partitions": fusion.n_partitions,
+            "threshold": fusion.threshold,
+            "min_cluster_size": fusion.min_cluster_size,
+            "loss": fusion.loss,
+            "per_group": fusion.per_group,
+        },
+        "best_cell": best,
+        "n_cells": n_cells + len(failed),
+        "n_failed_cells": len(failed),
+        "failed_cells": [{"cell": f["cell"], "error": f["error"]} for f in failed],
+    }
 
 
 def structure_summary(record: RunRecord) -> dict[str, Any]:
