@@ -30,7 +30,6 @@ LONG_MODULES: dict[str, int] = {
 }
 #: Functions over the bar today ("path:name" -> lines); none may grow.
 LONG_FUNCTIONS: dict[str, int] = {
-    "run/prepare.py:assemble_prepared": 82,
 }
 
 

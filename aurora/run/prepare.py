@@ -271,7 +271,15 @@ def assemble_prepared(
         cache.remove(entry_stage, k)
     remove_scan_shards(listing, shards, cache.root)
     first = next(iter(stores.values()), None)
-    summary = {
+    summary = _joined_summary(whole, stores, shards)
+    return {"summary": summary, "rejected": first.rejected if first else whole.rejected}, []
+
+
+def _joined_summary(
+    whole: Manifest, stores: dict[str, PreprocessedStore], shards: int
+) -> dict[str, Any]:
+    """The joined data in numbers: its inputs, and each joined store's key, size and counts."""
+    return {
         "shards": shards,
         "n_inputs": whole.n_inputs,
         "stores": {
@@ -285,7 +293,6 @@ def assemble_prepared(
             for n, s in stores.items()
         },
     }
-    return {"summary": summary, "rejected": first.rejected if first else whole.rejected}, []
 
 
 def _block_sizes(cache: Cache, keys: Sequence[str]) -> list[int | None]:
